@@ -1,0 +1,59 @@
+# federa — see README.md. Every target works from a clean clone.
+GO       ?= go
+BIN      := bin/federa
+PKGS     := ./...
+
+.PHONY: all build test race lint generate generate-check bench demo e2e data clean fuzz
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/federa
+
+demo: build
+	./$(BIN) demo
+
+test:
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+
+race:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzLoadCSV -fuzztime 20000x ./dataset/
+	$(GO) test -run '^$$' -fuzz FuzzReadSafetensors -fuzztime 20000x ./models/
+	$(GO) test -run '^$$' -fuzz FuzzParseJobSpec -fuzztime 20000x ./spec/
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@bad=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./coordinator/... | grep -E 'federa/site' ); \
+	  if [ -n "$$bad" ]; then echo "layering: coordinator/ imports site/: $$bad"; exit 1; fi
+	@bad=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./site/... | grep -E 'federa/coordinator' ); \
+	  if [ -n "$$bad" ]; then echo "layering: site/ imports coordinator/: $$bad"; exit 1; fi
+	@echo lint ok
+
+generate:
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc \
+	  --plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" \
+	  --plugin=protoc-gen-go-grpc="$$($(GO) tool -n protoc-gen-go-grpc)" \
+	  --go_out=. --go_opt=module=github.com/federa-dev/federa \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/federa-dev/federa \
+	  -I proto proto/federa/v1/federa.proto
+
+generate-check: generate
+	@git diff --exit-code -- proto/ || (echo "generated code is stale: run make generate and commit"; exit 1)
+	@test -z "$$(git status --porcelain -- proto/)" || (git status --porcelain -- proto/; echo "generated code is not committed"; exit 1)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./coordinator/ | tee bench.out
+
+e2e: build
+	./$(BIN) demo --output json
+
+data:
+	@echo "the demo dataset is small and committed under testdata/; nothing to fetch"
+
+clean:
+	rm -rf bin bench.out

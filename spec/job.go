@@ -1,0 +1,311 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/proto"
+
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// Defaults applied to fields left out of a job spec.
+const (
+	DefaultRounds       = 10
+	DefaultLocalEpochs  = 1
+	DefaultBatchSize    = 32
+	DefaultLearningRate = 0.1
+	DefaultMinSites     = 1
+	DefaultRoundTimeout = 2 * time.Minute
+	DefaultEvalFraction = 0.2
+	DefaultModel        = "logreg"
+	DefaultAggregator   = "fedavg"
+	DefaultLabel        = "label"
+)
+
+// Job is a training job as written in YAML.
+type Job struct {
+	Name         string   `yaml:"name"`
+	Dataset      string   `yaml:"dataset"`
+	Label        string   `yaml:"label"`
+	Features     []string `yaml:"features"`
+	Model        Model    `yaml:"model"`
+	Rounds       int      `yaml:"rounds"`
+	LocalEpochs  int      `yaml:"local_epochs"`
+	BatchSize    int      `yaml:"batch_size"`
+	LearningRate float64  `yaml:"learning_rate"`
+	L2           float64  `yaml:"l2"`
+	MinSites     int      `yaml:"min_sites"`
+	RoundTimeout Duration `yaml:"round_timeout"`
+	Sites        []string `yaml:"sites"`
+	EvalFraction *float64 `yaml:"eval_fraction"`
+	Seed         int64    `yaml:"seed"`
+	Aggregator   string   `yaml:"aggregator"`
+	_            struct{} `yaml:"-"`
+}
+
+// Model names the model architecture.
+type Model struct {
+	Type string `yaml:"type"`
+}
+
+// Duration is a time.Duration written as "90s" or "2m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration like 90s or 2m", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration; want e.g. 90s or 2m", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Parse reads a job spec from YAML. Unknown fields, wrong types and
+// invalid values are errors that name the source, the field and what
+// would be valid. Defaults are applied before validation.
+func Parse(source string, data []byte) (*Job, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("job spec %s: file is empty; see docs/jobs.md for the fields", source)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var j Job
+	if err := dec.Decode(&j); err != nil {
+		return nil, fmt.Errorf("job spec %s: %s", source, cleanYAMLError(err))
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("job spec %s: more than one YAML document; put one job in a file", source)
+	}
+	j.ApplyDefaults()
+	if err := j.Validate(); err != nil {
+		return nil, fmt.Errorf("job spec %s: %w", source, err)
+	}
+	return &j, nil
+}
+
+// ParseFile reads and parses a job spec file.
+func ParseFile(path string) (*Job, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read job spec: %w", err)
+	}
+	return Parse(path, data)
+}
+
+func cleanYAMLError(err error) string {
+	s := err.Error()
+	s = strings.TrimPrefix(s, "yaml: unmarshal errors:\n")
+	s = strings.ReplaceAll(s, "in type spec.Job", "(see docs/jobs.md for valid fields)")
+	s = strings.ReplaceAll(s, "in type spec.Model", "in model (valid: type)")
+	return strings.TrimSpace(s)
+}
+
+// ApplyDefaults fills in every field left at its zero value.
+func (j *Job) ApplyDefaults() {
+	if j.Label == "" {
+		j.Label = DefaultLabel
+	}
+	if j.Model.Type == "" {
+		j.Model.Type = DefaultModel
+	}
+	if j.Rounds == 0 {
+		j.Rounds = DefaultRounds
+	}
+	if j.LocalEpochs == 0 {
+		j.LocalEpochs = DefaultLocalEpochs
+	}
+	if j.BatchSize == 0 {
+		j.BatchSize = DefaultBatchSize
+	}
+	if j.LearningRate == 0 {
+		j.LearningRate = DefaultLearningRate
+	}
+	if j.MinSites == 0 {
+		j.MinSites = DefaultMinSites
+	}
+	if j.RoundTimeout == 0 {
+		j.RoundTimeout = Duration(DefaultRoundTimeout)
+	}
+	if j.EvalFraction == nil {
+		f := DefaultEvalFraction
+		j.EvalFraction = &f
+	}
+	if j.Aggregator == "" {
+		j.Aggregator = DefaultAggregator
+	}
+}
+
+// Validate checks every field and reports all problems at once.
+func (j *Job) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("field %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if j.Name == "" {
+		bad("name", "required; a short human name for the job")
+	}
+	if j.Dataset == "" {
+		bad("dataset", "required; the name each site knows the dataset by")
+	}
+	if j.Label == "" {
+		bad("label", "required; the label column")
+	}
+	seen := map[string]bool{}
+	for i, f := range j.Features {
+		switch {
+		case strings.TrimSpace(f) == "":
+			bad(fmt.Sprintf("features[%d]", i), "empty column name")
+		case seen[f]:
+			bad(fmt.Sprintf("features[%d]", i), "column %q listed twice", f)
+		case f == j.Label:
+			bad(fmt.Sprintf("features[%d]", i), "%q is the label; a feature cannot be the label", f)
+		}
+		seen[f] = true
+	}
+	if j.Model.Type != "logreg" {
+		bad("model.type", "%q is not supported; valid: logreg", j.Model.Type)
+	}
+	if j.Rounds <= 0 || j.Rounds > 10000 {
+		bad("rounds", "%d is out of range; want 1..10000", j.Rounds)
+	}
+	if j.LocalEpochs <= 0 || j.LocalEpochs > 1000 {
+		bad("local_epochs", "%d is out of range; want 1..1000", j.LocalEpochs)
+	}
+	if j.BatchSize <= 0 || j.BatchSize > 1<<20 {
+		bad("batch_size", "%d is out of range; want 1..1048576", j.BatchSize)
+	}
+	if !(j.LearningRate > 0) || math.IsInf(j.LearningRate, 0) || j.LearningRate > 100 {
+		bad("learning_rate", "%v is out of range; want a number in (0, 100]", j.LearningRate)
+	}
+	if j.L2 < 0 || math.IsNaN(j.L2) || math.IsInf(j.L2, 0) {
+		bad("l2", "%v is out of range; want a number ≥ 0", j.L2)
+	}
+	if j.MinSites <= 0 {
+		bad("min_sites", "%d is out of range; want ≥ 1", j.MinSites)
+	}
+	if len(j.Sites) > 0 && j.MinSites > len(j.Sites) {
+		bad("min_sites", "%d is more than the %d sites listed in sites", j.MinSites, len(j.Sites))
+	}
+	if time.Duration(j.RoundTimeout) < time.Second {
+		bad("round_timeout", "%s is too short; want at least 1s (e.g. 2m)", time.Duration(j.RoundTimeout))
+	}
+	siteSeen := map[string]bool{}
+	for i, s := range j.Sites {
+		if !validSite(s) {
+			bad(fmt.Sprintf("sites[%d]", i), "%q is not a site name; want <jurisdiction>/<name>, e.g. eu/paris", s)
+		}
+		if siteSeen[s] {
+			bad(fmt.Sprintf("sites[%d]", i), "site %q listed twice", s)
+		}
+		siteSeen[s] = true
+	}
+	if j.EvalFraction != nil {
+		if f := *j.EvalFraction; !(f >= 0 && f < 1) {
+			bad("eval_fraction", "%v is out of range; want 0 ≤ eval_fraction < 1", f)
+		}
+	}
+	if j.Aggregator != "fedavg" {
+		bad("aggregator", "%q is not supported; valid: fedavg", j.Aggregator)
+	}
+	return errors.Join(errs...)
+}
+
+func validSite(s string) bool {
+	j, n, ok := strings.Cut(s, "/")
+	if !ok || j == "" || n == "" || strings.Contains(n, "/") {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// Proto is the wire form of the job.
+func (j *Job) Proto() *federav1.JobSpec {
+	ef := DefaultEvalFraction
+	if j.EvalFraction != nil {
+		ef = *j.EvalFraction
+	}
+	return &federav1.JobSpec{
+		Name:           j.Name,
+		Dataset:        j.Dataset,
+		Label:          j.Label,
+		Features:       append([]string(nil), j.Features...),
+		Model:          &federav1.ModelSpec{Type: j.Model.Type},
+		Rounds:         int32(j.Rounds),
+		LocalEpochs:    int32(j.LocalEpochs),
+		BatchSize:      int32(j.BatchSize),
+		LearningRate:   j.LearningRate,
+		L2:             j.L2,
+		MinSites:       int32(j.MinSites),
+		RoundTimeoutMs: time.Duration(j.RoundTimeout).Milliseconds(),
+		Sites:          append([]string(nil), j.Sites...),
+		EvalFraction:   ef,
+		Seed:           j.Seed,
+		Aggregator:     j.Aggregator,
+	}
+}
+
+// FromProto converts a wire spec back, without defaults or validation.
+func FromProto(p *federav1.JobSpec) *Job {
+	if p == nil {
+		p = &federav1.JobSpec{}
+	}
+	ef := p.GetEvalFraction()
+	j := &Job{
+		Name:         p.GetName(),
+		Dataset:      p.GetDataset(),
+		Label:        p.GetLabel(),
+		Features:     append([]string(nil), p.GetFeatures()...),
+		Model:        Model{Type: p.GetModel().GetType()},
+		Rounds:       int(p.GetRounds()),
+		LocalEpochs:  int(p.GetLocalEpochs()),
+		BatchSize:    int(p.GetBatchSize()),
+		LearningRate: p.GetLearningRate(),
+		L2:           p.GetL2(),
+		MinSites:     int(p.GetMinSites()),
+		RoundTimeout: Duration(time.Duration(p.GetRoundTimeoutMs()) * time.Millisecond),
+		Sites:        append([]string(nil), p.GetSites()...),
+		EvalFraction: &ef,
+		Seed:         p.GetSeed(),
+		Aggregator:   p.GetAggregator(),
+	}
+	return j
+}
+
+// CheckProto validates a spec received on the wire. The caller's tools
+// should have applied defaults; a wire spec gets them here too, so an old
+// client cannot send a zero that means "forever".
+func CheckProto(p *federav1.JobSpec) (*federav1.JobSpec, error) {
+	j := FromProto(p)
+	if p.GetEvalFraction() == 0 && p.GetRoundTimeoutMs() == 0 {
+		// An unset eval fraction on the wire is indistinguishable from 0; a
+		// spec that also left round_timeout unset came without defaults.
+		j.EvalFraction = nil
+	}
+	j.ApplyDefaults()
+	if err := j.Validate(); err != nil {
+		return nil, err
+	}
+	return proto.Clone(j.Proto()).(*federav1.JobSpec), nil
+}

@@ -1,0 +1,183 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+var (
+	bucketJobs        = []byte("jobs")
+	bucketCheckpoints = []byte("checkpoints")
+	bucketModels      = []byte("models")
+)
+
+// Bolt is a Store in a single bbolt file.
+type Bolt struct {
+	db   *bolt.DB
+	path string
+}
+
+var _ Store = (*Bolt)(nil)
+
+// OpenBolt opens (creating if needed) the store in dir/coordinator.db. A
+// second process opening the same state fails after a short wait instead
+// of corrupting it.
+func OpenBolt(dir string) (*Bolt, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	path := filepath.Join(dir, "coordinator.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open store %s: another coordinator holds it open", path)
+		}
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketJobs, bucketCheckpoints, bucketModels} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Bolt{db: db, path: path}, nil
+}
+
+// Path is the database file.
+func (b *Bolt) Path() string { return b.path }
+
+func putProto(tx *bolt.Tx, bucket []byte, key string, m proto.Message) error {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put([]byte(key), data)
+}
+
+func getProto(tx *bolt.Tx, bucket []byte, key string, m proto.Message) error {
+	v := tx.Bucket(bucket).Get([]byte(key))
+	if v == nil {
+		return ErrNotFound
+	}
+	if err := proto.Unmarshal(v, m); err != nil {
+		return fmt.Errorf("store: decode %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// PutJob implements Store.
+func (b *Bolt) PutJob(job *federav1.Job) error {
+	if job.GetId() == "" {
+		return errors.New("store: job has no id")
+	}
+	return b.db.Update(func(tx *bolt.Tx) error { return putProto(tx, bucketJobs, job.GetId(), job) })
+}
+
+// GetJob implements Store.
+func (b *Bolt) GetJob(id string) (*federav1.Job, error) {
+	job := &federav1.Job{}
+	err := b.db.View(func(tx *bolt.Tx) error { return getProto(tx, bucketJobs, id, job) })
+	if err != nil {
+		return nil, err
+	}
+	return job, nil
+}
+
+// ListJobs implements Store.
+func (b *Bolt) ListJobs() ([]*federav1.Job, error) {
+	var jobs []*federav1.Job
+	err := b.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+			j := &federav1.Job{}
+			if err := proto.Unmarshal(v, j); err != nil {
+				return fmt.Errorf("store: decode job %s: %w", k, err)
+			}
+			jobs = append(jobs, j)
+			return nil
+		})
+	})
+	sort.SliceStable(jobs, func(i, k int) bool {
+		if jobs[i].GetCreatedUnixMs() != jobs[k].GetCreatedUnixMs() {
+			return jobs[i].GetCreatedUnixMs() < jobs[k].GetCreatedUnixMs()
+		}
+		return jobs[i].GetId() < jobs[k].GetId()
+	})
+	return jobs, err
+}
+
+// SaveRound implements Store.
+func (b *Bolt) SaveRound(job *federav1.Job, cp *federav1.Checkpoint) error {
+	if job.GetId() == "" || cp.GetJobId() != job.GetId() {
+		return fmt.Errorf("store: checkpoint for job %q does not match job %q", cp.GetJobId(), job.GetId())
+	}
+	return b.db.Update(func(tx *bolt.Tx) error {
+		if err := putProto(tx, bucketJobs, job.GetId(), job); err != nil {
+			return err
+		}
+		return putProto(tx, bucketCheckpoints, job.GetId(), cp)
+	})
+}
+
+// LoadCheckpoint implements Store.
+func (b *Bolt) LoadCheckpoint(jobID string) (*federav1.Checkpoint, error) {
+	cp := &federav1.Checkpoint{}
+	if err := b.db.View(func(tx *bolt.Tx) error { return getProto(tx, bucketCheckpoints, jobID, cp) }); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+// FinishJob implements Store.
+func (b *Bolt) FinishJob(job *federav1.Job, model []byte) error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		if err := putProto(tx, bucketJobs, job.GetId(), job); err != nil {
+			return err
+		}
+		if model != nil {
+			if err := tx.Bucket(bucketModels).Put([]byte(job.GetId()), model); err != nil {
+				return err
+			}
+		}
+		// The checkpoint's weights live on in the model; drop the copy.
+		return tx.Bucket(bucketCheckpoints).Delete([]byte(job.GetId()))
+	})
+}
+
+// GetModel implements Store.
+func (b *Bolt) GetModel(jobID string) ([]byte, error) {
+	var out []byte
+	err := b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketModels).Get([]byte(jobID))
+		if v == nil {
+			return ErrNotFound
+		}
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	return out, err
+}
+
+// Close implements Store. It is safe to call more than once.
+func (b *Bolt) Close() error {
+	if b.db == nil {
+		return nil
+	}
+	err := b.db.Close()
+	b.db = nil
+	return err
+}

@@ -1,0 +1,28 @@
+package store
+
+import (
+	"errors"
+
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// ErrNotFound is returned when a job, checkpoint or model does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// Store is durable coordinator state. Implementations must make each call
+// atomic and durable before returning.
+type Store interface {
+	// PutJob creates or replaces a job record.
+	PutJob(job *federav1.Job) error
+	GetJob(id string) (*federav1.Job, error)
+	// ListJobs returns every job, oldest first.
+	ListJobs() ([]*federav1.Job, error)
+	// SaveRound stores a job record and its checkpoint in one transaction,
+	// so a restart never sees a round counted without its weights.
+	SaveRound(job *federav1.Job, cp *federav1.Checkpoint) error
+	LoadCheckpoint(jobID string) (*federav1.Checkpoint, error)
+	// FinishJob stores the final job record and its exported model together.
+	FinishJob(job *federav1.Job, model []byte) error
+	GetModel(jobID string) ([]byte, error)
+	Close() error
+}
