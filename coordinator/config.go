@@ -1,0 +1,144 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+
+	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/config"
+)
+
+// Defaults for Config fields left at their zero value.
+const (
+	DefaultListen            = "127.0.0.1:7443"
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultSiteWaitTimeout   = 30 * time.Second
+)
+
+// File is coordinator.yaml as an operator writes it (docs/configuration.md).
+type File struct {
+	Listen   string `yaml:"listen"`
+	StateDir string `yaml:"state_dir"`
+	Identity struct {
+		Dir string `yaml:"dir"`
+	} `yaml:"identity"`
+	// Sites lists the SPIFFE IDs of the sites allowed to connect.
+	Sites             []string        `yaml:"sites"`
+	HeartbeatInterval config.Duration `yaml:"heartbeat_interval"`
+	SiteWaitTimeout   config.Duration `yaml:"site_wait_timeout"`
+	LogLevel          string          `yaml:"log_level"`
+}
+
+// LoadFile reads and checks coordinator.yaml, returning a Config with the
+// identity loaded.
+func LoadFile(path string) (Config, error) {
+	var f File
+	if err := config.DecodeFile(path, &f); err != nil {
+		return Config{}, err
+	}
+	var errs []error
+	cfg := Config{
+		Listen:            f.Listen,
+		StateDir:          f.StateDir,
+		HeartbeatInterval: f.HeartbeatInterval.D(),
+		SiteWaitTimeout:   f.SiteWaitTimeout.D(),
+	}
+	for i, s := range f.Sites {
+		id, err := spiffeid.FromString(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("field sites[%d]: %q is not a SPIFFE ID: %v (want spiffe://<trust-domain>/site/<jurisdiction>/<name>)", i, s, err))
+			continue
+		}
+		cfg.Sites = append(cfg.Sites, id)
+	}
+	if f.Identity.Dir == "" {
+		errs = append(errs, errors.New("field identity.dir: required (a directory with svid.pem, key.pem and bundle.pem)"))
+	} else if id, err := attest.LoadIdentity(f.Identity.Dir); err != nil {
+		errs = append(errs, fmt.Errorf("field identity.dir: %w", err))
+	} else {
+		cfg.Identity = id
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Config is everything a Coordinator needs. Its zero value plus StateDir,
+// Identity and Sites is a working configuration.
+type Config struct {
+	// Listen is host:port; port 0 picks a free port (see Coordinator.Addr).
+	Listen   string
+	StateDir string
+	Identity attest.Source
+	// Sites are the site SPIFFE IDs allowed to connect; any other site is
+	// refused at the TLS handshake.
+	Sites             []spiffeid.ID
+	HeartbeatInterval time.Duration
+	// SiteWaitTimeout is how long a job waits for enough of its sites to
+	// be connected before it fails.
+	SiteWaitTimeout time.Duration
+	Log             *slog.Logger
+	// ServerOptions are extra gRPC server options (tests use them to watch
+	// the wire).
+	ServerOptions []grpc.ServerOption
+	// Now is the clock; tests inject one.
+	Now func() time.Time
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("field state_dir: required (where jobs and checkpoints are kept)"))
+	}
+	if c.Identity == nil {
+		errs = append(errs, errors.New("field identity: required"))
+	}
+	if len(c.Sites) == 0 {
+		errs = append(errs, errors.New("field sites: list at least one site SPIFFE ID allowed to connect"))
+	}
+	seen := map[spiffeid.ID]bool{}
+	for i, id := range c.Sites {
+		if _, ok := attest.SiteName(id); !ok {
+			errs = append(errs, fmt.Errorf("field sites[%d]: %s is not a site ID; want spiffe://<trust-domain>/site/<jurisdiction>/<name>", i, id))
+		}
+		if seen[id] {
+			errs = append(errs, fmt.Errorf("field sites[%d]: %s listed twice", i, id))
+		}
+		seen[id] = true
+	}
+	if c.HeartbeatInterval < 0 {
+		errs = append(errs, fmt.Errorf("field heartbeat_interval: %s is negative", c.HeartbeatInterval))
+	}
+	if c.SiteWaitTimeout < 0 {
+		errs = append(errs, fmt.Errorf("field site_wait_timeout: %s is negative", c.SiteWaitTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.SiteWaitTimeout == 0 {
+		c.SiteWaitTimeout = DefaultSiteWaitTimeout
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}

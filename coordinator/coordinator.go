@@ -1,0 +1,162 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/logkeys"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/store"
+)
+
+// Coordinator serves SiteService and JobService on one mTLS port.
+type Coordinator struct {
+	cfg   Config
+	log   *slog.Logger
+	store store.Store
+	lis   net.Listener
+	srv   *grpc.Server
+
+	sites map[spiffeid.ID]string // allowed site ID -> site name
+
+	updMu    sync.Mutex // serializes job updates (see updateWith)
+	mu       sync.Mutex
+	sessions map[string]*session // by site name
+	changed  chan struct{}       // closed and replaced when sessions change
+	pending  map[string]*pendingTask
+	jobs     map[string]*jobState
+
+	runCtx    context.Context
+	runCancel context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks cfg, opens the store and binds the listener. Nothing is served
+// until Run.
+func New(cfg Config) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("coordinator config: %w", err)
+	}
+	cfg.setDefaults()
+	c := &Coordinator{
+		cfg:      cfg,
+		log:      cfg.Log.With(logkeys.Component, "coordinator"),
+		sites:    map[spiffeid.ID]string{},
+		sessions: map[string]*session{},
+		changed:  make(chan struct{}),
+		pending:  map[string]*pendingTask{},
+		jobs:     map[string]*jobState{},
+	}
+	for _, id := range cfg.Sites {
+		name, _ := attest.SiteName(id)
+		c.sites[id] = name
+	}
+	st, err := store.OpenBolt(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	c.store = st
+	if err := c.loadJobs(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("coordinator listen on %s: %w", cfg.Listen, err)
+	}
+	c.lis = lis
+	creds := attest.ServerCredentials(cfg.Identity, c.authorizePeer, c.log)
+	opts := append([]grpc.ServerOption{
+		grpc.Creds(creds),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}, cfg.ServerOptions...)
+	c.srv = grpc.NewServer(opts...)
+	federav1.RegisterSiteServiceServer(c.srv, &siteService{c: c})
+	federav1.RegisterJobServiceServer(c.srv, &jobService{c: c})
+	c.runCtx, c.runCancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// authorizePeer admits the configured sites and users of the coordinator's
+// own trust domain; anything else is refused at the handshake.
+func (c *Coordinator) authorizePeer(id spiffeid.ID) error {
+	if _, ok := c.sites[id]; ok {
+		return nil
+	}
+	if attest.IsUser(id) && id.TrustDomain() == c.cfg.Identity.ID().TrustDomain() {
+		return nil
+	}
+	if _, isSite := attest.SiteName(id); isSite {
+		return fmt.Errorf("site %s is not listed in the coordinator's sites", id)
+	}
+	return fmt.Errorf("%s is neither a listed site nor a user of trust domain %s", id, c.cfg.Identity.ID().TrustDomain())
+}
+
+// Addr is the address the coordinator listens on.
+func (c *Coordinator) Addr() string { return c.lis.Addr().String() }
+
+// Run serves until ctx is cancelled, then shuts down gracefully. It resumes
+// every job that was running when the coordinator last stopped.
+func (c *Coordinator) Run(ctx context.Context) error {
+	c.log.Info("coordinator serving", logkeys.Addr, c.Addr(), logkeys.SpiffeID, c.cfg.Identity.ID().String())
+	c.resumeJobs()
+	errc := make(chan error, 1)
+	go func() { errc <- c.srv.Serve(c.lis) }()
+	select {
+	case <-ctx.Done():
+		c.shutdown()
+		<-errc
+		return nil
+	case err := <-errc:
+		c.shutdown()
+		if errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
+		return fmt.Errorf("coordinator serve: %w", err)
+	}
+}
+
+// shutdown stops the job runners first (so nothing new is dispatched), then
+// drains gRPC: GracefulStop raced against a deadline, then Stop, because a
+// site stream never ends on its own.
+func (c *Coordinator) shutdown() {
+	c.runCancel()
+	c.wg.Wait()
+	done := make(chan struct{})
+	go func() { c.srv.GracefulStop(); close(done) }()
+	c.closeSessions()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		c.srv.Stop()
+		<-done
+	}
+}
+
+// Close releases everything New acquired, in order: runners stop, the
+// gRPC server stops, the listener closes, the store closes. Safe to call
+// more than once and after Run returned.
+func (c *Coordinator) Close() error {
+	c.closeOnce.Do(func() {
+		c.runCancel()
+		c.wg.Wait()
+		c.srv.Stop()
+		c.lis.Close()
+		c.closeErr = c.store.Close()
+	})
+	return c.closeErr
+}

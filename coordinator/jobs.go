@@ -1,0 +1,330 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/logkeys"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/spec"
+	"github.com/federa-dev/federa/store"
+)
+
+// jobState is the in-memory side of a job: the latest record (the store
+// holds the same), a channel closed at every change, and the runner's
+// cancel.
+type jobState struct {
+	job     *federav1.Job
+	event   string
+	changed chan struct{}
+	cancel  context.CancelFunc
+}
+
+func isFinal(s federav1.JobStatus) bool {
+	return s == federav1.JobStatus_JOB_STATUS_SUCCEEDED || s == federav1.JobStatus_JOB_STATUS_FAILED || s == federav1.JobStatus_JOB_STATUS_CANCELLED
+}
+
+func (c *Coordinator) loadJobs() error {
+	jobs, err := c.store.ListJobs()
+	if err != nil {
+		return fmt.Errorf("load jobs: %w", err)
+	}
+	for _, j := range jobs {
+		c.jobs[j.GetId()] = &jobState{job: j, changed: make(chan struct{})}
+	}
+	return nil
+}
+
+// resumeJobs restarts the runner of every job that was pending or running
+// when the coordinator stopped.
+func (c *Coordinator) resumeJobs() {
+	c.mu.Lock()
+	var ids []string
+	for id, js := range c.jobs {
+		if !isFinal(js.job.GetStatus()) && js.cancel == nil {
+			ids = append(ids, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		c.log.Info("resuming job", logkeys.Job, id)
+		c.startRunner(id)
+	}
+}
+
+func (c *Coordinator) startRunner(id string) {
+	ctx, cancel := context.WithCancel(c.runCtx)
+	c.mu.Lock()
+	c.jobs[id].cancel = cancel
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer cancel()
+		c.runJob(ctx, id)
+	}()
+}
+
+// update applies fn to a copy of the job, stores it durably, then
+// publishes it. Returns the stored copy.
+func (c *Coordinator) update(id, event string, fn func(j *federav1.Job)) (*federav1.Job, error) {
+	return c.updateWith(id, event, fn, func(j *federav1.Job) error { return c.store.PutJob(j) })
+}
+
+// errJobEnded means a runner tried to update a job that was cancelled (or
+// otherwise ended) under it; the runner stops.
+var errJobEnded = errors.New("coordinator: job already ended")
+
+func (c *Coordinator) updateWith(id, event string, fn func(j *federav1.Job), persist func(j *federav1.Job) error) (*federav1.Job, error) {
+	// One update at a time, held across the write, so a cancel and a
+	// runner's progress can never overwrite each other.
+	c.updMu.Lock()
+	defer c.updMu.Unlock()
+	c.mu.Lock()
+	js, ok := c.jobs[id]
+	if !ok {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("job %s: %w", id, store.ErrNotFound)
+	}
+	if isFinal(js.job.GetStatus()) {
+		c.mu.Unlock()
+		return nil, errJobEnded
+	}
+	j := proto.Clone(js.job).(*federav1.Job)
+	c.mu.Unlock()
+	fn(j)
+	j.UpdatedUnixMs = c.cfg.Now().UnixMilli()
+	if err := persist(j); err != nil {
+		return nil, fmt.Errorf("store job %s: %w", id, err)
+	}
+	c.mu.Lock()
+	js.job = j
+	if event != "" {
+		js.event = event
+	}
+	close(js.changed)
+	js.changed = make(chan struct{})
+	c.mu.Unlock()
+	return j, nil
+}
+
+func (c *Coordinator) snapshot(id string) (*federav1.Job, string, <-chan struct{}, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	js, ok := c.jobs[id]
+	if !ok {
+		return nil, "", nil, false
+	}
+	return js.job, js.event, js.changed, true
+}
+
+// Submit validates and stores a job and starts running it. Exposed for
+// embedding; the gRPC API calls it too.
+func (c *Coordinator) Submit(requester string, s *federav1.JobSpec) (*federav1.Job, error) {
+	checked, err := spec.CheckProto(s)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid job spec: %v", err)
+	}
+	for _, site := range checked.GetSites() {
+		if !c.knownSite(site) {
+			return nil, status.Errorf(codes.InvalidArgument, "invalid job spec: field sites: %q is not a site this coordinator knows (known: %s)", site, strings.Join(c.siteNames(), ", "))
+		}
+	}
+	now := c.cfg.Now().UnixMilli()
+	j := &federav1.Job{
+		Id:            newJobID(),
+		Spec:          checked,
+		Status:        federav1.JobStatus_JOB_STATUS_PENDING,
+		Message:       "waiting for sites",
+		Requester:     requester,
+		CreatedUnixMs: now,
+		UpdatedUnixMs: now,
+	}
+	if err := c.store.PutJob(j); err != nil {
+		return nil, status.Errorf(codes.Internal, "store job: %v", err)
+	}
+	c.mu.Lock()
+	c.jobs[j.GetId()] = &jobState{job: j, event: "submitted", changed: make(chan struct{})}
+	c.mu.Unlock()
+	c.log.Info("job submitted", logkeys.Job, j.GetId(), "requester", requester, "name", checked.GetName())
+	c.startRunner(j.GetId())
+	return j, nil
+}
+
+func (c *Coordinator) knownSite(name string) bool {
+	for _, n := range c.sites {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Coordinator) siteNames() []string {
+	var out []string
+	for _, n := range c.sites {
+		out = append(out, n)
+	}
+	return sortStrings(out)
+}
+
+func newJobID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "job-" + hex.EncodeToString(b[:])
+}
+
+type jobService struct {
+	federav1.UnimplementedJobServiceServer
+	c *Coordinator
+}
+
+// caller returns the user calling a JobService RPC. Sites have no business
+// here.
+func (s *jobService) caller(ctx context.Context, rpc string) (string, error) {
+	id, err := attest.PeerID(ctx)
+	if err != nil {
+		return "", status.Error(codes.Unauthenticated, "an mTLS SPIFFE identity is required")
+	}
+	if !attest.IsUser(id) {
+		return "", status.Errorf(codes.PermissionDenied, "%s may not call %s: only user identities (spiffe://<td>/user/<name>) may", id, rpc)
+	}
+	return id.String(), nil
+}
+
+func (s *jobService) SubmitJob(ctx context.Context, req *federav1.SubmitJobRequest) (*federav1.Job, error) {
+	who, err := s.caller(ctx, "SubmitJob")
+	if err != nil {
+		return nil, err
+	}
+	return s.c.Submit(who, req.GetSpec())
+}
+
+func (s *jobService) GetJob(ctx context.Context, req *federav1.GetJobRequest) (*federav1.Job, error) {
+	if _, err := s.caller(ctx, "GetJob"); err != nil {
+		return nil, err
+	}
+	j, _, _, ok := s.c.snapshot(req.GetId())
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "job %q not found", req.GetId())
+	}
+	return j, nil
+}
+
+func (s *jobService) ListJobs(ctx context.Context, _ *federav1.ListJobsRequest) (*federav1.ListJobsResponse, error) {
+	if _, err := s.caller(ctx, "ListJobs"); err != nil {
+		return nil, err
+	}
+	jobs, err := s.c.store.ListJobs()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "list jobs: %v", err)
+	}
+	return &federav1.ListJobsResponse{Jobs: jobs}, nil
+}
+
+func (s *jobService) WatchJob(req *federav1.WatchJobRequest, stream federav1.JobService_WatchJobServer) error {
+	if _, err := s.caller(stream.Context(), "WatchJob"); err != nil {
+		return err
+	}
+	var last *federav1.Job
+	for {
+		j, event, changed, ok := s.c.snapshot(req.GetId())
+		if !ok {
+			return status.Errorf(codes.NotFound, "job %q not found", req.GetId())
+		}
+		if j != last {
+			if err := stream.Send(&federav1.JobEvent{Job: j, Message: event}); err != nil {
+				return err
+			}
+			last = j
+		}
+		if isFinal(j.GetStatus()) {
+			return nil
+		}
+		select {
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		case <-s.c.runCtx.Done():
+			return status.Error(codes.Unavailable, "coordinator shutting down")
+		case <-changed:
+		}
+	}
+}
+
+func (s *jobService) CancelJob(ctx context.Context, req *federav1.CancelJobRequest) (*federav1.Job, error) {
+	who, err := s.caller(ctx, "CancelJob")
+	if err != nil {
+		return nil, err
+	}
+	c := s.c
+	c.mu.Lock()
+	js, ok := c.jobs[req.GetId()]
+	var cancel context.CancelFunc
+	var final bool
+	if ok {
+		cancel, final = js.cancel, isFinal(js.job.GetStatus())
+	}
+	c.mu.Unlock()
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "job %q not found", req.GetId())
+	}
+	if final {
+		j, _, _, _ := c.snapshot(req.GetId())
+		return nil, status.Errorf(codes.FailedPrecondition, "job %s already ended (%s)", req.GetId(), statusName(j.GetStatus()))
+	}
+	reason := req.GetReason()
+	if reason == "" {
+		reason = "cancelled by " + who
+	}
+	j, err := c.update(req.GetId(), "cancelled: "+reason, func(j *federav1.Job) {
+		j.Status = federav1.JobStatus_JOB_STATUS_CANCELLED
+		j.Message = reason
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	if cancel != nil {
+		cancel()
+	}
+	c.log.Info("job cancelled", logkeys.Job, req.GetId(), logkeys.Reason, reason)
+	return j, nil
+}
+
+func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.JobService_GetModelServer) error {
+	if _, err := s.caller(stream.Context(), "GetModel"); err != nil {
+		return err
+	}
+	j, _, _, ok := s.c.snapshot(req.GetJobId())
+	if !ok {
+		return status.Errorf(codes.NotFound, "job %q not found", req.GetJobId())
+	}
+	if j.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		return status.Errorf(codes.FailedPrecondition, "job %s has no model: it is %s", j.GetId(), statusName(j.GetStatus()))
+	}
+	data, err := s.c.store.GetModel(j.GetId())
+	if errors.Is(err, store.ErrNotFound) {
+		return status.Errorf(codes.NotFound, "model of job %s not found", j.GetId())
+	} else if err != nil {
+		return status.Errorf(codes.Internal, "read model: %v", err)
+	}
+	for off := 0; off < len(data); off += federav1.MaxChunkBytes {
+		end := min(off+federav1.MaxChunkBytes, len(data))
+		if err := stream.Send(&federav1.ModelChunk{Data: data[off:end]}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func statusName(s federav1.JobStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "JOB_STATUS_"))
+}

@@ -1,0 +1,492 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+
+	"github.com/federa-dev/federa/internal/logkeys"
+	"github.com/federa-dev/federa/models"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/store"
+)
+
+// training is a running job's state between rounds: what a checkpoint
+// holds.
+type training struct {
+	round    int
+	features []string
+	classes  []string
+	scaler   models.Scaler
+	weights  models.Weights
+	sites    []string // sites that passed the stats phase
+}
+
+// runJob drives one job to a final state. If the coordinator is shutting
+// down it leaves the job as it is, to be resumed at the next start.
+func (c *Coordinator) runJob(ctx context.Context, id string) {
+	log := c.log.With(logkeys.Job, id)
+	err := c.execute(ctx, id, log)
+	switch {
+	case err == nil, errors.Is(err, errJobEnded):
+	case c.runCtx.Err() != nil:
+		log.Info("job paused by shutdown; it resumes at the next start")
+	default:
+		log.Warn("job failed", logkeys.Err, err)
+		_, _ = c.update(id, "failed: "+err.Error(), func(j *federav1.Job) {
+			j.Status = federav1.JobStatus_JOB_STATUS_FAILED
+			j.Message = err.Error()
+		})
+	}
+}
+
+func (c *Coordinator) execute(ctx context.Context, id string, log interface {
+	Info(string, ...any)
+}) error {
+	j, _, _, _ := c.snapshot(id)
+	sp := j.GetSpec()
+	var st *training
+	cp, err := c.store.LoadCheckpoint(id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if _, err := c.update(id, "standardizing", func(j *federav1.Job) {
+			j.Status = federav1.JobStatus_JOB_STATUS_RUNNING
+			j.Message = "collecting column statistics from sites"
+		}); err != nil {
+			return err
+		}
+		if st, err = c.standardize(ctx, id, sp); err != nil {
+			return err
+		}
+		log.Info("standardization done", "sites", st.sites, "features", len(st.features), "classes", st.classes)
+	case err != nil:
+		return fmt.Errorf("load checkpoint: %w", err)
+	default:
+		if st, err = fromCheckpoint(cp, j); err != nil {
+			return err
+		}
+		log.Info("resuming from checkpoint", logkeys.Round, st.round)
+	}
+	agg, err := models.NewAggregator(sp.GetAggregator())
+	if err != nil {
+		return err
+	}
+	for r := st.round + 1; r <= int(sp.GetRounds()); r++ {
+		if err := c.round(ctx, id, sp, st, r, agg); err != nil {
+			return fmt.Errorf("round %d: %w", r, err)
+		}
+	}
+	return c.finish(id, sp, st)
+}
+
+// standardize runs the stats fan-out: every site reports its columns,
+// classes and per-column moments (never a row); the coordinator checks they
+// agree and merges the moments into one scaler.
+func (c *Coordinator) standardize(ctx context.Context, id string, sp *federav1.JobSpec) (*training, error) {
+	sites, err := c.waitForSites(ctx, id, sp, nil)
+	if err != nil {
+		return nil, err
+	}
+	col, err := c.fanOut(ctx, id, sp, 0, federav1.TaskKind_TASK_KIND_STATS, sites, int(sp.GetMinSites()), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if col.Outcome() != Done {
+		return nil, fmt.Errorf("column statistics: %s", col.Reason())
+	}
+	answers := col.Answers()
+	names := col.Answered()
+	var (
+		features []string
+		first    string
+		moments  models.Moments
+		classSet = map[string]bool{}
+	)
+	for i, s := range names {
+		r := answers[s].result
+		if i == 0 {
+			features, first = r.GetFeatures(), s
+			moments = models.Moments{Count: r.GetCount(), Sum: r.GetSum(), SumSq: r.GetSumSq()}
+		} else {
+			if !equalStrings(features, r.GetFeatures()) {
+				return nil, fmt.Errorf("feature columns differ between sites: %s has [%s], %s has [%s]; list `features` in the job spec or align the files",
+					first, strings.Join(features, ", "), s, strings.Join(r.GetFeatures(), ", "))
+			}
+			if err := moments.Merge(models.Moments{Count: r.GetCount(), Sum: r.GetSum(), SumSq: r.GetSumSq()}); err != nil {
+				return nil, fmt.Errorf("merge statistics of %s: %w", s, err)
+			}
+		}
+		if len(r.GetSum()) != len(r.GetFeatures()) || len(r.GetSumSq()) != len(r.GetFeatures()) {
+			return nil, fmt.Errorf("site %s sent %d sums for %d features", s, len(r.GetSum()), len(r.GetFeatures()))
+		}
+		for _, k := range r.GetClasses() {
+			classSet[k] = true
+		}
+	}
+	if len(features) == 0 {
+		return nil, errors.New("sites reported no feature columns")
+	}
+	classes := sortStrings(keys(classSet))
+	if len(classes) < 2 {
+		return nil, fmt.Errorf("label %q has only the value(s) [%s] across all sites; a classifier needs at least 2", sp.GetLabel(), strings.Join(classes, ", "))
+	}
+	st := &training{
+		features: features,
+		classes:  classes,
+		scaler:   moments.Scaler(),
+		weights:  models.NewLogReg(len(features), len(classes)),
+		sites:    names,
+	}
+	cpw, err := models.EncodeWeights(st.weights)
+	if err != nil {
+		return nil, err
+	}
+	cp := st.checkpoint(id, cpw)
+	_, err = c.updateWith(id, fmt.Sprintf("standardized: %d sites, %d features, classes %v", len(names), len(features), classes), func(j *federav1.Job) {
+		j.Features, j.Classes = features, classes
+		j.Message = "training"
+		for _, s := range names {
+			r := answers[s]
+			ss := siteSummary(j, s)
+			ss.RawBytes = r.result.GetRawBytes()
+			ss.TrainRows = r.result.GetTrainRows()
+			ss.EvalRows = r.result.GetEvalRows()
+		}
+		addBytes(j, col)
+	}, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
+	return st, err
+}
+
+func (st *training) checkpoint(id string, weights []byte) *federav1.Checkpoint {
+	return &federav1.Checkpoint{
+		JobId: id, Round: int32(st.round), Features: st.features, Classes: st.classes,
+		ScalerMean: st.scaler.Mean, ScalerScale: st.scaler.Scale, Weights: weights,
+	}
+}
+
+func fromCheckpoint(cp *federav1.Checkpoint, j *federav1.Job) (*training, error) {
+	w, err := models.DecodeWeights(cp.GetWeights())
+	if err != nil {
+		return nil, fmt.Errorf("decode checkpoint of round %d: %w", cp.GetRound(), err)
+	}
+	st := &training{
+		round: int(cp.GetRound()), features: cp.GetFeatures(), classes: cp.GetClasses(),
+		scaler:  models.Scaler{Mean: cp.GetScalerMean(), Scale: cp.GetScalerScale()},
+		weights: w,
+	}
+	for _, s := range j.GetSites() {
+		st.sites = append(st.sites, s.GetSite())
+	}
+	return st, nil
+}
+
+// round runs one training round: train fan-out, aggregate, eval fan-out,
+// checkpoint.
+func (c *Coordinator) round(ctx context.Context, id string, sp *federav1.JobSpec, st *training, r int, agg models.Aggregator) error {
+	start := c.cfg.Now()
+	sites, err := c.waitForSites(ctx, id, sp, st.sites)
+	if err != nil {
+		return err
+	}
+	col, err := c.fanOut(ctx, id, sp, r, federav1.TaskKind_TASK_KIND_TRAIN, sites, int(sp.GetMinSites()), st, st.weights)
+	if err != nil {
+		return err
+	}
+	if col.Outcome() != Done {
+		return fmt.Errorf("training: %s", col.Reason())
+	}
+	var updates []models.Update
+	var lossSum float64
+	var examples int64
+	for _, s := range col.Answered() {
+		a := col.Answers()[s]
+		if err := a.weights.Validate(st.weights); err != nil {
+			return fmt.Errorf("update from %s: %w", s, err)
+		}
+		n := a.result.GetExamples()
+		updates = append(updates, models.Update{Weights: a.weights, Examples: int(n)})
+		lossSum += a.result.GetTrainLoss() * float64(n)
+		examples += n
+	}
+	next, err := agg.Aggregate(st.weights, updates)
+	if err != nil {
+		return fmt.Errorf("aggregate: %w", err)
+	}
+	// Evaluation is best effort: a site that cannot score this round still
+	// trained in it, so one answer is enough to report a figure.
+	ecol, err := c.fanOut(ctx, id, sp, r, federav1.TaskKind_TASK_KIND_EVAL, col.Answered(), 1, st, next)
+	if err != nil {
+		return err
+	}
+	sum := &federav1.RoundSummary{
+		Round: int32(r), Participants: col.Answered(), Missing: col.Missing(),
+		TrainExamples: examples, EvalAccuracy: math.NaN(), EvalLoss: math.NaN(),
+	}
+	if examples > 0 {
+		sum.TrainLoss = lossSum / float64(examples)
+	}
+	var correct, total int64
+	var evalLoss float64
+	for _, a := range ecol.Answers() {
+		correct += a.result.GetEvalCorrect()
+		total += a.result.GetEvalTotal()
+		evalLoss += a.result.GetEvalLoss() * float64(a.result.GetEvalTotal())
+	}
+	if total > 0 {
+		sum.EvalAccuracy = float64(correct) / float64(total)
+		sum.EvalLoss = evalLoss / float64(total)
+		sum.EvalExamples = total
+	}
+	sum.DurationMs = c.cfg.Now().Sub(start).Milliseconds()
+	st.weights = next
+	st.round = r
+	cpw, err := models.EncodeWeights(next)
+	if err != nil {
+		return err
+	}
+	cp := st.checkpoint(id, cpw)
+	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, eval accuracy %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, fmtAcc(sum.EvalAccuracy))
+	_, err = c.updateWith(id, event, func(j *federav1.Job) {
+		j.RoundsCompleted = int32(r)
+		j.Rounds = append(j.Rounds, sum)
+		j.Message = fmt.Sprintf("round %d of %d done", r, sp.GetRounds())
+		for _, s := range sum.Participants {
+			siteSummary(j, s).RoundsParticipated++
+		}
+		addBytes(j, col)
+		addBytes(j, ecol)
+	}, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
+	return err
+}
+
+func fmtAcc(a float64) string {
+	if math.IsNaN(a) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.4f", a)
+}
+
+// finish exports the model and marks the job succeeded, in one write.
+func (c *Coordinator) finish(id string, sp *federav1.JobSpec, st *training) error {
+	m := &models.Model{
+		Architecture: models.ArchLogReg,
+		Features:     st.features,
+		Classes:      st.classes,
+		Label:        sp.GetLabel(),
+		Scaler:       st.scaler,
+		Weights:      st.weights,
+		Metadata:     map[string]string{"federa.job_id": id, "federa.rounds": fmt.Sprint(st.round)},
+	}
+	var buf bytes.Buffer
+	if err := models.WriteSafetensors(&buf, m); err != nil {
+		return fmt.Errorf("export model: %w", err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	_, err := c.updateWith(id, "succeeded", func(j *federav1.Job) {
+		j.Status = federav1.JobStatus_JOB_STATUS_SUCCEEDED
+		j.Message = fmt.Sprintf("trained for %d rounds", st.round)
+		j.ModelSha256 = hex.EncodeToString(sum[:])
+		j.ModelBytes = int64(buf.Len())
+	}, func(j *federav1.Job) error { return c.store.FinishJob(j, buf.Bytes()) })
+	return err
+}
+
+// collected is a finished fan-out plus its byte counts per site.
+type collected struct {
+	*Collect[reply]
+	bytesIn, bytesOut map[string]int64
+}
+
+// fanOut sends one task kind to sites and collects the answers until the
+// quorum and deadline rule of Collect says stop.
+func (c *Coordinator) fanOut(ctx context.Context, id string, sp *federav1.JobSpec, round int, kind federav1.TaskKind, sites []string, minSites int, st *training, w models.Weights) (*collected, error) {
+	timeout := time.Duration(sp.GetRoundTimeoutMs()) * time.Millisecond
+	col := &collected{
+		Collect:  NewCollect[reply](sites, minSites, c.cfg.Now().Add(timeout)),
+		bytesIn:  map[string]int64{},
+		bytesOut: map[string]int64{},
+	}
+	ch := make(chan reply, len(sites))
+	tasks := map[string]string{}
+	nonce := make([]byte, 4)
+	_, _ = rand.Read(nonce)
+	kindName := strings.ToLower(strings.TrimPrefix(kind.String(), "TASK_KIND_"))
+	for _, s := range sites {
+		t := &federav1.Task{
+			TaskId: fmt.Sprintf("%s/r%d/%s/%s/%x", id, round, kindName, s, nonce),
+			JobId:  id, Round: int32(round), Kind: kind, Spec: sp,
+		}
+		if st != nil {
+			t.Features, t.Classes = st.features, st.classes
+			t.ScalerMean, t.ScalerScale = st.scaler.Mean, st.scaler.Scale
+		}
+		n, err := c.dispatch(s, t, w, ch)
+		col.bytesOut[s] += n
+		if err != nil {
+			col.Lose(s, err.Error())
+			continue
+		}
+		tasks[t.GetTaskId()] = s
+	}
+	defer c.forget(tasks, "the fan-out closed")
+	timer := time.NewTimer(time.Until(col.Deadline()))
+	defer timer.Stop()
+	for col.Outcome() == Waiting {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timer.C:
+			col.Tick(c.cfg.Now())
+			if col.Outcome() == Waiting {
+				timer.Reset(100 * time.Millisecond)
+			}
+		case r := <-ch:
+			col.bytesIn[r.site] += r.bytesIn
+			switch {
+			case r.lost != "":
+				col.Lose(r.site, r.lost)
+			case r.result.GetError() != "":
+				if kind == federav1.TaskKind_TASK_KIND_STATS {
+					// A data problem at a site is the user's to fix; hiding it
+					// behind a quorum would train on less data silently.
+					return nil, fmt.Errorf("site %s: %s", r.site, r.result.GetError())
+				}
+				col.Lose(r.site, r.result.GetError())
+			default:
+				col.Answer(r.site, r)
+			}
+		}
+	}
+	return col, nil
+}
+
+// waitForSites returns the sites to ask this round: the job's sites that
+// are connected and serve its dataset, waiting up to SiteWaitTimeout for at
+// least min_sites (all of them, for a job that lists its sites and has not
+// started).
+func (c *Coordinator) waitForSites(ctx context.Context, id string, sp *federav1.JobSpec, allowed []string) ([]string, error) {
+	want := sp.GetSites()
+	if allowed != nil {
+		want = allowed
+	}
+	need := int(sp.GetMinSites())
+	if allowed == nil && len(want) > 0 {
+		need = len(want)
+	}
+	deadline := c.cfg.Now().Add(c.cfg.SiteWaitTimeout)
+	announced := ""
+	for {
+		connected, changed := c.connectedSites(sp.GetDataset())
+		if bad := c.sitesWithoutDataset(want, sp.GetDataset()); len(bad) > 0 && allowed == nil {
+			return nil, fmt.Errorf("dataset %q: %s", sp.GetDataset(), strings.Join(bad, "; "))
+		}
+		have := connected
+		if len(want) > 0 {
+			have = intersect(want, connected)
+		}
+		if len(have) >= need {
+			if len(have) == 0 {
+				return nil, fmt.Errorf("no connected site serves dataset %q", sp.GetDataset())
+			}
+			return have, nil
+		}
+		if !c.cfg.Now().Before(deadline) {
+			return nil, fmt.Errorf("waited %s for sites serving dataset %q: %d connected, %d needed (connected: [%s], wanted: [%s])",
+				c.cfg.SiteWaitTimeout, sp.GetDataset(), len(have), need, strings.Join(have, ", "), strings.Join(want, ", "))
+		}
+		msg := fmt.Sprintf("waiting for sites: %d of %d connected", len(have), need)
+		if msg != announced {
+			announced = msg
+			if _, err := c.update(id, msg, func(j *federav1.Job) { j.Message = msg }); err != nil {
+				return nil, err
+			}
+		}
+		waitChanged(ctx, changed, 200*time.Millisecond)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// sitesWithoutDataset explains, for each listed site that is connected but
+// does not serve dataset, what it does serve.
+func (c *Coordinator) sitesWithoutDataset(sites []string, dataset string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, s := range sites {
+		sess := c.sessions[s]
+		if sess == nil || sess.datasets[dataset] {
+			continue
+		}
+		out = append(out, fmt.Sprintf("site %s does not serve it (it serves: [%s])", s, strings.Join(sortStrings(keys(sess.datasets)), ", ")))
+	}
+	return out
+}
+
+func siteSummary(j *federav1.Job, site string) *federav1.SiteSummary {
+	for _, s := range j.Sites {
+		if s.GetSite() == site {
+			return s
+		}
+	}
+	s := &federav1.SiteSummary{Site: site}
+	j.Sites = append(j.Sites, s)
+	sort.Slice(j.Sites, func(a, b int) bool { return j.Sites[a].GetSite() < j.Sites[b].GetSite() })
+	return s
+}
+
+func addBytes(j *federav1.Job, col *collected) {
+	for s, n := range col.bytesIn {
+		siteSummary(j, s).BytesSent += n
+	}
+	for s, n := range col.bytesOut {
+		siteSummary(j, s).BytesReceived += n
+	}
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func sortStrings(s []string) []string { sort.Strings(s); return s }
+
+func intersect(a, b []string) []string {
+	in := map[string]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	var out []string
+	for _, x := range a {
+		if in[x] {
+			out = append(out, x)
+		}
+	}
+	return sortStrings(out)
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+

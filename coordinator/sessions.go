@@ -1,0 +1,382 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/logkeys"
+	"github.com/federa-dev/federa/models"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// maxTransferElems bounds the float32 values one site may send for one
+// task (1 GiB of weights): a hostile or buggy site cannot make the
+// coordinator allocate without limit.
+const maxTransferElems = 1 << 28
+
+// session is one connected site's stream.
+type session struct {
+	site     string
+	datasets map[string]bool
+	stream   federav1.SiteService_ConnectServer
+	sendMu   sync.Mutex
+	done     chan struct{}
+	doneOnce sync.Once
+	reason   string
+}
+
+func (s *session) send(m *federav1.CoordinatorMessage) (int64, error) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	select {
+	case <-s.done:
+		return 0, fmt.Errorf("site %s disconnected", s.site)
+	default:
+	}
+	if err := s.stream.Send(m); err != nil {
+		return 0, fmt.Errorf("send to site %s: %w", s.site, err)
+	}
+	return int64(proto.Size(m)), nil
+}
+
+func (s *session) close(reason string) {
+	s.doneOnce.Do(func() { s.reason = reason; close(s.done) })
+}
+
+// reply is what a fan-out receives from one site for one task.
+type reply struct {
+	site    string
+	result  *federav1.TaskResult
+	weights models.Weights
+	lost    string // non-empty: the site will not answer, and why
+	bytesIn int64
+}
+
+type pendingTask struct {
+	site    string
+	sess    *session
+	ch      chan<- reply
+	bytesIn int64
+}
+
+type siteService struct {
+	federav1.UnimplementedSiteServiceServer
+	c *Coordinator
+}
+
+// Connect is one site's stream. The site is the peer's SPIFFE ID, never
+// what a message claims.
+func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
+	c := s.c
+	id, err := attest.PeerID(stream.Context())
+	if err != nil {
+		return status.Error(codes.Unauthenticated, "site stream needs an mTLS SPIFFE identity")
+	}
+	name, ok := c.sites[id]
+	if !ok {
+		c.log.Warn("refused site stream", logkeys.SpiffeID, id.String(), logkeys.Reason, "not a listed site")
+		return status.Errorf(codes.PermissionDenied, "only listed sites may open a site stream; %s is not one", id)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Error(codes.InvalidArgument, "the first message on a site stream must be a hello")
+	}
+	sess := &session{site: name, stream: stream, done: make(chan struct{}), datasets: map[string]bool{}}
+	for _, d := range hello.GetDatasets() {
+		sess.datasets[d] = true
+	}
+	if _, err := sess.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Welcome{Welcome: &federav1.Welcome{
+		Site: name, HeartbeatIntervalMs: c.cfg.HeartbeatInterval.Milliseconds(),
+	}}}); err != nil {
+		return err
+	}
+	c.addSession(sess)
+	log := c.log.With(logkeys.Site, name)
+	log.Info("site connected", "datasets", hello.GetDatasets(), "agent_version", hello.GetAgentVersion())
+	defer func() {
+		c.removeSession(sess)
+		log.Info("site disconnected", logkeys.Reason, sess.reason)
+	}()
+
+	msgs := make(chan *federav1.SiteMessage)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-stream.Context().Done():
+				return
+			}
+		}
+	}()
+	asm := map[string]*assembly{}
+	// Three missed heartbeats and the site is presumed dead, so a round
+	// does not wait on a half-open connection until its deadline.
+	idle := 3 * c.cfg.HeartbeatInterval
+	timer := time.NewTimer(idle)
+	defer timer.Stop()
+	for {
+		select {
+		case <-sess.done:
+			return status.Error(codes.Unavailable, sess.reason)
+		case err := <-errc:
+			sess.close("stream ended: " + err.Error())
+			return nil
+		case <-timer.C:
+			sess.close(fmt.Sprintf("no message for %s", idle))
+			return status.Error(codes.DeadlineExceeded, "site missed its heartbeats")
+		case m := <-msgs:
+			timer.Reset(idle)
+			if err := c.handleSiteMessage(sess, m, asm); err != nil {
+				log.Warn("site protocol violation", logkeys.Err, err)
+				sess.close(err.Error())
+				return err
+			}
+		}
+	}
+}
+
+type assembly struct {
+	result *federav1.TaskResult
+	asm    *federav1.Assembler
+}
+
+// handleSiteMessage routes one message. An error is a protocol violation
+// that ends the stream; a bad payload for one task fails that task only.
+func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, asm map[string]*assembly) error {
+	size := int64(proto.Size(m))
+	switch b := m.GetBody().(type) {
+	case *federav1.SiteMessage_Heartbeat:
+		return nil
+	case *federav1.SiteMessage_Result:
+		r := b.Result
+		if !c.countPending(sess.site, r.GetTaskId(), size) {
+			return nil // a late answer to a task that already closed
+		}
+		if r.GetWeightsFollow() && r.GetError() == "" {
+			asm[r.GetTaskId()] = &assembly{result: r, asm: federav1.NewAssembler(r.GetTaskId(), maxTransferElems)}
+			return nil
+		}
+		c.deliver(sess.site, r.GetTaskId(), reply{site: sess.site, result: r})
+		return nil
+	case *federav1.SiteMessage_Chunk:
+		id := b.Chunk.GetTransferId()
+		a, ok := asm[id]
+		if !ok {
+			if c.countPending(sess.site, id, size) {
+				return status.Errorf(codes.InvalidArgument, "tensor chunk for task %s without a result header", id)
+			}
+			return nil
+		}
+		if !c.countPending(sess.site, id, size) {
+			delete(asm, id)
+			return nil
+		}
+		done, err := a.asm.Add(b.Chunk)
+		if err != nil {
+			delete(asm, id)
+			c.deliver(sess.site, id, reply{site: sess.site, lost: "sent malformed weights: " + err.Error()})
+			return nil
+		}
+		if done {
+			delete(asm, id)
+			c.deliver(sess.site, id, reply{site: sess.site, result: a.result, weights: a.asm.Weights()})
+		}
+		return nil
+	case *federav1.SiteMessage_Hello:
+		return status.Error(codes.InvalidArgument, "hello sent twice on one stream")
+	default:
+		return status.Error(codes.InvalidArgument, "empty or unknown site message")
+	}
+}
+
+// countPending adds size to a pending task's inbound bytes. It reports
+// false for a task that is not pending. A site answering a task that was
+// sent to another site is refused outright.
+func (c *Coordinator) countPending(site, taskID string, size int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.pending[taskID]
+	if !ok {
+		return false
+	}
+	if p.site != site {
+		c.log.Warn("site answered a task addressed to another site", logkeys.Site, site, logkeys.Task, taskID)
+		return false
+	}
+	p.bytesIn += size
+	return true
+}
+
+// deliver hands a task's reply to its fan-out, exactly once.
+func (c *Coordinator) deliver(site, taskID string, r reply) {
+	c.mu.Lock()
+	p, ok := c.pending[taskID]
+	if ok && p.site == site {
+		delete(c.pending, taskID)
+	}
+	c.mu.Unlock()
+	if !ok || p.site != site {
+		return
+	}
+	r.bytesIn = p.bytesIn
+	p.ch <- r // buffered for every task of the fan-out
+}
+
+func (c *Coordinator) addSession(s *session) {
+	c.mu.Lock()
+	old := c.sessions[s.site]
+	c.sessions[s.site] = s
+	c.notifyLocked()
+	c.mu.Unlock()
+	if old != nil {
+		old.close("replaced by a new connection from the same site")
+		c.loseTasksOf(old)
+	}
+}
+
+func (c *Coordinator) removeSession(s *session) {
+	c.mu.Lock()
+	if c.sessions[s.site] == s {
+		delete(c.sessions, s.site)
+		c.notifyLocked()
+	}
+	c.mu.Unlock()
+	c.loseTasksOf(s)
+}
+
+// loseTasksOf fails every task pending at a session that went away, so a
+// fan-out learns at once instead of at its deadline.
+func (c *Coordinator) loseTasksOf(s *session) {
+	c.mu.Lock()
+	var lost []*pendingTask
+	for id, p := range c.pending {
+		if p.sess == s {
+			lost = append(lost, p)
+			delete(c.pending, id)
+		}
+	}
+	c.mu.Unlock()
+	reason := "disconnected"
+	if s.reason != "" {
+		reason = "disconnected: " + s.reason
+	}
+	for _, p := range lost {
+		p.ch <- reply{site: p.site, lost: reason, bytesIn: p.bytesIn}
+	}
+}
+
+func (c *Coordinator) closeSessions() {
+	c.mu.Lock()
+	var all []*session
+	for _, s := range c.sessions {
+		all = append(all, s)
+	}
+	c.mu.Unlock()
+	for _, s := range all {
+		s.close("coordinator shutting down")
+	}
+}
+
+func (c *Coordinator) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// connectedSites returns the connected sites that serve dataset, sorted,
+// and a channel closed at the next connect or disconnect.
+func (c *Coordinator) connectedSites(dataset string) ([]string, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for name, s := range c.sessions {
+		if dataset == "" || s.datasets[dataset] {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, c.changed
+}
+
+// dispatch sends a task (and its weights) to a site and registers where
+// its reply goes. It returns the bytes sent.
+func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, ch chan<- reply) (int64, error) {
+	c.mu.Lock()
+	sess := c.sessions[site]
+	if sess == nil {
+		c.mu.Unlock()
+		return 0, fmt.Errorf("site %s is not connected", site)
+	}
+	c.pending[t.GetTaskId()] = &pendingTask{site: site, sess: sess, ch: ch}
+	c.mu.Unlock()
+	fail := func(err error) (int64, error) {
+		c.mu.Lock()
+		delete(c.pending, t.GetTaskId())
+		c.mu.Unlock()
+		return 0, err
+	}
+	t.WeightsFollow = w != nil
+	n, err := sess.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Task{Task: t}})
+	if err != nil {
+		return fail(err)
+	}
+	if w != nil {
+		for _, ch := range federav1.ChunkWeights(t.GetTaskId(), w, 0) {
+			k, err := sess.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}})
+			if err != nil {
+				return fail(err)
+			}
+			n += k
+		}
+	}
+	return n, nil
+}
+
+// forget drops tasks whose fan-out ended and tells the sites still working
+// on them to stop.
+func (c *Coordinator) forget(taskSites map[string]string, reason string) {
+	c.mu.Lock()
+	var cancel []*session
+	var ids []string
+	for id, site := range taskSites {
+		if _, ok := c.pending[id]; ok {
+			delete(c.pending, id)
+			if s := c.sessions[site]; s != nil {
+				cancel = append(cancel, s)
+				ids = append(ids, id)
+			}
+		}
+	}
+	c.mu.Unlock()
+	for i, s := range cancel {
+		_, _ = s.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Cancel{Cancel: &federav1.CancelTask{TaskId: ids[i], Reason: reason}}})
+	}
+}
+
+// waitChanged blocks until the set of sessions changes or ctx ends.
+func waitChanged(ctx context.Context, ch <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-ch:
+	case <-t.C:
+	}
+}

@@ -1,0 +1,300 @@
+package site
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/logkeys"
+	"github.com/federa-dev/federa/models"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// Version is reported to the coordinator in the hello.
+const Version = "0.1.0"
+
+// maxTransferElems bounds the weights the agent accepts for one task.
+const maxTransferElems = 1 << 28
+
+// Agent is a site agent.
+type Agent struct {
+	cfg  Config
+	log  *slog.Logger
+	data *dataCache
+
+	egressMu sync.Mutex
+
+	mu        sync.Mutex
+	connected bool
+	closeOnce sync.Once
+}
+
+// New checks cfg and prepares an agent. It does not dial.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("site config: %w", err)
+	}
+	cfg.setDefaults()
+	if cfg.StateDir != "" {
+		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("site state dir: %w", err)
+		}
+	}
+	a := &Agent{cfg: cfg, data: newDataCache(8)}
+	a.log = cfg.Log.With(logkeys.Component, "site", logkeys.SpiffeID, cfg.Identity.ID().String())
+	return a, nil
+}
+
+// Connected reports whether a stream to the coordinator is up.
+func (a *Agent) Connected() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.connected
+}
+
+// Run keeps a stream to the coordinator open until ctx is cancelled,
+// reconnecting with exponential backoff and full jitter so a fleet of sites
+// does not stampede a restarted coordinator. It returns nil on cancel.
+func (a *Agent) Run(ctx context.Context) error {
+	attempt := 0
+	for {
+		start := time.Now()
+		err := a.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 10*time.Second {
+			attempt = 0 // it was a real session, not a failing dial
+		}
+		backoff := a.cfg.ReconnectMin << min(attempt, 16)
+		if backoff > a.cfg.ReconnectMax || backoff <= 0 {
+			backoff = a.cfg.ReconnectMax
+		}
+		wait := time.Duration(a.cfg.Rand.Int64N(int64(backoff))) + a.cfg.ReconnectMin/2
+		attempt++
+		a.log.Warn("coordinator stream ended; reconnecting", logkeys.Err, err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Close releases the agent's resources. Safe to call more than once.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() { a.data.clear() })
+	return nil
+}
+
+func (a *Agent) setConnected(v bool) {
+	a.mu.Lock()
+	a.connected = v
+	a.mu.Unlock()
+}
+
+// conn is one live stream with its send lock and running tasks.
+type conn struct {
+	a      *Agent
+	stream federav1.SiteService_ConnectClient
+	sendMu sync.Mutex
+	tasks  sync.Map // task id -> context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (c *conn) send(m *federav1.SiteMessage) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.stream.Send(m)
+}
+
+func (a *Agent) session(ctx context.Context) error {
+	creds := attest.ClientCredentials(a.cfg.Identity, attest.AllowIDs(a.cfg.CoordinatorID), a.log)
+	cc, err := grpc.NewClient(a.cfg.CoordinatorAddr,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	if err != nil {
+		return fmt.Errorf("dial coordinator %s: %w", a.cfg.CoordinatorAddr, err)
+	}
+	defer cc.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := federav1.NewSiteServiceClient(cc).Connect(sctx)
+	if err != nil {
+		return fmt.Errorf("open stream to %s: %w", a.cfg.CoordinatorAddr, err)
+	}
+	c := &conn{a: a, stream: stream}
+	defer func() {
+		cancel()
+		c.wg.Wait()
+	}()
+	var names []string
+	for _, d := range a.cfg.Datasets {
+		names = append(names, d.Name)
+	}
+	if err := c.send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Hello{Hello: &federav1.Hello{AgentVersion: Version, Datasets: names}}}); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("await welcome: %w", err)
+	}
+	w := first.GetWelcome()
+	if w == nil {
+		return errors.New("coordinator did not answer the hello with a welcome")
+	}
+	a.setConnected(true)
+	defer a.setConnected(false)
+	log := a.log.With(logkeys.Site, w.GetSite())
+	log.Info("connected to coordinator", logkeys.Addr, a.cfg.CoordinatorAddr)
+
+	interval := time.Duration(w.GetHeartbeatIntervalMs()) * time.Millisecond
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case now := <-t.C:
+				if err := c.send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Heartbeat{Heartbeat: &federav1.Heartbeat{UnixMs: now.UnixMilli()}}}); err != nil {
+					return
+				}
+			}
+		}
+	}()
+
+	var (
+		waiting *federav1.Task // task whose weights are arriving
+		asm     *federav1.Assembler
+	)
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("coordinator closed the stream")
+			}
+			return err
+		}
+		switch b := m.GetBody().(type) {
+		case *federav1.CoordinatorMessage_Task:
+			if waiting != nil {
+				return fmt.Errorf("task %s arrived before the weights of task %s were complete", b.Task.GetTaskId(), waiting.GetTaskId())
+			}
+			if b.Task.GetWeightsFollow() {
+				waiting, asm = b.Task, federav1.NewAssembler(b.Task.GetTaskId(), maxTransferElems)
+				continue
+			}
+			c.start(sctx, log, b.Task, nil)
+		case *federav1.CoordinatorMessage_Chunk:
+			if waiting == nil {
+				return fmt.Errorf("tensor chunk for %q with no task waiting for it", b.Chunk.GetTransferId())
+			}
+			done, err := asm.Add(b.Chunk)
+			if err != nil {
+				return fmt.Errorf("weights of task %s: %w", waiting.GetTaskId(), err)
+			}
+			if done {
+				c.start(sctx, log, waiting, asm.Weights())
+				waiting, asm = nil, nil
+			}
+		case *federav1.CoordinatorMessage_Cancel:
+			if f, ok := c.tasks.Load(b.Cancel.GetTaskId()); ok {
+				f.(context.CancelFunc)()
+			}
+		default:
+			log.Warn("ignoring unknown coordinator message")
+		}
+	}
+}
+
+// start runs a task in its own goroutine and sends its result.
+func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w models.Weights) {
+	tctx, cancel := context.WithCancel(ctx)
+	c.tasks.Store(t.GetTaskId(), cancel)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.tasks.Delete(t.GetTaskId())
+		defer cancel()
+		log := log.With(logkeys.Job, t.GetJobId(), logkeys.Task, t.GetTaskId(), logkeys.Kind, t.GetKind().String())
+		res, out := c.a.execute(tctx, t, w)
+		if tctx.Err() != nil {
+			log.Info("task cancelled")
+			return
+		}
+		if res.GetError() != "" {
+			log.Warn("task failed", logkeys.Err, res.GetError())
+		}
+		n, err := c.sendResult(res, out)
+		if err != nil {
+			log.Warn("send result", logkeys.Err, err)
+			return
+		}
+		c.a.recordEgress(t, n)
+		log.Debug("task done", logkeys.Bytes, n)
+	}()
+}
+
+// sendResult is the only way anything leaves the site: a TaskResult of
+// aggregates, then the weights as tensor chunks.
+func (c *conn) sendResult(res *federav1.TaskResult, w models.Weights) (int64, error) {
+	res.WeightsFollow = w != nil && res.GetError() == ""
+	msg := &federav1.SiteMessage{Body: &federav1.SiteMessage_Result{Result: res}}
+	if err := c.send(msg); err != nil {
+		return 0, err
+	}
+	n := int64(proto.Size(msg))
+	if !res.WeightsFollow {
+		return n, nil
+	}
+	for _, ch := range federav1.ChunkWeights(res.GetTaskId(), w, 0) {
+		m := &federav1.SiteMessage{Body: &federav1.SiteMessage_Chunk{Chunk: ch}}
+		if err := c.send(m); err != nil {
+			return n, err
+		}
+		n += int64(proto.Size(m))
+	}
+	return n, nil
+}
+
+// recordEgress appends what left to the site's own record, so the site can
+// say what it sent without trusting the coordinator.
+func (a *Agent) recordEgress(t *federav1.Task, n int64) {
+	if a.cfg.StateDir == "" {
+		return
+	}
+	line, _ := json.Marshal(map[string]any{
+		"time": time.Now().UTC().Format(time.RFC3339Nano), "job": t.GetJobId(), "task": t.GetTaskId(),
+		"kind": t.GetKind().String(), "round": t.GetRound(), "bytes": n, "to": a.cfg.CoordinatorID.String(),
+	})
+	a.egressMu.Lock()
+	defer a.egressMu.Unlock()
+	f, err := os.OpenFile(filepath.Join(a.cfg.StateDir, "egress.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		a.log.Warn("record egress", logkeys.Err, err)
+		return
+	}
+	defer f.Close()
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		a.log.Warn("record egress", logkeys.Err, err)
+	}
+}

@@ -1,0 +1,176 @@
+package site
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/config"
+)
+
+// Defaults for Config fields left at their zero value.
+const (
+	DefaultReconnectMin = 250 * time.Millisecond
+	DefaultReconnectMax = 30 * time.Second
+)
+
+// Dataset is one local file the site serves under a name.
+type Dataset struct {
+	Name   string `yaml:"name"`
+	Path   string `yaml:"path"`
+	Format string `yaml:"format"`
+	// Label, when set, is the only label column jobs may use.
+	Label string `yaml:"label"`
+}
+
+// File is site.yaml as an operator writes it (docs/configuration.md).
+type File struct {
+	Identity struct {
+		Dir string `yaml:"dir"`
+	} `yaml:"identity"`
+	Coordinator struct {
+		Address string `yaml:"address"`
+		ID      string `yaml:"id"`
+	} `yaml:"coordinator"`
+	Datasets  []Dataset `yaml:"datasets"`
+	StateDir  string    `yaml:"state_dir"`
+	Reconnect struct {
+		Min config.Duration `yaml:"min"`
+		Max config.Duration `yaml:"max"`
+	} `yaml:"reconnect"`
+	LogLevel string `yaml:"log_level"`
+}
+
+// LoadFile reads and checks site.yaml. Relative dataset paths are taken
+// relative to the file's directory, so a config can travel with its data.
+func LoadFile(path string) (Config, error) {
+	var f File
+	if err := config.DecodeFile(path, &f); err != nil {
+		return Config{}, err
+	}
+	base := filepath.Dir(path)
+	cfg := Config{
+		CoordinatorAddr: f.Coordinator.Address,
+		StateDir:        f.StateDir,
+		ReconnectMin:    f.Reconnect.Min.D(),
+		ReconnectMax:    f.Reconnect.Max.D(),
+	}
+	var errs []error
+	if f.Coordinator.ID == "" {
+		errs = append(errs, errors.New("field coordinator.id: required (the coordinator's SPIFFE ID, e.g. spiffe://example.org/coordinator)"))
+	} else if id, err := spiffeid.FromString(f.Coordinator.ID); err != nil {
+		errs = append(errs, fmt.Errorf("field coordinator.id: %q is not a SPIFFE ID: %v", f.Coordinator.ID, err))
+	} else {
+		cfg.CoordinatorID = id
+	}
+	for _, d := range f.Datasets {
+		if d.Path != "" && !filepath.IsAbs(d.Path) {
+			d.Path = filepath.Join(base, d.Path)
+		}
+		cfg.Datasets = append(cfg.Datasets, d)
+	}
+	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
+		cfg.StateDir = filepath.Join(base, cfg.StateDir)
+	}
+	if f.Identity.Dir == "" {
+		errs = append(errs, errors.New("field identity.dir: required (a directory with svid.pem, key.pem and bundle.pem)"))
+	} else {
+		dir := f.Identity.Dir
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(base, dir)
+		}
+		id, err := attest.LoadIdentity(dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("field identity.dir: %w", err))
+		} else {
+			cfg.Identity = id
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Config is everything an Agent needs.
+type Config struct {
+	Identity        attest.Source
+	CoordinatorAddr string
+	// CoordinatorID is the only server identity the agent will talk to.
+	CoordinatorID spiffeid.ID
+	Datasets      []Dataset
+	// StateDir keeps the site's own record of what left it (egress.jsonl).
+	// Empty: no record is kept.
+	StateDir     string
+	ReconnectMin time.Duration
+	ReconnectMax time.Duration
+	Log          *slog.Logger
+	// Rand drives reconnect jitter; tests seed it.
+	Rand *rand.Rand
+}
+
+// Validate reports every problem at once, naming the field.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Identity == nil {
+		errs = append(errs, errors.New("field identity: required"))
+	}
+	if c.CoordinatorAddr == "" {
+		errs = append(errs, errors.New("field coordinator.address: required (host:port of the coordinator)"))
+	}
+	if c.CoordinatorID.IsZero() {
+		errs = append(errs, errors.New("field coordinator.id: required"))
+	}
+	if len(c.Datasets) == 0 {
+		errs = append(errs, errors.New("field datasets: list at least one dataset (name, path)"))
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Datasets {
+		switch {
+		case d.Name == "":
+			errs = append(errs, fmt.Errorf("field datasets[%d].name: required", i))
+		case seen[d.Name]:
+			errs = append(errs, fmt.Errorf("field datasets[%d].name: %q listed twice", i, d.Name))
+		}
+		seen[d.Name] = true
+		if d.Path == "" {
+			errs = append(errs, fmt.Errorf("field datasets[%d].path: required", i))
+		} else if st, err := os.Stat(d.Path); err != nil {
+			errs = append(errs, fmt.Errorf("field datasets[%d].path: %w", i, err))
+		} else if st.IsDir() {
+			errs = append(errs, fmt.Errorf("field datasets[%d].path: %s is a directory; want a CSV file", i, d.Path))
+		}
+		if d.Format != "" && d.Format != "csv" {
+			errs = append(errs, fmt.Errorf("field datasets[%d].format: %q is not supported; valid: csv", i, d.Format))
+		}
+	}
+	if c.ReconnectMin < 0 || c.ReconnectMax < 0 || (c.ReconnectMax > 0 && c.ReconnectMin > c.ReconnectMax) {
+		errs = append(errs, fmt.Errorf("field reconnect: want 0 ≤ min ≤ max, got min %s max %s", c.ReconnectMin, c.ReconnectMax))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) setDefaults() {
+	if c.ReconnectMin == 0 {
+		c.ReconnectMin = DefaultReconnectMin
+	}
+	if c.ReconnectMax == 0 {
+		c.ReconnectMax = DefaultReconnectMax
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Rand == nil {
+		c.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+}
