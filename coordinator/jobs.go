@@ -24,7 +24,7 @@ import (
 // cancel.
 type jobState struct {
 	job     *federav1.Job
-	event   string
+	events  []string // every progress line, in order, so no watcher misses one
 	changed chan struct{}
 	cancel  context.CancelFunc
 }
@@ -109,7 +109,7 @@ func (c *Coordinator) updateWith(id, event string, fn func(j *federav1.Job), per
 	c.mu.Lock()
 	js.job = j
 	if event != "" {
-		js.event = event
+		js.events = append(js.events, event)
 	}
 	close(js.changed)
 	js.changed = make(chan struct{})
@@ -117,14 +117,14 @@ func (c *Coordinator) updateWith(id, event string, fn func(j *federav1.Job), per
 	return j, nil
 }
 
-func (c *Coordinator) snapshot(id string) (*federav1.Job, string, <-chan struct{}, bool) {
+func (c *Coordinator) snapshot(id string) (*federav1.Job, []string, <-chan struct{}, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	js, ok := c.jobs[id]
 	if !ok {
-		return nil, "", nil, false
+		return nil, nil, nil, false
 	}
-	return js.job, js.event, js.changed, true
+	return js.job, js.events, js.changed, true
 }
 
 // Submit validates and stores a job and starts running it. Exposed for
@@ -153,7 +153,7 @@ func (c *Coordinator) Submit(requester string, s *federav1.JobSpec) (*federav1.J
 		return nil, status.Errorf(codes.Internal, "store job: %v", err)
 	}
 	c.mu.Lock()
-	c.jobs[j.GetId()] = &jobState{job: j, event: "submitted", changed: make(chan struct{})}
+	c.jobs[j.GetId()] = &jobState{job: j, events: []string{"submitted"}, changed: make(chan struct{})}
 	c.mu.Unlock()
 	c.log.Info("job submitted", logkeys.Job, j.GetId(), "requester", requester, "name", checked.GetName())
 	c.startRunner(j.GetId())
@@ -236,13 +236,20 @@ func (s *jobService) WatchJob(req *federav1.WatchJobRequest, stream federav1.Job
 		return err
 	}
 	var last *federav1.Job
+	seen := 0
 	for {
-		j, event, changed, ok := s.c.snapshot(req.GetId())
+		j, events, changed, ok := s.c.snapshot(req.GetId())
 		if !ok {
 			return status.Errorf(codes.NotFound, "job %q not found", req.GetId())
 		}
+		for ; seen < len(events); seen++ {
+			if err := stream.Send(&federav1.JobEvent{Job: j, Message: events[seen]}); err != nil {
+				return err
+			}
+			last = j
+		}
 		if j != last {
-			if err := stream.Send(&federav1.JobEvent{Job: j, Message: event}); err != nil {
+			if err := stream.Send(&federav1.JobEvent{Job: j}); err != nil {
 				return err
 			}
 			last = j

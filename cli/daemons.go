@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/federa-dev/federa/coordinator"
+	"github.com/federa-dev/federa/site"
+)
+
+func newCoordinatorCmd(g *globals) *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "coordinator",
+		Short: "Run the coordinator daemon",
+		Long: `Run the coordinator: it accepts jobs from data scientists, keeps a stream to
+every listed site, runs rounds, checkpoints each one, and resumes running
+jobs after a restart. See docs/configuration.md for coordinator.yaml.`,
+		Example: `  federa coordinator --config coordinator.yaml
+
+  # coordinator.yaml
+  listen: 0.0.0.0:7443
+  state_dir: /var/lib/federa/coordinator
+  identity: {dir: /etc/federa/identity}
+  sites:
+    - spiffe://example.org/site/eu/paris
+    - spiffe://example.org/site/us/boston`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgPath == "" {
+				return fmt.Errorf("flag --config: required")
+			}
+			log, err := g.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			cfg, err := coordinator.LoadFile(cfgPath)
+			if err != nil {
+				return err
+			}
+			cfg.Log = log
+			c, err := coordinator.New(cfg)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return c.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "path to coordinator.yaml (required)")
+	return cmd
+}
+
+func newSiteCmd(g *globals) *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "site",
+		Short: "Run a site agent next to the data",
+		Long: `Run a site agent. It dials out to the coordinator (it never listens), proves
+its identity with its SVID, accepts only the configured coordinator ID, and
+computes on local files. See docs/configuration.md for site.yaml.`,
+		Example: `  federa site --config site.yaml
+
+  # site.yaml
+  identity: {dir: /etc/federa/identity}
+  coordinator:
+    address: coordinator.example.org:7443
+    id: spiffe://example.org/coordinator
+  datasets:
+    - name: breast-cancer
+      path: /data/breast-cancer.csv
+      label: label
+  state_dir: /var/lib/federa/site`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgPath == "" {
+				return fmt.Errorf("flag --config: required")
+			}
+			log, err := g.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			cfg, err := site.LoadFile(cfgPath)
+			if err != nil {
+				return err
+			}
+			cfg.Log = log
+			a, err := site.New(cfg)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			return a.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "path to site.yaml (required)")
+	return cmd
+}
+

@@ -1,0 +1,340 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/spec"
+)
+
+// rpcErr turns a gRPC status into one readable line.
+func rpcErr(what string, err error) error {
+	if st, ok := status.FromError(err); ok {
+		return fmt.Errorf("%s: %s (%s)", what, st.Message(), st.Code())
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+var pj = protojson.MarshalOptions{UseProtoNames: true}
+
+func newJobCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "job", Short: "Submit, inspect, watch and cancel training jobs"}
+	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobGetCmd(g), newJobWatchCmd(g), newJobCancelCmd(g))
+	return cmd
+}
+
+func newJobSubmitCmd(g *globals) *cobra.Command {
+	var f clientFlags
+	var watch bool
+	cmd := &cobra.Command{
+		Use:   "submit JOB.yaml",
+		Short: "Submit a training job",
+		Long:  "Submit a training job described in YAML (every field is documented in docs/jobs.md).\nThe spec is validated locally first, then again by the coordinator.",
+		Example: `  federa job submit job.yaml --coordinator 127.0.0.1:7443 --identity ids/alice --watch
+
+  # job.yaml
+  name: breast-cancer-logreg
+  dataset: breast-cancer
+  label: label
+  model: {type: logreg}
+  rounds: 10
+  local_epochs: 2
+  batch_size: 16
+  learning_rate: 0.1
+  min_sites: 2
+  round_timeout: 60s`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(f.output); err != nil {
+				return err
+			}
+			j, err := spec.ParseFile(args[0])
+			if err != nil {
+				return err
+			}
+			c, closeFn, err := f.jobs()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			job, err := c.SubmitJob(cmd.Context(), &federav1.SubmitJobRequest{Spec: j.Proto()})
+			if err != nil {
+				return rpcErr("submit job", err)
+			}
+			if !watch {
+				if f.output == "json" {
+					return writeProto(g.stdout, job)
+				}
+				fmt.Fprintf(g.stdout, "submitted %s (%s)\n", job.GetId(), statusName(job.GetStatus()))
+				return nil
+			}
+			final, err := watchJob(cmd.Context(), c, job.GetId(), g.stdout, f.output)
+			if err != nil {
+				return err
+			}
+			return finalErr(final)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the job until it ends; exit non-zero unless it succeeds")
+	return cmd
+}
+
+// finalErr maps a job's final state to the exit status of a waiting command.
+func finalErr(j *federav1.Job) error {
+	if j.GetStatus() == federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		return nil
+	}
+	return &exitError{code: 2, err: fmt.Errorf("job %s %s: %s", j.GetId(), statusName(j.GetStatus()), j.GetMessage())}
+}
+
+func newJobListCmd(g *globals) *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List jobs, oldest first",
+		Example: "  federa job list --identity ids/alice\n  federa job list -o json | jq '.jobs[].id'",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, closeFn, err := f.jobs()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			resp, err := c.ListJobs(cmd.Context(), &federav1.ListJobsRequest{})
+			if err != nil {
+				return rpcErr("list jobs", err)
+			}
+			if f.output == "json" {
+				return writeProto(g.stdout, resp)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tROUNDS\tACCURACY\tCREATED\tMESSAGE")
+			for _, j := range resp.GetJobs() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", j.GetId(), j.GetSpec().GetName(), statusName(j.GetStatus()),
+					j.GetRoundsCompleted(), j.GetSpec().GetRounds(), lastAccuracy(j), time.UnixMilli(j.GetCreatedUnixMs()).Format(time.DateTime), oneLine(j.GetMessage()))
+			}
+			return tw.Flush()
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newJobGetCmd(g *globals) *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "get ID",
+		Short:   "Show one job: status, rounds, sites, bytes moved",
+		Example: "  federa job get job-3f2a9c81d0e4 --identity ids/alice\n  federa job get job-3f2a9c81d0e4 -o json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, closeFn, err := f.jobs()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			j, err := c.GetJob(cmd.Context(), &federav1.GetJobRequest{Id: args[0]})
+			if err != nil {
+				return rpcErr("get job", err)
+			}
+			if f.output == "json" {
+				return writeProto(g.stdout, j)
+			}
+			printJob(g.stdout, j)
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newJobWatchCmd(g *globals) *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "watch ID",
+		Short:   "Follow a job's progress until it ends",
+		Example: "  federa job watch job-3f2a9c81d0e4 --identity ids/alice",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, closeFn, err := f.jobs()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			final, err := watchJob(cmd.Context(), c, args[0], g.stdout, f.output)
+			if err != nil {
+				return err
+			}
+			return finalErr(final)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newJobCancelCmd(g *globals) *cobra.Command {
+	var f clientFlags
+	var reason string
+	cmd := &cobra.Command{
+		Use:     "cancel ID",
+		Short:   "Cancel a pending or running job",
+		Example: "  federa job cancel job-3f2a9c81d0e4 --reason 'wrong dataset' --identity ids/alice",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, closeFn, err := f.jobs()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			j, err := c.CancelJob(cmd.Context(), &federav1.CancelJobRequest{Id: args[0], Reason: reason})
+			if err != nil {
+				return rpcErr("cancel job", err)
+			}
+			if f.output == "json" {
+				return writeProto(g.stdout, j)
+			}
+			fmt.Fprintf(g.stdout, "%s %s: %s\n", j.GetId(), statusName(j.GetStatus()), j.GetMessage())
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded with the job)")
+	return cmd
+}
+
+// watchJob prints each change of a job until it ends and returns the final
+// record.
+func watchJob(ctx context.Context, c federav1.JobServiceClient, id string, w io.Writer, output string) (*federav1.Job, error) {
+	stream, err := c.WatchJob(ctx, &federav1.WatchJobRequest{Id: id})
+	if err != nil {
+		return nil, rpcErr("watch job", err)
+	}
+	var last *federav1.Job
+	lastMsg := ""
+	for {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			if last == nil {
+				return nil, fmt.Errorf("watch job %s: stream ended with no news", id)
+			}
+			return last, nil
+		}
+		if err != nil {
+			return nil, rpcErr("watch job", err)
+		}
+		last = ev.GetJob()
+		if output == "json" {
+			if err := writeProto(w, ev); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if ev.GetMessage() != lastMsg && ev.GetMessage() != "" {
+			lastMsg = ev.GetMessage()
+			fmt.Fprintf(w, "%s  %s\n", time.Now().Format("15:04:05"), ev.GetMessage())
+		}
+	}
+}
+
+// writeProto prints one message as a JSON line (proto field names).
+func writeProto(w io.Writer, m proto.Message) error {
+	b, err := pj.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+func statusName(s federav1.JobStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "JOB_STATUS_"))
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}
+
+func lastAccuracy(j *federav1.Job) string {
+	if n := len(j.GetRounds()); n > 0 {
+		return fmtAcc(j.GetRounds()[n-1].GetEvalAccuracy())
+	}
+	return "-"
+}
+
+func fmtAcc(a float64) string {
+	if math.IsNaN(a) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.4f", a)
+}
+
+// printJob is the human view of a job.
+func printJob(w io.Writer, j *federav1.Job) {
+	fmt.Fprintf(w, "Job:        %s (%s)\n", j.GetId(), j.GetSpec().GetName())
+	fmt.Fprintf(w, "Status:     %s — %s\n", statusName(j.GetStatus()), j.GetMessage())
+	fmt.Fprintf(w, "Requester:  %s\n", j.GetRequester())
+	fmt.Fprintf(w, "Dataset:    %s (label %q, %d features, classes %v)\n", j.GetSpec().GetDataset(), j.GetSpec().GetLabel(), len(j.GetFeatures()), j.GetClasses())
+	fmt.Fprintf(w, "Rounds:     %d of %d\n", j.GetRoundsCompleted(), j.GetSpec().GetRounds())
+	if j.GetModelSha256() != "" {
+		fmt.Fprintf(w, "Model:      sha256:%s (%d bytes)\n", j.GetModelSha256(), j.GetModelBytes())
+	}
+	if len(j.GetRounds()) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ROUND\tSITES\tTRAIN LOSS\tEVAL ACC\tEVAL LOSS\tMISSING")
+		for _, r := range j.GetRounds() {
+			fmt.Fprintf(tw, "%d\t%d\t%.4f\t%s\t%.4f\t%s\n", r.GetRound(), len(r.GetParticipants()), r.GetTrainLoss(), fmtAcc(r.GetEvalAccuracy()), r.GetEvalLoss(), strings.Join(r.GetMissing(), ","))
+		}
+		tw.Flush()
+	}
+	if len(j.GetSites()) > 0 {
+		fmt.Fprintln(w)
+		printSites(w, j)
+	}
+}
+
+// printSites shows what federa is for: the raw data stayed, only
+// aggregates left.
+func printSites(w io.Writer, j *federav1.Job) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SITE\tRAW DATA (STAYED)\tLEFT THE SITE\tLEFT / RAW\tROUNDS\t")
+	for _, s := range j.GetSites() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t\n", s.GetSite(), humanBytes(s.GetRawBytes()), humanBytes(s.GetBytesSent()), share(s.GetBytesSent(), s.GetRawBytes()), s.GetRoundsParticipated())
+	}
+	tw.Flush()
+}
+
+func share(part, whole int64) string {
+	if whole == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(part)/float64(whole))
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	default:
+		return fmt.Sprintf("%d B", n)
+	}
+}

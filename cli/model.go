@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/dataset"
+	"github.com/federa-dev/federa/models"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+func newModelCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "model", Short: "Download and evaluate trained models"}
+	cmd.AddCommand(newModelGetCmd(g), newModelEvalCmd(g))
+	return cmd
+}
+
+func newModelGetCmd(g *globals) *cobra.Command {
+	var f clientFlags
+	var out string
+	cmd := &cobra.Command{
+		Use:   "get JOB",
+		Short: "Download a succeeded job's model as a safetensors file",
+		Long: `Download the model of a succeeded job. The file is safetensors: tensors
+linear.weight [K, F], linear.bias [K], scaler.mean [F], scaler.scale [F] and
+metadata naming the features, classes and label (docs/models.md), readable
+from Python with the safetensors package or a few lines of numpy.`,
+		Example: "  federa model get job-3f2a9c81d0e4 -o model.safetensors --identity ids/alice",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("flag --out/-o: required (where to write the model)")
+			}
+			f.output = "text"
+			c, closeFn, err := f.jobs()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			sum, n, err := downloadModel(cmd, c, args[0], out)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "wrote %s (%d bytes, sha256:%s)\n", out, n, sum)
+			return nil
+		},
+	}
+	f.registerConn(cmd)
+	cmd.Flags().StringVarP(&out, "out", "o", "", "file to write (required)")
+	return cmd
+}
+
+// downloadModel streams a model, checks it parses and matches the digest
+// the coordinator recorded, and only then writes it (atomically).
+func downloadModel(cmd *cobra.Command, c federav1.JobServiceClient, jobID, out string) (string, int, error) {
+	job, err := c.GetJob(cmd.Context(), &federav1.GetJobRequest{Id: jobID})
+	if err != nil {
+		return "", 0, rpcErr("get job", err)
+	}
+	stream, err := c.GetModel(cmd.Context(), &federav1.GetModelRequest{JobId: jobID})
+	if err != nil {
+		return "", 0, rpcErr("get model", err)
+	}
+	var buf bytes.Buffer
+	for {
+		ch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", 0, rpcErr("get model", err)
+		}
+		buf.Write(ch.GetData())
+	}
+	s := sha256.Sum256(buf.Bytes())
+	sum := hex.EncodeToString(s[:])
+	if job.GetModelSha256() != "" && sum != job.GetModelSha256() {
+		return "", 0, fmt.Errorf("get model: downloaded file has sha256 %s but the coordinator recorded %s", sum, job.GetModelSha256())
+	}
+	if _, err := models.ReadSafetensors(bytes.NewReader(buf.Bytes())); err != nil {
+		return "", 0, fmt.Errorf("get model: the coordinator sent an unreadable model: %w", err)
+	}
+	if dir := filepath.Dir(out); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", 0, err
+		}
+	}
+	if err := attest.WriteFileAtomic(out, buf.Bytes(), 0o644); err != nil {
+		return "", 0, err
+	}
+	return sum, buf.Len(), nil
+}
+
+// evalResult is what `model eval` reports.
+type evalResult struct {
+	Model    string  `json:"model"`
+	Data     string  `json:"data"`
+	Label    string  `json:"label"`
+	Rows     int     `json:"rows"`
+	Correct  int     `json:"correct"`
+	Accuracy float64 `json:"accuracy"`
+}
+
+// evaluateModelFile scores a model file on a CSV using nothing but the two
+// files: the model's own features, classes and scaler.
+func evaluateModelFile(modelPath, dataPath, label string) (*evalResult, error) {
+	m, err := models.LoadModel(modelPath)
+	if err != nil {
+		return nil, err
+	}
+	if label == "" {
+		label = m.Label
+	}
+	tab, err := dataset.LoadCSV(dataPath, dataset.Options{Label: label, Features: m.Features})
+	if err != nil {
+		return nil, err
+	}
+	y, err := tab.ClassIndex(m.Classes)
+	if err != nil {
+		return nil, fmt.Errorf("%w (the model knows classes %v)", err, m.Classes)
+	}
+	pred, err := m.Predict(tab.X)
+	if err != nil {
+		return nil, fmt.Errorf("predict: %w", err)
+	}
+	correct := 0
+	for i := range pred {
+		if pred[i] == y[i] {
+			correct++
+		}
+	}
+	r := &evalResult{Model: modelPath, Data: dataPath, Label: label, Rows: tab.Rows(), Correct: correct}
+	if tab.Rows() > 0 {
+		r.Accuracy = float64(correct) / float64(tab.Rows())
+	}
+	return r, nil
+}
+
+func newModelEvalCmd(g *globals) *cobra.Command {
+	var modelPath, dataPath, label, output string
+	cmd := &cobra.Command{
+		Use:   "eval",
+		Short: "Score a model file on a labelled CSV",
+		Long: `Score a safetensors model on a CSV file. Only the two files are read: the
+model carries its feature names, class order and standardization.`,
+		Example: "  federa model eval --model model.safetensors --data test.csv\n  federa model eval --model model.safetensors --data test.csv --label diagnosis -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if modelPath == "" || dataPath == "" {
+				return errors.New("flags --model and --data are required")
+			}
+			r, err := evaluateModelFile(modelPath, dataPath, label)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return json.NewEncoder(g.stdout).Encode(r)
+			}
+			fmt.Fprintf(g.stdout, "accuracy %.4f (%d of %d rows of %s)\n", r.Accuracy, r.Correct, r.Rows, r.Data)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&modelPath, "model", "", "safetensors model file (required)")
+	cmd.Flags().StringVar(&dataPath, "data", "", "CSV file with a header row (required)")
+	cmd.Flags().StringVar(&label, "label", "", "label column (default: the model's)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
