@@ -118,8 +118,8 @@ func (c *Coordinator) standardize(ctx context.Context, id string, sp *federav1.J
 			moments = models.Moments{Count: r.GetCount(), Sum: r.GetSum(), SumSq: r.GetSumSq()}
 		} else {
 			if !equalStrings(features, r.GetFeatures()) {
-				return nil, fmt.Errorf("feature columns differ between sites: %s has [%s], %s has [%s]; list `features` in the job spec or align the files",
-					first, strings.Join(features, ", "), s, strings.Join(r.GetFeatures(), ", "))
+				return nil, fmt.Errorf("feature columns differ between sites: %s; list `features` in the job spec or align the files",
+					describeDiff(first, features, s, r.GetFeatures()))
 			}
 			if err := moments.Merge(models.Moments{Count: r.GetCount(), Sum: r.GetSum(), SumSq: r.GetSumSq()}); err != nil {
 				return nil, fmt.Errorf("merge statistics of %s: %w", s, err)
@@ -476,6 +476,40 @@ func intersect(a, b []string) []string {
 		}
 	}
 	return sortStrings(out)
+}
+
+// describeDiff says how site b's columns differ from site a's, briefly.
+func describeDiff(a string, ca []string, b string, cb []string) string {
+	in := func(list []string) map[string]bool {
+		m := map[string]bool{}
+		for _, x := range list {
+			m[x] = true
+		}
+		return m
+	}
+	ma, mb := in(ca), in(cb)
+	var extra, missing []string
+	for _, x := range cb {
+		if !ma[x] {
+			extra = append(extra, x)
+		}
+	}
+	for _, x := range ca {
+		if !mb[x] {
+			missing = append(missing, x)
+		}
+	}
+	var parts []string
+	if len(extra) > 0 {
+		parts = append(parts, fmt.Sprintf("%s has [%s] that %s lacks", b, strings.Join(extra, ", "), a))
+	}
+	if len(missing) > 0 {
+		parts = append(parts, fmt.Sprintf("%s lacks [%s] that %s has", b, strings.Join(missing, ", "), a))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("%s and %s have the same columns in a different order", a, b))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func equalStrings(a, b []string) bool {

@@ -1,6 +1,7 @@
 package site
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/internal/config"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -117,6 +119,10 @@ type Config struct {
 	Log          *slog.Logger
 	// Rand drives reconnect jitter; tests seed it.
 	Rand *rand.Rand
+	// BeforeTask, if set, runs before each task with the task's context.
+	// It exists for tests that deliberately break a site (a hung or slow
+	// site); production configs leave it nil.
+	BeforeTask func(ctx context.Context, t *federav1.Task)
 }
 
 // Validate reports every problem at once, naming the field.

@@ -2,7 +2,9 @@ package site
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"hash/fnv"
 	"sync"
 
@@ -20,6 +22,9 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 	res := &federav1.TaskResult{TaskId: t.GetTaskId(), JobId: t.GetJobId(), Round: t.GetRound(), Kind: t.GetKind()}
 	var out models.Weights
 	var err error
+	if a.cfg.BeforeTask != nil {
+		a.cfg.BeforeTask(ctx, t)
+	}
 	switch t.GetKind() {
 	case federav1.TaskKind_TASK_KIND_STATS:
 		err = a.stats(t, res)
@@ -74,6 +79,15 @@ func (a *Agent) load(t *federav1.Task, features []string) (*prepared, error) {
 	return a.data.get(key, func() (*prepared, error) {
 		tab, err := dataset.LoadCSV(ds.Path, dataset.Options{Label: sp.GetLabel(), Features: features})
 		if err != nil {
+			a.log.Warn("load dataset", "dataset", ds.Name, "err", err)
+			// The coordinator learns what is wrong, not where the site keeps
+			// its files: the error names the file by its base name only.
+			var de *dataset.Error
+			if errors.As(err, &de) {
+				c := *de
+				c.Path = filepath.Base(de.Path)
+				return nil, &c
+			}
 			return nil, err
 		}
 		train, eval := tab.Split(sp.GetEvalFraction(), SplitSeed(sp.GetSeed()))

@@ -46,6 +46,8 @@ type Options struct {
 	Heartbeat time.Duration
 	// Coordinator, if set, adjusts the coordinator's config before start.
 	Coordinator func(*coordinator.Config)
+	// Site, if set, adjusts each site's config before start.
+	Site func(name string, cfg *site.Config)
 }
 
 // Net is a running federation.
@@ -250,7 +252,7 @@ func (n *Net) StartSite(name string) error {
 	if p.agent != nil {
 		return fmt.Errorf("devnet: site %s already running", name)
 	}
-	a, err := site.New(site.Config{
+	cfg := site.Config{
 		Identity:        p.id,
 		CoordinatorAddr: n.addr,
 		CoordinatorID:   attest.CoordinatorID(n.td),
@@ -259,7 +261,11 @@ func (n *Net) StartSite(name string) error {
 		ReconnectMin:    100 * time.Millisecond,
 		ReconnectMax:    time.Second,
 		Log:             n.opts.Log,
-	})
+	}
+	if n.opts.Site != nil {
+		n.opts.Site(name, &cfg)
+	}
+	a, err := site.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,165 @@
+package devnet_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/federa-dev/federa/coordinator"
+	"github.com/federa-dev/federa/internal/devnet"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/spec"
+)
+
+const shipped = "../../testdata/breast-cancer"
+
+var shippedSites = []devnet.SiteSpec{
+	{Name: "eu/paris", Dataset: "breast-cancer", Path: filepath.Join(shipped, "eu-paris.csv")},
+	{Name: "sg/singapore", Dataset: "breast-cancer", Path: filepath.Join(shipped, "sg-singapore.csv")},
+	{Name: "us/boston", Dataset: "breast-cancer", Path: filepath.Join(shipped, "us-boston.csv")},
+}
+
+// syncBuffer is a log sink tests can read while daemons write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startNet starts a federation in a temp dir and waits for every site.
+func startNet(t *testing.T, opts devnet.Options) (*devnet.Net, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.Sites == nil {
+		opts.Sites = shippedSites
+	}
+	var w io.Writer = logs
+	if testing.Verbose() && os.Getenv("FEDERA_TEST_LOGS") != "" {
+		w = io.MultiWriter(logs, os.Stderr)
+	}
+	opts.Log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	n, err := devnet.Start(opts)
+	if err != nil {
+		t.Fatalf("start devnet: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return n, logs
+}
+
+// demoSpec is the job the demo runs.
+func demoSpec() *spec.Job {
+	j := &spec.Job{
+		Name: "test", Dataset: "breast-cancer", Label: "label", Model: spec.Model{Type: "logreg"},
+		Rounds: 10, LocalEpochs: 2, BatchSize: 16, LearningRate: 0.1, L2: 1e-4, MinSites: 2,
+		RoundTimeout: spec.Duration(20 * time.Second), Seed: 42,
+		Sites: []string{"eu/paris", "sg/singapore", "us/boston"},
+	}
+	j.ApplyDefaults()
+	return j
+}
+
+// runJob submits a job as alice and waits for it to end.
+func runJob(t *testing.T, n *devnet.Net, j *spec.Job) *federav1.Job {
+	t.Helper()
+	c, closeFn, err := n.Dial("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	job, err := c.SubmitJob(ctx, &federav1.SubmitJobRequest{Spec: j.Proto()})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return waitFinal(t, c, job.GetId())
+}
+
+func waitFinal(t *testing.T, c federav1.JobServiceClient, id string) *federav1.Job {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for {
+		j, err := c.GetJob(ctx, &federav1.GetJobRequest{Id: id})
+		if err == nil {
+			switch j.GetStatus() {
+			case federav1.JobStatus_JOB_STATUS_SUCCEEDED, federav1.JobStatus_JOB_STATUS_FAILED, federav1.JobStatus_JOB_STATUS_CANCELLED:
+				return j
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("job %s did not end: last error %v, job %v", id, err, j)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// wireTap records every message the coordinator receives on any stream,
+// marshalled exactly as it crossed the wire.
+type wireTap struct {
+	mu   sync.Mutex
+	msgs [][]byte
+}
+
+func (w *wireTap) option() grpc.ServerOption {
+	return grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		return h(srv, &tappedStream{ServerStream: ss, tap: w})
+	})
+}
+
+func (w *wireTap) all() [][]byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([][]byte(nil), w.msgs...)
+}
+
+type tappedStream struct {
+	grpc.ServerStream
+	tap *wireTap
+}
+
+func (s *tappedStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if err == nil {
+		if pm, ok := m.(proto.Message); ok {
+			b, _ := proto.Marshal(pm)
+			s.tap.mu.Lock()
+			s.tap.msgs = append(s.tap.msgs, b)
+			s.tap.mu.Unlock()
+		}
+	}
+	return err
+}
+
+func withTap(tap *wireTap) func(*coordinator.Config) {
+	return func(c *coordinator.Config) { c.ServerOptions = append(c.ServerOptions, tap.option()) }
+}
