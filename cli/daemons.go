@@ -98,4 +98,3 @@ computes on local files. See docs/configuration.md for site.yaml.`,
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to site.yaml (required)")
 	return cmd
 }
-

@@ -427,4 +427,3 @@ func centralAccuracy(ctx context.Context, sites []devnet.SiteSpec, testPath stri
 	}
 	return float64(correct) / float64(test.Rows()), nil
 }
-

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -523,4 +522,3 @@ func equalStrings(a, b []string) bool {
 	}
 	return true
 }
-

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"hash/fnv"
+	"path/filepath"
 	"sync"
 
 	"gonum.org/v1/gonum/mat"

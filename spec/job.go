@@ -87,6 +87,10 @@ func Parse(source string, data []byte) (*Job, error) {
 	dec.KnownFields(true)
 	var j Job
 	if err := dec.Decode(&j); err != nil {
+		if errors.Is(err, io.EOF) {
+			// Only comments: the decoder sees no document at all.
+			return nil, fmt.Errorf("job spec %s: file is empty; see docs/jobs.md for the fields", source)
+		}
 		return nil, fmt.Errorf("job spec %s: %s", source, cleanYAMLError(err))
 	}
 	var extra any
@@ -197,8 +201,9 @@ func (j *Job) Validate() error {
 	if j.L2 < 0 || math.IsNaN(j.L2) || math.IsInf(j.L2, 0) {
 		bad("l2", "%v is out of range; want a number ≥ 0", j.L2)
 	}
-	if j.MinSites <= 0 {
-		bad("min_sites", "%d is out of range; want ≥ 1", j.MinSites)
+	// The wire form is int32; a larger value would arrive as another number.
+	if j.MinSites <= 0 || j.MinSites > 10000 {
+		bad("min_sites", "%d is out of range; want 1..10000", j.MinSites)
 	}
 	if len(j.Sites) > 0 && j.MinSites > len(j.Sites) {
 		bad("min_sites", "%d is more than the %d sites listed in sites", j.MinSites, len(j.Sites))

@@ -172,12 +172,9 @@ func (b *Bolt) GetModel(jobID string) ([]byte, error) {
 	return out, err
 }
 
-// Close implements Store. It is safe to call more than once.
+// Close implements Store. It is safe to call more than once, and any call
+// after it returns an error (bbolt's ErrDatabaseNotOpen) rather than
+// panicking, so the db handle is kept rather than set to nil.
 func (b *Bolt) Close() error {
-	if b.db == nil {
-		return nil
-	}
-	err := b.db.Close()
-	b.db = nil
-	return err
+	return b.db.Close()
 }
