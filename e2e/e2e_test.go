@@ -1,0 +1,276 @@
+// Package e2e drives the real federa binary as separate processes, the way
+// an operator deploys it: a dev CA on disk, a coordinator and three site
+// agents from YAML configs, the CLI as the data scientist. It kill -9s the
+// coordinator in the middle of a job and checks the job resumes.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var federaBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "federa-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	federaBin = filepath.Join(dir, "federa")
+	build := exec.Command("go", "build", "-o", federaBin, "../cmd/federa")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build federa:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run runs the CLI and returns stdout, stderr and the exit code.
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(federaBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run federa %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errs, code := run(t, args...)
+	if code != 0 {
+		t.Fatalf("federa %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// daemon starts a long-running federa process with its log in dir.
+func daemon(t *testing.T, dir, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(federaBin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+	})
+	return cmd
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type jobJSON struct {
+	ID              string `json:"id"`
+	Status          string `json:"status"`
+	Message         string `json:"message"`
+	RoundsCompleted int    `json:"rounds_completed"`
+	Rounds          []struct {
+		Round        int      `json:"round"`
+		Participants []string `json:"participants"`
+		DurationMs   string   `json:"duration_ms"`
+	} `json:"rounds"`
+}
+
+func getJob(t *testing.T, addr, ids, id string) (jobJSON, bool) {
+	out, _, code := run(t, "job", "get", id, "--coordinator", addr, "--identity", ids, "-o", "json")
+	var j jobJSON
+	if code != 0 {
+		return j, false
+	}
+	if err := json.Unmarshal([]byte(out), &j); err != nil {
+		t.Fatalf("job get output is not JSON: %v\n%s", err, out)
+	}
+	return j, true
+}
+
+func TestSeparateProcessesSurviveKillDashNine(t *testing.T) {
+	dir := t.TempDir()
+	data, _ := filepath.Abs("../testdata/breast-cancer")
+	ca := filepath.Join(dir, "ca")
+	mustRun(t, "dev-ca", "init", "--dir", ca, "--trust-domain", "example.org")
+	ids := func(n string) string { return filepath.Join(dir, "ids", n) }
+	mustRun(t, "dev-ca", "issue", "--dir", ca, "--id", "spiffe://example.org/coordinator", "--out", ids("coordinator"))
+	mustRun(t, "dev-ca", "issue", "--dir", ca, "--id", "spiffe://example.org/user/alice", "--out", ids("alice"))
+	sites := []string{"eu/paris", "sg/singapore", "us/boston"}
+	addr := freePort(t)
+	var siteIDs []string
+	for _, s := range sites {
+		flat := strings.ReplaceAll(s, "/", "-")
+		mustRun(t, "dev-ca", "issue", "--dir", ca, "--id", "spiffe://example.org/site/"+s, "--out", ids(flat))
+		siteIDs = append(siteIDs, "    - spiffe://example.org/site/"+s)
+		write(t, filepath.Join(dir, flat+".yaml"), fmt.Sprintf(`identity: {dir: %s}
+coordinator:
+  address: %s
+  id: spiffe://example.org/coordinator
+datasets:
+  - name: breast-cancer
+    path: %s
+    format: csv
+    label: label
+state_dir: %s
+reconnect: {min: 100ms, max: 1s}
+`, ids(flat), addr, filepath.Join(data, flat+".csv"), filepath.Join(dir, "state", "sites", flat)))
+	}
+	coordCfg := filepath.Join(dir, "coordinator.yaml")
+	write(t, coordCfg, fmt.Sprintf(`listen: %s
+state_dir: %s
+identity: {dir: %s}
+heartbeat_interval: 1s
+sites:
+%s
+`, addr, filepath.Join(dir, "state", "coordinator"), ids("coordinator"), strings.Join(siteIDs, "\n")))
+	jobFile := filepath.Join(dir, "job.yaml")
+	write(t, jobFile, `name: long-enough-to-kill
+dataset: breast-cancer
+label: label
+model: {type: logreg}
+rounds: 120
+local_epochs: 1
+batch_size: 16
+learning_rate: 0.05
+l2: 0.0001
+min_sites: 3
+round_timeout: 30s
+seed: 7
+`)
+
+	coord := daemon(t, dir, "coordinator-1", "coordinator", "--config", coordCfg)
+	for _, s := range sites {
+		flat := strings.ReplaceAll(s, "/", "-")
+		daemon(t, dir, "site-"+flat, "site", "--config", filepath.Join(dir, flat+".yaml"))
+	}
+	alice := ids("alice")
+	var id string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, errs, code := run(t, "job", "submit", jobFile, "--coordinator", addr, "--identity", alice, "-o", "json")
+		if code == 0 {
+			var j jobJSON
+			if err := json.Unmarshal([]byte(out), &j); err != nil {
+				t.Fatal(err)
+			}
+			id = j.ID
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("submit never succeeded: %s", errs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Let some rounds complete, then kill -9 the coordinator mid-job.
+	var before jobJSON
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		j, ok := getJob(t, addr, alice, id)
+		if ok && j.RoundsCompleted >= 3 {
+			if err := coord.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = coord.Wait()
+			before = j
+			break
+		}
+		if ok && j.Status != "JOB_STATUS_RUNNING" && j.Status != "JOB_STATUS_PENDING" {
+			t.Fatalf("job ended before the kill: %+v", j)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job never reached round 3: %+v", j)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if before.RoundsCompleted >= 120 {
+		t.Fatal("job finished before the kill; make it longer")
+	}
+	daemon(t, dir, "coordinator-2", "coordinator", "--config", coordCfg)
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		o, errs, code := run(t, "job", "watch", id, "--coordinator", addr, "--identity", alice)
+		if code == 0 {
+			out = o
+			break
+		}
+		if code == 2 || time.Now().After(deadline) {
+			t.Fatalf("watch after restart: exit %d: %s %s", code, o, errs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(out, "succeeded") {
+		t.Fatalf("watch output lacks the end: %s", out)
+	}
+	final, ok := getJob(t, addr, alice, id)
+	if !ok || final.Status != "JOB_STATUS_SUCCEEDED" || final.RoundsCompleted != 120 || len(final.Rounds) != 120 {
+		t.Fatalf("after restart: %+v", final)
+	}
+	// The rounds completed before the kill were kept, not redone.
+	for i := 0; i < before.RoundsCompleted && i < len(before.Rounds); i++ {
+		if final.Rounds[i].Round != i+1 || final.Rounds[i].DurationMs != before.Rounds[i].DurationMs {
+			t.Fatalf("round %d changed across the restart: before %+v after %+v", i+1, before.Rounds[i], final.Rounds[i])
+		}
+	}
+	t.Logf("killed at %d completed rounds, resumed and finished at %d", before.RoundsCompleted, final.RoundsCompleted)
+
+	model := filepath.Join(dir, "model.safetensors")
+	mustRun(t, "model", "get", id, "-o", model, "--coordinator", addr, "--identity", alice)
+	evalOut := mustRun(t, "model", "eval", "--model", model, "--data", filepath.Join(data, "test.csv"), "-o", "json")
+	var ev struct {
+		Accuracy float64 `json:"accuracy"`
+		Rows     int     `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(evalOut), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Rows != 113 || ev.Accuracy < 0.94 {
+		t.Fatalf("model eval: %+v", ev)
+	}
+	list := mustRun(t, "job", "list", "--coordinator", addr, "--identity", alice)
+	if !strings.Contains(list, id) || !strings.Contains(list, "succeeded") {
+		t.Fatalf("job list after restart:\n%s", list)
+	}
+}
