@@ -1,0 +1,179 @@
+package models
+
+import (
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// vec is a one-tensor Weights for hand-computed examples.
+func vec(vals ...float32) Weights {
+	return Weights{"v": {Name: "v", Shape: []int{len(vals)}, Data: vals}}
+}
+
+func TestFedAvgExact(t *testing.T) {
+	// Example counts are chosen so every share is a power of two and the
+	// expected averages are exact in float32.
+	tests := []struct {
+		name    string
+		global  Weights
+		updates []Update
+		want    Weights
+	}{
+		{"single update is identity", vec(0, 0), []Update{{vec(1.5, -2), 7}}, vec(1.5, -2)},
+		{"1:3 weighting", vec(9, 9), []Update{{vec(4, 8), 1}, {vec(0, 4), 3}}, vec(1, 5)},
+		{"2:2:4 weighting", vec(0, 0, 0), []Update{{vec(4, 0, 1), 2}, {vec(0, 4, 1), 2}, {vec(2, 2, 1), 4}}, vec(2, 2, 1)},
+		{"zero-example update is skipped", vec(0), []Update{{vec(float32(math.NaN())), 0}, {vec(3), 5}}, vec(3)},
+		{"empty global uses first update layout", nil, []Update{{vec(2, 4), 1}, {vec(4, 8), 1}}, vec(3, 6)},
+		{"multiple tensors", Weights{"a": {Shape: []int{1, 2}, Data: []float32{0, 0}}, "b": {Shape: []int{1}, Data: []float32{0}}},
+			[]Update{
+				{Weights{"a": {Shape: []int{1, 2}, Data: []float32{2, 4}}, "b": {Shape: []int{1}, Data: []float32{8}}}, 1},
+				{Weights{"a": {Shape: []int{1, 2}, Data: []float32{6, 0}}, "b": {Shape: []int{1}, Data: []float32{0}}}, 1},
+			},
+			Weights{"a": {Name: "a", Shape: []int{1, 2}, Data: []float32{4, 2}}, "b": {Name: "b", Shape: []int{1}, Data: []float32{4}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			globalBefore := tc.global.Clone()
+			var updatesBefore []Weights
+			for _, u := range tc.updates {
+				updatesBefore = append(updatesBefore, u.Weights.Clone())
+			}
+			got, err := FedAvg{}.Aggregate(tc.global, tc.updates)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %v, want %v", dump(got), dump(tc.want))
+			}
+			if !reflect.DeepEqual(tc.global, globalBefore) {
+				t.Error("global was mutated")
+			}
+			for i, u := range tc.updates {
+				if !sameBits(u.Weights, updatesBefore[i]) {
+					t.Errorf("update %d was mutated", i)
+				}
+			}
+		})
+	}
+}
+
+// sameBits compares weights bit for bit, so NaN equals NaN.
+func sameBits(a, b Weights) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name, t := range a {
+		u := b[name]
+		if u == nil || !reflect.DeepEqual(t.Shape, u.Shape) || len(t.Data) != len(u.Data) {
+			return false
+		}
+		for i := range t.Data {
+			if math.Float32bits(t.Data[i]) != math.Float32bits(u.Data[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func dump(w Weights) map[string][]float32 {
+	out := map[string][]float32{}
+	for n, t := range w {
+		out[n] = t.Data
+	}
+	return out
+}
+
+func TestFedAvgMatchesFloat64Reference(t *testing.T) {
+	// Crosses chunk boundaries and uses shares that are not exact in float32.
+	p := 2*fedAvgChunk + 3
+	rng := rand.New(rand.NewPCG(1, 2))
+	counts := []int{3, 7, 11}
+	var updates []Update
+	for _, c := range counts {
+		d := make([]float32, p)
+		for i := range d {
+			d[i] = float32(rng.NormFloat64())
+		}
+		updates = append(updates, Update{Weights{"w": {Shape: []int{p}, Data: d}}, c})
+	}
+	got, err := FedAvg{}.Aggregate(Weights{"w": {Shape: []int{p}, Data: make([]float32, p)}}, updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range p {
+		var want float64
+		for _, u := range updates {
+			want += float64(u.Examples) / 21 * float64(u.Weights["w"].Data[i])
+		}
+		if d := math.Abs(float64(got["w"].Data[i]) - want); d > 1e-6*(1+math.Abs(want)) {
+			t.Fatalf("element %d = %v, want %v", i, got["w"].Data[i], want)
+		}
+	}
+}
+
+func TestFedAvgErrors(t *testing.T) {
+	g := NewLogReg(2, 2)
+	ok := func() Weights { return NewLogReg(2, 2) }
+	with := func(mut func(Weights)) Weights { w := ok(); mut(w); return w }
+	tests := []struct {
+		name    string
+		global  Weights
+		updates []Update
+		want    string
+	}{
+		{"no updates", g, nil, "no updates"},
+		{"zero total", g, []Update{{ok(), 0}, {ok(), 0}}, "total example count is zero"},
+		{"negative examples", g, []Update{{ok(), 1}, {ok(), -1}}, "update 1 has negative example count -1"},
+		{"missing tensor", g, []Update{{ok(), 1}, {with(func(w Weights) { delete(w, BiasName) }), 1}}, `update 1: missing tensor "linear.bias"`},
+		{"shape mismatch", g, []Update{{with(func(w Weights) { w[WeightName] = &Tensor{Shape: []int{4}, Data: make([]float32, 4)} }), 1}}, `update 0: tensor "linear.weight" has shape [4], want [2 2]`},
+		{"short data", g, []Update{{ok(), 1}, {ok(), 1}, {with(func(w Weights) { w[BiasName].Data = w[BiasName].Data[:1] }), 1}}, `update 2: tensor "linear.bias" has 1 values, want 2`},
+		{"extra tensor", g, []Update{{with(func(w Weights) { w["x"] = &Tensor{Shape: []int{1}, Data: []float32{1}} }), 1}}, `update 0: unexpected tensor "x"`},
+		{"nan in update", g, []Update{{ok(), 1}, {with(func(w Weights) { w[BiasName].Data[1] = float32(math.NaN()) }), 2}}, `update 1: tensor "linear.bias" has non-finite value at index 1`},
+		{"max values do not overflow", Weights{"v": {Shape: []int{1}, Data: []float32{0}}}, []Update{{vec(math.MaxFloat32), 1}, {vec(math.MaxFloat32), 1}}, ""},
+		{"bad global", Weights{"v": {Shape: []int{2}, Data: []float32{0}}}, []Update{{vec(1, 2), 1}}, `global: tensor "v" has 1 values`},
+		{"nothing to average", nil, []Update{{nil, 1}}, "no tensors"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := FedAvg{}.Aggregate(tc.global, tc.updates)
+			if tc.want == "" {
+				// Shares are applied before summing, so averaging the
+				// largest float32 with itself must not overflow.
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if v := got["v"].Data[0]; math.IsInf(float64(v), 0) {
+					t.Errorf("average overflowed to %v", v)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewAggregator(t *testing.T) {
+	for _, name := range []string{"", "fedavg"} {
+		t.Run("name="+name, func(t *testing.T) {
+			a, err := NewAggregator(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Name() != "fedavg" {
+				t.Errorf("Name() = %q, want fedavg", a.Name())
+			}
+		})
+	}
+	t.Run("unknown", func(t *testing.T) {
+		_, err := NewAggregator("fedprox")
+		if err == nil || !strings.Contains(err.Error(), `unknown aggregator "fedprox" (valid: fedavg)`) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
