@@ -47,7 +47,7 @@ generate-check: generate
 	@test -z "$$(git status --porcelain -- proto/)" || (git status --porcelain -- proto/; echo "generated code is not committed"; exit 1)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./coordinator/ | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./internal/devnet/ | tee bench.out
 
 e2e: build
 	./$(BIN) demo --output json

@@ -196,18 +196,22 @@ func (c *Coordinator) round(ctx context.Context, id string, sp *federav1.JobSpec
 	if err != nil {
 		return err
 	}
+	trainStart := c.cfg.Now()
 	col, err := c.fanOut(ctx, id, sp, r, federav1.TaskKind_TASK_KIND_TRAIN, sites, int(sp.GetMinSites()), st, st.weights)
 	if err != nil {
 		return err
 	}
+	trainPhase := c.cfg.Now().Sub(trainStart)
 	if col.Outcome() != Done {
 		return fmt.Errorf("training: %s", col.Reason())
 	}
 	var updates []models.Update
 	var lossSum float64
 	var examples int64
+	var maxCompute float64
 	for _, s := range col.Answered() {
 		a := col.Answers()[s]
+		maxCompute = max(maxCompute, a.result.GetComputeMs())
 		if err := a.weights.Validate(st.weights); err != nil {
 			return fmt.Errorf("update from %s: %w", s, err)
 		}
@@ -216,10 +220,13 @@ func (c *Coordinator) round(ctx context.Context, id string, sp *federav1.JobSpec
 		lossSum += a.result.GetTrainLoss() * float64(n)
 		examples += n
 	}
+	aggStart := c.cfg.Now()
 	next, err := agg.Aggregate(st.weights, updates)
 	if err != nil {
 		return fmt.Errorf("aggregate: %w", err)
 	}
+	aggTime := c.cfg.Now().Sub(aggStart)
+	evalStart := c.cfg.Now()
 	// Evaluation is best effort: a site that cannot score this round still
 	// trained in it, so one answer is enough to report a figure.
 	ecol, err := c.fanOut(ctx, id, sp, r, federav1.TaskKind_TASK_KIND_EVAL, col.Answered(), 1, st, next)
@@ -229,6 +236,8 @@ func (c *Coordinator) round(ctx context.Context, id string, sp *federav1.JobSpec
 	sum := &federav1.RoundSummary{
 		Round: int32(r), Participants: col.Answered(), Missing: col.Missing(),
 		TrainExamples: examples, EvalAccuracy: math.NaN(), EvalLoss: math.NaN(),
+		TrainPhaseMs: ms(trainPhase), MaxLocalTrainMs: maxCompute, AggregateMs: ms(aggTime),
+		EvalPhaseMs: ms(c.cfg.Now().Sub(evalStart)),
 	}
 	if examples > 0 {
 		sum.TrainLoss = lossSum / float64(examples)
@@ -266,6 +275,8 @@ func (c *Coordinator) round(ctx context.Context, id string, sp *federav1.JobSpec
 	}, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
 	return err
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func fmtAcc(a float64) string {
 	if math.IsNaN(a) {

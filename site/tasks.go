@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -25,6 +26,8 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 	if a.cfg.BeforeTask != nil {
 		a.cfg.BeforeTask(ctx, t)
 	}
+	start := time.Now()
+	defer func() { res.ComputeMs = float64(time.Since(start)) / float64(time.Millisecond) }()
 	switch t.GetKind() {
 	case federav1.TaskKind_TASK_KIND_STATS:
 		err = a.stats(t, res)

@@ -101,10 +101,12 @@ func (a *Assembler) addData(c *TensorChunk) error {
 			if d < 0 || d > a.limit {
 				return fmt.Errorf("dimension %d is out of range", d)
 			}
-			n *= d
-			if n > a.limit {
+			// Checked before multiplying: with a large limit n*d can
+			// overflow int64 and wrap to a small, acceptable count.
+			if d != 0 && n > a.limit/d {
 				return fmt.Errorf("shape %v exceeds the limit of %d values", c.GetShape(), a.limit)
 			}
+			n *= d
 			shape[i] = int(d)
 		}
 		if a.total+n > a.limit {

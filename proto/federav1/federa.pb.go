@@ -1024,6 +1024,8 @@ type TaskResult struct {
 	EvalLoss    float64 `protobuf:"fixed64,18,opt,name=eval_loss,json=evalLoss,proto3" json:"eval_loss,omitempty"`
 	// True when a TensorChunk transfer with transfer_id == task_id follows.
 	WeightsFollow bool `protobuf:"varint,19,opt,name=weights_follow,json=weightsFollow,proto3" json:"weights_follow,omitempty"`
+	// Time the site spent computing the task (not waiting or sending).
+	ComputeMs     float64 `protobuf:"fixed64,20,opt,name=compute_ms,json=computeMs,proto3" json:"compute_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1191,6 +1193,13 @@ func (x *TaskResult) GetWeightsFollow() bool {
 	return false
 }
 
+func (x *TaskResult) GetComputeMs() float64 {
+	if x != nil {
+		return x.ComputeMs
+	}
+	return 0
+}
+
 type Job struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1352,9 +1361,17 @@ type RoundSummary struct {
 	TrainExamples int64                  `protobuf:"varint,7,opt,name=train_examples,json=trainExamples,proto3" json:"train_examples,omitempty"`
 	DurationMs    int64                  `protobuf:"varint,8,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
 	// Sites that were asked but did not answer in time.
-	Missing       []string `protobuf:"bytes,9,rep,name=missing,proto3" json:"missing,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Missing []string `protobuf:"bytes,9,rep,name=missing,proto3" json:"missing,omitempty"`
+	// Where the round's time went: from sending the weights until the
+	// training quorum closed; the slowest participating site's local
+	// training; combining the updates; the evaluation fan-out. The train
+	// phase minus the slowest local training is transfer and waiting.
+	TrainPhaseMs    float64 `protobuf:"fixed64,10,opt,name=train_phase_ms,json=trainPhaseMs,proto3" json:"train_phase_ms,omitempty"`
+	MaxLocalTrainMs float64 `protobuf:"fixed64,11,opt,name=max_local_train_ms,json=maxLocalTrainMs,proto3" json:"max_local_train_ms,omitempty"`
+	AggregateMs     float64 `protobuf:"fixed64,12,opt,name=aggregate_ms,json=aggregateMs,proto3" json:"aggregate_ms,omitempty"`
+	EvalPhaseMs     float64 `protobuf:"fixed64,13,opt,name=eval_phase_ms,json=evalPhaseMs,proto3" json:"eval_phase_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RoundSummary) Reset() {
@@ -1448,6 +1465,34 @@ func (x *RoundSummary) GetMissing() []string {
 		return x.Missing
 	}
 	return nil
+}
+
+func (x *RoundSummary) GetTrainPhaseMs() float64 {
+	if x != nil {
+		return x.TrainPhaseMs
+	}
+	return 0
+}
+
+func (x *RoundSummary) GetMaxLocalTrainMs() float64 {
+	if x != nil {
+		return x.MaxLocalTrainMs
+	}
+	return 0
+}
+
+func (x *RoundSummary) GetAggregateMs() float64 {
+	if x != nil {
+		return x.AggregateMs
+	}
+	return 0
+}
+
+func (x *RoundSummary) GetEvalPhaseMs() float64 {
+	if x != nil {
+		return x.EvalPhaseMs
+	}
+	return 0
 }
 
 type SiteSummary struct {
@@ -2119,7 +2164,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\n" +
 	"CancelTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xa0\x04\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xbf\x04\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -2144,7 +2189,9 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\n" +
 	"eval_total\x18\x11 \x01(\x03R\tevalTotal\x12\x1b\n" +
 	"\teval_loss\x18\x12 \x01(\x01R\bevalLoss\x12%\n" +
-	"\x0eweights_follow\x18\x13 \x01(\bR\rweightsFollow\"\xf7\x03\n" +
+	"\x0eweights_follow\x18\x13 \x01(\bR\rweightsFollow\x12\x1d\n" +
+	"\n" +
+	"compute_ms\x18\x14 \x01(\x01R\tcomputeMs\"\xf7\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\x12,\n" +
@@ -2161,7 +2208,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\aclasses\x18\f \x03(\tR\aclasses\x12!\n" +
 	"\fmodel_sha256\x18\r \x01(\tR\vmodelSha256\x12\x1f\n" +
 	"\vmodel_bytes\x18\x0e \x01(\x03R\n" +
-	"modelBytes\"\xb0\x02\n" +
+	"modelBytes\"\xca\x03\n" +
 	"\fRoundSummary\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x05R\x05round\x12\"\n" +
 	"\fparticipants\x18\x02 \x03(\tR\fparticipants\x12\x1d\n" +
@@ -2173,7 +2220,12 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x0etrain_examples\x18\a \x01(\x03R\rtrainExamples\x12\x1f\n" +
 	"\vduration_ms\x18\b \x01(\x03R\n" +
 	"durationMs\x12\x18\n" +
-	"\amissing\x18\t \x03(\tR\amissing\"\xf1\x01\n" +
+	"\amissing\x18\t \x03(\tR\amissing\x12$\n" +
+	"\x0etrain_phase_ms\x18\n" +
+	" \x01(\x01R\ftrainPhaseMs\x12+\n" +
+	"\x12max_local_train_ms\x18\v \x01(\x01R\x0fmaxLocalTrainMs\x12!\n" +
+	"\faggregate_ms\x18\f \x01(\x01R\vaggregateMs\x12\"\n" +
+	"\reval_phase_ms\x18\r \x01(\x01R\vevalPhaseMs\"\xf1\x01\n" +
 	"\vSiteSummary\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1b\n" +
 	"\traw_bytes\x18\x02 \x01(\x03R\brawBytes\x12\x1d\n" +
