@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -84,6 +87,46 @@ func TestDemoJSON(t *testing.T) {
 	if err != nil || ev.Accuracy != res["test_accuracy"].(float64) {
 		t.Fatalf("model eval of the exported file: %v, %v", ev, err)
 	}
+	t.Run("python reads the model with the numpy snippet in docs/models.md", func(t *testing.T) {
+		py := pythonWithNumpy(t)
+		doc, err := os.ReadFile("../docs/models.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, _ := strings.Cut(string(doc), "```python\n")
+		snippet, _, _ := strings.Cut(rest, "```")
+		cmd := exec.Command(py, "-c", snippet)
+		cmd.Dir = t.TempDir()
+		for _, f := range []string{mp, filepath.Join(state, "data", "test.csv")} {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(cmd.Dir, filepath.Base(f)), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("python: %v\n%s", err, out)
+		}
+		got, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+		if err != nil || math.Abs(got-ev.Accuracy) > 1e-9 {
+			t.Fatalf("python computed accuracy %q, federa %v", out, ev.Accuracy)
+		}
+	})
+}
+
+// pythonWithNumpy finds a python3 that has numpy (.ci/run installs Debian's
+// python3-numpy); without one the check is skipped, saying so.
+func pythonWithNumpy(t *testing.T) string {
+	for _, py := range []string{"/usr/bin/python3", "python3"} {
+		if err := exec.Command(py, "-c", "import numpy").Run(); err == nil {
+			return py
+		}
+	}
+	t.Skip("SKIPPED: no python3 with numpy on this machine (apt-get install python3-numpy); the Python reader in docs/models.md is not checked")
+	return ""
 }
 
 func TestDemoBadData(t *testing.T) {

@@ -32,6 +32,10 @@ func Decode(source string, data []byte, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			// Only comments: the decoder sees no document at all.
+			return fmt.Errorf("config %s: file is empty", source)
+		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
 		return fmt.Errorf("config %s: %s", source, strings.TrimSpace(msg))
 	}
