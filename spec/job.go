@@ -234,7 +234,9 @@ func (j *Job) Validate() error {
 
 func validSite(s string) bool {
 	j, n, ok := strings.Cut(s, "/")
-	if !ok || j == "" || n == "" || strings.Contains(n, "/") {
+	// Same rule as attest.ValidateSiteName: no part starts with a dash,
+	// or the spec could name a site that can never connect.
+	if !ok || j == "" || n == "" || strings.Contains(n, "/") || j[0] == '-' || n[0] == '-' {
 		return false
 	}
 	for _, r := range s {

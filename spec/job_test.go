@@ -1,0 +1,439 @@
+package spec
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/federa-dev/federa/attest"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// fullSpec sets every field to a non-default value.
+const fullSpec = `name: churn
+dataset: customers
+label: churned
+features: [age, tenure]
+model:
+  type: logreg
+rounds: 5
+local_epochs: 2
+batch_size: 64
+learning_rate: 0.05
+l2: 0.001
+min_sites: 2
+round_timeout: 90s
+sites: [eu/paris, us/boston]
+eval_fraction: 0.25
+seed: 7
+aggregator: fedavg
+`
+
+// minimal is the least a user must write; lines appended to it land on
+// line 3 onwards.
+const minimal = "name: churn\ndataset: customers\n"
+
+func ptr[T any](v T) *T { return &v }
+
+func fullJob() *Job {
+	return &Job{
+		Name:         "churn",
+		Dataset:      "customers",
+		Label:        "churned",
+		Features:     []string{"age", "tenure"},
+		Model:        Model{Type: "logreg"},
+		Rounds:       5,
+		LocalEpochs:  2,
+		BatchSize:    64,
+		LearningRate: 0.05,
+		L2:           0.001,
+		MinSites:     2,
+		RoundTimeout: Duration(90 * time.Second),
+		Sites:        []string{"eu/paris", "us/boston"},
+		EvalFraction: ptr(0.25),
+		Seed:         7,
+		Aggregator:   "fedavg",
+	}
+}
+
+func TestParseFullSpec(t *testing.T) {
+	got, err := Parse("job.yaml", []byte(fullSpec))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if want := fullJob(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // every substring must appear in the error
+	}{
+		{"malformed YAML", "name: [churn\n", []string{"job spec job.yaml", "line 1"}},
+		{"unknown field names field and line", minimal + "nmae: typo\n", []string{"job spec job.yaml", "line 3", "nmae", "docs/jobs.md"}},
+		{"unknown model field", minimal + "model:\n  kind: cnn\n", []string{"line 4", "kind", "valid: type"}},
+		{"wrong type", minimal + "rounds: ten\n", []string{"line 3", "ten", "int"}},
+		{"several wrong types", minimal + "rounds: ten\nbatch_size: big\n", []string{"line 3", "ten", "line 4", "big"}},
+		{"top level is a list", "[1, 2]\n", []string{"job spec job.yaml", "line 1"}},
+		{"rounds negative", minimal + "rounds: -1\n", []string{"field rounds", "-1", "1..10000"}},
+		{"rounds too many", minimal + "rounds: 10001\n", []string{"field rounds", "10001"}},
+		{"local_epochs negative", minimal + "local_epochs: -2\n", []string{"field local_epochs", "-2"}},
+		{"batch_size negative", minimal + "batch_size: -32\n", []string{"field batch_size", "-32", "1..1048576"}},
+		{"learning_rate negative", minimal + "learning_rate: -0.1\n", []string{"field learning_rate", "-0.1", "(0, 100]"}},
+		{"learning_rate NaN", minimal + "learning_rate: .nan\n", []string{"field learning_rate", "NaN"}},
+		{"learning_rate infinite", minimal + "learning_rate: .inf\n", []string{"field learning_rate"}},
+		{"l2 negative", minimal + "l2: -1\n", []string{"field l2", "-1"}},
+		{"eval_fraction one", minimal + "eval_fraction: 1.0\n", []string{"field eval_fraction", "0 ≤ eval_fraction < 1"}},
+		{"eval_fraction negative", minimal + "eval_fraction: -0.1\n", []string{"field eval_fraction"}},
+		{"round_timeout not a duration", minimal + "round_timeout: soon\n", []string{"line 3", `"soon" is not a duration`, "90s"}},
+		{"round_timeout a number without unit", minimal + "round_timeout: 90\n", []string{"line 3", `"90" is not a duration`}},
+		{"round_timeout a list", minimal + "round_timeout: [1]\n", []string{"line 3", "want a duration"}},
+		{"round_timeout too short", minimal + "round_timeout: 500ms\n", []string{"field round_timeout", "500ms", "at least 1s"}},
+		{"round_timeout negative", minimal + "round_timeout: -5s\n", []string{"field round_timeout", "-5s"}},
+		{"min_sites negative", minimal + "min_sites: -1\n", []string{"field min_sites", "-1"}},
+		{"min_sites more than sites", minimal + "min_sites: 3\nsites: [eu/paris, us/boston]\n", []string{"field min_sites", "3 is more than the 2 sites"}},
+		{"min_sites beyond the wire", minimal + "min_sites: 2147483648\n", []string{"field min_sites", "2147483648"}},
+		{"site without jurisdiction", minimal + "sites: [paris]\n", []string{"field sites[0]", `"paris" is not a site name`, "eu/paris"}},
+		{"site upper case", minimal + "sites: [eu/paris, EU/Berlin]\n", []string{"field sites[1]", "EU/Berlin"}},
+		{"site too deep", minimal + "sites: [eu/fr/paris]\n", []string{"field sites[0]", "eu/fr/paris"}},
+		{"site empty jurisdiction", minimal + "sites: [/paris]\n", []string{"field sites[0]"}},
+		{"site empty name", minimal + "sites: [eu/]\n", []string{"field sites[0]"}},
+		{"site with space", minimal + "sites: [eu/new york]\n", []string{"field sites[0]"}},
+		{"site jurisdiction starts with a dash", minimal + "sites: [-eu/paris]\n", []string{"field sites[0]", "-eu/paris"}},
+		{"site name starts with a dash", minimal + "sites: [eu/-paris]\n", []string{"field sites[0]", "eu/-paris"}},
+		{"site listed twice", minimal + "sites: [eu/paris, eu/paris]\n", []string{"field sites[1]", `site "eu/paris" listed twice`}},
+		{"duplicate feature", minimal + "features: [age, tenure, age]\n", []string{"field features[2]", `"age" listed twice`}},
+		{"empty feature", minimal + "features: [age, \" \"]\n", []string{"field features[1]", "empty column name"}},
+		{"feature is the label", minimal + "label: churned\nfeatures: [age, churned]\n", []string{"field features[1]", `"churned" is the label`}},
+		{"feature is the default label", minimal + "features: [label]\n", []string{"field features[0]", "is the label"}},
+		{"unsupported model", minimal + "model:\n  type: cnn\n", []string{"field model.type", `"cnn" is not supported`, "valid: logreg"}},
+		{"unsupported aggregator", minimal + "aggregator: fedprox\n", []string{"field aggregator", `"fedprox" is not supported`, "valid: fedavg"}},
+		{"missing name", "dataset: customers\n", []string{"field name", "required"}},
+		{"missing dataset", "name: churn\n", []string{"field dataset", "required"}},
+		{"empty file", "", []string{"job spec job.yaml", "file is empty"}},
+		{"whitespace only", "  \n\n\t\n", []string{"job spec job.yaml", "file is empty"}},
+		{"comments only", "# a job spec\n# to be written\n", []string{"job spec job.yaml", "file is empty"}},
+		{"two documents", minimal + "---\n" + minimal, []string{"job spec job.yaml", "more than one YAML document"}},
+		{"trailing document separator", minimal + "---\n", []string{"more than one YAML document"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := Parse("job.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("Parse accepted %q as %+v", tt.yaml, j)
+			}
+			if j != nil {
+				t.Errorf("Parse returned a job alongside error %v", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	in := "rounds: -1\nbatch_size: -1\neval_fraction: 1.5\nmodel:\n  type: cnn\nsites: [Paris]\n"
+	_, err := Parse("job.yaml", []byte(in))
+	if err == nil {
+		t.Fatal("Parse accepted an invalid spec")
+	}
+	fields := []string{"name", "dataset", "rounds", "batch_size", "eval_fraction", "model.type", "sites[0]"}
+	for _, f := range fields {
+		if !strings.Contains(err.Error(), "field "+f+":") {
+			t.Errorf("error does not report field %s:\n%v", f, err)
+		}
+	}
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		t.Fatalf("error %T is not a joined error", err)
+	}
+	if got := len(joined.Unwrap()); got != len(fields) {
+		t.Errorf("joined error holds %d problems, want %d:\n%v", got, len(fields), err)
+	}
+	// One problem per line, so a terminal shows them as a list.
+	if got := strings.Count(err.Error(), "\n") + 1; got != len(fields) {
+		t.Errorf("error has %d lines, want %d:\n%v", got, len(fields), err)
+	}
+}
+
+func TestParseAppliesDefaults(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want func(j *Job)
+	}{
+		{"nothing set", minimal, func(*Job) {}},
+		{"explicit zeros mean default", minimal + "rounds: 0\nbatch_size: 0\nlocal_epochs: 0\nlearning_rate: 0\nmin_sites: 0\n", func(*Job) {}},
+		{"empty strings mean default", minimal + "label: \"\"\naggregator: \"\"\nmodel:\n  type: \"\"\n", func(*Job) {}},
+		{"explicit eval_fraction zero is kept", minimal + "eval_fraction: 0\n", func(j *Job) { j.EvalFraction = ptr(0.0) }},
+		{"set values are kept", minimal + "rounds: 3\nbatch_size: 8\nround_timeout: 1m30s\n", func(j *Job) {
+			j.Rounds, j.BatchSize, j.RoundTimeout = 3, 8, Duration(90*time.Second)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse("job.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			want := &Job{
+				Name:         "churn",
+				Dataset:      "customers",
+				Label:        DefaultLabel,
+				Model:        Model{Type: DefaultModel},
+				Rounds:       DefaultRounds,
+				LocalEpochs:  DefaultLocalEpochs,
+				BatchSize:    DefaultBatchSize,
+				LearningRate: DefaultLearningRate,
+				MinSites:     DefaultMinSites,
+				RoundTimeout: Duration(DefaultRoundTimeout),
+				EvalFraction: ptr(DefaultEvalFraction),
+				Aggregator:   DefaultAggregator,
+			}
+			tt.want(want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Parse:\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestApplyDefaultsKeepsSetFields(t *testing.T) {
+	j := fullJob()
+	j.ApplyDefaults()
+	if want := fullJob(); !reflect.DeepEqual(j, want) {
+		t.Errorf("ApplyDefaults changed a fully set job:\n got %+v\nwant %+v", j, want)
+	}
+	var zero Job
+	zero.ApplyDefaults()
+	zero.ApplyDefaults() // idempotent
+	if zero.Rounds != DefaultRounds || zero.EvalFraction == nil || *zero.EvalFraction != DefaultEvalFraction ||
+		time.Duration(zero.RoundTimeout) != DefaultRoundTimeout || zero.Aggregator != DefaultAggregator {
+		t.Errorf("ApplyDefaults on a zero job gave %+v", zero)
+	}
+}
+
+func TestParseFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(good, []byte(fullSpec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(minimal+"rounds: -1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("valid", func(t *testing.T) {
+		j, err := ParseFile(good)
+		if err != nil {
+			t.Fatalf("ParseFile: %v", err)
+		}
+		if !reflect.DeepEqual(j, fullJob()) {
+			t.Errorf("ParseFile gave %+v", j)
+		}
+	})
+	t.Run("invalid names the path", func(t *testing.T) {
+		_, err := ParseFile(bad)
+		if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "field rounds") {
+			t.Errorf("ParseFile(%s) error = %v, want it to name the file and the field", bad, err)
+		}
+	})
+	t.Run("missing", func(t *testing.T) {
+		missing := filepath.Join(dir, "nope.yaml")
+		_, err := ParseFile(missing)
+		if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+			t.Errorf("ParseFile(missing) error = %v, want a not-exist error naming the file", err)
+		}
+	})
+}
+
+func TestMarshalledJobParsesBack(t *testing.T) {
+	want := fullJob()
+	out, err := yaml.Marshal(want)
+	if err != nil {
+		t.Fatalf("Marshal: %v", err)
+	}
+	if !strings.Contains(string(out), "round_timeout: 1m30s") {
+		t.Errorf("round_timeout not written as a duration string:\n%s", out)
+	}
+	got, err := Parse("marshalled", out)
+	if err != nil {
+		t.Fatalf("Parse of marshalled job: %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip through YAML:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestProtoRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		job  *Job
+	}{
+		{"full", fullJob()},
+		{"defaults", func() *Job { j := &Job{Name: "n", Dataset: "d"}; j.ApplyDefaults(); return j }()},
+		{"eval fraction zero", func() *Job { j := fullJob(); j.EvalFraction = ptr(0.0); return j }()},
+		{"no sites or features", func() *Job { j := fullJob(); j.Sites, j.Features = nil, nil; return j }()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.job.Proto()
+			// Through the wire bytes, as the coordinator receives it.
+			data, err := proto.Marshal(p)
+			if err != nil {
+				t.Fatalf("Marshal: %v", err)
+			}
+			var wire federav1.JobSpec
+			if err := proto.Unmarshal(data, &wire); err != nil {
+				t.Fatalf("Unmarshal: %v", err)
+			}
+			got := FromProto(&wire)
+			if !reflect.DeepEqual(got, tt.job) {
+				t.Errorf("FromProto(Proto()):\n got %+v\nwant %+v", got, tt.job)
+			}
+			checked, err := CheckProto(&wire)
+			if err != nil {
+				t.Fatalf("CheckProto of a valid spec: %v", err)
+			}
+			if !proto.Equal(checked, p) {
+				t.Errorf("CheckProto changed a valid spec:\n got %v\nwant %v", checked, p)
+			}
+		})
+	}
+}
+
+func TestProtoDoesNotShareSlices(t *testing.T) {
+	j := fullJob()
+	p := j.Proto()
+	p.Features[0], p.Sites[0] = "changed", "changed"
+	if j.Features[0] != "age" || j.Sites[0] != "eu/paris" {
+		t.Errorf("editing the wire spec changed the job: %v %v", j.Features, j.Sites)
+	}
+	back := FromProto(p)
+	back.Features[1] = "changed"
+	if p.Features[1] != "tenure" {
+		t.Errorf("editing the job changed the wire spec: %v", p.Features)
+	}
+}
+
+func TestFromProtoNil(t *testing.T) {
+	j := FromProto(nil)
+	if j == nil || j.Name != "" || j.EvalFraction == nil || *j.EvalFraction != 0 {
+		t.Errorf("FromProto(nil) = %+v", j)
+	}
+}
+
+func TestCheckProtoAppliesDefaults(t *testing.T) {
+	tests := []struct {
+		name string
+		in   *federav1.JobSpec
+		want *federav1.JobSpec
+	}{
+		{
+			name: "bare wire spec gets every default",
+			in:   &federav1.JobSpec{Name: "n", Dataset: "d"},
+			want: &federav1.JobSpec{
+				Name: "n", Dataset: "d", Label: DefaultLabel,
+				Model:  &federav1.ModelSpec{Type: DefaultModel},
+				Rounds: DefaultRounds, LocalEpochs: DefaultLocalEpochs, BatchSize: DefaultBatchSize,
+				LearningRate: DefaultLearningRate, MinSites: DefaultMinSites,
+				RoundTimeoutMs: DefaultRoundTimeout.Milliseconds(),
+				EvalFraction:   DefaultEvalFraction, Aggregator: DefaultAggregator,
+			},
+		},
+		{
+			// With round_timeout set the client applied defaults, so an
+			// eval fraction of 0 was meant.
+			name: "eval fraction zero kept when defaults were applied",
+			in:   &federav1.JobSpec{Name: "n", Dataset: "d", RoundTimeoutMs: 5000},
+			want: &federav1.JobSpec{
+				Name: "n", Dataset: "d", Label: DefaultLabel,
+				Model:  &federav1.ModelSpec{Type: DefaultModel},
+				Rounds: DefaultRounds, LocalEpochs: DefaultLocalEpochs, BatchSize: DefaultBatchSize,
+				LearningRate: DefaultLearningRate, MinSites: DefaultMinSites,
+				RoundTimeoutMs: 5000, EvalFraction: 0, Aggregator: DefaultAggregator,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := proto.Clone(tt.in).(*federav1.JobSpec)
+			got, err := CheckProto(in)
+			if err != nil {
+				t.Fatalf("CheckProto: %v", err)
+			}
+			if !proto.Equal(got, tt.want) {
+				t.Errorf("CheckProto:\n got %v\nwant %v", got, tt.want)
+			}
+			if !proto.Equal(in, tt.in) {
+				t.Errorf("CheckProto modified its argument: %v", in)
+			}
+		})
+	}
+}
+
+func TestCheckProtoRejects(t *testing.T) {
+	valid := func(edit func(p *federav1.JobSpec)) *federav1.JobSpec {
+		p := fullJob().Proto()
+		edit(p)
+		return p
+	}
+	tests := []struct {
+		name string
+		in   *federav1.JobSpec
+		want string
+	}{
+		{"nil", nil, "field name"},
+		{"zero", &federav1.JobSpec{}, "field dataset"},
+		{"negative rounds", valid(func(p *federav1.JobSpec) { p.Rounds = -1 }), "field rounds"},
+		{"eval fraction one", valid(func(p *federav1.JobSpec) { p.EvalFraction = 1 }), "field eval_fraction"},
+		{"short timeout", valid(func(p *federav1.JobSpec) { p.RoundTimeoutMs = 10 }), "field round_timeout"},
+		{"negative timeout", valid(func(p *federav1.JobSpec) { p.RoundTimeoutMs = -1000 }), "field round_timeout"},
+		{"bad model", valid(func(p *federav1.JobSpec) { p.Model = &federav1.ModelSpec{Type: "cnn"} }), "field model.type"},
+		{"bad aggregator", valid(func(p *federav1.JobSpec) { p.Aggregator = "median" }), "field aggregator"},
+		{"bad site", valid(func(p *federav1.JobSpec) { p.Sites = []string{"paris"} }), "field sites[0]"},
+		{"too few sites", valid(func(p *federav1.JobSpec) { p.MinSites = 3 }), "field min_sites"},
+		{"feature is label", valid(func(p *federav1.JobSpec) { p.Features = []string{"churned"} }), "field features[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := CheckProto(tt.in)
+			if err == nil {
+				t.Fatalf("CheckProto accepted %v as %v", tt.in, got)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSiteNamesAgreeWithAttest(t *testing.T) {
+	// A site the spec accepts must be one that can connect, and the other
+	// way round.
+	for _, name := range []string{
+		"eu/paris", "us/new-york", "a/b", "0/9", "eu/paris-", "eu-west/x",
+		"", "paris", "eu/", "/paris", "eu/fr/paris", "EU/paris", "-eu/paris",
+		"eu/-paris", "eu/par_is", "eu/par is", "eu/paris\n", "eu/pärís", "eu/.",
+	} {
+		t.Run(name, func(t *testing.T) {
+			want := attest.ValidateSiteName(name) == nil
+			if got := validSite(name); got != want {
+				t.Errorf("spec accepts %q: %v; attest accepts it: %v", name, got, want)
+			}
+		})
+	}
+}
