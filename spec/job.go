@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/federa-dev/federa/internal/config"
 	"google.golang.org/protobuf/proto"
 
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -91,7 +93,7 @@ func Parse(source string, data []byte) (*Job, error) {
 			// Only comments: the decoder sees no document at all.
 			return nil, fmt.Errorf("job spec %s: file is empty; see docs/jobs.md for the fields", source)
 		}
-		return nil, fmt.Errorf("job spec %s: %s", source, cleanYAMLError(err))
+		return nil, fmt.Errorf("job spec %s: %s", source, config.NameFields(data, cleanYAMLError(err)))
 	}
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -118,6 +120,7 @@ func cleanYAMLError(err error) string {
 	s = strings.TrimPrefix(s, "yaml: unmarshal errors:\n")
 	s = strings.ReplaceAll(s, "in type spec.Job", "(see docs/jobs.md for valid fields)")
 	s = strings.ReplaceAll(s, "in type spec.Model", "in model (valid: type)")
+	s = strings.ReplaceAll(s, "into spec.Job", "into a job spec (want a mapping of fields, see docs/jobs.md)")
 	return strings.TrimSpace(s)
 }
 

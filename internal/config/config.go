@@ -36,7 +36,7 @@ func Decode(source string, data []byte, v any) error {
 			// Only comments: the decoder sees no document at all.
 			return fmt.Errorf("config %s: file is empty", source)
 		}
-		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
+		msg := NameFields(data, strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n"))
 		return fmt.Errorf("config %s: %s", source, strings.TrimSpace(msg))
 	}
 	var extra any
