@@ -50,7 +50,24 @@ type Job struct {
 	EvalFraction *float64 `yaml:"eval_fraction"`
 	Seed         int64    `yaml:"seed"`
 	Aggregator   string   `yaml:"aggregator"`
-	_            struct{} `yaml:"-"`
+	Project      string   `yaml:"project"`
+	Privacy      Privacy  `yaml:"privacy"`
+}
+
+// Privacy is what the job promises about what leaves each site.
+type Privacy struct {
+	DP                *DP  `yaml:"dp"`
+	SecureAggregation bool `yaml:"secure_aggregation"`
+	MinCount          int  `yaml:"min_count"`
+}
+
+// DP turns on differential privacy for model updates: each site clips its
+// update to ClipNorm and adds Gaussian noise calibrated so the whole job
+// spends at most Epsilon (with Delta) at that site.
+type DP struct {
+	Epsilon  float64 `yaml:"epsilon"`
+	Delta    float64 `yaml:"delta"`
+	ClipNorm float64 `yaml:"clip_norm"`
 }
 
 // Model names the model architecture.
@@ -120,6 +137,8 @@ func cleanYAMLError(err error) string {
 	s = strings.TrimPrefix(s, "yaml: unmarshal errors:\n")
 	s = strings.ReplaceAll(s, "in type spec.Job", "(see docs/jobs.md for valid fields)")
 	s = strings.ReplaceAll(s, "in type spec.Model", "in model (valid: type)")
+	s = strings.ReplaceAll(s, "in type spec.Privacy", "in privacy (valid: dp, secure_aggregation, min_count)")
+	s = strings.ReplaceAll(s, "in type spec.DP", "in privacy.dp (valid: epsilon, delta, clip_norm)")
 	s = strings.ReplaceAll(s, "into spec.Job", "into a job spec (want a mapping of fields, see docs/jobs.md)")
 	return strings.TrimSpace(s)
 }
@@ -232,6 +251,23 @@ func (j *Job) Validate() error {
 	if j.Aggregator != "fedavg" {
 		bad("aggregator", "%q is not supported; valid: fedavg", j.Aggregator)
 	}
+	if dp := j.Privacy.DP; dp != nil {
+		if !(dp.Epsilon > 0 && dp.Epsilon <= 100) {
+			bad("privacy.dp.epsilon", "%v is out of range; want 0 < epsilon ≤ 100", dp.Epsilon)
+		}
+		if !(dp.Delta > 0 && dp.Delta < 0.01) {
+			bad("privacy.dp.delta", "%v is out of range; want 0 < delta < 0.01 (e.g. 1e-5)", dp.Delta)
+		}
+		if !(dp.ClipNorm > 0) || math.IsInf(dp.ClipNorm, 0) {
+			bad("privacy.dp.clip_norm", "%v is out of range; want a number > 0 (e.g. 1.0)", dp.ClipNorm)
+		}
+	}
+	if j.Privacy.SecureAggregation {
+		bad("privacy.secure_aggregation", "secure aggregation is not implemented yet; set false (updates are protected by mTLS and, with dp, by noise)")
+	}
+	if j.Privacy.MinCount < 0 || j.Privacy.MinCount > 1_000_000 {
+		bad("privacy.min_count", "%d is out of range; want 0..1000000", j.Privacy.MinCount)
+	}
 	return errors.Join(errs...)
 }
 
@@ -273,7 +309,20 @@ func (j *Job) Proto() *federav1.JobSpec {
 		EvalFraction:   ef,
 		Seed:           j.Seed,
 		Aggregator:     j.Aggregator,
+		Project:        j.Project,
+		Privacy:        privacyProto(j.Privacy),
 	}
+}
+
+func privacyProto(p Privacy) *federav1.Privacy {
+	if p.DP == nil && !p.SecureAggregation && p.MinCount == 0 {
+		return nil
+	}
+	out := &federav1.Privacy{SecureAggregation: p.SecureAggregation, MinCount: int32(p.MinCount)}
+	if p.DP != nil {
+		out.Dp = &federav1.DPSpec{Epsilon: p.DP.Epsilon, Delta: p.DP.Delta, ClipNorm: p.DP.ClipNorm}
+	}
+	return out
 }
 
 // FromProto converts a wire spec back, without defaults or validation.
@@ -299,6 +348,14 @@ func FromProto(p *federav1.JobSpec) *Job {
 		EvalFraction: &ef,
 		Seed:         p.GetSeed(),
 		Aggregator:   p.GetAggregator(),
+		Project:      p.GetProject(),
+		Privacy: Privacy{
+			SecureAggregation: p.GetPrivacy().GetSecureAggregation(),
+			MinCount:          int(p.GetPrivacy().GetMinCount()),
+		},
+	}
+	if dp := p.GetPrivacy().GetDp(); dp != nil {
+		j.Privacy.DP = &DP{Epsilon: dp.GetEpsilon(), Delta: dp.GetDelta(), ClipNorm: dp.GetClipNorm()}
 	}
 	return j
 }

@@ -47,6 +47,9 @@ const (
 	TaskKind_TASK_KIND_TRAIN TaskKind = 2
 	// Score the global weights on the local evaluation split; send counts.
 	TaskKind_TASK_KIND_EVAL TaskKind = 3
+	// Ask the site's admission policy about the job. With dry_run the site
+	// records nothing and holds nothing for approval.
+	TaskKind_TASK_KIND_ADMIT TaskKind = 4
 )
 
 // Enum value maps for TaskKind.
@@ -56,12 +59,14 @@ var (
 		1: "TASK_KIND_STATS",
 		2: "TASK_KIND_TRAIN",
 		3: "TASK_KIND_EVAL",
+		4: "TASK_KIND_ADMIT",
 	}
 	TaskKind_value = map[string]int32{
 		"TASK_KIND_UNSPECIFIED": 0,
 		"TASK_KIND_STATS":       1,
 		"TASK_KIND_TRAIN":       2,
 		"TASK_KIND_EVAL":        3,
+		"TASK_KIND_ADMIT":       4,
 	}
 )
 
@@ -148,6 +153,59 @@ func (x JobStatus) Number() protoreflect.EnumNumber {
 // Deprecated: Use JobStatus.Descriptor instead.
 func (JobStatus) EnumDescriptor() ([]byte, []int) {
 	return file_federa_v1_federa_proto_rawDescGZIP(), []int{1}
+}
+
+type Admission_Outcome int32
+
+const (
+	Admission_OUTCOME_UNSPECIFIED Admission_Outcome = 0
+	Admission_OUTCOME_ALLOW       Admission_Outcome = 1
+	Admission_OUTCOME_DENY        Admission_Outcome = 2
+	// Held until the site's operator approves or rejects it.
+	Admission_OUTCOME_PENDING_APPROVAL Admission_Outcome = 3
+)
+
+// Enum value maps for Admission_Outcome.
+var (
+	Admission_Outcome_name = map[int32]string{
+		0: "OUTCOME_UNSPECIFIED",
+		1: "OUTCOME_ALLOW",
+		2: "OUTCOME_DENY",
+		3: "OUTCOME_PENDING_APPROVAL",
+	}
+	Admission_Outcome_value = map[string]int32{
+		"OUTCOME_UNSPECIFIED":      0,
+		"OUTCOME_ALLOW":            1,
+		"OUTCOME_DENY":             2,
+		"OUTCOME_PENDING_APPROVAL": 3,
+	}
+)
+
+func (x Admission_Outcome) Enum() *Admission_Outcome {
+	p := new(Admission_Outcome)
+	*p = x
+	return p
+}
+
+func (x Admission_Outcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Admission_Outcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_federa_v1_federa_proto_enumTypes[2].Descriptor()
+}
+
+func (Admission_Outcome) Type() protoreflect.EnumType {
+	return &file_federa_v1_federa_proto_enumTypes[2]
+}
+
+func (x Admission_Outcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Admission_Outcome.Descriptor instead.
+func (Admission_Outcome) EnumDescriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{13, 0}
 }
 
 // TensorChunk carries part of one named float32 tensor. A transfer is the
@@ -258,8 +316,11 @@ type JobSpec struct {
 	EvalFraction   float64                `protobuf:"fixed64,14,opt,name=eval_fraction,json=evalFraction,proto3" json:"eval_fraction,omitempty"`
 	Seed           int64                  `protobuf:"varint,15,opt,name=seed,proto3" json:"seed,omitempty"`
 	Aggregator     string                 `protobuf:"bytes,16,opt,name=aggregator,proto3" json:"aggregator,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	Privacy        *Privacy               `protobuf:"bytes,17,opt,name=privacy,proto3" json:"privacy,omitempty"`
+	// The project the job belongs to; sites may admit only listed projects.
+	Project       string `protobuf:"bytes,18,opt,name=project,proto3" json:"project,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -404,6 +465,145 @@ func (x *JobSpec) GetAggregator() string {
 	return ""
 }
 
+func (x *JobSpec) GetPrivacy() *Privacy {
+	if x != nil {
+		return x.Privacy
+	}
+	return nil
+}
+
+func (x *JobSpec) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+// Privacy is what a job promises about what leaves each site.
+type Privacy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Differential privacy on model updates; absent = off.
+	Dp                *DPSpec `protobuf:"bytes,1,opt,name=dp,proto3" json:"dp,omitempty"`
+	SecureAggregation bool    `protobuf:"varint,2,opt,name=secure_aggregation,json=secureAggregation,proto3" json:"secure_aggregation,omitempty"`
+	// Least records behind any contribution a site sends.
+	MinCount      int32 `protobuf:"varint,3,opt,name=min_count,json=minCount,proto3" json:"min_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Privacy) Reset() {
+	*x = Privacy{}
+	mi := &file_federa_v1_federa_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Privacy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Privacy) ProtoMessage() {}
+
+func (x *Privacy) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Privacy.ProtoReflect.Descriptor instead.
+func (*Privacy) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Privacy) GetDp() *DPSpec {
+	if x != nil {
+		return x.Dp
+	}
+	return nil
+}
+
+func (x *Privacy) GetSecureAggregation() bool {
+	if x != nil {
+		return x.SecureAggregation
+	}
+	return false
+}
+
+func (x *Privacy) GetMinCount() int32 {
+	if x != nil {
+		return x.MinCount
+	}
+	return 0
+}
+
+type DPSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Total privacy budget for the job at each site.
+	Epsilon float64 `protobuf:"fixed64,1,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta   float64 `protobuf:"fixed64,2,opt,name=delta,proto3" json:"delta,omitempty"`
+	// L2 bound on each site's update before noise.
+	ClipNorm      float64 `protobuf:"fixed64,3,opt,name=clip_norm,json=clipNorm,proto3" json:"clip_norm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DPSpec) Reset() {
+	*x = DPSpec{}
+	mi := &file_federa_v1_federa_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DPSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DPSpec) ProtoMessage() {}
+
+func (x *DPSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DPSpec.ProtoReflect.Descriptor instead.
+func (*DPSpec) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DPSpec) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *DPSpec) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *DPSpec) GetClipNorm() float64 {
+	if x != nil {
+		return x.ClipNorm
+	}
+	return 0
+}
+
 type ModelSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
@@ -413,7 +613,7 @@ type ModelSpec struct {
 
 func (x *ModelSpec) Reset() {
 	*x = ModelSpec{}
-	mi := &file_federa_v1_federa_proto_msgTypes[2]
+	mi := &file_federa_v1_federa_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +625,7 @@ func (x *ModelSpec) String() string {
 func (*ModelSpec) ProtoMessage() {}
 
 func (x *ModelSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[2]
+	mi := &file_federa_v1_federa_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +638,7 @@ func (x *ModelSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSpec.ProtoReflect.Descriptor instead.
 func (*ModelSpec) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{2}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ModelSpec) GetType() string {
@@ -456,6 +656,7 @@ type SiteMessage struct {
 	//	*SiteMessage_Heartbeat
 	//	*SiteMessage_Result
 	//	*SiteMessage_Chunk
+	//	*SiteMessage_Decision
 	Body          isSiteMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -463,7 +664,7 @@ type SiteMessage struct {
 
 func (x *SiteMessage) Reset() {
 	*x = SiteMessage{}
-	mi := &file_federa_v1_federa_proto_msgTypes[3]
+	mi := &file_federa_v1_federa_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +676,7 @@ func (x *SiteMessage) String() string {
 func (*SiteMessage) ProtoMessage() {}
 
 func (x *SiteMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[3]
+	mi := &file_federa_v1_federa_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +689,7 @@ func (x *SiteMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteMessage.ProtoReflect.Descriptor instead.
 func (*SiteMessage) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{3}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SiteMessage) GetBody() isSiteMessage_Body {
@@ -534,6 +735,15 @@ func (x *SiteMessage) GetChunk() *TensorChunk {
 	return nil
 }
 
+func (x *SiteMessage) GetDecision() *DecisionRecord {
+	if x != nil {
+		if x, ok := x.Body.(*SiteMessage_Decision); ok {
+			return x.Decision
+		}
+	}
+	return nil
+}
+
 type isSiteMessage_Body interface {
 	isSiteMessage_Body()
 }
@@ -554,6 +764,11 @@ type SiteMessage_Chunk struct {
 	Chunk *TensorChunk `protobuf:"bytes,4,opt,name=chunk,proto3,oneof"`
 }
 
+type SiteMessage_Decision struct {
+	// A policy decision the site made, for the coordinator's records.
+	Decision *DecisionRecord `protobuf:"bytes,5,opt,name=decision,proto3,oneof"`
+}
+
 func (*SiteMessage_Hello) isSiteMessage_Body() {}
 
 func (*SiteMessage_Heartbeat) isSiteMessage_Body() {}
@@ -561,6 +776,8 @@ func (*SiteMessage_Heartbeat) isSiteMessage_Body() {}
 func (*SiteMessage_Result) isSiteMessage_Body() {}
 
 func (*SiteMessage_Chunk) isSiteMessage_Body() {}
+
+func (*SiteMessage_Decision) isSiteMessage_Body() {}
 
 type CoordinatorMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -577,7 +794,7 @@ type CoordinatorMessage struct {
 
 func (x *CoordinatorMessage) Reset() {
 	*x = CoordinatorMessage{}
-	mi := &file_federa_v1_federa_proto_msgTypes[4]
+	mi := &file_federa_v1_federa_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +806,7 @@ func (x *CoordinatorMessage) String() string {
 func (*CoordinatorMessage) ProtoMessage() {}
 
 func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[4]
+	mi := &file_federa_v1_federa_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +819,7 @@ func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorMessage.ProtoReflect.Descriptor instead.
 func (*CoordinatorMessage) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{4}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CoordinatorMessage) GetBody() isCoordinatorMessage_Body {
@@ -687,7 +904,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_federa_v1_federa_proto_msgTypes[5]
+	mi := &file_federa_v1_federa_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +916,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[5]
+	mi := &file_federa_v1_federa_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +929,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{5}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -741,7 +958,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_federa_v1_federa_proto_msgTypes[6]
+	mi := &file_federa_v1_federa_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +970,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[6]
+	mi := &file_federa_v1_federa_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +983,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{6}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Welcome) GetSite() string {
@@ -792,7 +1009,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_federa_v1_federa_proto_msgTypes[7]
+	mi := &file_federa_v1_federa_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +1021,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[7]
+	mi := &file_federa_v1_federa_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +1034,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{7}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Heartbeat) GetUnixMs() int64 {
@@ -842,13 +1059,18 @@ type Task struct {
 	ScalerScale []float64 `protobuf:"fixed64,9,rep,packed,name=scaler_scale,json=scalerScale,proto3" json:"scaler_scale,omitempty"`
 	// True when a TensorChunk transfer with transfer_id == task_id follows.
 	WeightsFollow bool `protobuf:"varint,10,opt,name=weights_follow,json=weightsFollow,proto3" json:"weights_follow,omitempty"`
+	// ADMIT only: evaluate without side effects.
+	DryRun bool `protobuf:"varint,11,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Who submitted the job and under which role (from coordinator config).
+	Requester     string `protobuf:"bytes,12,opt,name=requester,proto3" json:"requester,omitempty"`
+	RequesterRole string `protobuf:"bytes,13,opt,name=requester_role,json=requesterRole,proto3" json:"requester_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	mi := &file_federa_v1_federa_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +1082,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	mi := &file_federa_v1_federa_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +1095,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{8}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Task) GetTaskId() string {
@@ -946,6 +1168,27 @@ func (x *Task) GetWeightsFollow() bool {
 	return false
 }
 
+func (x *Task) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *Task) GetRequester() string {
+	if x != nil {
+		return x.Requester
+	}
+	return ""
+}
+
+func (x *Task) GetRequesterRole() string {
+	if x != nil {
+		return x.RequesterRole
+	}
+	return ""
+}
+
 type CancelTask struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -956,7 +1199,7 @@ type CancelTask struct {
 
 func (x *CancelTask) Reset() {
 	*x = CancelTask{}
-	mi := &file_federa_v1_federa_proto_msgTypes[9]
+	mi := &file_federa_v1_federa_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1211,7 @@ func (x *CancelTask) String() string {
 func (*CancelTask) ProtoMessage() {}
 
 func (x *CancelTask) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[9]
+	mi := &file_federa_v1_federa_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1224,7 @@ func (x *CancelTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTask.ProtoReflect.Descriptor instead.
 func (*CancelTask) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{9}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelTask) GetTaskId() string {
@@ -1025,14 +1268,21 @@ type TaskResult struct {
 	// True when a TensorChunk transfer with transfer_id == task_id follows.
 	WeightsFollow bool `protobuf:"varint,19,opt,name=weights_follow,json=weightsFollow,proto3" json:"weights_follow,omitempty"`
 	// Time the site spent computing the task (not waiting or sending).
-	ComputeMs     float64 `protobuf:"fixed64,20,opt,name=compute_ms,json=computeMs,proto3" json:"compute_ms,omitempty"`
+	ComputeMs float64 `protobuf:"fixed64,20,opt,name=compute_ms,json=computeMs,proto3" json:"compute_ms,omitempty"`
+	// ADMIT: the site's admission decision.
+	Admission *Admission `protobuf:"bytes,21,opt,name=admission,proto3" json:"admission,omitempty"`
+	// The obligations the site enforced for this task, e.g. "min_records=10".
+	ObligationsEnforced []string `protobuf:"bytes,22,rep,name=obligations_enforced,json=obligationsEnforced,proto3" json:"obligations_enforced,omitempty"`
+	// Noise the site applied to what it sent (DP), if any.
+	NoiseSigma    float64 `protobuf:"fixed64,23,opt,name=noise_sigma,json=noiseSigma,proto3" json:"noise_sigma,omitempty"`
+	EpsilonSpent  float64 `protobuf:"fixed64,24,opt,name=epsilon_spent,json=epsilonSpent,proto3" json:"epsilon_spent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_federa_v1_federa_proto_msgTypes[10]
+	mi := &file_federa_v1_federa_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1294,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[10]
+	mi := &file_federa_v1_federa_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1307,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{10}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -1200,6 +1450,240 @@ func (x *TaskResult) GetComputeMs() float64 {
 	return 0
 }
 
+func (x *TaskResult) GetAdmission() *Admission {
+	if x != nil {
+		return x.Admission
+	}
+	return nil
+}
+
+func (x *TaskResult) GetObligationsEnforced() []string {
+	if x != nil {
+		return x.ObligationsEnforced
+	}
+	return nil
+}
+
+func (x *TaskResult) GetNoiseSigma() float64 {
+	if x != nil {
+		return x.NoiseSigma
+	}
+	return 0
+}
+
+func (x *TaskResult) GetEpsilonSpent() float64 {
+	if x != nil {
+		return x.EpsilonSpent
+	}
+	return 0
+}
+
+// Admission is a site's answer to "may this job run here?".
+type Admission struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Outcome Admission_Outcome      `protobuf:"varint,1,opt,name=outcome,proto3,enum=federa.v1.Admission_Outcome" json:"outcome,omitempty"`
+	Reasons []string               `protobuf:"bytes,2,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// Obligations as the policy returned them, JSON.
+	ObligationsJson string `protobuf:"bytes,3,opt,name=obligations_json,json=obligationsJson,proto3" json:"obligations_json,omitempty"`
+	// Content hash of the policy bundle that decided.
+	PolicyRevision string `protobuf:"bytes,4,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Admission) Reset() {
+	*x = Admission{}
+	mi := &file_federa_v1_federa_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Admission) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Admission) ProtoMessage() {}
+
+func (x *Admission) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Admission.ProtoReflect.Descriptor instead.
+func (*Admission) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Admission) GetOutcome() Admission_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return Admission_OUTCOME_UNSPECIFIED
+}
+
+func (x *Admission) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *Admission) GetObligationsJson() string {
+	if x != nil {
+		return x.ObligationsJson
+	}
+	return ""
+}
+
+func (x *Admission) GetPolicyRevision() string {
+	if x != nil {
+		return x.PolicyRevision
+	}
+	return ""
+}
+
+// DecisionRecord is one policy decision, as the site keeps it durably.
+type DecisionRecord struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UnixMs int64                  `protobuf:"varint,1,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	// "admission" or "egress".
+	Kind            string   `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	JobId           string   `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	TaskId          string   `protobuf:"bytes,4,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	InputDigest     string   `protobuf:"bytes,5,opt,name=input_digest,json=inputDigest,proto3" json:"input_digest,omitempty"`
+	Allow           bool     `protobuf:"varint,6,opt,name=allow,proto3" json:"allow,omitempty"`
+	Reasons         []string `protobuf:"bytes,7,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	ObligationsJson string   `protobuf:"bytes,8,opt,name=obligations_json,json=obligationsJson,proto3" json:"obligations_json,omitempty"`
+	RequireApproval bool     `protobuf:"varint,9,opt,name=require_approval,json=requireApproval,proto3" json:"require_approval,omitempty"`
+	PolicyRevision  string   `protobuf:"bytes,10,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
+	// Egress only: what would leave and how big it is.
+	EgressKind    string `protobuf:"bytes,11,opt,name=egress_kind,json=egressKind,proto3" json:"egress_kind,omitempty"`
+	Bytes         int64  `protobuf:"varint,12,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecisionRecord) Reset() {
+	*x = DecisionRecord{}
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionRecord) ProtoMessage() {}
+
+func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionRecord.ProtoReflect.Descriptor instead.
+func (*DecisionRecord) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DecisionRecord) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+func (x *DecisionRecord) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *DecisionRecord) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *DecisionRecord) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *DecisionRecord) GetInputDigest() string {
+	if x != nil {
+		return x.InputDigest
+	}
+	return ""
+}
+
+func (x *DecisionRecord) GetAllow() bool {
+	if x != nil {
+		return x.Allow
+	}
+	return false
+}
+
+func (x *DecisionRecord) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *DecisionRecord) GetObligationsJson() string {
+	if x != nil {
+		return x.ObligationsJson
+	}
+	return ""
+}
+
+func (x *DecisionRecord) GetRequireApproval() bool {
+	if x != nil {
+		return x.RequireApproval
+	}
+	return false
+}
+
+func (x *DecisionRecord) GetPolicyRevision() string {
+	if x != nil {
+		return x.PolicyRevision
+	}
+	return ""
+}
+
+func (x *DecisionRecord) GetEgressKind() string {
+	if x != nil {
+		return x.EgressKind
+	}
+	return ""
+}
+
+func (x *DecisionRecord) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
 type Job struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1216,15 +1700,17 @@ type Job struct {
 	Features        []string        `protobuf:"bytes,11,rep,name=features,proto3" json:"features,omitempty"`
 	Classes         []string        `protobuf:"bytes,12,rep,name=classes,proto3" json:"classes,omitempty"`
 	// SHA-256 of the exported model file, hex; set when the job succeeded.
-	ModelSha256   string `protobuf:"bytes,13,opt,name=model_sha256,json=modelSha256,proto3" json:"model_sha256,omitempty"`
-	ModelBytes    int64  `protobuf:"varint,14,opt,name=model_bytes,json=modelBytes,proto3" json:"model_bytes,omitempty"`
+	ModelSha256 string `protobuf:"bytes,13,opt,name=model_sha256,json=modelSha256,proto3" json:"model_sha256,omitempty"`
+	ModelBytes  int64  `protobuf:"varint,14,opt,name=model_bytes,json=modelBytes,proto3" json:"model_bytes,omitempty"`
+	// Every policy decision the sites reported for this job.
+	Decisions     []*SiteDecision `protobuf:"bytes,15,rep,name=decisions,proto3" json:"decisions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_federa_v1_federa_proto_msgTypes[11]
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1722,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[11]
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1735,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{11}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Job) GetId() string {
@@ -1350,6 +1836,65 @@ func (x *Job) GetModelBytes() int64 {
 	return 0
 }
 
+func (x *Job) GetDecisions() []*SiteDecision {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+type SiteDecision struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	Record        *DecisionRecord        `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SiteDecision) Reset() {
+	*x = SiteDecision{}
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SiteDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SiteDecision) ProtoMessage() {}
+
+func (x *SiteDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SiteDecision.ProtoReflect.Descriptor instead.
+func (*SiteDecision) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SiteDecision) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *SiteDecision) GetRecord() *DecisionRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
 type RoundSummary struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Round         int32                  `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
@@ -1376,7 +1921,7 @@ type RoundSummary struct {
 
 func (x *RoundSummary) Reset() {
 	*x = RoundSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[12]
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1933,7 @@ func (x *RoundSummary) String() string {
 func (*RoundSummary) ProtoMessage() {}
 
 func (x *RoundSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[12]
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1946,7 @@ func (x *RoundSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundSummary.ProtoReflect.Descriptor instead.
 func (*RoundSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{12}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RoundSummary) GetRound() int32 {
@@ -1507,13 +2052,16 @@ type SiteSummary struct {
 	TrainRows          int64 `protobuf:"varint,5,opt,name=train_rows,json=trainRows,proto3" json:"train_rows,omitempty"`
 	EvalRows           int64 `protobuf:"varint,6,opt,name=eval_rows,json=evalRows,proto3" json:"eval_rows,omitempty"`
 	RoundsParticipated int32 `protobuf:"varint,7,opt,name=rounds_participated,json=roundsParticipated,proto3" json:"rounds_participated,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The latest admission decision and its policy revision.
+	Admission     *Admission `protobuf:"bytes,8,opt,name=admission,proto3" json:"admission,omitempty"`
+	EpsilonSpent  float64    `protobuf:"fixed64,9,opt,name=epsilon_spent,json=epsilonSpent,proto3" json:"epsilon_spent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SiteSummary) Reset() {
 	*x = SiteSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[13]
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +2073,7 @@ func (x *SiteSummary) String() string {
 func (*SiteSummary) ProtoMessage() {}
 
 func (x *SiteSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[13]
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +2086,7 @@ func (x *SiteSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteSummary.ProtoReflect.Descriptor instead.
 func (*SiteSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{13}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SiteSummary) GetSite() string {
@@ -1590,6 +2138,20 @@ func (x *SiteSummary) GetRoundsParticipated() int32 {
 	return 0
 }
 
+func (x *SiteSummary) GetAdmission() *Admission {
+	if x != nil {
+		return x.Admission
+	}
+	return nil
+}
+
+func (x *SiteSummary) GetEpsilonSpent() float64 {
+	if x != nil {
+		return x.EpsilonSpent
+	}
+	return 0
+}
+
 type SubmitJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -1599,7 +2161,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1611,7 +2173,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1624,7 +2186,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -1643,7 +2205,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +2217,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +2230,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1686,7 +2248,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +2260,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +2273,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
 }
 
 type ListJobsResponse struct {
@@ -1723,7 +2285,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +2297,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +2310,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1767,7 +2329,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +2341,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +2354,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -1813,7 +2375,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +2387,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +2400,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -1865,7 +2427,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +2439,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2452,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -1916,7 +2478,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2490,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2503,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetModelRequest) GetJobId() string {
@@ -1960,7 +2522,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2534,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2547,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ModelChunk) GetData() []byte {
@@ -2015,7 +2577,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2589,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2602,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -2104,7 +2666,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x05shape\x18\x03 \x03(\x03R\x05shape\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
-	"\x04last\x18\x06 \x01(\bR\x04last\"\xda\x03\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\"\xa2\x04\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\adataset\x18\x02 \x01(\tR\adataset\x12\x14\n" +
@@ -2125,14 +2687,25 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x04seed\x18\x0f \x01(\x03R\x04seed\x12\x1e\n" +
 	"\n" +
 	"aggregator\x18\x10 \x01(\tR\n" +
-	"aggregator\"\x1f\n" +
+	"aggregator\x12,\n" +
+	"\aprivacy\x18\x11 \x01(\v2\x12.federa.v1.PrivacyR\aprivacy\x12\x18\n" +
+	"\aproject\x18\x12 \x01(\tR\aproject\"x\n" +
+	"\aPrivacy\x12!\n" +
+	"\x02dp\x18\x01 \x01(\v2\x11.federa.v1.DPSpecR\x02dp\x12-\n" +
+	"\x12secure_aggregation\x18\x02 \x01(\bR\x11secureAggregation\x12\x1b\n" +
+	"\tmin_count\x18\x03 \x01(\x05R\bminCount\"U\n" +
+	"\x06DPSpec\x12\x18\n" +
+	"\aepsilon\x18\x01 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12\x1b\n" +
+	"\tclip_norm\x18\x03 \x01(\x01R\bclipNorm\"\x1f\n" +
 	"\tModelSpec\x12\x12\n" +
-	"\x04type\x18\x01 \x01(\tR\x04type\"\xd6\x01\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\"\x8f\x02\n" +
 	"\vSiteMessage\x12(\n" +
 	"\x05hello\x18\x01 \x01(\v2\x10.federa.v1.HelloH\x00R\x05hello\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.federa.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
 	"\x06result\x18\x03 \x01(\v2\x15.federa.v1.TaskResultH\x00R\x06result\x12.\n" +
-	"\x05chunk\x18\x04 \x01(\v2\x16.federa.v1.TensorChunkH\x00R\x05chunkB\x06\n" +
+	"\x05chunk\x18\x04 \x01(\v2\x16.federa.v1.TensorChunkH\x00R\x05chunk\x127\n" +
+	"\bdecision\x18\x05 \x01(\v2\x19.federa.v1.DecisionRecordH\x00R\bdecisionB\x06\n" +
 	"\x04body\"\xd4\x01\n" +
 	"\x12CoordinatorMessage\x12.\n" +
 	"\awelcome\x18\x01 \x01(\v2\x12.federa.v1.WelcomeH\x00R\awelcome\x12%\n" +
@@ -2147,7 +2720,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\"$\n" +
 	"\tHeartbeat\x12\x17\n" +
-	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\"\xbe\x02\n" +
+	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\"\x9c\x03\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -2160,11 +2733,14 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"scalerMean\x12!\n" +
 	"\fscaler_scale\x18\t \x03(\x01R\vscalerScale\x12%\n" +
 	"\x0eweights_follow\x18\n" +
-	" \x01(\bR\rweightsFollow\"=\n" +
+	" \x01(\bR\rweightsFollow\x12\x17\n" +
+	"\adry_run\x18\v \x01(\bR\x06dryRun\x12\x1c\n" +
+	"\trequester\x18\f \x01(\tR\trequester\x12%\n" +
+	"\x0erequester_role\x18\r \x01(\tR\rrequesterRole\"=\n" +
 	"\n" +
 	"CancelTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xbf\x04\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xec\x05\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -2191,7 +2767,37 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\teval_loss\x18\x12 \x01(\x01R\bevalLoss\x12%\n" +
 	"\x0eweights_follow\x18\x13 \x01(\bR\rweightsFollow\x12\x1d\n" +
 	"\n" +
-	"compute_ms\x18\x14 \x01(\x01R\tcomputeMs\"\xf7\x03\n" +
+	"compute_ms\x18\x14 \x01(\x01R\tcomputeMs\x122\n" +
+	"\tadmission\x18\x15 \x01(\v2\x14.federa.v1.AdmissionR\tadmission\x121\n" +
+	"\x14obligations_enforced\x18\x16 \x03(\tR\x13obligationsEnforced\x12\x1f\n" +
+	"\vnoise_sigma\x18\x17 \x01(\x01R\n" +
+	"noiseSigma\x12#\n" +
+	"\repsilon_spent\x18\x18 \x01(\x01R\fepsilonSpent\"\x98\x02\n" +
+	"\tAdmission\x126\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2\x1c.federa.v1.Admission.OutcomeR\aoutcome\x12\x18\n" +
+	"\areasons\x18\x02 \x03(\tR\areasons\x12)\n" +
+	"\x10obligations_json\x18\x03 \x01(\tR\x0fobligationsJson\x12'\n" +
+	"\x0fpolicy_revision\x18\x04 \x01(\tR\x0epolicyRevision\"e\n" +
+	"\aOutcome\x12\x17\n" +
+	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rOUTCOME_ALLOW\x10\x01\x12\x10\n" +
+	"\fOUTCOME_DENY\x10\x02\x12\x1c\n" +
+	"\x18OUTCOME_PENDING_APPROVAL\x10\x03\"\xf6\x02\n" +
+	"\x0eDecisionRecord\x12\x17\n" +
+	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x15\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x05jobId\x12\x17\n" +
+	"\atask_id\x18\x04 \x01(\tR\x06taskId\x12!\n" +
+	"\finput_digest\x18\x05 \x01(\tR\vinputDigest\x12\x14\n" +
+	"\x05allow\x18\x06 \x01(\bR\x05allow\x12\x18\n" +
+	"\areasons\x18\a \x03(\tR\areasons\x12)\n" +
+	"\x10obligations_json\x18\b \x01(\tR\x0fobligationsJson\x12)\n" +
+	"\x10require_approval\x18\t \x01(\bR\x0frequireApproval\x12'\n" +
+	"\x0fpolicy_revision\x18\n" +
+	" \x01(\tR\x0epolicyRevision\x12\x1f\n" +
+	"\vegress_kind\x18\v \x01(\tR\n" +
+	"egressKind\x12\x14\n" +
+	"\x05bytes\x18\f \x01(\x03R\x05bytes\"\xae\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\x12,\n" +
@@ -2208,7 +2814,11 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\aclasses\x18\f \x03(\tR\aclasses\x12!\n" +
 	"\fmodel_sha256\x18\r \x01(\tR\vmodelSha256\x12\x1f\n" +
 	"\vmodel_bytes\x18\x0e \x01(\x03R\n" +
-	"modelBytes\"\xca\x03\n" +
+	"modelBytes\x125\n" +
+	"\tdecisions\x18\x0f \x03(\v2\x17.federa.v1.SiteDecisionR\tdecisions\"U\n" +
+	"\fSiteDecision\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x121\n" +
+	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\xca\x03\n" +
 	"\fRoundSummary\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x05R\x05round\x12\"\n" +
 	"\fparticipants\x18\x02 \x03(\tR\fparticipants\x12\x1d\n" +
@@ -2225,7 +2835,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	" \x01(\x01R\ftrainPhaseMs\x12+\n" +
 	"\x12max_local_train_ms\x18\v \x01(\x01R\x0fmaxLocalTrainMs\x12!\n" +
 	"\faggregate_ms\x18\f \x01(\x01R\vaggregateMs\x12\"\n" +
-	"\reval_phase_ms\x18\r \x01(\x01R\vevalPhaseMs\"\xf1\x01\n" +
+	"\reval_phase_ms\x18\r \x01(\x01R\vevalPhaseMs\"\xca\x02\n" +
 	"\vSiteSummary\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1b\n" +
 	"\traw_bytes\x18\x02 \x01(\x03R\brawBytes\x12\x1d\n" +
@@ -2235,7 +2845,9 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\n" +
 	"train_rows\x18\x05 \x01(\x03R\ttrainRows\x12\x1b\n" +
 	"\teval_rows\x18\x06 \x01(\x03R\bevalRows\x12/\n" +
-	"\x13rounds_participated\x18\a \x01(\x05R\x12roundsParticipated\":\n" +
+	"\x13rounds_participated\x18\a \x01(\x05R\x12roundsParticipated\x122\n" +
+	"\tadmission\x18\b \x01(\v2\x14.federa.v1.AdmissionR\tadmission\x12#\n" +
+	"\repsilon_spent\x18\t \x01(\x01R\fepsilonSpent\":\n" +
 	"\x10SubmitJobRequest\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
@@ -2265,12 +2877,13 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\vscaler_mean\x18\x05 \x03(\x01R\n" +
 	"scalerMean\x12!\n" +
 	"\fscaler_scale\x18\x06 \x03(\x01R\vscalerScale\x12\x18\n" +
-	"\aweights\x18\a \x01(\fR\aweights*c\n" +
+	"\aweights\x18\a \x01(\fR\aweights*x\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTASK_KIND_STATS\x10\x01\x12\x13\n" +
 	"\x0fTASK_KIND_TRAIN\x10\x02\x12\x12\n" +
-	"\x0eTASK_KIND_EVAL\x10\x03*\xa2\x01\n" +
+	"\x0eTASK_KIND_EVAL\x10\x03\x12\x13\n" +
+	"\x0fTASK_KIND_ADMIT\x10\x04*\xa2\x01\n" +
 	"\tJobStatus\x12\x1a\n" +
 	"\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n" +
@@ -2301,75 +2914,89 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 	return file_federa_v1_federa_proto_rawDescData
 }
 
-var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),              // 0: federa.v1.TaskKind
 	(JobStatus)(0),             // 1: federa.v1.JobStatus
-	(*TensorChunk)(nil),        // 2: federa.v1.TensorChunk
-	(*JobSpec)(nil),            // 3: federa.v1.JobSpec
-	(*ModelSpec)(nil),          // 4: federa.v1.ModelSpec
-	(*SiteMessage)(nil),        // 5: federa.v1.SiteMessage
-	(*CoordinatorMessage)(nil), // 6: federa.v1.CoordinatorMessage
-	(*Hello)(nil),              // 7: federa.v1.Hello
-	(*Welcome)(nil),            // 8: federa.v1.Welcome
-	(*Heartbeat)(nil),          // 9: federa.v1.Heartbeat
-	(*Task)(nil),               // 10: federa.v1.Task
-	(*CancelTask)(nil),         // 11: federa.v1.CancelTask
-	(*TaskResult)(nil),         // 12: federa.v1.TaskResult
-	(*Job)(nil),                // 13: federa.v1.Job
-	(*RoundSummary)(nil),       // 14: federa.v1.RoundSummary
-	(*SiteSummary)(nil),        // 15: federa.v1.SiteSummary
-	(*SubmitJobRequest)(nil),   // 16: federa.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),      // 17: federa.v1.GetJobRequest
-	(*ListJobsRequest)(nil),    // 18: federa.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),   // 19: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),    // 20: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),           // 21: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),   // 22: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),    // 23: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),         // 24: federa.v1.ModelChunk
-	(*Checkpoint)(nil),         // 25: federa.v1.Checkpoint
+	(Admission_Outcome)(0),     // 2: federa.v1.Admission.Outcome
+	(*TensorChunk)(nil),        // 3: federa.v1.TensorChunk
+	(*JobSpec)(nil),            // 4: federa.v1.JobSpec
+	(*Privacy)(nil),            // 5: federa.v1.Privacy
+	(*DPSpec)(nil),             // 6: federa.v1.DPSpec
+	(*ModelSpec)(nil),          // 7: federa.v1.ModelSpec
+	(*SiteMessage)(nil),        // 8: federa.v1.SiteMessage
+	(*CoordinatorMessage)(nil), // 9: federa.v1.CoordinatorMessage
+	(*Hello)(nil),              // 10: federa.v1.Hello
+	(*Welcome)(nil),            // 11: federa.v1.Welcome
+	(*Heartbeat)(nil),          // 12: federa.v1.Heartbeat
+	(*Task)(nil),               // 13: federa.v1.Task
+	(*CancelTask)(nil),         // 14: federa.v1.CancelTask
+	(*TaskResult)(nil),         // 15: federa.v1.TaskResult
+	(*Admission)(nil),          // 16: federa.v1.Admission
+	(*DecisionRecord)(nil),     // 17: federa.v1.DecisionRecord
+	(*Job)(nil),                // 18: federa.v1.Job
+	(*SiteDecision)(nil),       // 19: federa.v1.SiteDecision
+	(*RoundSummary)(nil),       // 20: federa.v1.RoundSummary
+	(*SiteSummary)(nil),        // 21: federa.v1.SiteSummary
+	(*SubmitJobRequest)(nil),   // 22: federa.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),      // 23: federa.v1.GetJobRequest
+	(*ListJobsRequest)(nil),    // 24: federa.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),   // 25: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),    // 26: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),           // 27: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),   // 28: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),    // 29: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),         // 30: federa.v1.ModelChunk
+	(*Checkpoint)(nil),         // 31: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
-	4,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
-	7,  // 1: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
-	9,  // 2: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
-	12, // 3: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
-	2,  // 4: federa.v1.SiteMessage.chunk:type_name -> federa.v1.TensorChunk
-	8,  // 5: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
-	10, // 6: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
-	2,  // 7: federa.v1.CoordinatorMessage.chunk:type_name -> federa.v1.TensorChunk
-	11, // 8: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
-	0,  // 9: federa.v1.Task.kind:type_name -> federa.v1.TaskKind
-	3,  // 10: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
-	0,  // 11: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
-	3,  // 12: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
-	1,  // 13: federa.v1.Job.status:type_name -> federa.v1.JobStatus
-	14, // 14: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
-	15, // 15: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
-	3,  // 16: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
-	13, // 17: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
-	13, // 18: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	5,  // 19: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	16, // 20: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	17, // 21: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	18, // 22: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	20, // 23: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	22, // 24: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	23, // 25: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	6,  // 26: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	13, // 27: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	13, // 28: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	19, // 29: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	21, // 30: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	13, // 31: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	24, // 32: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	26, // [26:33] is the sub-list for method output_type
-	19, // [19:26] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	7,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
+	5,  // 1: federa.v1.JobSpec.privacy:type_name -> federa.v1.Privacy
+	6,  // 2: federa.v1.Privacy.dp:type_name -> federa.v1.DPSpec
+	10, // 3: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
+	12, // 4: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
+	15, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
+	3,  // 6: federa.v1.SiteMessage.chunk:type_name -> federa.v1.TensorChunk
+	17, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
+	11, // 8: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
+	13, // 9: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
+	3,  // 10: federa.v1.CoordinatorMessage.chunk:type_name -> federa.v1.TensorChunk
+	14, // 11: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
+	0,  // 12: federa.v1.Task.kind:type_name -> federa.v1.TaskKind
+	4,  // 13: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
+	0,  // 14: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
+	16, // 15: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
+	2,  // 16: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
+	4,  // 17: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
+	1,  // 18: federa.v1.Job.status:type_name -> federa.v1.JobStatus
+	20, // 19: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
+	21, // 20: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
+	19, // 21: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
+	17, // 22: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
+	16, // 23: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
+	4,  // 24: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
+	18, // 25: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
+	18, // 26: federa.v1.JobEvent.job:type_name -> federa.v1.Job
+	8,  // 27: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	22, // 28: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	23, // 29: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	24, // 30: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	26, // 31: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	28, // 32: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	29, // 33: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	9,  // 34: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	18, // 35: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	18, // 36: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	25, // 37: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	27, // 38: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	18, // 39: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	30, // 40: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	34, // [34:41] is the sub-list for method output_type
+	27, // [27:34] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -2377,13 +3004,14 @@ func file_federa_v1_federa_proto_init() {
 	if File_federa_v1_federa_proto != nil {
 		return
 	}
-	file_federa_v1_federa_proto_msgTypes[3].OneofWrappers = []any{
+	file_federa_v1_federa_proto_msgTypes[5].OneofWrappers = []any{
 		(*SiteMessage_Hello)(nil),
 		(*SiteMessage_Heartbeat)(nil),
 		(*SiteMessage_Result)(nil),
 		(*SiteMessage_Chunk)(nil),
+		(*SiteMessage_Decision)(nil),
 	}
-	file_federa_v1_federa_proto_msgTypes[4].OneofWrappers = []any{
+	file_federa_v1_federa_proto_msgTypes[6].OneofWrappers = []any{
 		(*CoordinatorMessage_Welcome)(nil),
 		(*CoordinatorMessage_Task)(nil),
 		(*CoordinatorMessage_Chunk)(nil),
@@ -2394,8 +3022,8 @@ func file_federa_v1_federa_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   24,
+			NumEnums:      3,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
