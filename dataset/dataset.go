@@ -58,6 +58,9 @@ type Error struct {
 	Line   int
 	Column string
 	Msg    string
+	// Value is the offending cell's text when the error is about one cell.
+	// It is data: Redacted drops it before an error leaves the site.
+	Value string
 	// Err is the underlying cause, if any (for example fs.ErrNotExist), so
 	// errors.Is keeps working through an *Error.
 	Err error
@@ -81,6 +84,20 @@ func (e *Error) Error() string {
 	}
 	b.WriteString(e.Msg)
 	return b.String()
+}
+
+// Redacted returns a copy fit to leave the site: the file by its base name
+// only, and no cell value — the line and column say where to look.
+func (e *Error) Redacted() *Error {
+	c := *e
+	c.Path = filepath.Base(e.Path)
+	if e.Value != "" {
+		q := strconv.Quote(e.Value)
+		c.Msg = strings.ReplaceAll(c.Msg, " (cell is "+q+")", "")
+		c.Msg = strings.ReplaceAll(c.Msg, q, "the value (withheld; it stays at the site)")
+		c.Value = ""
+	}
+	return &c
 }
 
 // Unwrap returns the underlying cause, if any.
@@ -138,7 +155,7 @@ func LoadCSV(path string, opts Options) (*Table, error) {
 		for k, j := range featIdx {
 			v, err := parseCell(rec[j])
 			if err != nil {
-				return nil, &Error{Path: path, Line: line, Column: features[k], Msg: err.Error()}
+				return nil, &Error{Path: path, Line: line, Column: features[k], Msg: err.Error(), Value: strings.TrimSpace(rec[j])}
 			}
 			data = append(data, v)
 		}
@@ -413,7 +430,7 @@ func (t *Table) ClassIndex(classes []string) ([]int, error) {
 	for i, l := range t.Labels {
 		k, ok := index[l]
 		if !ok {
-			e := &Error{Path: t.Path, Msg: fmt.Sprintf("label %q is not one of the known classes %s", l, quoteAll(classes))}
+			e := &Error{Path: t.Path, Value: l, Msg: fmt.Sprintf("label %q is not one of the known classes %s", l, quoteAll(classes))}
 			if i < len(t.lines) {
 				e.Line = t.lines[i]
 			} else {

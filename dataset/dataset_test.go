@@ -629,3 +629,23 @@ func FuzzLoadCSV(f *testing.F) {
 		_, _ = RawRows(p)
 	})
 }
+
+func TestRedactedDropsTheValueAndTheDirectory(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "patients.csv")
+	if err := os.WriteFile(p, []byte("age,label\n41,x\nJohn Smith,y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadCSV(p, Options{Label: "label"})
+	var de *Error
+	if !errors.As(err, &de) || de.Value != "John Smith" {
+		t.Fatalf("got %v", err)
+	}
+	r := de.Redacted().Error()
+	if strings.Contains(r, "John") || strings.Contains(r, dir) || !strings.Contains(r, `patients.csv:3: column "age"`) {
+		t.Fatalf("redacted error %q", r)
+	}
+	if !strings.Contains(de.Error(), "John Smith") {
+		t.Fatal("the site's own error lost the value")
+	}
+}

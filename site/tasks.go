@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -83,13 +82,12 @@ func (a *Agent) load(t *federav1.Task, features []string) (*prepared, error) {
 		tab, err := dataset.LoadCSV(ds.Path, dataset.Options{Label: sp.GetLabel(), Features: features})
 		if err != nil {
 			a.log.Warn("load dataset", "dataset", ds.Name, "err", err)
-			// The coordinator learns what is wrong, not where the site keeps
-			// its files: the error names the file by its base name only.
+			// The coordinator learns what is wrong and where (file, line,
+			// column), but neither where the site keeps its files nor the
+			// offending cell's value: that could be data.
 			var de *dataset.Error
 			if errors.As(err, &de) {
-				c := *de
-				c.Path = filepath.Base(de.Path)
-				return nil, &c
+				return nil, de.Redacted()
 			}
 			return nil, err
 		}

@@ -69,7 +69,7 @@ func TestBadInputFailsTheJobCleanly(t *testing.T) {
 				}
 				return d
 			},
-			want: []string{"site sg/singapore", "sg-singapore.csv:5", `column "mean_radius"`, `"abc" is not a number`}},
+			want: []string{"site sg/singapore", "sg-singapore.csv:5", `column "mean_radius"`, "the value (withheld; it stays at the site) is not a number"}},
 		{name: "NaN cell",
 			edit: func(site, d string) string {
 				if site == "eu/paris" {
