@@ -96,5 +96,6 @@ computes on local files. See docs/configuration.md for site.yaml.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to site.yaml (required)")
+	cmd.AddCommand(newSitePendingCmd(g), newSiteDecideCmd(g, true), newSiteDecideCmd(g, false))
 	return cmd
 }

@@ -43,6 +43,8 @@ type demoFlags struct {
 	timeout   time.Duration
 	stateDir  string
 	output    string
+	policyDir string
+	classify  []string
 	logToFile bool
 }
 
@@ -129,6 +131,8 @@ split across eu/paris, us/boston and sg/singapore (testdata/README.md).`,
 	fl.DurationVar(&f.timeout, "round-timeout", 60*time.Second, "how long a round waits for slow sites")
 	fl.StringVar(&f.stateDir, "state", "", "keep all state here (coordinator in DIR/coordinator, sites in DIR/sites/<name>); default: a new temporary directory, kept")
 	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json (json: the last line is one JSON object)")
+	fl.StringVar(&f.policyDir, "policy", "", "every site's Rego policy folder (default: the built-in default policy; see docs/policy.md)")
+	fl.StringSliceVar(&f.classify, "classify", []string{"*=internal"}, "column classifications every site declares to its policy, as COLUMN=CLASS (CLASS: public, internal, personal, special_category; COLUMN * sets the default)")
 	return cmd
 }
 
@@ -187,6 +191,26 @@ func demoData(dir, state string) (sites []devnet.SiteSpec, test string, err erro
 	return sites, test, nil
 }
 
+// parseClassify reads --classify COLUMN=CLASS pairs.
+func parseClassify(pairs []string) ([]site.Column, string, error) {
+	valid := map[string]bool{"public": true, "internal": true, "personal": true, "special_category": true}
+	var cols []site.Column
+	def := "internal" // the demo data: de-identified measurements
+	for _, p := range pairs {
+		col, class, ok := strings.Cut(p, "=")
+		col, class = strings.TrimSpace(col), strings.TrimSpace(class)
+		if !ok || col == "" || !valid[class] {
+			return nil, "", fmt.Errorf("flag --classify: %q: want COLUMN=CLASS with CLASS one of public, internal, personal, special_category", p)
+		}
+		if col == "*" {
+			def = class
+			continue
+		}
+		cols = append(cols, site.Column{Name: col, Classification: class})
+	}
+	return cols, def, nil
+}
+
 func baseNames(sites []devnet.SiteSpec) []string {
 	var out []string
 	for _, s := range sites {
@@ -220,6 +244,13 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	sites, testPath, err := demoData(f.data, state)
 	if err != nil {
 		return err
+	}
+	cols, def, err := parseClassify(f.classify)
+	if err != nil {
+		return err
+	}
+	for i := range sites {
+		sites[i].Columns, sites[i].DefaultClassification = cols, def
 	}
 	minSites := f.minSites
 	if minSites == 0 {
@@ -257,7 +288,15 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		}
 	}
 	say("federa demo: %d sites, dataset %s, state in %s", len(sites), demoDataset, state)
-	net, err := devnet.Start(devnet.Options{Dir: state, Sites: sites, Log: log})
+	if f.policyDir != "" {
+		if f.policyDir, err = filepath.Abs(f.policyDir); err != nil {
+			return err
+		}
+		if st, err := os.Stat(f.policyDir); err != nil || !st.IsDir() {
+			return fmt.Errorf("flag --policy: %s is not a directory of Rego files", f.policyDir)
+		}
+	}
+	net, err := devnet.Start(devnet.Options{Dir: state, Sites: sites, Log: log, PolicyDir: f.policyDir})
 	if err != nil {
 		return fmt.Errorf("start federation: %w", err)
 	}
@@ -277,7 +316,11 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	fedStart := time.Now()
 	job, err := client.SubmitJob(ctx, &federav1.SubmitJobRequest{Spec: j.Proto()})
 	if err != nil {
-		return rpcErr("submit job", err)
+		err = rpcErr("submit job", err)
+		if !text {
+			_ = json.NewEncoder(out).Encode(demoResult{Status: "refused", Message: err.Error(), Sites: names, StateDir: state, ElapsedSeconds: time.Since(start).Seconds()})
+		}
+		return &exitError{code: 2, err: err}
 	}
 	say("submitted job %s as spiffe://%s/user/alice: %s, %d rounds, min_sites %d", job.GetId(), devnet.DefaultTrustDomain, f.model, f.rounds, minSites)
 	final, err := watchJob(ctx, client, job.GetId(), progressWriter(out, text), "text")

@@ -75,6 +75,7 @@ statistics, evaluation counts), never a row.`,
 		newDevCACmd(g),
 		newJobCmd(g),
 		newModelCmd(g),
+		newPolicyCmd(g),
 		newVersionCmd(g),
 	)
 	return root

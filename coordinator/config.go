@@ -28,7 +28,12 @@ type File struct {
 		Dir string `yaml:"dir"`
 	} `yaml:"identity"`
 	// Sites lists the SPIFFE IDs of the sites allowed to connect.
-	Sites             []string        `yaml:"sites"`
+	Sites []string `yaml:"sites"`
+	// Users lists user SPIFFE IDs and their roles.
+	Users []struct {
+		ID    string   `yaml:"id"`
+		Roles []string `yaml:"roles"`
+	} `yaml:"users"`
 	HeartbeatInterval config.Duration `yaml:"heartbeat_interval"`
 	SiteWaitTimeout   config.Duration `yaml:"site_wait_timeout"`
 	LogLevel          string          `yaml:"log_level"`
@@ -55,6 +60,17 @@ func LoadFile(path string) (Config, error) {
 			continue
 		}
 		cfg.Sites = append(cfg.Sites, id)
+	}
+	for i, u := range f.Users {
+		id, err := spiffeid.FromString(u.ID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("field users[%d].id: %q is not a SPIFFE ID: %v (want spiffe://<trust-domain>/user/<name>)", i, u.ID, err))
+			continue
+		}
+		if cfg.Users == nil {
+			cfg.Users = map[string][]string{}
+		}
+		cfg.Users[id.String()] = u.Roles
 	}
 	if f.Identity.Dir == "" {
 		errs = append(errs, errors.New("field identity.dir: required (a directory with svid.pem, key.pem and bundle.pem)"))
@@ -83,6 +99,10 @@ type Config struct {
 	// refused at the TLS handshake.
 	Sites             []spiffeid.ID
 	HeartbeatInterval time.Duration
+	// Users maps user SPIFFE IDs to their roles (data-scientist, auditor,
+	// site-admin, operator). Sites' policies see the role a job was
+	// submitted under.
+	Users map[string][]string
 	// SiteWaitTimeout is how long a job waits for enough of its sites to
 	// be connected before it fails.
 	SiteWaitTimeout time.Duration
@@ -115,6 +135,18 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("field sites[%d]: %s listed twice", i, id))
 		}
 		seen[id] = true
+	}
+	validRoles := map[string]bool{"data-scientist": true, "auditor": true, "site-admin": true, "operator": true}
+	for id, roles := range c.Users {
+		sid, err := spiffeid.FromString(id)
+		if err != nil || !attest.IsUser(sid) {
+			errs = append(errs, fmt.Errorf("field users: %q is not a user ID; want spiffe://<trust-domain>/user/<name>", id))
+		}
+		for _, r := range roles {
+			if !validRoles[r] {
+				errs = append(errs, fmt.Errorf("field users: %s: role %q is not valid; valid: data-scientist, auditor, site-admin, operator", id, r))
+			}
+		}
 	}
 	if c.HeartbeatInterval < 0 {
 		errs = append(errs, fmt.Errorf("field heartbeat_interval: %s is negative", c.HeartbeatInterval))

@@ -23,10 +23,12 @@ import (
 // holds the same), a channel closed at every change, and the runner's
 // cancel.
 type jobState struct {
-	job     *federav1.Job
-	events  []string // every progress line, in order, so no watcher misses one
-	changed chan struct{}
-	cancel  context.CancelFunc
+	job    *federav1.Job
+	events []string // every progress line, in order, so no watcher misses one
+	// decisions reported by sites, not yet stored on the job record.
+	decisions []*federav1.SiteDecision
+	changed   chan struct{}
+	cancel    context.CancelFunc
 }
 
 func isFinal(s federav1.JobStatus) bool {
@@ -100,14 +102,20 @@ func (c *Coordinator) updateWith(id, event string, fn func(j *federav1.Job), per
 		return nil, errJobEnded
 	}
 	j := proto.Clone(js.job).(*federav1.Job)
+	queued := js.decisions
 	c.mu.Unlock()
 	fn(j)
+	j.Decisions = append(j.Decisions, queued...)
+	if n := len(j.Decisions); n > maxDecisionsPerJob {
+		j.Decisions = j.Decisions[n-maxDecisionsPerJob:]
+	}
 	j.UpdatedUnixMs = c.cfg.Now().UnixMilli()
 	if err := persist(j); err != nil {
 		return nil, fmt.Errorf("store job %s: %w", id, err)
 	}
 	c.mu.Lock()
 	js.job = j
+	js.decisions = js.decisions[len(queued):]
 	if event != "" {
 		js.events = append(js.events, event)
 	}
@@ -129,7 +137,7 @@ func (c *Coordinator) snapshot(id string) (*federav1.Job, []string, <-chan struc
 
 // Submit validates and stores a job and starts running it. Exposed for
 // embedding; the gRPC API calls it too.
-func (c *Coordinator) Submit(requester string, s *federav1.JobSpec) (*federav1.Job, error) {
+func (c *Coordinator) Submit(ctx context.Context, requester string, s *federav1.JobSpec) (*federav1.Job, error) {
 	checked, err := spec.CheckProto(s)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid job spec: %v", err)
@@ -146,8 +154,13 @@ func (c *Coordinator) Submit(requester string, s *federav1.JobSpec) (*federav1.J
 		Status:        federav1.JobStatus_JOB_STATUS_PENDING,
 		Message:       "waiting for sites",
 		Requester:     requester,
+		RequesterRole: c.roleOf(requester),
 		CreatedUnixMs: now,
 		UpdatedUnixMs: now,
+	}
+	if err := c.preCheck(ctx, j); err != nil {
+		c.log.Info("job refused at submit", "requester", requester, logkeys.Reason, err)
+		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
 	if err := c.store.PutJob(j); err != nil {
 		return nil, status.Errorf(codes.Internal, "store job: %v", err)
@@ -206,7 +219,7 @@ func (s *jobService) SubmitJob(ctx context.Context, req *federav1.SubmitJobReque
 	if err != nil {
 		return nil, err
 	}
-	return s.c.Submit(who, req.GetSpec())
+	return s.c.Submit(ctx, who, req.GetSpec())
 }
 
 func (s *jobService) GetJob(ctx context.Context, req *federav1.GetJobRequest) (*federav1.Job, error) {

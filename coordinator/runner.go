@@ -63,7 +63,14 @@ func (c *Coordinator) execute(ctx context.Context, id string, log interface {
 		}); err != nil {
 			return err
 		}
-		if st, err = c.standardize(ctx, id, sp); err != nil {
+		sites, err := c.waitForSites(ctx, id, sp, nil)
+		if err != nil {
+			return err
+		}
+		if sites, err = c.admission(ctx, j, sites); err != nil {
+			return err
+		}
+		if st, err = c.standardize(ctx, j, sites); err != nil {
 			return err
 		}
 		log.Info("standardization done", "sites", st.sites, "features", len(st.features), "classes", st.classes)
@@ -80,7 +87,7 @@ func (c *Coordinator) execute(ctx context.Context, id string, log interface {
 		return err
 	}
 	for r := st.round + 1; r <= int(sp.GetRounds()); r++ {
-		if err := c.round(ctx, id, sp, st, r, agg); err != nil {
+		if err := c.round(ctx, j, st, r, agg); err != nil {
 			return fmt.Errorf("round %d: %w", r, err)
 		}
 	}
@@ -90,12 +97,9 @@ func (c *Coordinator) execute(ctx context.Context, id string, log interface {
 // standardize runs the stats fan-out: every site reports its columns,
 // classes and per-column moments (never a row); the coordinator checks they
 // agree and merges the moments into one scaler.
-func (c *Coordinator) standardize(ctx context.Context, id string, sp *federav1.JobSpec) (*training, error) {
-	sites, err := c.waitForSites(ctx, id, sp, nil)
-	if err != nil {
-		return nil, err
-	}
-	col, err := c.fanOut(ctx, id, sp, 0, federav1.TaskKind_TASK_KIND_STATS, sites, int(sp.GetMinSites()), nil, nil)
+func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites []string) (*training, error) {
+	id, sp := job.GetId(), job.GetSpec()
+	col, err := c.fanOut(ctx, fan{job: job, kind: federav1.TaskKind_TASK_KIND_STATS, sites: sites, minSites: int(sp.GetMinSites())})
 	if err != nil {
 		return nil, err
 	}
@@ -190,14 +194,15 @@ func fromCheckpoint(cp *federav1.Checkpoint, j *federav1.Job) (*training, error)
 
 // round runs one training round: train fan-out, aggregate, eval fan-out,
 // checkpoint.
-func (c *Coordinator) round(ctx context.Context, id string, sp *federav1.JobSpec, st *training, r int, agg models.Aggregator) error {
+func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training, r int, agg models.Aggregator) error {
+	id, sp := job.GetId(), job.GetSpec()
 	start := c.cfg.Now()
 	sites, err := c.waitForSites(ctx, id, sp, st.sites)
 	if err != nil {
 		return err
 	}
 	trainStart := c.cfg.Now()
-	col, err := c.fanOut(ctx, id, sp, r, federav1.TaskKind_TASK_KIND_TRAIN, sites, int(sp.GetMinSites()), st, st.weights)
+	col, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_TRAIN, sites: sites, minSites: int(sp.GetMinSites()), st: st, w: st.weights})
 	if err != nil {
 		return err
 	}
@@ -229,7 +234,7 @@ func (c *Coordinator) round(ctx context.Context, id string, sp *federav1.JobSpec
 	evalStart := c.cfg.Now()
 	// Evaluation is best effort: a site that cannot score this round still
 	// trained in it, so one answer is enough to report a figure.
-	ecol, err := c.fanOut(ctx, id, sp, r, federav1.TaskKind_TASK_KIND_EVAL, col.Answered(), 1, st, next)
+	ecol, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_EVAL, sites: col.Answered(), minSites: 1, st: st, w: next})
 	if err != nil {
 		return err
 	}
@@ -316,10 +321,27 @@ type collected struct {
 	bytesIn, bytesOut map[string]int64
 }
 
+// fan is one fan-out's parameters.
+type fan struct {
+	job      *federav1.Job // id, spec, requester
+	round    int
+	kind     federav1.TaskKind
+	sites    []string
+	minSites int
+	st       *training      // features, classes, scaler (nil before standardization)
+	w        models.Weights // weights to send, or nil
+	timeout  time.Duration  // 0: the job's round_timeout
+	dryRun   bool
+}
+
 // fanOut sends one task kind to sites and collects the answers until the
 // quorum and deadline rule of Collect says stop.
-func (c *Coordinator) fanOut(ctx context.Context, id string, sp *federav1.JobSpec, round int, kind federav1.TaskKind, sites []string, minSites int, st *training, w models.Weights) (*collected, error) {
-	timeout := time.Duration(sp.GetRoundTimeoutMs()) * time.Millisecond
+func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
+	id, sp, round, kind, sites, minSites, st, w := f.job.GetId(), f.job.GetSpec(), f.round, f.kind, f.sites, f.minSites, f.st, f.w
+	timeout := f.timeout
+	if timeout == 0 {
+		timeout = time.Duration(sp.GetRoundTimeoutMs()) * time.Millisecond
+	}
 	col := &collected{
 		Collect:  NewCollect[reply](sites, minSites, c.cfg.Now().Add(timeout)),
 		bytesIn:  map[string]int64{},
@@ -334,6 +356,7 @@ func (c *Coordinator) fanOut(ctx context.Context, id string, sp *federav1.JobSpe
 		t := &federav1.Task{
 			TaskId: fmt.Sprintf("%s/r%d/%s/%s/%x", id, round, kindName, s, nonce),
 			JobId:  id, Round: int32(round), Kind: kind, Spec: sp,
+			Requester: f.job.GetRequester(), RequesterRole: f.job.GetRequesterRole(), DryRun: f.dryRun,
 		}
 		if st != nil {
 			t.Features, t.Classes = st.features, st.classes

@@ -200,6 +200,9 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 			c.deliver(sess.site, id, reply{site: sess.site, result: a.result, weights: a.asm.Weights()})
 		}
 		return nil
+	case *federav1.SiteMessage_Decision:
+		c.addDecision(sess.site, b.Decision)
+		return nil
 	case *federav1.SiteMessage_Hello:
 		return status.Error(codes.InvalidArgument, "hello sent twice on one stream")
 	default:

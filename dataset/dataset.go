@@ -576,3 +576,15 @@ func RawRows(path string) ([]string, error) {
 	}
 	return rows, nil
 }
+
+// ReadHeader returns the column names of a CSV file without reading its
+// rows, for deciding what a job would touch before touching it.
+func ReadHeader(path string) ([]string, error) {
+	f, _, err := open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	header, _, err := readHeader(newReader(f), path)
+	return header, err
+}

@@ -149,11 +149,13 @@ func TestSeparateProcessesSurviveKillDashNine(t *testing.T) {
 coordinator:
   address: %s
   id: spiffe://example.org/coordinator
+  jurisdiction: eu
 datasets:
   - name: breast-cancer
     path: %s
     format: csv
     label: label
+    default_classification: personal
 state_dir: %s
 reconnect: {min: 100ms, max: 1s}
 `, ids(flat), addr, filepath.Join(data, flat+".csv"), filepath.Join(dir, "state", "sites", flat)))
@@ -163,6 +165,9 @@ reconnect: {min: 100ms, max: 1s}
 state_dir: %s
 identity: {dir: %s}
 heartbeat_interval: 1s
+users:
+  - id: spiffe://example.org/user/alice
+    roles: [data-scientist]
 sites:
 %s
 `, addr, filepath.Join(dir, "state", "coordinator"), ids("coordinator"), strings.Join(siteIDs, "\n")))

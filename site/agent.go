@@ -2,13 +2,14 @@ package site
 
 import (
 	"context"
-	"encoding/json"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/models"
+	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
@@ -30,16 +32,33 @@ const maxTransferElems = 1 << 28
 
 // Agent is a site agent.
 type Agent struct {
-	cfg  Config
-	log  *slog.Logger
-	data *dataCache
-
-	egressMu sync.Mutex
+	cfg       Config
+	log       *slog.Logger
+	data      *dataCache
+	policy    engineSource
+	approvals *Approvals
+	decisions *journal
+	egress    *journal
+	ledger    *ledger
+	noiseMu   sync.Mutex
+	noiseRNG  *rand.Rand
 
 	mu        sync.Mutex
 	connected bool
+	current   *conn
 	closeOnce sync.Once
+	stop      context.CancelFunc
 }
+
+// engineSource is where the agent gets the policy in force: a watched
+// folder, or the built-in default.
+type engineSource interface {
+	Current() *policy.Engine
+}
+
+type staticEngine struct{ e *policy.Engine }
+
+func (s staticEngine) Current() *policy.Engine { return s.e }
 
 // New checks cfg and prepares an agent. It does not dial.
 func New(cfg Config) (*Agent, error) {
@@ -54,7 +73,49 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, data: newDataCache(8)}
 	a.log = cfg.Log.With(logkeys.Component, "site", logkeys.SpiffeID, cfg.Identity.ID().String())
+	var err error
+	if a.ledger, err = openLedger(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if cfg.StateDir != "" {
+		a.approvals = OpenApprovals(cfg.StateDir)
+	}
+	a.decisions = newJournal(cfg.StateDir, "decisions.jsonl")
+	a.egress = newJournal(cfg.StateDir, "egress.jsonl")
+	seed := [32]byte{}
+	if cfg.NoiseSeed != nil {
+		binary.LittleEndian.PutUint64(seed[:], *cfg.NoiseSeed)
+	} else if _, err := crand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("seed DP noise: %w", err)
+	}
+	a.noiseRNG = rand.New(rand.NewChaCha8(seed))
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	if cfg.PolicyDir == "" {
+		eng, err := policy.LoadFS(ctx, policy.Default(), ".")
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("load the built-in default policy: %w", err)
+		}
+		a.policy = staticEngine{eng}
+		a.log.Info("using the built-in default policy", "revision", eng.Revision())
+	} else {
+		w, err := policy.NewWatcher(ctx, cfg.PolicyDir, a.log)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("field policy.dir: %w", err)
+		}
+		a.policy = w
+	}
 	return a, nil
+}
+
+// noise is the DP noise source: unpredictable in production, seeded in
+// tests. Guarded because tasks run concurrently.
+func (a *Agent) noise() *rand.Rand {
+	a.noiseMu.Lock()
+	defer a.noiseMu.Unlock()
+	return rand.New(rand.NewPCG(a.noiseRNG.Uint64(), a.noiseRNG.Uint64()))
 }
 
 // Connected reports whether a stream to the coordinator is up.
@@ -95,14 +156,14 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // Close releases the agent's resources. Safe to call more than once.
 func (a *Agent) Close() error {
-	a.closeOnce.Do(func() { a.data.clear() })
+	a.closeOnce.Do(func() {
+		a.data.clear()
+		if w, ok := a.policy.(*policy.Watcher); ok {
+			_ = w.Close()
+		}
+		a.stop()
+	})
 	return nil
-}
-
-func (a *Agent) setConnected(v bool) {
-	a.mu.Lock()
-	a.connected = v
-	a.mu.Unlock()
 }
 
 // conn is one live stream with its send lock and running tasks.
@@ -156,8 +217,14 @@ func (a *Agent) session(ctx context.Context) error {
 	if w == nil {
 		return errors.New("coordinator did not answer the hello with a welcome")
 	}
-	a.setConnected(true)
-	defer a.setConnected(false)
+	a.mu.Lock()
+	a.connected, a.current = true, c
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.connected, a.current = false, nil
+		a.mu.Unlock()
+	}()
 	log := a.log.With(logkeys.Site, w.GetSite())
 	log.Info("connected to coordinator", logkeys.Addr, a.cfg.CoordinatorAddr)
 
@@ -226,7 +293,8 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 }
 
-// start runs a task in its own goroutine and sends its result.
+// start runs a task in its own goroutine and sends its result, if the
+// egress policy lets it leave.
 func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w models.Weights) {
 	tctx, cancel := context.WithCancel(ctx)
 	c.tasks.Store(t.GetTaskId(), cancel)
@@ -236,65 +304,52 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 		defer c.tasks.Delete(t.GetTaskId())
 		defer cancel()
 		log := log.With(logkeys.Job, t.GetJobId(), logkeys.Task, t.GetTaskId(), logkeys.Kind, t.GetKind().String())
-		res, out := c.a.execute(tctx, t, w)
+		rel := c.a.execute(tctx, t, w)
 		if tctx.Err() != nil {
 			log.Info("task cancelled")
 			return
 		}
-		if res.GetError() != "" {
-			log.Warn("task failed", logkeys.Err, res.GetError())
+		if rel.res.GetError() != "" {
+			log.Warn("task failed", logkeys.Err, rel.res.GetError())
 		}
-		n, err := c.sendResult(res, out)
-		if err != nil {
-			log.Warn("send result", logkeys.Err, err)
-			return
+		msgs, allowed := c.a.checkEgress(tctx, t, rel, rel.messages())
+		if !allowed {
+			log.Warn("egress denied", logkeys.Reason, msgs[0].GetResult().GetError())
+		} else if rel.charge > 0 {
+			// The budget is spent before the release leaves, durably: a
+			// crash after sending must not forget what was spent.
+			spent, err := c.a.ledger.Charge(rel.dataset, rel.charge)
+			if err != nil {
+				log.Error("privacy ledger", logkeys.Err, err)
+				msgs = []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: &federav1.TaskResult{
+					TaskId: t.GetTaskId(), JobId: t.GetJobId(), Round: t.GetRound(), Kind: t.GetKind(),
+					Error: "the site could not record its privacy spend; nothing was sent",
+				}}}}
+			} else {
+				rel.res.EpsilonSpent = spent
+			}
+		}
+		var n int64
+		for _, m := range msgs {
+			if err := c.send(m); err != nil {
+				log.Warn("send result", logkeys.Err, err)
+				return
+			}
+			n += int64(proto.Size(m))
 		}
 		c.a.recordEgress(t, n)
 		log.Debug("task done", logkeys.Bytes, n)
 	}()
 }
 
-// sendResult is the only way anything leaves the site: a TaskResult of
-// aggregates, then the weights as tensor chunks.
-func (c *conn) sendResult(res *federav1.TaskResult, w models.Weights) (int64, error) {
-	res.WeightsFollow = w != nil && res.GetError() == ""
-	msg := &federav1.SiteMessage{Body: &federav1.SiteMessage_Result{Result: res}}
-	if err := c.send(msg); err != nil {
-		return 0, err
-	}
-	n := int64(proto.Size(msg))
-	if !res.WeightsFollow {
-		return n, nil
-	}
-	for _, ch := range federav1.ChunkWeights(res.GetTaskId(), w, 0) {
-		m := &federav1.SiteMessage{Body: &federav1.SiteMessage_Chunk{Chunk: ch}}
-		if err := c.send(m); err != nil {
-			return n, err
-		}
-		n += int64(proto.Size(m))
-	}
-	return n, nil
-}
-
 // recordEgress appends what left to the site's own record, so the site can
 // say what it sent without trusting the coordinator.
 func (a *Agent) recordEgress(t *federav1.Task, n int64) {
-	if a.cfg.StateDir == "" {
-		return
-	}
-	line, _ := json.Marshal(map[string]any{
+	err := a.egress.append(map[string]any{
 		"time": time.Now().UTC().Format(time.RFC3339Nano), "job": t.GetJobId(), "task": t.GetTaskId(),
 		"kind": t.GetKind().String(), "round": t.GetRound(), "bytes": n, "to": a.cfg.CoordinatorID.String(),
 	})
-	a.egressMu.Lock()
-	defer a.egressMu.Unlock()
-	f, err := os.OpenFile(filepath.Join(a.cfg.StateDir, "egress.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		a.log.Warn("record egress", logkeys.Err, err)
-		return
-	}
-	defer f.Close()
-	if _, err := f.Write(append(line, '\n')); err != nil {
 		a.log.Warn("record egress", logkeys.Err, err)
 	}
 }

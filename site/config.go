@@ -30,7 +30,25 @@ type Dataset struct {
 	Format string `yaml:"format"`
 	// Label, when set, is the only label column jobs may use.
 	Label string `yaml:"label"`
+	// Columns classify columns for the site's policy (input.site.dataset);
+	// a column not listed gets DefaultClassification.
+	Columns               []Column `yaml:"columns"`
+	DefaultClassification string   `yaml:"default_classification"`
 }
+
+// Column is one column's classification for the site's policy.
+type Column struct {
+	Name           string   `yaml:"name"`
+	Classification string   `yaml:"classification"`
+	Tags           []string `yaml:"tags"`
+}
+
+// Classifications a column may have.
+var classifications = map[string]bool{"public": true, "internal": true, "personal": true, "special_category": true}
+
+// DefaultClassification applies to columns a site does not classify: the
+// cautious choice, so an unlisted column is never treated as public.
+const DefaultClassification = "personal"
 
 // File is site.yaml as an operator writes it (docs/configuration.md).
 type File struct {
@@ -38,9 +56,13 @@ type File struct {
 		Dir string `yaml:"dir"`
 	} `yaml:"identity"`
 	Coordinator struct {
-		Address string `yaml:"address"`
-		ID      string `yaml:"id"`
+		Address      string `yaml:"address"`
+		ID           string `yaml:"id"`
+		Jurisdiction string `yaml:"jurisdiction"`
 	} `yaml:"coordinator"`
+	Policy struct {
+		Dir string `yaml:"dir"`
+	} `yaml:"policy"`
 	Datasets  []Dataset `yaml:"datasets"`
 	StateDir  string    `yaml:"state_dir"`
 	Reconnect struct {
@@ -59,10 +81,12 @@ func LoadFile(path string) (Config, error) {
 	}
 	base := filepath.Dir(path)
 	cfg := Config{
-		CoordinatorAddr: f.Coordinator.Address,
-		StateDir:        f.StateDir,
-		ReconnectMin:    f.Reconnect.Min.D(),
-		ReconnectMax:    f.Reconnect.Max.D(),
+		CoordinatorAddr:         f.Coordinator.Address,
+		CoordinatorJurisdiction: f.Coordinator.Jurisdiction,
+		PolicyDir:               f.Policy.Dir,
+		StateDir:                f.StateDir,
+		ReconnectMin:            f.Reconnect.Min.D(),
+		ReconnectMax:            f.Reconnect.Max.D(),
 	}
 	var errs []error
 	if f.Coordinator.ID == "" {
@@ -77,6 +101,9 @@ func LoadFile(path string) (Config, error) {
 			d.Path = filepath.Join(base, d.Path)
 		}
 		cfg.Datasets = append(cfg.Datasets, d)
+	}
+	if cfg.PolicyDir != "" && !filepath.IsAbs(cfg.PolicyDir) {
+		cfg.PolicyDir = filepath.Join(base, cfg.PolicyDir)
 	}
 	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
 		cfg.StateDir = filepath.Join(base, cfg.StateDir)
@@ -110,7 +137,14 @@ type Config struct {
 	CoordinatorAddr string
 	// CoordinatorID is the only server identity the agent will talk to.
 	CoordinatorID spiffeid.ID
-	Datasets      []Dataset
+	// CoordinatorJurisdiction is where the coordinator runs, for the
+	// policy's input.destination (e.g. "eu").
+	CoordinatorJurisdiction string
+	Datasets                []Dataset
+	// PolicyDir is the Rego policy folder, watched and reloaded on change.
+	// Empty: the built-in default policy. A folder that does not exist or
+	// defines no decision denies everything.
+	PolicyDir string
 	// StateDir keeps the site's own record of what left it (egress.jsonl).
 	// Empty: no record is kept.
 	StateDir     string
@@ -119,6 +153,9 @@ type Config struct {
 	Log          *slog.Logger
 	// Rand drives reconnect jitter; tests seed it.
 	Rand *rand.Rand
+	// NoiseSeed, if set, seeds DP noise so tests are reproducible. Never
+	// set it in production: noise must be unpredictable.
+	NoiseSeed *uint64
 	// BeforeTask, if set, runs before each task with the task's context.
 	// It exists for tests that deliberately break a site (a hung or slow
 	// site); production configs leave it nil.
@@ -158,6 +195,22 @@ func (c *Config) Validate() error {
 		}
 		if d.Format != "" && d.Format != "csv" {
 			errs = append(errs, fmt.Errorf("field datasets[%d].format: %q is not supported; valid: csv", i, d.Format))
+		}
+		if d.DefaultClassification != "" && !classifications[d.DefaultClassification] {
+			errs = append(errs, fmt.Errorf("field datasets[%d].default_classification: %q; valid: public, internal, personal, special_category", i, d.DefaultClassification))
+		}
+		colSeen := map[string]bool{}
+		for k, c := range d.Columns {
+			switch {
+			case c.Name == "":
+				errs = append(errs, fmt.Errorf("field datasets[%d].columns[%d].name: required", i, k))
+			case colSeen[c.Name]:
+				errs = append(errs, fmt.Errorf("field datasets[%d].columns[%d].name: %q listed twice", i, k, c.Name))
+			}
+			colSeen[c.Name] = true
+			if !classifications[c.Classification] {
+				errs = append(errs, fmt.Errorf("field datasets[%d].columns[%d].classification: %q; valid: public, internal, personal, special_category", i, k, c.Classification))
+			}
 		}
 	}
 	if c.ReconnectMin < 0 || c.ReconnectMax < 0 || (c.ReconnectMax > 0 && c.ReconnectMin > c.ReconnectMax) {

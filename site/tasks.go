@@ -2,9 +2,10 @@ package site
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,36 +13,54 @@ import (
 
 	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/models"
+	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
-// execute runs one task against local data. Whatever it returns is an
-// aggregate by construction: the result message has no field that can hold
-// a row.
-func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights) (*federav1.TaskResult, models.Weights) {
+// execute runs one task against local data and returns what it would
+// release. Whatever it returns is an aggregate by construction: the result
+// message has no field that can hold a row. Before touching data it asks
+// the site's admission policy, for every task, so a policy change takes
+// effect at the next task.
+func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights) *release {
 	res := &federav1.TaskResult{TaskId: t.GetTaskId(), JobId: t.GetJobId(), Round: t.GetRound(), Kind: t.GetKind()}
-	var out models.Weights
-	var err error
+	r := &release{res: res}
 	if a.cfg.BeforeTask != nil {
 		a.cfg.BeforeTask(ctx, t)
 	}
 	start := time.Now()
 	defer func() { res.ComputeMs = float64(time.Since(start)) / float64(time.Millisecond) }()
+	if t.GetKind() == federav1.TaskKind_TASK_KIND_ADMIT {
+		res.Admission = a.admit(ctx, t, t.GetDryRun()).answer
+		return r
+	}
+	ad := a.admit(ctx, t, false)
+	switch ad.answer.GetOutcome() {
+	case federav1.Admission_OUTCOME_ALLOW:
+	case federav1.Admission_OUTCOME_PENDING_APPROVAL:
+		res.Error = fmt.Sprintf("waiting for approval at %s", a.siteName())
+		return r
+	default:
+		res.Error = fmt.Sprintf("not admitted at %s: %s", a.siteName(), strings.Join(ad.answer.GetReasons(), "; "))
+		return r
+	}
+	res.ObligationsEnforced = ad.enforced()
+	var err error
 	switch t.GetKind() {
 	case federav1.TaskKind_TASK_KIND_STATS:
-		err = a.stats(t, res)
+		err = a.stats(t, ad, r)
 	case federav1.TaskKind_TASK_KIND_TRAIN:
-		out, err = a.train(ctx, t, w, res)
+		err = a.train(ctx, t, w, ad, r)
 	case federav1.TaskKind_TASK_KIND_EVAL:
-		err = a.eval(t, w, res)
+		err = a.eval(t, w, ad, r)
 	default:
 		err = fmt.Errorf("task kind %s is not supported by this agent (version %s)", t.GetKind(), Version)
 	}
 	if err != nil {
-		res.Error = err.Error()
-		return res, nil
+		res.Error = redact(err).Error()
+		r.kind, r.weights = "", nil
 	}
-	return res, out
+	return r
 }
 
 // SplitSeed is the seed a site uses to split a dataset into train and eval
@@ -62,33 +81,29 @@ type prepared struct {
 }
 
 // load reads and splits the job's dataset. features is the agreed column
-// order (empty in the stats task: the job's own list, or every column).
-func (a *Agent) load(t *federav1.Task, features []string) (*prepared, error) {
+// order (empty in the stats task: the job's own list, or every column the
+// obligations allow).
+func (a *Agent) load(t *federav1.Task, ds *Dataset, features []string, ad admitted) (*prepared, error) {
 	sp := t.GetSpec()
-	var ds *Dataset
-	for i := range a.cfg.Datasets {
-		if a.cfg.Datasets[i].Name == sp.GetDataset() {
-			ds = &a.cfg.Datasets[i]
-		}
-	}
-	if ds == nil {
-		return nil, fmt.Errorf("this site has no dataset %q", sp.GetDataset())
-	}
 	if ds.Label != "" && ds.Label != sp.GetLabel() {
 		return nil, fmt.Errorf("dataset %q: the job asks for label %q but this site declares %q as its label column", ds.Name, sp.GetLabel(), ds.Label)
 	}
+	if len(features) == 0 {
+		var err error
+		if features, err = touched(ds, sp, ad.obligations.DropColumns); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range ad.obligations.DropColumns {
+		if slices.Contains(features, c) {
+			return nil, fmt.Errorf("obligation drop_columns: column %q may not be used at this site", c)
+		}
+	}
 	key := fmt.Sprintf("%s\x00%s\x00%s\x00%v", t.GetJobId(), ds.Name, sp.GetLabel(), features)
-	return a.data.get(key, func() (*prepared, error) {
+	p, err := a.data.get(key, func() (*prepared, error) {
 		tab, err := dataset.LoadCSV(ds.Path, dataset.Options{Label: sp.GetLabel(), Features: features})
 		if err != nil {
 			a.log.Warn("load dataset", "dataset", ds.Name, "err", err)
-			// The coordinator learns what is wrong and where (file, line,
-			// column), but neither where the site keeps its files nor the
-			// offending cell's value: that could be data.
-			var de *dataset.Error
-			if errors.As(err, &de) {
-				return nil, de.Redacted()
-			}
 			return nil, err
 		}
 		train, eval := tab.Split(sp.GetEvalFraction(), SplitSeed(sp.GetSeed()))
@@ -97,19 +112,30 @@ func (a *Agent) load(t *federav1.Task, features []string) (*prepared, error) {
 		}
 		return &prepared{train: train, eval: eval}, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	if ad.minRecords > 0 && p.train.Rows() < ad.minRecords {
+		return nil, fmt.Errorf("obligation min_records=%d: only %d training rows here", ad.minRecords, p.train.Rows())
+	}
+	return p, nil
 }
 
-func (a *Agent) stats(t *federav1.Task, res *federav1.TaskResult) error {
-	p, err := a.load(t, t.GetSpec().GetFeatures())
+func (a *Agent) stats(t *federav1.Task, ad admitted, r *release) error {
+	p, err := a.load(t, ad.dataset, t.GetSpec().GetFeatures(), ad)
 	if err != nil {
 		return err
 	}
+	res := r.res
 	m := models.ComputeMoments(p.train.X)
 	res.Features = p.train.Features
 	res.Classes = classesOf(p.train, p.eval)
 	res.Count, res.Sum, res.SumSq = m.Count, m.Sum, m.SumSq
 	res.TrainRows, res.EvalRows = int64(p.train.Rows()), int64(p.eval.Rows())
 	res.RawBytes = p.train.Bytes
+	r.kind, r.records, r.dataset = egressStatistics, int64(p.train.Rows()), ad.dataset.Name
+	r.maxBytes = boundFor(egressStatistics, len(res.Features), len(res.Classes))
+	r.input = a.policyInput(t, ad.dataset, res.Features)
 	return nil
 }
 
@@ -140,17 +166,17 @@ func standardized(tab *dataset.Table, t *federav1.Task) (*mat.Dense, []int, erro
 	return s.Apply(tab.X), y, nil
 }
 
-func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, res *federav1.TaskResult) (models.Weights, error) {
+func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, ad admitted, r *release) error {
 	if w == nil {
-		return nil, fmt.Errorf("train task %s came without weights", t.GetTaskId())
+		return fmt.Errorf("train task %s came without weights", t.GetTaskId())
 	}
-	p, err := a.load(t, t.GetFeatures())
+	p, err := a.load(t, ad.dataset, t.GetFeatures(), ad)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	X, y, err := standardized(p.train, t)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sp := t.GetSpec()
 	out, err := models.TrainLogReg(ctx, w, X, y, models.TrainConfig{
@@ -161,23 +187,45 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, r
 		Seed:         TrainSeed(sp.GetSeed(), a.cfg.Identity.ID().String(), t.GetRound()),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("local training: %w", err)
+		return fmt.Errorf("local training: %w", err)
 	}
-	res.Examples = int64(out.Examples)
-	res.TrainLoss = out.Loss
-	return out.Weights, nil
+	update := out.Weights
+	if dp := sp.GetPrivacy().GetDp(); dp != nil {
+		params, err := models.CalibrateDP(dp.GetEpsilon(), dp.GetDelta(), dp.GetClipNorm(), int(sp.GetRounds()))
+		if err != nil {
+			return err
+		}
+		if update, err = models.Privatize(w, out.Weights, params, a.noise()); err != nil {
+			return err
+		}
+		r.noise = &policy.Noise{Mechanism: "gaussian", Sigma: params.Sigma, ClipNorm: params.Clip}
+		r.charge = params.RoundEpsilon
+		r.res.NoiseSigma = params.Sigma
+		r.res.ObligationsEnforced = append(r.res.ObligationsEnforced, fmt.Sprintf("dp: clip %g, sigma %.4g, epsilon %.4g this round", params.Clip, params.Sigma, params.RoundEpsilon))
+	}
+	r.res.Examples = int64(out.Examples)
+	r.res.TrainLoss = out.Loss
+	r.weights, r.kind, r.records, r.dataset = update, egressModelUpdate, int64(out.Examples), ad.dataset.Name
+	r.maxBytes = boundFor(egressModelUpdate, len(t.GetFeatures()), len(t.GetClasses()))
+	r.input = a.policyInput(t, ad.dataset, t.GetFeatures())
+	return nil
 }
 
-func (a *Agent) eval(t *federav1.Task, w models.Weights, res *federav1.TaskResult) error {
+func (a *Agent) eval(t *federav1.Task, w models.Weights, ad admitted, r *release) error {
 	if w == nil {
 		return fmt.Errorf("eval task %s came without weights", t.GetTaskId())
 	}
-	p, err := a.load(t, t.GetFeatures())
+	p, err := a.load(t, ad.dataset, t.GetFeatures(), ad)
 	if err != nil {
 		return err
 	}
-	if p.eval.Rows() == 0 {
-		return nil // nothing held out: report zero examples
+	r.kind, r.dataset = egressMetrics, ad.dataset.Name
+	r.maxBytes = boundFor(egressMetrics, 0, 0)
+	r.input = a.policyInput(t, ad.dataset, t.GetFeatures())
+	if p.eval.Rows() == 0 || (ad.minRecords > 0 && p.eval.Rows() < ad.minRecords) {
+		// Nothing held out, or too few rows to report on: send no figure.
+		r.kind = ""
+		return nil
 	}
 	X, y, err := standardized(p.eval, t)
 	if err != nil {
@@ -187,7 +235,8 @@ func (a *Agent) eval(t *federav1.Task, w models.Weights, res *federav1.TaskResul
 	if err != nil {
 		return fmt.Errorf("evaluate: %w", err)
 	}
-	res.EvalCorrect, res.EvalTotal, res.EvalLoss = int64(correct), int64(p.eval.Rows()), loss
+	r.res.EvalCorrect, r.res.EvalTotal, r.res.EvalLoss = int64(correct), int64(p.eval.Rows()), loss
+	r.records = int64(p.eval.Rows())
 	return nil
 }
 

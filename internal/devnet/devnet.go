@@ -32,6 +32,28 @@ type SiteSpec struct {
 	Name    string // "<jurisdiction>/<name>", e.g. "eu/paris"
 	Dataset string // the name the site serves the file under
 	Path    string // the CSV file
+	// Columns and DefaultClassification describe the data to the site's
+	// policy (see site.Dataset); the default here is "internal".
+	Columns               []site.Column
+	DefaultClassification string
+}
+
+// DemoUsers are the users a devnet issues identities for, with their roles.
+var DemoUsers = map[string][]string{
+	"alice":   {"data-scientist"},
+	"auditor": {"auditor"},
+	"mallory": nil,
+}
+
+func (n *Net) users() map[string][]string {
+	out := map[string][]string{}
+	for _, u := range n.opts.Users {
+		id, err := attest.UserID(n.td, u)
+		if err == nil {
+			out[id.String()] = DemoUsers[u]
+		}
+	}
+	return out
 }
 
 // Options configures Start. Dir and Sites are required.
@@ -48,6 +70,11 @@ type Options struct {
 	Coordinator func(*coordinator.Config)
 	// Site, if set, adjusts each site's config before start.
 	Site func(name string, cfg *site.Config)
+	// PolicyDir, if set, is every site's policy folder; empty means the
+	// built-in default policy.
+	PolicyDir string
+	// CoordinatorJurisdiction is where the coordinator runs (default "eu").
+	CoordinatorJurisdiction string
 }
 
 // Net is a running federation.
@@ -89,13 +116,16 @@ func Start(opts Options) (*Net, error) {
 		opts.TrustDomain = DefaultTrustDomain
 	}
 	if len(opts.Users) == 0 {
-		opts.Users = []string{"alice"}
+		opts.Users = []string{"alice", "auditor", "mallory"}
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	if opts.Heartbeat == 0 {
 		opts.Heartbeat = time.Second
+	}
+	if opts.CoordinatorJurisdiction == "" {
+		opts.CoordinatorJurisdiction = "eu"
 	}
 	td, err := spiffeid.TrustDomainFromString(opts.TrustDomain)
 	if err != nil {
@@ -116,6 +146,12 @@ func Start(opts Options) (*Net, error) {
 		}
 		if _, err := n.issue(u, uid); err != nil {
 			return nil, err
+		}
+	}
+	for i := range opts.Sites {
+		if opts.Sites[i].DefaultClassification == "" {
+			// The demo data: de-identified measurements.
+			opts.Sites[i].DefaultClassification = "internal"
 		}
 	}
 	for _, s := range opts.Sites {
@@ -199,6 +235,7 @@ func (n *Net) StartCoordinator() error {
 		Sites:             n.SiteIDs(),
 		HeartbeatInterval: n.opts.Heartbeat,
 		SiteWaitTimeout:   30 * time.Second,
+		Users:             n.users(),
 		Log:               n.opts.Log,
 	}
 	if n.opts.Coordinator != nil {
@@ -253,14 +290,17 @@ func (n *Net) StartSite(name string) error {
 		return fmt.Errorf("devnet: site %s already running", name)
 	}
 	cfg := site.Config{
-		Identity:        p.id,
-		CoordinatorAddr: n.addr,
-		CoordinatorID:   attest.CoordinatorID(n.td),
-		Datasets:        []site.Dataset{{Name: p.spec.Dataset, Path: p.spec.Path, Format: "csv"}},
-		StateDir:        n.SiteDir(name),
-		ReconnectMin:    100 * time.Millisecond,
-		ReconnectMax:    time.Second,
-		Log:             n.opts.Log,
+		PolicyDir:               n.opts.PolicyDir,
+		CoordinatorJurisdiction: n.opts.CoordinatorJurisdiction,
+		Identity:                p.id,
+		CoordinatorAddr:         n.addr,
+		CoordinatorID:           attest.CoordinatorID(n.td),
+		Datasets: []site.Dataset{{Name: p.spec.Dataset, Path: p.spec.Path, Format: "csv",
+			Columns: p.spec.Columns, DefaultClassification: p.spec.DefaultClassification}},
+		StateDir:     n.SiteDir(name),
+		ReconnectMin: 100 * time.Millisecond,
+		ReconnectMax: time.Second,
+		Log:          n.opts.Log,
 	}
 	if n.opts.Site != nil {
 		n.opts.Site(name, &cfg)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/coordinator"
 	"github.com/federa-dev/federa/internal/devnet"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -126,14 +127,29 @@ func waitFinal(t *testing.T, c federav1.JobServiceClient, id string) *federav1.J
 // wireTap records every message the coordinator receives on any stream,
 // marshalled exactly as it crossed the wire.
 type wireTap struct {
-	mu   sync.Mutex
-	msgs [][]byte
+	mu    sync.Mutex
+	msgs  [][]byte
+	peers []string // the sender's SPIFFE ID, per message
+	typed []proto.Message
 }
 
 func (w *wireTap) option() grpc.ServerOption {
 	return grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		return h(srv, &tappedStream{ServerStream: ss, tap: w})
 	})
+}
+
+// from returns the site messages a peer sent.
+func (w *wireTap) from(peer string) []*federav1.SiteMessage {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []*federav1.SiteMessage
+	for i, m := range w.typed {
+		if sm, ok := m.(*federav1.SiteMessage); ok && w.peers[i] == peer {
+			out = append(out, sm)
+		}
+	}
+	return out
 }
 
 func (w *wireTap) all() [][]byte {
@@ -152,8 +168,14 @@ func (s *tappedStream) RecvMsg(m any) error {
 	if err == nil {
 		if pm, ok := m.(proto.Message); ok {
 			b, _ := proto.Marshal(pm)
+			peer := ""
+			if id, err := attest.PeerID(s.Context()); err == nil {
+				peer = id.String()
+			}
 			s.tap.mu.Lock()
 			s.tap.msgs = append(s.tap.msgs, b)
+			s.tap.peers = append(s.tap.peers, peer)
+			s.tap.typed = append(s.tap.typed, proto.Clone(pm))
 			s.tap.mu.Unlock()
 		}
 	}

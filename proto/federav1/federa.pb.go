@@ -1703,7 +1703,9 @@ type Job struct {
 	ModelSha256 string `protobuf:"bytes,13,opt,name=model_sha256,json=modelSha256,proto3" json:"model_sha256,omitempty"`
 	ModelBytes  int64  `protobuf:"varint,14,opt,name=model_bytes,json=modelBytes,proto3" json:"model_bytes,omitempty"`
 	// Every policy decision the sites reported for this job.
-	Decisions     []*SiteDecision `protobuf:"bytes,15,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	Decisions []*SiteDecision `protobuf:"bytes,15,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	// The role the requester submitted under (from coordinator config).
+	RequesterRole string `protobuf:"bytes,16,opt,name=requester_role,json=requesterRole,proto3" json:"requester_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1841,6 +1843,13 @@ func (x *Job) GetDecisions() []*SiteDecision {
 		return x.Decisions
 	}
 	return nil
+}
+
+func (x *Job) GetRequesterRole() string {
+	if x != nil {
+		return x.RequesterRole
+	}
+	return ""
 }
 
 type SiteDecision struct {
@@ -2797,7 +2806,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	" \x01(\tR\x0epolicyRevision\x12\x1f\n" +
 	"\vegress_kind\x18\v \x01(\tR\n" +
 	"egressKind\x12\x14\n" +
-	"\x05bytes\x18\f \x01(\x03R\x05bytes\"\xae\x04\n" +
+	"\x05bytes\x18\f \x01(\x03R\x05bytes\"\xd5\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\x12,\n" +
@@ -2815,7 +2824,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\fmodel_sha256\x18\r \x01(\tR\vmodelSha256\x12\x1f\n" +
 	"\vmodel_bytes\x18\x0e \x01(\x03R\n" +
 	"modelBytes\x125\n" +
-	"\tdecisions\x18\x0f \x03(\v2\x17.federa.v1.SiteDecisionR\tdecisions\"U\n" +
+	"\tdecisions\x18\x0f \x03(\v2\x17.federa.v1.SiteDecisionR\tdecisions\x12%\n" +
+	"\x0erequester_role\x18\x10 \x01(\tR\rrequesterRole\"U\n" +
 	"\fSiteDecision\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x121\n" +
 	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\xca\x03\n" +

@@ -1,0 +1,287 @@
+package devnet_test
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/federa-dev/federa/internal/devnet"
+	"github.com/federa-dev/federa/policy"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/site"
+	"github.com/federa-dev/federa/spec"
+)
+
+// healthSites marks mean_radius as special-category health data at the EU
+// site only.
+func healthSites() []devnet.SiteSpec {
+	out := append([]devnet.SiteSpec(nil), shippedSites...)
+	out[0].Columns = []site.Column{{Name: "mean_radius", Classification: "special_category", Tags: []string{"health"}}}
+	out[0].DefaultClassification = "internal"
+	for i := 1; i < len(out); i++ {
+		out[i].DefaultClassification = "internal"
+	}
+	return out
+}
+
+// TestSpecialCategoryNeedsDP: a job training on a special-category column
+// is refused at submit with the EU site's reason, and nothing but policy
+// talk left that site; the same job with DP is admitted and runs.
+func TestSpecialCategoryNeedsDP(t *testing.T) {
+	tap := &wireTap{}
+	n, _ := startNet(t, devnet.Options{Sites: healthSites(), Coordinator: withTap(tap)})
+	c, closeFn, err := n.Dial("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	j := demoSpec()
+	j.Features = []string{"mean_radius", "mean_texture", "mean_smoothness"}
+	_, err = c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("submit: %v; want refused by the EU site's policy", err)
+	}
+	for _, want := range []string{"eu/paris", "mean_radius", "special"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not name %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "us/boston:") || strings.Contains(err.Error(), "sg/singapore:") {
+		t.Errorf("sites that allow the job are quoted as refusing: %v", err)
+	}
+	// Nothing that carries data left the EU site: only its hello,
+	// heartbeats, decision records and an admission answer.
+	for _, m := range tap.from("spiffe://federa.demo/site/eu/paris") {
+		switch b := m.GetBody().(type) {
+		case *federav1.SiteMessage_Hello, *federav1.SiteMessage_Heartbeat, *federav1.SiteMessage_Decision:
+		case *federav1.SiteMessage_Result:
+			if b.Result.GetKind() != federav1.TaskKind_TASK_KIND_ADMIT || b.Result.GetCount() != 0 || len(b.Result.GetSum()) != 0 {
+				t.Fatalf("the EU site sent %v after refusing the job", b.Result)
+			}
+		default:
+			t.Fatalf("the EU site sent %T after refusing the job", b)
+		}
+	}
+	list, _ := c.ListJobs(context.Background(), &federav1.ListJobsRequest{})
+	if len(list.GetJobs()) != 0 {
+		t.Fatalf("a refused job was stored: %v", list)
+	}
+
+	j.Privacy.DP = &spec.DP{Epsilon: 8, Delta: 1e-5, ClipNorm: 1}
+	j.Rounds = 3
+	job := runJob(t, n, j)
+	if job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		t.Fatalf("the same job with DP: %s %s", job.GetStatus(), job.GetMessage())
+	}
+	var eu *federav1.SiteSummary
+	for _, s := range job.GetSites() {
+		if s.GetSite() == "eu/paris" {
+			eu = s
+		}
+	}
+	if eu == nil || eu.GetAdmission().GetOutcome() != federav1.Admission_OUTCOME_ALLOW || !strings.Contains(eu.GetAdmission().GetObligationsJson(), "min_records") {
+		t.Fatalf("EU admission %v: want allowed with obligations", eu.GetAdmission())
+	}
+	var egress, admissions int
+	for _, d := range job.GetDecisions() {
+		switch d.GetRecord().GetKind() {
+		case "egress":
+			egress++
+			if !d.GetRecord().GetAllow() {
+				t.Errorf("egress denied: %v", d)
+			}
+		case "admission":
+			admissions++
+		}
+		if d.GetRecord().GetPolicyRevision() == "" || d.GetRecord().GetInputDigest() == "" {
+			t.Errorf("decision without revision or input digest: %v", d)
+		}
+	}
+	if egress < 3*3 || admissions < 3 {
+		t.Fatalf("job carries %d egress and %d admission decisions; want every release and admission recorded", egress, admissions)
+	}
+	// The site keeps its own durable record too.
+	b, err := os.ReadFile(filepath.Join(n.SiteDir("eu/paris"), "decisions.jsonl"))
+	if err != nil || strings.Count(string(b), "\n") < 4 {
+		t.Fatalf("site decision journal: %v (%d lines)", err, strings.Count(string(b), "\n"))
+	}
+	ledger, err := os.ReadFile(filepath.Join(n.SiteDir("eu/paris"), "privacy.json"))
+	if err != nil || !strings.Contains(string(ledger), "breast-cancer") {
+		t.Fatalf("privacy ledger: %v %s", err, ledger)
+	}
+}
+
+// copyDefaultPolicy writes the built-in policy to a folder a test can edit.
+func copyDefaultPolicy(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	err := fs.WalkDir(policy.Default(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dir, p), 0o755)
+		}
+		b, err := fs.ReadFile(policy.Default(), p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, p), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestApprovalHoldsThenRuns: a site whose policy requires operator approval
+// holds the job, which says where it waits; after approval it runs. The
+// approval survives a restart of the site.
+func TestApprovalHoldsThenRuns(t *testing.T) {
+	pol := copyDefaultPolicy(t)
+	data := filepath.Join(pol, "data.json")
+	b, err := os.ReadFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(b), `"require_approval_for": []`, `"require_approval_for": ["all"]`, 1)
+	if edited == string(b) {
+		t.Fatal("default data.json has no empty require_approval_for list to edit")
+	}
+	if err := os.WriteFile(data, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := startNet(t, devnet.Options{PolicyDir: pol})
+	c, closeFn, err := n.Dial("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	j := demoSpec()
+	j.Rounds = 2
+	job, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, _ := c.GetJob(context.Background(), &federav1.GetJobRequest{Id: job.GetId()})
+		if strings.Contains(got.GetMessage(), "waiting for approval at eu/paris, sg/singapore, us/boston") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job never said it waits for approval: %q", got.GetMessage())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The sites' operators decide; one site restarts in between.
+	for _, s := range []string{"eu/paris", "sg/singapore", "us/boston"} {
+		q := site.OpenApprovals(n.SiteDir(s))
+		list, err := q.List()
+		if err != nil || len(list) != 1 || list[0].Status != site.ApprovalPending || list[0].JobID != job.GetId() {
+			t.Fatalf("%s pending list: %v %v", s, list, err)
+		}
+		if s == "us/boston" {
+			n.StopSite(s)
+			if err := n.StartSite(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := q.Decide(job.GetId(), true, "IRB 2026-114", "test@site"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final := waitFinal(t, c, job.GetId())
+	if final.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		t.Fatalf("approved job: %s %s", final.GetStatus(), final.GetMessage())
+	}
+
+	// A rejection fails the next job with the operator's reason.
+	job2, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := site.OpenApprovals(n.SiteDir("sg/singapore"))
+	for {
+		if _, ok, _ := q.Get(job2.GetId()); ok {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := q.Decide(job2.GetId(), false, "not covered by our consent", "dpo@sg"); err != nil {
+		t.Fatal(err)
+	}
+	final2 := waitFinal(t, c, job2.GetId())
+	if final2.GetStatus() != federav1.JobStatus_JOB_STATUS_FAILED || !strings.Contains(final2.GetMessage(), "not covered by our consent") || !strings.Contains(final2.GetMessage(), "sg/singapore") {
+		t.Fatalf("rejected job: %s %q", final2.GetStatus(), final2.GetMessage())
+	}
+}
+
+// TestPolicyReloadChangesTheNextDecision: editing a site's policy folder
+// takes effect without a restart; a broken edit keeps the previous policy.
+func TestPolicyReloadChangesTheNextDecision(t *testing.T) {
+	pol := copyDefaultPolicy(t)
+	n, logs := startNet(t, devnet.Options{PolicyDir: pol})
+	c, closeFn, err := n.Dial("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	j := demoSpec()
+	j.Rounds = 1
+	if job := runJob(t, n, j); job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		t.Fatalf("first job: %s", job.GetMessage())
+	}
+	// Add a rule that denies this project.
+	rule := filepath.Join(pol, "zz_suspend.rego")
+	if err := os.WriteFile(rule, []byte(suspendRule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j.Project = "blue"
+	waitFor(t, 10*time.Second, func() bool {
+		_, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
+		return err != nil && strings.Contains(err.Error(), "project blue is suspended")
+	})
+	// A broken edit: the previous (suspending) policy stays in force.
+	if err := os.WriteFile(rule, []byte("package federa\n\nthis is not rego {"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "zz_suspend.rego") })
+	_, err = c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
+	if err == nil || !strings.Contains(err.Error(), "project blue is suspended") {
+		t.Fatalf("after a broken edit: %v; want the previous policy still deciding", err)
+	}
+	// No policy at all: everything is denied.
+	entries, _ := os.ReadDir(pol)
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(pol, e.Name()))
+	}
+	j.Project = ""
+	waitFor(t, 10*time.Second, func() bool {
+		_, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
+		return err != nil && strings.Contains(err.Error(), "no policy")
+	})
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+const suspendRule = `package federa
+
+deny contains "project blue is suspended at this site" if input.job.project == "blue"
+`

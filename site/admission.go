@@ -1,0 +1,259 @@
+package site
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/dataset"
+	"github.com/federa-dev/federa/internal/logkeys"
+	"github.com/federa-dev/federa/policy"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// admitted is the outcome of an admission check: what the site answers
+// and the obligations it must enforce if it goes ahead.
+type admitted struct {
+	answer      *federav1.Admission
+	obligations policy.Obligations
+	minRecords  int
+	dataset     *Dataset
+}
+
+func (a *Agent) siteName() string {
+	name, _ := attest.SiteName(a.cfg.Identity.ID())
+	return name
+}
+
+func (a *Agent) findDataset(name string) *Dataset {
+	for i := range a.cfg.Datasets {
+		if a.cfg.Datasets[i].Name == name {
+			return &a.cfg.Datasets[i]
+		}
+	}
+	return nil
+}
+
+// touched is what a job would read: its explicit features, or every
+// column of the file but the label, less columns an obligation drops.
+func touched(ds *Dataset, sp *federav1.JobSpec, drop []string) ([]string, error) {
+	if len(sp.GetFeatures()) > 0 {
+		return sp.GetFeatures(), nil
+	}
+	header, err := dataset.ReadHeader(ds.Path)
+	if err != nil {
+		return nil, redact(err)
+	}
+	var out []string
+	for _, c := range header {
+		if c != sp.GetLabel() && !slices.Contains(drop, c) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// classify describes columns for the policy.
+func classify(ds *Dataset, cols []string) []policy.Column {
+	def := ds.DefaultClassification
+	if def == "" {
+		def = DefaultClassification
+	}
+	out := make([]policy.Column, 0, len(cols))
+	for _, c := range cols {
+		col := policy.Column{Name: c, Classification: def}
+		for _, m := range ds.Columns {
+			if m.Name == c {
+				col.Classification, col.Tags = m.Classification, m.Tags
+			}
+		}
+		out = append(out, col)
+	}
+	return out
+}
+
+// policyInput builds input.* for a task of job spec sp.
+func (a *Agent) policyInput(t *federav1.Task, ds *Dataset, features []string) policy.Input {
+	sp := t.GetSpec()
+	cols := append(append([]string(nil), features...), sp.GetLabel())
+	in := policy.Input{
+		Version: policy.InputVersion,
+		Job: policy.Job{
+			ID: t.GetJobId(), Type: "train",
+			Requester: policy.Requester{ID: t.GetRequester(), Role: t.GetRequesterRole()},
+			Project:   sp.GetProject(), Dataset: sp.GetDataset(), Features: features, Label: sp.GetLabel(),
+			Model: policy.Model{Type: sp.GetModel().GetType(), Params: map[string]any{
+				"local_epochs": sp.GetLocalEpochs(), "batch_size": sp.GetBatchSize(),
+				"learning_rate": sp.GetLearningRate(), "l2": sp.GetL2(),
+			}},
+			Rounds: int(sp.GetRounds()),
+			Privacy: policy.Privacy{
+				SecureAggregation: sp.GetPrivacy().GetSecureAggregation(),
+				MinCount:          int(sp.GetPrivacy().GetMinCount()),
+			},
+		},
+		Site: policy.Site{
+			Name: a.siteName(), Jurisdiction: attest.Jurisdiction(a.siteName()),
+			Dataset: policy.DatasetMeta{Name: ds.Name, Columns: classify(ds, cols)},
+		},
+		Destination: policy.Destination{ID: a.cfg.CoordinatorID.String(), Jurisdiction: a.cfg.CoordinatorJurisdiction},
+	}
+	if dp := sp.GetPrivacy().GetDp(); dp != nil {
+		in.Job.Privacy.DP = &policy.DP{Epsilon: dp.GetEpsilon(), Delta: dp.GetDelta(), ClipNorm: dp.GetClipNorm()}
+	}
+	return in
+}
+
+// admit asks the site's policy whether job t may run here, checks the
+// obligations the agent must be able to enforce, and (unless dryRun)
+// holds the job for approval when the policy says so. Every decision is
+// recorded at the site and reported to the coordinator.
+func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitted {
+	sp := t.GetSpec()
+	out := admitted{answer: &federav1.Admission{}}
+	deny := func(reasons ...string) admitted {
+		out.answer.Outcome = federav1.Admission_OUTCOME_DENY
+		out.answer.Reasons = append(out.answer.Reasons, reasons...)
+		return out
+	}
+	eng := a.policy.Current()
+	out.answer.PolicyRevision = eng.Revision()
+	ds := a.findDataset(sp.GetDataset())
+	if ds == nil {
+		return deny(fmt.Sprintf("this site has no dataset %q", sp.GetDataset()))
+	}
+	out.dataset = ds
+	features, err := touched(ds, sp, nil)
+	if err != nil {
+		return deny(err.Error())
+	}
+	in := a.policyInput(t, ds, features)
+	dec, err := eng.Admission(ctx, in)
+	if err != nil {
+		dec = policy.Decision{Reasons: []string{"policy evaluation failed: " + err.Error()}}
+	}
+	out.obligations = dec.Obligations
+	ob, _ := json.Marshal(dec.Obligations)
+	out.answer.ObligationsJson = string(ob)
+	defer func() {
+		a.record(&federav1.DecisionRecord{
+			UnixMs: time.Now().UnixMilli(), Kind: admissionKind(dryRun), JobId: t.GetJobId(), TaskId: t.GetTaskId(),
+			InputDigest: policy.InputDigest(in), Allow: out.answer.GetOutcome() == federav1.Admission_OUTCOME_ALLOW,
+			Reasons: out.answer.GetReasons(), ObligationsJson: string(ob), RequireApproval: dec.RequireApproval,
+			PolicyRevision: eng.Revision(),
+		})
+	}()
+	if !dec.Allow {
+		if len(dec.Reasons) == 0 {
+			dec.Reasons = []string{"the policy denied the job without a reason"}
+		}
+		return deny(dec.Reasons...)
+	}
+	if problems := a.unenforceable(sp, dec.Obligations); len(problems) > 0 {
+		return deny(problems...)
+	}
+	out.minRecords = max(dec.Obligations.MinRecords, int(sp.GetPrivacy().GetMinCount()))
+	out.answer.Reasons = dec.Reasons
+	if !dec.RequireApproval {
+		out.answer.Outcome = federav1.Admission_OUTCOME_ALLOW
+		return out
+	}
+	if dryRun {
+		out.answer.Outcome = federav1.Admission_OUTCOME_PENDING_APPROVAL
+		return out
+	}
+	if a.approvals == nil {
+		return deny("the policy requires operator approval but this site has no state_dir to hold approvals")
+	}
+	ap, err := a.approvals.Hold(Approval{
+		JobID: t.GetJobId(), JobName: sp.GetName(), Requester: t.GetRequester(), Dataset: sp.GetDataset(),
+		Features: features, Rounds: int(sp.GetRounds()), Reasons: dec.Reasons, PolicyRevision: eng.Revision(),
+	})
+	if err != nil {
+		return deny("hold for approval: " + err.Error())
+	}
+	switch ap.Status {
+	case ApprovalApproved:
+		out.answer.Outcome = federav1.Admission_OUTCOME_ALLOW
+		out.answer.Reasons = append(out.answer.Reasons, fmt.Sprintf("approved by %s: %s", ap.DecidedBy, ap.Reason))
+	case ApprovalRejected:
+		return deny(fmt.Sprintf("rejected by the site operator (%s): %s", ap.DecidedBy, ap.Reason))
+	default:
+		if ap.CreatedAt.After(time.Now().Add(-2 * time.Second)) {
+			a.log.Warn("job waits for operator approval", logkeys.Job, t.GetJobId(), "approve_with", "federa site approve "+t.GetJobId()+" --reason ...")
+		}
+		out.answer.Outcome = federav1.Admission_OUTCOME_PENDING_APPROVAL
+	}
+	return out
+}
+
+func admissionKind(dryRun bool) string {
+	if dryRun {
+		return "admission-dry-run"
+	}
+	return "admission"
+}
+
+// unenforceable lists the obligations this job cannot meet or this agent
+// cannot enforce. Either way the site refuses rather than run unbound.
+func (a *Agent) unenforceable(sp *federav1.JobSpec, o policy.Obligations) []string {
+	var out []string
+	for k := range o.Unknown {
+		out = append(out, fmt.Sprintf("obligation %q is not supported by this site agent (version %s); refusing rather than ignoring it", k, Version))
+	}
+	if o.MaxRounds > 0 && int(sp.GetRounds()) > o.MaxRounds {
+		out = append(out, fmt.Sprintf("obligation max_rounds=%d: the job asks for %d rounds", o.MaxRounds, sp.GetRounds()))
+	}
+	dp := sp.GetPrivacy().GetDp()
+	if o.RequireDP && dp == nil {
+		out = append(out, "obligation require_dp: the job has no privacy.dp (set epsilon, delta and clip_norm)")
+	}
+	if o.MaxEpsilon > 0 && dp != nil && dp.GetEpsilon() > o.MaxEpsilon {
+		out = append(out, fmt.Sprintf("obligation max_epsilon=%g: the job asks for epsilon %g", o.MaxEpsilon, dp.GetEpsilon()))
+	}
+	for _, c := range o.DropColumns {
+		if slices.Contains(sp.GetFeatures(), c) || sp.GetLabel() == c {
+			out = append(out, fmt.Sprintf("obligation drop_columns: column %q may not be used at this site", c))
+		}
+	}
+	return out
+}
+
+// enforced describes the obligations a task ran under, for its result.
+func (ad admitted) enforced() []string {
+	var out []string
+	o := ad.obligations
+	if ad.minRecords > 0 {
+		out = append(out, fmt.Sprintf("min_records=%d", ad.minRecords))
+	}
+	if o.RequireDP {
+		out = append(out, "require_dp")
+	}
+	if o.MaxEpsilon > 0 {
+		out = append(out, fmt.Sprintf("max_epsilon=%g", o.MaxEpsilon))
+	}
+	if o.MaxRounds > 0 {
+		out = append(out, fmt.Sprintf("max_rounds=%d", o.MaxRounds))
+	}
+	if len(o.DropColumns) > 0 {
+		out = append(out, "drop_columns="+strings.Join(o.DropColumns, ","))
+	}
+	return out
+}
+
+// record keeps a decision durably at the site, then reports it upstream.
+func (a *Agent) record(r *federav1.DecisionRecord) {
+	if err := a.decisions.append(r); err != nil {
+		a.log.Error("record policy decision", logkeys.Err, err)
+	}
+	a.mu.Lock()
+	c := a.current
+	a.mu.Unlock()
+	if c != nil {
+		_ = c.send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Decision{Decision: r}})
+	}
+}

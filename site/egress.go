@@ -1,0 +1,117 @@
+package site
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/federa-dev/federa/dataset"
+	"github.com/federa-dev/federa/models"
+	"github.com/federa-dev/federa/policy"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// Egress kinds, as the policy sees them.
+const (
+	egressStatistics  = "statistics"
+	egressModelUpdate = "model_update"
+	egressMetrics     = "metrics"
+)
+
+// release is what a task wants to send, with what the egress policy needs
+// to judge it.
+type release struct {
+	res      *federav1.TaskResult
+	weights  models.Weights
+	kind     string // empty: no data leaves (an admission answer or an error)
+	records  int64
+	maxBytes int64
+	noise    *policy.Noise
+	charge   float64 // ε this release spends
+	input    policy.Input
+	dataset  string
+}
+
+// messages is the release as it will cross the wire.
+func (r *release) messages() []*federav1.SiteMessage {
+	r.res.WeightsFollow = r.weights != nil && r.res.GetError() == ""
+	msgs := []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: r.res}}}
+	if r.res.WeightsFollow {
+		for _, ch := range federav1.ChunkWeights(r.res.GetTaskId(), r.weights, 0) {
+			msgs = append(msgs, &federav1.SiteMessage{Body: &federav1.SiteMessage_Chunk{Chunk: ch}})
+		}
+	}
+	return msgs
+}
+
+func size(msgs []*federav1.SiteMessage) int64 {
+	var n int64
+	for _, m := range msgs {
+		n += int64(proto.Size(m))
+	}
+	return n
+}
+
+// boundFor is the most bytes a release of this kind may take for the
+// declared model: 4 bytes a parameter plus a fixed envelope, so a task
+// cannot smuggle out more than the model it claims to send.
+func boundFor(kind string, features, classes int) int64 {
+	const envelope = 16 << 10
+	switch kind {
+	case egressModelUpdate:
+		return int64(4*(classes*features+classes)) + envelope
+	case egressStatistics:
+		return int64(8*(2*features+1)) + int64(64*(features+classes)) + envelope
+	default:
+		return envelope
+	}
+}
+
+// checkEgress asks the policy whether exactly these bytes may leave, and
+// records the decision. A denied release is replaced by an error result
+// that carries the reasons and nothing else.
+func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, msgs []*federav1.SiteMessage) ([]*federav1.SiteMessage, bool) {
+	if r.kind == "" {
+		return msgs, true
+	}
+	in := r.input
+	in.Egress = &policy.Egress{
+		Kind: r.kind, Bytes: size(msgs), MaxBytes: r.maxBytes, Records: r.records, Noise: r.noise,
+		EpsilonSpent: a.ledger.Spent(r.dataset) + r.charge,
+	}
+	eng := a.policy.Current()
+	dec, err := eng.Egress(ctx, in)
+	if err != nil {
+		dec = policy.EgressDecision{Reasons: []string{"policy evaluation failed: " + err.Error()}}
+	}
+	if !dec.Allow && len(dec.Reasons) == 0 {
+		dec.Reasons = []string{"the egress policy denied the release without a reason"}
+	}
+	a.record(&federav1.DecisionRecord{
+		UnixMs: time.Now().UnixMilli(), Kind: "egress", JobId: t.GetJobId(), TaskId: t.GetTaskId(),
+		InputDigest: policy.InputDigest(in), Allow: dec.Allow, Reasons: dec.Reasons, PolicyRevision: eng.Revision(),
+		EgressKind: r.kind, Bytes: in.Egress.Bytes,
+	})
+	if dec.Allow {
+		return msgs, true
+	}
+	denied := &federav1.TaskResult{
+		TaskId: t.GetTaskId(), JobId: t.GetJobId(), Round: t.GetRound(), Kind: t.GetKind(),
+		Error: fmt.Sprintf("egress denied at %s: %s", a.siteName(), strings.Join(dec.Reasons, "; ")),
+	}
+	return []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: denied}}}, false
+}
+
+// redact makes an error fit to leave the site: a data error keeps its
+// file name, line and column but loses directories and cell values.
+func redact(err error) error {
+	var de *dataset.Error
+	if errors.As(err, &de) {
+		return de.Redacted()
+	}
+	return err
+}

@@ -1,0 +1,44 @@
+package site
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// journal appends JSON lines to a file in the state directory and fsyncs
+// each, so a record the site made survives a crash right after.
+type journal struct {
+	mu   sync.Mutex
+	path string
+}
+
+func newJournal(stateDir, name string) *journal {
+	if stateDir == "" {
+		return nil
+	}
+	return &journal{path: filepath.Join(stateDir, name)}
+}
+
+func (j *journal) append(v any) error {
+	if j == nil {
+		return nil
+	}
+	line, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	f, err := os.OpenFile(j.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", j.path, err)
+	}
+	defer f.Close()
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("append to %s: %w", j.path, err)
+	}
+	return f.Sync()
+}
