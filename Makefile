@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/federa
 PKGS     := ./...
 
-.PHONY: all build test race lint generate generate-check bench demo e2e data clean fuzz
+.PHONY: all build test race lint generate generate-check bench demo e2e data clean fuzz opa-test
 
 all: build
 
@@ -23,6 +23,17 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoadCSV -fuzztime 20000x ./dataset/
 	$(GO) test -run '^$$' -fuzz FuzzReadSafetensors -fuzztime 20000x ./models/
 	$(GO) test -run '^$$' -fuzz FuzzParseJobSpec -fuzztime 20000x ./spec/
+	$(GO) test -run '^$$' -fuzz FuzzAssembler -fuzztime 20000x ./proto/federav1/
+	$(GO) test -run '^$$' -fuzz FuzzInput -fuzztime 20000x ./policy/
+	$(GO) test -run '^$$' -fuzz FuzzDecision -fuzztime 20000x ./policy/
+
+# The default policy passes the real OPA CLI of the version in go.mod,
+# unchanged (the first run builds OPA: about a minute).
+OPA := $(GO) run github.com/open-policy-agent/opa@v1.22.3
+opa-test:
+	$(OPA) test -v policy/default
+	$(OPA) check --strict policy/default policy/packs
+	$(OPA) fmt --list --fail policy/default
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -47,7 +58,7 @@ generate-check: generate
 	@test -z "$$(git status --porcelain -- proto/)" || (git status --porcelain -- proto/; echo "generated code is not committed"; exit 1)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./internal/devnet/ | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./policy/ ./internal/devnet/ | tee bench.out
 
 e2e: build
 	./$(BIN) demo --output json

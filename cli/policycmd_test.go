@@ -155,3 +155,31 @@ func TestSiteApprovalCommands(t *testing.T) {
 		t.Fatalf("stored approval %+v %v", ap, err)
 	}
 }
+
+// TestDemoWithDenyingPolicy: --policy gives every demo site the folder; a
+// job the policy denies exits non-zero and names the site and the reasons.
+func TestDemoWithDenyingPolicy(t *testing.T) {
+	pol := writeDefaultPolicy(t)
+	rule := "package federa\n\ndeny contains \"training on breast cancer data is suspended at this site\" if input.site.jurisdiction == \"us\"\n"
+	if err := os.WriteFile(filepath.Join(pol, "suspend.rego"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := execute(t, "demo", "--policy", pol, "--state", t.TempDir(), "--rounds", "2")
+	if code == 0 {
+		t.Fatalf("a denied demo exited 0:\n%s", out)
+	}
+	if !strings.Contains(errs, "us/boston") || !strings.Contains(errs, "suspended at this site") {
+		t.Fatalf("stderr does not name the site and reason: %s", errs)
+	}
+	out, _, code = execute(t, "demo", "--policy", pol, "--state", t.TempDir(), "--rounds", "2", "-o", "json")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var res map[string]any
+	if code == 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &res) != nil || res["status"] != "refused" {
+		t.Fatalf("json demo refused: exit %d, %s", code, out)
+	}
+	// The same folder without the rule runs.
+	os.Remove(filepath.Join(pol, "suspend.rego"))
+	if out, errs, code := execute(t, "demo", "--policy", pol, "--state", t.TempDir(), "--rounds", "2"); code != 0 {
+		t.Fatalf("demo with the default policy folder: %d\n%s\n%s", code, out, errs)
+	}
+}

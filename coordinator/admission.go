@@ -43,7 +43,7 @@ func (c *Coordinator) admission(ctx context.Context, job *federav1.Job, sites []
 			case federav1.Admission_OUTCOME_PENDING_APPROVAL:
 				waiting = append(waiting, s)
 			default:
-				denied = append(denied, fmt.Sprintf("%s: %s", s, strings.Join(a.GetReasons(), "; ")))
+				denied = append(denied, fmt.Sprintf("site %s: %s", s, strings.Join(a.GetReasons(), "; ")))
 			}
 		}
 		if _, err := c.updateWith(job.GetId(), "", func(j *federav1.Job) {
@@ -55,7 +55,7 @@ func (c *Coordinator) admission(ctx context.Context, job *federav1.Job, sites []
 			return nil, err
 		}
 		if len(denied) > 0 {
-			return nil, fmt.Errorf("denied by site policy at %s", strings.Join(denied, " | "))
+			return nil, fmt.Errorf("denied by %s", strings.Join(denied, " | "))
 		}
 		if len(waiting) == 0 {
 			return allowed, nil
@@ -98,12 +98,12 @@ func (c *Coordinator) preCheck(ctx context.Context, job *federav1.Job) error {
 	for _, s := range col.Answered() {
 		a := col.Answers()[s].result.GetAdmission()
 		if a.GetOutcome() == federav1.Admission_OUTCOME_DENY {
-			denied = append(denied, fmt.Sprintf("%s: %s", s, strings.Join(a.GetReasons(), "; ")))
+			denied = append(denied, fmt.Sprintf("site %s: %s", s, strings.Join(a.GetReasons(), "; ")))
 		}
 	}
 	sort.Strings(denied)
 	if len(denied) > 0 {
-		return fmt.Errorf("refused by site policy at %s", strings.Join(denied, " | "))
+		return fmt.Errorf("refused by %s", strings.Join(denied, " | "))
 	}
 	return nil
 }

@@ -155,7 +155,7 @@ datasets:
     path: %s
     format: csv
     label: label
-    default_classification: personal
+    default_classification: internal
 state_dir: %s
 reconnect: {min: 100ms, max: 1s}
 `, ids(flat), addr, filepath.Join(data, flat+".csv"), filepath.Join(dir, "state", "sites", flat)))

@@ -69,7 +69,7 @@ func check(ctx context.Context, fsys fs.FS, root, display string) error {
 	if len(problems) > 0 {
 		return problems
 	}
-	compiler, store, err := compile(ctx, snap, display, true)
+	compiler, store, err := compile(ctx, snap, display)
 	if err != nil {
 		return Problems(flatten(err))
 	}

@@ -89,6 +89,9 @@ func decodeDecision(v any) (Decision, error) {
 	if d.Obligations, err = decodeObligations(obj["obligations"]); err != nil {
 		return Decision{}, err
 	}
+	if d.Reasons == nil {
+		d.Reasons = []string{} // recorded decisions read "reasons": [], not null
+	}
 	return d, nil
 }
 
@@ -118,6 +121,9 @@ func decodeObligations(v any) (Obligations, error) {
 	if o.DropColumns, err = optionalStrings(obj, "drop_columns", where); err != nil {
 		return Obligations{}, err
 	}
+	if len(o.DropColumns) == 0 {
+		o.DropColumns = nil // nothing to drop, however the policy said it
+	}
 	for k, x := range obj {
 		if !slices.Contains(knownObligations, k) {
 			if o.Unknown == nil {
@@ -141,6 +147,9 @@ func decodeEgressDecision(v any) (EgressDecision, error) {
 	}
 	if d.Reasons, err = optionalStrings(obj, "reasons", "data.federa.egress"); err != nil {
 		return EgressDecision{}, err
+	}
+	if d.Reasons == nil {
+		d.Reasons = []string{}
 	}
 	return d, nil
 }

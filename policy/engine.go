@@ -31,6 +31,8 @@ type Engine struct {
 	egress    rego.PreparedEvalQuery
 	// denyAll is set for the engine that stands in for a missing policy.
 	denyAll string
+	// loaded is set by Load; a zero (or nil) Engine denies everything.
+	loaded bool
 }
 
 // Load compiles every .rego file under dir (recursively, skipping
@@ -73,7 +75,7 @@ func load(ctx context.Context, fsys fs.FS, root, display string) (*Engine, error
 	if !snap.hasPolicy() {
 		return nil, ErrNoPolicy
 	}
-	compiler, store, err := compile(ctx, snap, display, true)
+	compiler, store, err := compile(ctx, snap, display)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +90,7 @@ func load(ctx context.Context, fsys fs.FS, root, display string) (*Engine, error
 			rego.StrictBuiltinErrors(true),
 		).PrepareForEval(ctx)
 	}
-	e := &Engine{revision: snap.revision()}
+	e := &Engine{revision: snap.revision(), loaded: true}
 	if e.admission, err = prepare(AdmissionQuery); err != nil {
 		return nil, err
 	}
@@ -101,9 +103,9 @@ func load(ctx context.Context, fsys fs.FS, root, display string) (*Engine, error
 	return e, nil
 }
 
-// compile compiles the snapshot's modules; strict selects the rules of
-// opa check --strict.
-func compile(ctx context.Context, snap *snapshot, display string, strict bool) (*ast.Compiler, storage.Store, error) {
+// compile compiles the snapshot's modules in strict mode (the rules of
+// opa check --strict: no unused variables or imports, no shadowing ...).
+func compile(ctx context.Context, snap *snapshot, display string) (*ast.Compiler, storage.Store, error) {
 	modules, docs, err := snap.load(display)
 	if err != nil {
 		return nil, nil, err
@@ -115,7 +117,7 @@ func compile(ctx context.Context, snap *snapshot, display string, strict bool) (
 	}
 	defer store.Abort(ctx, txn)
 	compiler := ast.NewCompiler().
-		WithStrict(strict).
+		WithStrict(true).
 		WithDefaultRegoVersion(ast.RegoV1).
 		WithUseTypeCheckAnnotations(true).
 		// A rule may not shadow a data file (data.federa.limits in both).
@@ -201,7 +203,12 @@ func DenyAll(reason string) *Engine {
 // Revision is a content hash of the policy folder ("sha256:<hex>" over
 // sorted file paths and contents, test files excluded), to be recorded with
 // every decision. DenyAll engines report "deny-all".
-func (e *Engine) Revision() string { return e.revision }
+func (e *Engine) Revision() string {
+	if e == nil || (!e.loaded && e.denyAll == "") {
+		return "deny-all"
+	}
+	return e.revision
+}
 
 // Admission evaluates data.federa.admission. Whatever goes wrong, the
 // returned Decision denies: an undefined result is a deny with a reason and
@@ -209,7 +216,7 @@ func (e *Engine) Revision() string { return e.revision }
 // and an error. An allow that carries obligations this version does not know
 // is turned into a deny naming them.
 func (e *Engine) Admission(ctx context.Context, in Input) (Decision, error) {
-	v, err := e.eval(ctx, &e.admission, AdmissionQuery, in)
+	v, err := e.eval(ctx, AdmissionQuery, in)
 	if err != nil {
 		return denyDecision(err.Error()), err
 	}
@@ -226,7 +233,30 @@ func (e *Engine) Admission(ctx context.Context, in Input) (Decision, error) {
 // Egress evaluates data.federa.egress for in.Egress, with the same fail-closed
 // rules as Admission.
 func (e *Engine) Egress(ctx context.Context, in Input) (EgressDecision, error) {
-	v, err := e.eval(ctx, &e.egress, EgressQuery, in)
+	v, err := e.eval(ctx, EgressQuery, in)
+	if err != nil {
+		return EgressDecision{Reasons: []string{err.Error()}}, err
+	}
+	if v == nil {
+		return EgressDecision{Reasons: []string{e.undefinedReason(EgressQuery)}}, nil
+	}
+	d, err := decodeEgressDecision(v)
+	if err != nil {
+		return EgressDecision{Reasons: []string{err.Error()}}, err
+	}
+	return d, nil
+}
+
+// EgressPrepared is Egress for a prepared input plus one message: the same
+// decision as Egress on the whole input, without converting the job, site
+// and destination again.
+func (e *Engine) EgressPrepared(ctx context.Context, p *Prepared, eg *Egress, adm *Admitted) (EgressDecision, error) {
+	input, err := p.with(eg, adm)
+	if err != nil {
+		err = fmt.Errorf("evaluate %s: %w", EgressQuery, err)
+		return EgressDecision{Reasons: []string{err.Error()}}, err
+	}
+	v, err := e.evalValue(ctx, EgressQuery, input)
 	if err != nil {
 		return EgressDecision{Reasons: []string{err.Error()}}, err
 	}
@@ -241,13 +271,24 @@ func (e *Engine) Egress(ctx context.Context, in Input) (EgressDecision, error) {
 }
 
 // eval returns the value of query for in, or nil when it is undefined.
-func (e *Engine) eval(ctx context.Context, pq *rego.PreparedEvalQuery, query string, in Input, opts ...rego.EvalOption) (any, error) {
-	if e.denyAll != "" {
-		return nil, nil
+func (e *Engine) eval(ctx context.Context, query string, in Input, opts ...rego.EvalOption) (any, error) {
+	if e == nil || !e.loaded {
+		return nil, nil // DenyAll, or an Engine not built by Load
 	}
 	input, err := inputValue(in)
 	if err != nil {
 		return nil, fmt.Errorf("evaluate %s: %w", query, err)
+	}
+	return e.evalValue(ctx, query, input, opts...)
+}
+
+func (e *Engine) evalValue(ctx context.Context, query string, input ast.Value, opts ...rego.EvalOption) (any, error) {
+	if e == nil || !e.loaded {
+		return nil, nil // DenyAll, or an Engine not built by Load
+	}
+	pq := &e.admission
+	if query == EgressQuery {
+		pq = &e.egress
 	}
 	rs, err := pq.Eval(ctx, append(opts, rego.EvalParsedInput(input))...)
 	if err != nil {
@@ -260,7 +301,10 @@ func (e *Engine) eval(ctx context.Context, pq *rego.PreparedEvalQuery, query str
 }
 
 func (e *Engine) undefinedReason(query string) string {
-	if e.denyAll != "" {
+	switch {
+	case e == nil || (!e.loaded && e.denyAll == ""):
+		return "no policy loaded: the engine was not built by Load"
+	case e.denyAll != "":
 		return e.denyAll
 	}
 	return "policy does not define " + query
@@ -275,12 +319,12 @@ func denyDecision(reason string) Decision {
 // a human-readable trace: the notes the policy left with trace(), then every
 // step with its file and line.
 func (e *Engine) ExplainAdmission(ctx context.Context, in Input) (Decision, string, error) {
-	if e.denyAll != "" {
+	if e == nil || !e.loaded {
 		d, _ := e.Admission(ctx, in)
-		return d, e.denyAll + "\n", nil
+		return d, d.Reasons[0] + "\n", nil
 	}
 	tracer := topdown.NewBufferTracer()
-	v, err := e.eval(ctx, &e.admission, AdmissionQuery, in, rego.EvalQueryTracer(tracer))
+	v, err := e.eval(ctx, AdmissionQuery, in, rego.EvalQueryTracer(tracer))
 	var buf bytes.Buffer
 	if notes := lineage.Notes(*tracer); len(notes) > 0 {
 		buf.WriteString("Notes:\n")

@@ -13,6 +13,24 @@ type Input struct {
 	Site        Site        `json:"site"`
 	Destination Destination `json:"destination"`
 	Egress      *Egress     `json:"egress,omitempty"` // only for the per-message egress check
+	// Admission, with Egress, is the admission decision this same policy
+	// revision made for the job. Egress rules read it instead of deriving
+	// admission again for every message; a caller that leaves it out gets
+	// it derived.
+	Admission *Admitted `json:"admission,omitempty"`
+}
+
+// Admitted summarizes an admission decision for the egress check.
+type Admitted struct {
+	Allow      bool     `json:"allow"`
+	Reasons    []string `json:"reasons"`
+	MinRecords int      `json:"min_records"`
+	RequireDP  bool     `json:"require_dp"`
+}
+
+// Summary is the part of a decision the egress check needs.
+func (d Decision) Summary() *Admitted {
+	return &Admitted{Allow: d.Allow, Reasons: d.Reasons, MinRecords: d.Obligations.MinRecords, RequireDP: d.Obligations.RequireDP}
 }
 
 // Job is what a requester asks the site to do.
@@ -100,12 +118,12 @@ const (
 
 // Egress describes one outgoing message, for the per-message egress check.
 type Egress struct {
-	Kind         string  `json:"kind"`          // "model_update" | "statistics" | "metrics"
-	Bytes        int64   `json:"bytes"`         // size of the message
-	MaxBytes     int64   `json:"max_bytes"`     // size bound the site computed for the declared model
-	Records      int64   `json:"records"`       // records that contributed
+	Kind         string  `json:"kind"`            // "model_update" | "statistics" | "metrics"
+	Bytes        int64   `json:"bytes"`           // size of the message
+	MaxBytes     int64   `json:"max_bytes"`       // size bound the site computed for the declared model
+	Records      int64   `json:"records"`         // records that contributed
 	Noise        *Noise  `json:"noise,omitempty"` // noise applied, nil = none
-	EpsilonSpent float64 `json:"epsilon_spent"` // ε spent so far on this dataset, this message included
+	EpsilonSpent float64 `json:"epsilon_spent"`   // ε spent so far on this dataset, this message included
 }
 
 // Noise is the noise a site applied to a message.

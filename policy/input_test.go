@@ -34,3 +34,37 @@ func TestInputDigest(t *testing.T) {
 		t.Errorf("digest of an unencodable input = %q, want empty", got)
 	}
 }
+
+// TestPreparedEgressMatchesEgress: the prepared path decides exactly as the
+// plain one, for allowed and denied messages.
+func TestPreparedEgressMatchesEgress(t *testing.T) {
+	eng, err := LoadFS(t.Context(), Default(), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := SampleEgress()
+	adm, _ := eng.Admission(t.Context(), in)
+	p, err := Prepare(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, edit := range []func(e *Egress){
+		func(e *Egress) {},
+		func(e *Egress) { e.Kind = "raw_rows" },
+		func(e *Egress) { e.Bytes = e.MaxBytes + 1 },
+		func(e *Egress) { e.Records = 1 },
+		func(e *Egress) { e.Noise = nil },
+	} {
+		eg := *in.Egress
+		edit(&eg)
+		for _, summary := range []*Admitted{nil, adm.Summary()} {
+			whole := in
+			whole.Egress, whole.Admission = &eg, summary
+			want, err1 := eng.Egress(t.Context(), whole)
+			got, err2 := eng.EgressPrepared(t.Context(), p, &eg, summary)
+			if (err1 == nil) != (err2 == nil) || want.Allow != got.Allow || strings.Join(want.Reasons, "|") != strings.Join(got.Reasons, "|") {
+				t.Fatalf("egress %+v (admission %v): prepared %+v %v, plain %+v %v", eg, summary != nil, got, err2, want, err1)
+			}
+		}
+	}
+}

@@ -26,6 +26,11 @@ func normalize(in Input) Input {
 	if in.Site.Dataset.Columns == nil {
 		in.Site.Dataset.Columns = []Column{}
 	}
+	if in.Admission != nil && in.Admission.Reasons == nil {
+		a := *in.Admission
+		a.Reasons = []string{}
+		in.Admission = &a
+	}
 	return in
 }
 
@@ -38,6 +43,17 @@ func normalize(in Input) Input {
 func inputValue(in Input) (ast.Value, error) {
 	in = normalize(in)
 	b := builder{}
+	doc := b.baseItems(in)
+	doc = append(doc, b.extraItems(in)...)
+	if b.err != nil {
+		return nil, b.err
+	}
+	return ast.NewObject(doc...), nil
+}
+
+// baseItems converts what stays the same for every message of a job:
+// version, job, site and destination.
+func (b *builder) baseItems(in Input) [][2]*ast.Term {
 	job := in.Job
 	privacy := [][2]*ast.Term{
 		b.item("secure_aggregation", ast.InternedTerm(job.Privacy.SecureAggregation)),
@@ -103,6 +119,12 @@ func inputValue(in Input) (ast.Value, error) {
 			b.item("jurisdiction", b.str("destination.jurisdiction", in.Destination.Jurisdiction)),
 		)),
 	}
+	return doc
+}
+
+// extraItems converts what changes per message: egress and admission.
+func (b *builder) extraItems(in Input) [][2]*ast.Term {
+	var doc [][2]*ast.Term
 	if e := in.Egress; e != nil {
 		items := [][2]*ast.Term{
 			b.item("kind", b.str("egress.kind", e.Kind)),
@@ -120,9 +142,44 @@ func inputValue(in Input) (ast.Value, error) {
 		items = append(items, b.item("epsilon_spent", b.float("egress.epsilon_spent", e.EpsilonSpent)))
 		doc = append(doc, b.item("egress", ast.ObjectTerm(items...)))
 	}
+	if a := in.Admission; a != nil {
+		doc = append(doc, b.item("admission", ast.ObjectTerm(
+			b.item("allow", ast.InternedTerm(a.Allow)),
+			b.item("reasons", b.strs("admission.reasons", a.Reasons)),
+			b.item("min_records", ast.InternedTerm(a.MinRecords)),
+			b.item("require_dp", ast.InternedTerm(a.RequireDP)),
+		)))
+	}
+	return doc
+}
+
+// Prepared is an input whose job, site and destination were converted for
+// the policy once, for the many egress checks of one job: converting 30
+// classified columns costs more than evaluating the egress rules.
+type Prepared struct {
+	base [][2]*ast.Term
+}
+
+// Prepare converts in (without its Egress and Admission) once.
+func Prepare(in Input) (*Prepared, error) {
+	in = normalize(in)
+	b := builder{}
+	base := b.baseItems(in)
 	if b.err != nil {
 		return nil, b.err
 	}
+	return &Prepared{base: base}, nil
+}
+
+// with is the prepared input plus one message's egress and admission.
+func (p *Prepared) with(eg *Egress, adm *Admitted) (ast.Value, error) {
+	b := builder{}
+	extra := b.extraItems(normalize(Input{Egress: eg, Admission: adm}))
+	if b.err != nil {
+		return nil, b.err
+	}
+	doc := make([][2]*ast.Term, 0, len(p.base)+len(extra))
+	doc = append(append(doc, p.base...), extra...)
 	return ast.NewObject(doc...), nil
 }
 

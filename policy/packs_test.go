@@ -27,9 +27,15 @@ func packPolicy(t *testing.T, pack string) *Engine {
 }
 
 func TestPacks(t *testing.T) {
-	entries, err := fs.ReadDir(Packs(), ".")
+	all, err := fs.ReadDir(Packs(), ".")
 	if err != nil {
 		t.Fatal(err)
+	}
+	var entries []fs.DirEntry
+	for _, e := range all {
+		if e.IsDir() {
+			entries = append(entries, e)
+		}
 	}
 	if len(entries) != 3 {
 		t.Errorf("%d packs, want 3", len(entries))
@@ -79,9 +85,15 @@ func TestPackDecisions(t *testing.T) {
 		{pack: "sg-pdpa-example", in: personalAbroad("sg/singapore", "sg", "eu")},
 		{pack: "sg-pdpa-example", in: personalAbroad("sg/singapore", "sg", "sg"), allow: true, min: 10},
 	}
+	engines := map[string]*Engine{}
+	for _, tt := range tests {
+		if engines[tt.pack] == nil {
+			engines[tt.pack] = packPolicy(t, tt.pack)
+		}
+	}
 	for _, tt := range tests {
 		t.Run(tt.pack+"/"+tt.in.Site.Jurisdiction+"-to-"+tt.in.Destination.Jurisdiction, func(t *testing.T) {
-			d, err := packPolicy(t, tt.pack).Admission(context.Background(), tt.in)
+			d, err := engines[tt.pack].Admission(context.Background(), tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}

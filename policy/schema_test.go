@@ -52,20 +52,34 @@ func TestSchemaValidatesSampleInput(t *testing.T) {
 }
 
 func TestSchemaRejects(t *testing.T) {
-	tests := map[string]string{
-		"missing job":      `{"version": "v1", "site": {"name": "", "jurisdiction": "", "dataset": {"name": "", "columns": []}}, "destination": {"id": "", "jurisdiction": ""}}`,
-		"unknown field":    `{"version": "v1", "job": {}, "site": {}, "destination": {}, "extra": 1}`,
-		"other version":    `{"version": "v2"}`,
-		"numeric features": `{"job": {"features": [1]}}`,
+	tests := map[string]func(doc map[string]any){
+		"missing job":       func(doc map[string]any) { delete(doc, "job") },
+		"unknown field":     func(doc map[string]any) { doc["extra"] = 1 },
+		"other version":     func(doc map[string]any) { doc["version"] = "v2" },
+		"numeric feature":   func(doc map[string]any) { doc["job"].(map[string]any)["features"] = []any{1} },
+		"fractional rounds": func(doc map[string]any) { doc["job"].(map[string]any)["rounds"] = 1.5 },
+		"column without a class": func(doc map[string]any) {
+			delete(doc["site"].(map[string]any)["dataset"].(map[string]any)["columns"].([]any)[0].(map[string]any), "classification")
+		},
+		"egress without records": func(doc map[string]any) { delete(doc["egress"].(map[string]any), "records") },
 	}
-	for name, doc := range tests {
+	for name, edit := range tests {
 		t.Run(name, func(t *testing.T) {
-			v, err := ast.ParseTerm(doc)
+			bs, err := json.Marshal(normalize(SampleEgress()))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ok, _ := matchSchema(t, v.Value); ok {
-				t.Errorf("schema accepts %s", doc)
+			var doc map[string]any
+			if err := json.Unmarshal(bs, &doc); err != nil {
+				t.Fatal(err)
+			}
+			edit(doc)
+			v, err := ast.InterfaceToValue(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, _ := matchSchema(t, v); ok {
+				t.Errorf("schema accepts the input with %s", name)
 			}
 		})
 	}

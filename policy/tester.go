@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
@@ -67,12 +69,48 @@ func TestFS(ctx context.Context, fsys fs.FS, name string) ([]TestResult, error) 
 
 // runTests runs the tests of root; a non-nil coverage tracer records which
 // lines ran (the package's own tests hold the default policy to full
-// coverage).
+// coverage). Tests run without tracing; failures run again with it, to say
+// where they failed.
 func runTests(ctx context.Context, fsys fs.FS, root, display string, coverage topdown.QueryTracer) ([]TestResult, error) {
 	snap, err := readSnapshot(fsys, root, true)
 	if err != nil {
 		return nil, err
 	}
+	results, err := runOnce(ctx, snap, display, false, "", coverage)
+	if err != nil {
+		return nil, err
+	}
+	var failed []string
+	for _, r := range results {
+		if r.Fail && r.Error == nil {
+			failed = append(failed, regexp.QuoteMeta(r.Package+"."+r.Name))
+		}
+	}
+	traced := map[string]*tester.Result{}
+	if len(failed) > 0 {
+		again, err := runOnce(ctx, snap, display, true, "^("+strings.Join(failed, "|")+")$", nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range again {
+			traced[r.Package+"."+r.Name] = r
+		}
+	}
+	out := make([]TestResult, 0, len(results))
+	for _, r := range results {
+		if t, ok := traced[r.Package+"."+r.Name]; ok {
+			r = t
+		}
+		out = append(out, testResult(r))
+	}
+	slices.SortFunc(out, func(a, b TestResult) int {
+		return cmp.Or(cmp.Compare(a.Location, b.Location), cmp.Compare(a.Name, b.Name))
+	})
+	return out, nil
+}
+
+// runOnce runs the snapshot's tests the way opa test does.
+func runOnce(ctx context.Context, snap *snapshot, display string, trace bool, filter string, coverage topdown.QueryTracer) ([]*tester.Result, error) {
 	modules, docs, err := snap.load(display)
 	if err != nil {
 		return nil, err
@@ -95,22 +133,21 @@ func runTests(ctx context.Context, fsys fs.FS, root, display string, coverage to
 		SetModules(modules).
 		SetDefaultRegoVersion(ast.RegoV1).
 		CapturePrintOutput(true).
-		EnableTracing(true). // to say where a failing test failed
+		EnableTracing(trace).
+		Filter(filter).
 		SetTimeout(5 * time.Second)
 	if coverage != nil {
-		runner = runner.SetCoverageQueryTracer(coverage)
+		// Line coverage only; no supplementary runs without indexing.
+		runner = runner.SetCoverageQueryTracer(coverage).SetCoverageRuns([]cover.Kind{})
 	}
 	ch, err := runner.RunTests(ctx, txn)
 	if err != nil {
 		return nil, err
 	}
-	var out []TestResult
+	var out []*tester.Result
 	for r := range ch {
-		out = append(out, testResult(r))
+		out = append(out, r)
 	}
-	slices.SortFunc(out, func(a, b TestResult) int {
-		return cmp.Or(cmp.Compare(a.Location, b.Location), cmp.Compare(a.Name, b.Name))
-	})
 	return out, nil
 }
 

@@ -22,12 +22,18 @@ import (
 const (
 	logKeyDir      = "policy_dir"
 	logKeyRevision = "policy_revision"
+	logKeyChanged  = "changed"
+	logKeyPath     = "path"
 )
 
 // DefaultDebounce is how long a Watcher waits after the last change in the
 // folder before it reloads, so an editor's save (write, rename, chmod) or a
 // ConfigMap swap makes one reload, not three.
 const DefaultDebounce = 100 * time.Millisecond
+
+// maxReloadDelay bounds the debounce: a folder that never falls quiet (a
+// process writing a file there every 50 ms) still reloads this often.
+const maxReloadDelay = time.Second
 
 // Watcher keeps the Engine of a policy folder current, the way OPA plugins
 // reconfigure: a change that compiles replaces the engine; a change that
@@ -103,7 +109,8 @@ func (w *Watcher) Current() *Engine { return w.current.Load() }
 
 // OnReload registers fn to be called, on the watcher's goroutine, after
 // every reload that replaced the engine (with a new policy or with DenyAll).
-// A failed reload does not call it. Tests use it to wait.
+// A failed reload does not call it. fn must not block: reloads wait for
+// it. Tests use it to wait for a reload.
 func (w *Watcher) OnReload(fn func(*Engine)) {
 	w.mu.Lock()
 	w.onReload = fn
@@ -126,6 +133,7 @@ func (w *Watcher) run() {
 	defer close(w.done)
 	var timer *time.Timer
 	var fire <-chan time.Time
+	var pendingSince time.Time // first change not yet reloaded; zero when none
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -142,10 +150,15 @@ func (w *Watcher) run() {
 			if !w.relevant(ev) {
 				continue
 			}
-			if timer == nil {
+			switch {
+			case timer == nil:
 				timer = time.NewTimer(w.debounce)
 				fire = timer.C
-			} else {
+				pendingSince = time.Now()
+			case pendingSince.IsZero():
+				timer.Reset(w.debounce)
+				pendingSince = time.Now()
+			case time.Since(pendingSince) < maxReloadDelay:
 				timer.Reset(w.debounce)
 			}
 		case err, ok := <-w.fsw.Errors:
@@ -154,6 +167,7 @@ func (w *Watcher) run() {
 			}
 			w.log.Warn("watching the policy folder", logkeys.Err, err)
 		case <-fire:
+			pendingSince = time.Time{}
 			w.reload()
 		}
 	}
@@ -181,7 +195,7 @@ func (w *Watcher) reload() {
 	switch {
 	case err == nil:
 		changed := e.Revision() != w.Current().Revision()
-		w.log.Info("site policy reloaded", logKeyRevision, e.Revision(), "changed", changed)
+		w.log.Info("site policy reloaded", logKeyRevision, e.Revision(), logKeyChanged, changed)
 	case !exists(w.dir):
 		e = DenyAll(fmt.Sprintf("policy folder %q was removed", w.dir))
 		w.log.Warn("policy folder was removed; denying every task until it returns")
@@ -218,7 +232,7 @@ func (w *Watcher) watchTree() {
 			return fs.SkipDir
 		}
 		if err := w.fsw.Add(p); err != nil {
-			w.log.Warn("cannot watch policy subfolder", logkeys.Err, err, "path", p)
+			w.log.Warn("cannot watch policy subfolder", logkeys.Err, err, logKeyPath, p)
 		}
 		return nil
 	})

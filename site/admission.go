@@ -19,6 +19,8 @@ import (
 // and the obligations it must enforce if it goes ahead.
 type admitted struct {
 	answer      *federav1.Admission
+	decision    policy.Decision
+	revision    string
 	obligations policy.Obligations
 	minRecords  int
 	dataset     *Dataset
@@ -127,24 +129,22 @@ func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitt
 		return deny(fmt.Sprintf("this site has no dataset %q", sp.GetDataset()))
 	}
 	out.dataset = ds
-	features, err := touched(ds, sp, nil)
+	evalStart := time.Now()
+	ev, err := a.evaluate(ctx, eng, t, ds)
 	if err != nil {
 		return deny(err.Error())
 	}
-	in := a.policyInput(t, ds, features)
-	dec, err := eng.Admission(ctx, in)
-	if err != nil {
-		dec = policy.Decision{Reasons: []string{"policy evaluation failed: " + err.Error()}}
-	}
-	out.obligations = dec.Obligations
+	dec, features, digest := ev.decision, ev.features, ev.digest
+	evalUs := float64(time.Since(evalStart)) / float64(time.Microsecond)
+	out.obligations, out.decision, out.revision = dec.Obligations, dec, eng.Revision()
 	ob, _ := json.Marshal(dec.Obligations)
 	out.answer.ObligationsJson = string(ob)
 	defer func() {
 		a.record(&federav1.DecisionRecord{
 			UnixMs: time.Now().UnixMilli(), Kind: admissionKind(dryRun), JobId: t.GetJobId(), TaskId: t.GetTaskId(),
-			InputDigest: policy.InputDigest(in), Allow: out.answer.GetOutcome() == federav1.Admission_OUTCOME_ALLOW,
+			InputDigest: digest, Allow: out.answer.GetOutcome() == federav1.Admission_OUTCOME_ALLOW,
 			Reasons: out.answer.GetReasons(), ObligationsJson: string(ob), RequireApproval: dec.RequireApproval,
-			PolicyRevision: eng.Revision(),
+			PolicyRevision: eng.Revision(), EvalUs: evalUs,
 		})
 	}()
 	if !dec.Allow {
@@ -189,6 +189,51 @@ func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitt
 		out.answer.Outcome = federav1.Admission_OUTCOME_PENDING_APPROVAL
 	}
 	return out
+}
+
+// evaluation is one admission evaluation and what it was made on.
+type evaluation struct {
+	decision policy.Decision
+	features []string
+	digest   string
+}
+
+// evaluate builds the admission input for job t and evaluates it, reusing
+// the evaluation the same policy revision made for the same job: a job's
+// spec never changes and neither does this agent's configuration, so the
+// input is the same for every task of the job, and Rego is deterministic
+// given policy and input. Asking again each task would only cost time; a
+// reload is a new revision and a fresh evaluation.
+func (a *Agent) evaluate(ctx context.Context, eng *policy.Engine, t *federav1.Task, ds *Dataset) (evaluation, error) {
+	key := eng.Revision() + "\x00" + t.GetJobId() + "\x00" + ds.Name
+	cacheable := t.GetJobId() != "" && !t.GetDryRun()
+	if cacheable {
+		a.admitMu.Lock()
+		ev, ok := a.admitCache[key]
+		a.admitMu.Unlock()
+		if ok {
+			return ev, nil
+		}
+	}
+	features, err := touched(ds, t.GetSpec(), nil)
+	if err != nil {
+		return evaluation{}, err
+	}
+	in := a.policyInput(t, ds, features)
+	ev := evaluation{features: features, digest: policy.InputDigest(in)}
+	if ev.decision, err = eng.Admission(ctx, in); err != nil {
+		ev.decision = policy.Decision{Reasons: []string{"policy evaluation failed: " + err.Error()}}
+		return ev, nil // a failed evaluation denies, and is not cached
+	}
+	if cacheable {
+		a.admitMu.Lock()
+		if a.admitCache == nil || len(a.admitCache) >= 1024 {
+			a.admitCache = map[string]evaluation{}
+		}
+		a.admitCache[key] = ev
+		a.admitMu.Unlock()
+	}
+	return ev, nil
 }
 
 func admissionKind(dryRun bool) string {

@@ -43,6 +43,10 @@ type Agent struct {
 	noiseMu   sync.Mutex
 	noiseRNG  *rand.Rand
 
+	admitMu    sync.Mutex
+	admitCache map[string]evaluation
+	prepCache  map[string]*policy.Prepared
+
 	mu        sync.Mutex
 	connected bool
 	current   *conn

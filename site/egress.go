@@ -34,6 +34,7 @@ type release struct {
 	charge   float64 // ε this release spends
 	input    policy.Input
 	dataset  string
+	admitted admitted // the admission the task ran under
 }
 
 // messages is the release as it will cross the wire.
@@ -84,7 +85,18 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 		EpsilonSpent: a.ledger.Spent(r.dataset) + r.charge,
 	}
 	eng := a.policy.Current()
-	dec, err := eng.Egress(ctx, in)
+	if r.admitted.revision == eng.Revision() {
+		// Same policy revision: egress rules reuse its admission instead of
+		// deriving it again. After a reload they derive it afresh.
+		in.Admission = r.admitted.decision.Summary()
+	}
+	evalStart := time.Now()
+	var dec policy.EgressDecision
+	p, err := a.prepared(t.GetJobId(), in)
+	if err == nil {
+		dec, err = eng.EgressPrepared(ctx, p, in.Egress, in.Admission)
+	}
+	evalUs := float64(time.Since(evalStart)) / float64(time.Microsecond)
 	if err != nil {
 		dec = policy.EgressDecision{Reasons: []string{"policy evaluation failed: " + err.Error()}}
 	}
@@ -94,7 +106,7 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 	a.record(&federav1.DecisionRecord{
 		UnixMs: time.Now().UnixMilli(), Kind: "egress", JobId: t.GetJobId(), TaskId: t.GetTaskId(),
 		InputDigest: policy.InputDigest(in), Allow: dec.Allow, Reasons: dec.Reasons, PolicyRevision: eng.Revision(),
-		EgressKind: r.kind, Bytes: in.Egress.Bytes,
+		EgressKind: r.kind, Bytes: in.Egress.Bytes, EvalUs: evalUs,
 	})
 	if dec.Allow {
 		return msgs, true
@@ -104,6 +116,30 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 		Error: fmt.Sprintf("egress denied at %s: %s", a.siteName(), strings.Join(dec.Reasons, "; ")),
 	}
 	return []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: denied}}}, false
+}
+
+// prepared converts a job's policy input once for its many egress checks.
+// The key holds the job and the features: everything else in the base
+// input is fixed for the life of the agent.
+func (a *Agent) prepared(job string, in policy.Input) (*policy.Prepared, error) {
+	key := job + "\x00" + strings.Join(in.Job.Features, ",")
+	a.admitMu.Lock()
+	p, ok := a.prepCache[key]
+	a.admitMu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := policy.Prepare(in)
+	if err != nil {
+		return nil, err
+	}
+	a.admitMu.Lock()
+	if a.prepCache == nil || len(a.prepCache) >= 256 {
+		a.prepCache = map[string]*policy.Prepared{}
+	}
+	a.prepCache[key] = p
+	a.admitMu.Unlock()
+	return p, nil
 }
 
 // redact makes an error fit to leave the site: a data error keeps its

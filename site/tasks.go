@@ -45,6 +45,7 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 		return r
 	}
 	res.ObligationsEnforced = ad.enforced()
+	r.admitted = ad
 	var err error
 	switch t.GetKind() {
 	case federav1.TaskKind_TASK_KIND_STATS:

@@ -71,6 +71,30 @@ func BenchmarkDemoRound(b *testing.B) {
 	b.ReportMetric(median(transfer), "transfer_wait_ms")
 	b.ReportMetric(median(agg)*1000, "aggregate_us")
 	b.ReportMetric(median(eval), "eval_phase_ms")
+	// Policy: every admission and egress decision the sites made, per site,
+	// as a share of the rounds' wall time.
+	var policyUs, roundMs, egressUs, admitUs float64
+	var nEgress, nAdmit int
+	for _, d := range final.GetDecisions() {
+		policyUs += d.GetRecord().GetEvalUs()
+		if d.GetRecord().GetKind() == "egress" {
+			egressUs += d.GetRecord().GetEvalUs()
+			nEgress++
+		} else {
+			admitUs += d.GetRecord().GetEvalUs()
+			nAdmit++
+		}
+	}
+	if nEgress > 0 && nAdmit > 0 {
+		b.ReportMetric(egressUs/float64(nEgress), "egress_us/decision")
+		b.ReportMetric(admitUs/float64(nAdmit), "admission_us/decision")
+	}
+	for _, r := range round {
+		roundMs += r
+	}
+	if roundMs > 0 {
+		b.ReportMetric(100*policyUs/1000/float64(len(shippedSites))/roundMs, "policy_%_of_round")
+	}
 	if t := median(train); t > 0 {
 		b.ReportMetric((median(transfer)+median(train)+median(agg)+median(eval))/t, "round/local_train")
 	}

@@ -24,15 +24,17 @@ candidates(c) := ({c.classification} | {h | h := name_hints[lower(c.name)]}) | {
 }
 
 # classification[name] is the effective classification of a column (the
-# strictest, also across columns listed twice under one name).
-classification[name] := classifications[max(ranks)] if {
+# strictest, also across columns listed twice under one name). A complete
+# object, so it is computed once per decision, not once per lookup.
+# col_ranks pairs each declared column with its strictest candidate rank,
+# computed once per column; a column listed twice takes the strictest.
+col_ranks := [[c.name, r] |
+	some c in input.site.dataset.columns
+	r := max({rank[x] | some x in candidates(c)})
+]
+
+classification := {name: classifications[max({r | some [n, r] in col_ranks; n == name})] |
 	some name in declared_columns
-	ranks := {rank[x] |
-		some c in input.site.dataset.columns
-		c.name == name
-		some x in candidates(c)
-	}
-	count(ranks) > 0
 }
 
 personal_used := {name |
@@ -54,10 +56,26 @@ forbidden_columns contains c.name if {
 	tag in forbidden_tags
 }
 
-deny contains sprintf("column %q is not described in the metadata of dataset %q, so its classification is unknown", [name, input.site.dataset.name]) if {
+undescribed_columns := {name |
 	some name in used_columns
 	not name in declared_columns
 }
+
+deny contains sprintf("%s not described in the metadata of dataset %q, so %s classification is unknown", [column_phrase(undescribed_columns), object.get(input, ["site", "dataset", "name"], ""), its(undescribed_columns)]) if {
+	count(undescribed_columns) > 0
+}
+
+# column_phrase(names) is `column "a" is` or `columns "a", "b" are`: one
+# reason per rule, naming every column, reads better than one per column.
+column_phrase(names) := sprintf("column %s is", [quoted(names)]) if count(names) == 1
+
+column_phrase(names) := sprintf("columns %s are", [quoted(names)]) if count(names) > 1
+
+quoted(names) := concat(", ", [sprintf("%q", [n]) | some n in sort(names)])
+
+its(names) := "its" if count(names) == 1
+
+its(names) := "their" if count(names) > 1
 
 deny contains sprintf("column %q has classification %q; valid classifications are %s", [c.name, declared, concat(", ", classifications)]) if {
 	some c in input.site.dataset.columns

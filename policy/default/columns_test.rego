@@ -16,6 +16,12 @@ test_undescribed_column_denied if {
 	d.reasons == ["column \"salary\" is not described in the metadata of dataset \"admissions\", so its classification is unknown"]
 }
 
+test_undescribed_columns_named_in_one_reason if {
+	d := federa.admission with input as features(["ward", "salary", "bonus"])
+	not d.allow
+	d.reasons == ["columns \"bonus\", \"salary\" are not described in the metadata of dataset \"admissions\", so their classification is unknown"]
+}
+
 test_unknown_classification_denied if {
 	doc := object.union(with_job(base, {"features": ["bed"], "label": ""}), {"site": {"dataset": {"columns": [{"name": "bed", "classification": "secret"}]}}})
 	d := federa.admission with input as doc

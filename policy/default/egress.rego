@@ -3,26 +3,52 @@
 # data.federa.egress: may this one message leave the site. Only aggregates
 # leave (model_update, statistics, metrics); a message may not exceed the
 # size bound the site computed for the declared model; at least
-# required_min_records records must stand behind it; when the dataset's
-# classification requires DP the message must carry noise and stay within
-# the privacy budget; and the job must still be admitted by the policy in
-# force now, so tightening the policy stops running jobs at their next
-# message.
+# the admission's min_records must stand behind it; when admission requires
+# DP a model update must carry noise and every message must stay within the
+# privacy budget (statistics and metrics are counts and moments over at
+# least min_records rows; the model update is what DP protects); and the
+# job must still be admitted by the policy in force now, so tightening the
+# policy stops running jobs at their next message.
+#
+# The site passes the admission decision this same policy revision made for
+# the job as input.admission, so egress does not derive it again for every
+# message (that costs as much as an admission); without it, it is derived.
+# Data errors (config_errors) are not re-checked here: data only changes by
+# a reload, and Load refuses a policy that reports any; a derived admission
+# still carries them.
 package federa
 
 egress := {
 	"allow": egress_allowed,
-	"reasons": sort(config_errors | egress_deny),
+	"reasons": sort(egress_deny),
 }
 
 default egress_allowed := false
 
 egress_allowed if {
-	count(config_errors) == 0
 	count(egress_deny) == 0
 }
 
 aggregate_kinds := ["model_update", "statistics", "metrics"]
+
+passed_admission if is_object(input.admission)
+
+default derived_require_dp := false
+
+derived_require_dp if dp_required
+
+admitted := input.admission if passed_admission
+
+admitted := {
+	"allow": allow,
+	"reasons": sort(config_errors | deny),
+	"min_records": required_min_records,
+	"require_dp": derived_require_dp,
+} if not passed_admission
+
+egress_dp if admitted.require_dp == true
+
+egress_min_records := object.get(admitted, "min_records", 0)
 
 message := input.egress
 
@@ -50,19 +76,20 @@ egress_deny contains sprintf("the %s is %v bytes, more than the %v bytes the dec
 	size > max_bytes
 }
 
-egress_deny contains sprintf("the %s rests on %v records; at least %v are required", [kind, records, required_min_records]) if {
+egress_deny contains sprintf("the %s rests on %v records; at least %v are required", [kind, records, egress_min_records]) if {
 	records := object.get(message, "records", 0)
-	records < required_min_records
+	records < egress_min_records
 }
 
-egress_deny contains sprintf("differential privacy is required for columns %s, but the %s carries no noise", [concat(", ", sort(dp_columns)), kind]) if {
+egress_deny contains sprintf("differential privacy is required for this job at this site, but the %s carries no noise", [kind]) if {
 	has_message
-	dp_required
+	egress_dp
+	kind == "model_update"
 	not is_object(noise)
 }
 
 egress_deny contains sprintf("the noise on the %s must have a mechanism, a sigma greater than 0 and a clip_norm greater than 0, got %v", [kind, noise]) if {
-	dp_required
+	egress_dp
 	is_object(noise)
 	not valid_noise(noise)
 }
@@ -75,7 +102,7 @@ valid_noise(n) if {
 }
 
 egress_deny contains sprintf("the privacy budget is spent: epsilon %v would exceed this site's limit of %v", [spent, site_limits.max_epsilon]) if {
-	dp_required
+	egress_dp
 	spent := object.get(message, "epsilon_spent", 0)
 	spent > site_limits.max_epsilon
 }
@@ -86,4 +113,6 @@ egress_deny contains sprintf("the privacy budget is spent: epsilon %v would exce
 	spent > dp.epsilon
 }
 
-egress_deny contains sprintf("the job is not admitted by this site's policy in force: %s", [concat("; ", sort(deny))]) if count(deny) > 0
+egress_deny contains sprintf("the job is not admitted by this site's policy in force: %s", [concat("; ", object.get(admitted, "reasons", []))]) if {
+	not admitted.allow
+}

@@ -36,9 +36,24 @@ test_min_records if {
 test_dp_noise_required if {
 	doc := with_dp(features(["diagnosis"]))
 	d := federa.egress with input as egress_of(doc, {})
-	d.reasons == ["differential privacy is required for columns diagnosis, but the model_update carries no noise"]
+	d.reasons == ["differential privacy is required for this job at this site, but the model_update carries no noise"]
 	e := federa.egress with input as egress_of(doc, {"noise": noise})
 	e.allow
+	every kind in ["statistics", "metrics"] {
+		m := federa.egress with input as egress_of(doc, {"kind": kind})
+		m.allow
+	}
+}
+
+test_egress_uses_the_admission_passed_in if {
+	# The site's admission for this revision says DP and 40 records.
+	passed := {"allow": true, "reasons": [], "min_records": 40, "require_dp": true}
+	doc := object.union(egress_of(base, {}), {"admission": passed})
+	d := federa.egress with input as doc
+	reason_with(d, "differential privacy is required for this job at this site")
+	denied := object.union(egress_of(base, {}), {"admission": {"allow": false, "reasons": ["suspended"], "min_records": 10, "require_dp": false}})
+	e := federa.egress with input as denied
+	e.reasons == ["the job is not admitted by this site's policy in force: suspended"]
 }
 
 test_noise_must_be_real if {
@@ -68,5 +83,5 @@ test_egress_requires_admission_now if {
 test_egress_denied_on_invalid_data if {
 	d := federa.egress with input as egress_of(base, {}) with data.federa.limits as "8"
 	not d.allow
-	"data.federa.limits must be an object" in d.reasons
+	reason_with(d, "data.federa.limits must be an object")
 }

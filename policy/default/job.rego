@@ -1,10 +1,10 @@
 # Job
 #
 # What kind of job may run: only input version v1 (with job, site and
-# destination objects), only "train" and
-# "query" jobs (both send aggregates; nothing leaves a site raw), only on
-# the dataset the site described, and at most limits.max_rounds rounds when
-# the site sets that limit.
+# destination objects), only "train" and "query" jobs (both send
+# aggregates; nothing leaves a site raw), only on the dataset the site
+# described, and at most limits.max_rounds rounds when the site sets that
+# limit.
 package federa
 
 job_types := ["train", "query"]

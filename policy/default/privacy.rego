@@ -44,15 +44,23 @@ deny contains "the site declares no jurisdiction" if site_jurisdiction == ""
 
 deny contains sprintf("destination %q declares no jurisdiction", [destination]) if destination_jurisdiction == ""
 
-deny contains sprintf("column %q is personal data and destination %q is in jurisdiction %q, which is not on the adequacy list of jurisdiction %q; use differential privacy or an adequate destination", [name, destination, destination_jurisdiction, site_jurisdiction]) if {
+personal_unprotected := {name |
 	some name in personal_used
 	not adequate
 	not dp_on
 }
 
-deny contains sprintf("column %q is special-category data and may only be used with differential privacy (epsilon <= %v)", [name, site_limits.max_epsilon]) if {
+deny contains sprintf("%s personal data and destination %q is in jurisdiction %q, which is not on the adequacy list of jurisdiction %q; use differential privacy or an adequate destination", [column_phrase(personal_unprotected), destination, destination_jurisdiction, site_jurisdiction]) if {
+	count(personal_unprotected) > 0
+}
+
+special_unprotected := {name |
 	some name in special_used
 	not dp_on
+}
+
+deny contains sprintf("%s special-category data and may only be used with differential privacy (epsilon <= %v)", [column_phrase(special_unprotected), site_limits.max_epsilon]) if {
+	count(special_unprotected) > 0
 }
 
 deny contains sprintf("differential privacy epsilon %v exceeds this site's limit of %v for columns %s", [dp.epsilon, site_limits.max_epsilon, concat(", ", sort(dp_columns))]) if {

@@ -1564,8 +1564,10 @@ type DecisionRecord struct {
 	RequireApproval bool     `protobuf:"varint,9,opt,name=require_approval,json=requireApproval,proto3" json:"require_approval,omitempty"`
 	PolicyRevision  string   `protobuf:"bytes,10,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
 	// Egress only: what would leave and how big it is.
-	EgressKind    string `protobuf:"bytes,11,opt,name=egress_kind,json=egressKind,proto3" json:"egress_kind,omitempty"`
-	Bytes         int64  `protobuf:"varint,12,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	EgressKind string `protobuf:"bytes,11,opt,name=egress_kind,json=egressKind,proto3" json:"egress_kind,omitempty"`
+	Bytes      int64  `protobuf:"varint,12,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// How long the policy took to decide, in microseconds.
+	EvalUs        float64 `protobuf:"fixed64,13,opt,name=eval_us,json=evalUs,proto3" json:"eval_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1680,6 +1682,13 @@ func (x *DecisionRecord) GetEgressKind() string {
 func (x *DecisionRecord) GetBytes() int64 {
 	if x != nil {
 		return x.Bytes
+	}
+	return 0
+}
+
+func (x *DecisionRecord) GetEvalUs() float64 {
+	if x != nil {
+		return x.EvalUs
 	}
 	return 0
 }
@@ -2791,7 +2800,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOUTCOME_ALLOW\x10\x01\x12\x10\n" +
 	"\fOUTCOME_DENY\x10\x02\x12\x1c\n" +
-	"\x18OUTCOME_PENDING_APPROVAL\x10\x03\"\xf6\x02\n" +
+	"\x18OUTCOME_PENDING_APPROVAL\x10\x03\"\x8f\x03\n" +
 	"\x0eDecisionRecord\x12\x17\n" +
 	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x15\n" +
@@ -2806,7 +2815,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	" \x01(\tR\x0epolicyRevision\x12\x1f\n" +
 	"\vegress_kind\x18\v \x01(\tR\n" +
 	"egressKind\x12\x14\n" +
-	"\x05bytes\x18\f \x01(\x03R\x05bytes\"\xd5\x04\n" +
+	"\x05bytes\x18\f \x01(\x03R\x05bytes\x12\x17\n" +
+	"\aeval_us\x18\r \x01(\x01R\x06evalUs\"\xd5\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\x12,\n" +
