@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,7 +27,47 @@ It decides data.federa.admission (may this job run here, under which
 obligations, with operator approval?) and data.federa.egress (may exactly
 these bytes leave, to this destination?). See docs/policy.md.`,
 	}
-	cmd.AddCommand(newPolicyTestCmd(g), newPolicyCheckCmd(g), newPolicyEvalCmd(g))
+	cmd.AddCommand(newPolicyInitCmd(g), newPolicyTestCmd(g), newPolicyCheckCmd(g), newPolicyEvalCmd(g))
+	return cmd
+}
+
+func newPolicyInitCmd(g *globals) *cobra.Command {
+	var pack string
+	cmd := &cobra.Command{
+		Use:   "init DIR",
+		Short: "Start a policy folder from the built-in default policy (and an example jurisdiction pack)",
+		Long: `Write the built-in default policy — its Rego, its Rego tests and its
+data.json — into DIR, to edit and test. With --pack, the pack's data.json
+replaces the default one. The packs are examples, not legal advice.`,
+		Example: `  federa policy init ./policy
+  federa policy init ./policy --pack eu-gdpr-example
+  federa policy test ./policy`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+				return fmt.Errorf("%s is not empty; init writes a fresh policy folder", dir)
+			}
+			if err := policy.CopyTo(policy.Default(), dir); err != nil {
+				return err
+			}
+			if pack != "" {
+				b, err := fs.ReadFile(policy.Packs(), pack+"/data.json")
+				if err != nil {
+					names, _ := fs.Glob(policy.Packs(), "*-example")
+					return fmt.Errorf("flag --pack: %q is not a pack; valid: %s", pack, strings.Join(names, ", "))
+				}
+				if err := os.WriteFile(filepath.Join(dir, "data.json"), b, 0o644); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "note: %s's data.json replaces the default one. Some Rego tests assert the default data's values "+
+					"(limits, adequacy, approvals); `federa policy test` shows where the pack differs: update those tests as you adopt it.\n", pack)
+			}
+			fmt.Fprintf(g.stdout, "wrote the default policy to %s; next: federa policy test %s\n", dir, dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pack, "pack", "", "example jurisdiction pack: eu-gdpr-example, us-hipaa-example, sg-pdpa-example")
 	return cmd
 }
 

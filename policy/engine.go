@@ -233,7 +233,11 @@ func (e *Engine) Admission(ctx context.Context, in Input) (Decision, error) {
 // Egress evaluates data.federa.egress for in.Egress, with the same fail-closed
 // rules as Admission.
 func (e *Engine) Egress(ctx context.Context, in Input) (EgressDecision, error) {
-	v, err := e.eval(ctx, EgressQuery, in)
+	return e.egressResult(e.eval(ctx, EgressQuery, in))
+}
+
+// egressResult turns an evaluation into a fail-closed egress decision.
+func (e *Engine) egressResult(v any, err error) (EgressDecision, error) {
 	if err != nil {
 		return EgressDecision{Reasons: []string{err.Error()}}, err
 	}
@@ -253,21 +257,9 @@ func (e *Engine) Egress(ctx context.Context, in Input) (EgressDecision, error) {
 func (e *Engine) EgressPrepared(ctx context.Context, p *Prepared, eg *Egress, adm *Admitted) (EgressDecision, error) {
 	input, err := p.with(eg, adm)
 	if err != nil {
-		err = fmt.Errorf("evaluate %s: %w", EgressQuery, err)
-		return EgressDecision{Reasons: []string{err.Error()}}, err
+		return e.egressResult(nil, fmt.Errorf("evaluate %s: %w", EgressQuery, err))
 	}
-	v, err := e.evalValue(ctx, EgressQuery, input)
-	if err != nil {
-		return EgressDecision{Reasons: []string{err.Error()}}, err
-	}
-	if v == nil {
-		return EgressDecision{Reasons: []string{e.undefinedReason(EgressQuery)}}, nil
-	}
-	d, err := decodeEgressDecision(v)
-	if err != nil {
-		return EgressDecision{Reasons: []string{err.Error()}}, err
-	}
-	return d, nil
+	return e.egressResult(e.evalValue(ctx, EgressQuery, input))
 }
 
 // eval returns the value of query for in, or nil when it is undefined.

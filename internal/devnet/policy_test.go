@@ -2,7 +2,6 @@ package devnet_test
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,20 +121,7 @@ func TestSpecialCategoryNeedsDP(t *testing.T) {
 func copyDefaultPolicy(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	err := fs.WalkDir(policy.Default(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dir, p), 0o755)
-		}
-		b, err := fs.ReadFile(policy.Default(), p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, p), b, 0o644)
-	})
-	if err != nil {
+	if err := policy.CopyTo(policy.Default(), dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir
