@@ -41,7 +41,8 @@ const maxReloadDelay = time.Second
 // that disappears or holds no policy any more yields DenyAll. Current never
 // returns nil.
 type Watcher struct {
-	dir      string
+	dir      string // the policy folder, or the bundle file
+	load     func(ctx context.Context) (*Engine, error)
 	log      *slog.Logger
 	debounce time.Duration
 	fsw      *fsnotify.Watcher // nil when not even the parent folder exists
@@ -63,6 +64,18 @@ type Watcher struct {
 // missing folder, which yields DenyAll and a logged warning, and loads as
 // soon as the folder appears. log may be nil.
 func NewWatcher(ctx context.Context, dir string, log *slog.Logger) (*Watcher, error) {
+	return newWatcher(ctx, dir, func(ctx context.Context, abs string) (*Engine, error) { return Load(ctx, abs) }, log)
+}
+
+// NewBundleWatcher is NewWatcher for a signed OPA bundle file: every load
+// verifies the bundle's signature with key, and a bundle that is unsigned,
+// signed by another key or tampered with never loads (the previous policy
+// stays in force).
+func NewBundleWatcher(ctx context.Context, path string, key BundleKey, log *slog.Logger) (*Watcher, error) {
+	return newWatcher(ctx, path, func(ctx context.Context, abs string) (*Engine, error) { return LoadBundle(ctx, abs, key) }, log)
+}
+
+func newWatcher(ctx context.Context, dir string, load func(context.Context, string) (*Engine, error), log *slog.Logger) (*Watcher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -72,6 +85,7 @@ func NewWatcher(ctx context.Context, dir string, log *slog.Logger) (*Watcher, er
 	}
 	w := &Watcher{
 		dir:      abs,
+		load:     func(ctx context.Context) (*Engine, error) { return load(ctx, abs) },
 		log:      log.With(logkeys.Component, "policy", logKeyDir, abs),
 		debounce: DefaultDebounce,
 		done:     make(chan struct{}),
@@ -87,7 +101,7 @@ func NewWatcher(ctx context.Context, dir string, log *slog.Logger) (*Watcher, er
 	}
 	w.watchTree()
 
-	e, err := Load(ctx, abs)
+	e, err := w.load(ctx)
 	switch {
 	case err == nil:
 		w.log.Info("site policy loaded", logKeyRevision, e.Revision())
@@ -191,7 +205,7 @@ func (w *Watcher) relevant(ev fsnotify.Event) bool {
 
 func (w *Watcher) reload() {
 	w.watchTree() // the folder may be new, or have new subfolders
-	e, err := Load(w.ctx, w.dir)
+	e, err := w.load(w.ctx)
 	switch {
 	case err == nil:
 		changed := e.Revision() != w.Current().Revision()

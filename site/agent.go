@@ -95,7 +95,15 @@ func New(cfg Config) (*Agent, error) {
 	a.noiseRNG = rand.New(rand.NewChaCha8(seed))
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
-	if cfg.PolicyDir == "" {
+	switch {
+	case cfg.PolicyBundle != "":
+		w, err := policy.NewBundleWatcher(ctx, cfg.PolicyBundle, cfg.PolicyBundleKey, a.log)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("field policy.bundle: %w", err)
+		}
+		a.policy = w
+	case cfg.PolicyDir == "":
 		eng, err := policy.LoadFS(ctx, policy.Default(), ".")
 		if err != nil {
 			cancel()
@@ -103,7 +111,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.policy = staticEngine{eng}
 		a.log.Info("using the built-in default policy", "revision", eng.Revision())
-	} else {
+	default:
 		w, err := policy.NewWatcher(ctx, cfg.PolicyDir, a.log)
 		if err != nil {
 			cancel()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/internal/config"
+	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
@@ -62,6 +63,11 @@ type File struct {
 	} `yaml:"coordinator"`
 	Policy struct {
 		Dir string `yaml:"dir"`
+		// Bundle is a signed OPA bundle (.tar.gz) instead of a folder.
+		Bundle       string `yaml:"bundle"`
+		BundleKey    string `yaml:"bundle_key"`    // PEM public key file
+		BundleKeyID  string `yaml:"bundle_key_id"` // the key's name in the signature
+		BundleKeyAlg string `yaml:"bundle_key_alg"`
 	} `yaml:"policy"`
 	Datasets  []Dataset `yaml:"datasets"`
 	StateDir  string    `yaml:"state_dir"`
@@ -105,6 +111,30 @@ func LoadFile(path string) (Config, error) {
 	if cfg.PolicyDir != "" && !filepath.IsAbs(cfg.PolicyDir) {
 		cfg.PolicyDir = filepath.Join(base, cfg.PolicyDir)
 	}
+	if f.Policy.Bundle != "" {
+		cfg.PolicyBundle = f.Policy.Bundle
+		if !filepath.IsAbs(cfg.PolicyBundle) {
+			cfg.PolicyBundle = filepath.Join(base, cfg.PolicyBundle)
+		}
+		cfg.PolicyBundleKey = policy.BundleKey{KeyID: f.Policy.BundleKeyID, Algorithm: f.Policy.BundleKeyAlg}
+		switch {
+		case f.Policy.BundleKey == "":
+			errs = append(errs, errors.New("field policy.bundle_key: required with policy.bundle (the PEM public key its signature must verify with)"))
+		default:
+			kp := f.Policy.BundleKey
+			if !filepath.IsAbs(kp) {
+				kp = filepath.Join(base, kp)
+			}
+			pemBytes, err := os.ReadFile(kp)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("field policy.bundle_key: %w", err))
+			}
+			cfg.PolicyBundleKey.PublicKeyPEM = pemBytes
+		}
+		if f.Policy.BundleKeyID == "" {
+			errs = append(errs, errors.New("field policy.bundle_key_id: required with policy.bundle (the key id the bundle was signed under)"))
+		}
+	}
 	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
 		cfg.StateDir = filepath.Join(base, cfg.StateDir)
 	}
@@ -145,6 +175,10 @@ type Config struct {
 	// Empty: the built-in default policy. A folder that does not exist or
 	// defines no decision denies everything.
 	PolicyDir string
+	// PolicyBundle is a signed OPA bundle file used instead of PolicyDir,
+	// verified with PolicyBundleKey at every load.
+	PolicyBundle    string
+	PolicyBundleKey policy.BundleKey
 	// StateDir keeps the site's own record of what left it (egress.jsonl).
 	// Empty: no record is kept.
 	StateDir     string
@@ -173,6 +207,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CoordinatorID.IsZero() {
 		errs = append(errs, errors.New("field coordinator.id: required"))
+	}
+	if c.PolicyDir != "" && c.PolicyBundle != "" {
+		errs = append(errs, errors.New("field policy: set dir or bundle, not both"))
 	}
 	if len(c.Datasets) == 0 {
 		errs = append(errs, errors.New("field datasets: list at least one dataset (name, path)"))

@@ -16,9 +16,12 @@ func PolicyInput(ctx context.Context, cfg Config, t *federav1.Task) (policy.Inpu
 	a := &Agent{cfg: cfg}
 	var eng *policy.Engine
 	var err error
-	if cfg.PolicyDir == "" {
+	switch {
+	case cfg.PolicyBundle != "":
+		eng, err = policy.LoadBundle(ctx, cfg.PolicyBundle, cfg.PolicyBundleKey)
+	case cfg.PolicyDir == "":
 		eng, err = policy.LoadFS(ctx, policy.Default(), ".")
-	} else {
+	default:
 		eng, err = policy.Load(ctx, cfg.PolicyDir)
 	}
 	if err != nil {
