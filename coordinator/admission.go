@@ -122,6 +122,7 @@ func (c *Coordinator) addDecision(site string, r *federav1.DecisionRecord) {
 		return // a dry run for a job that was refused, a late record, or a stranger's id
 	}
 	js.decisions = append(js.decisions, &federav1.SiteDecision{Site: site, Record: r})
+	c.auditQueue = append(c.auditQueue, decisionEntry(site, r))
 }
 
 // roleOf is the role a user submits under: data-scientist when they have

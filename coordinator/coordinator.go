@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/attest/auditlog"
 	"github.com/federa-dev/federa/internal/logkeys"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/store"
@@ -35,6 +36,13 @@ type Coordinator struct {
 	changed  chan struct{}       // closed and replaced when sessions change
 	pending  map[string]*pendingTask
 	jobs     map[string]*jobState
+
+	auditLog   *auditlog.Log
+	auditKey   string
+	auditQueue []auditlog.Entry
+	cpReq      chan struct{}
+	cpMu       sync.Mutex
+	cpSize     int64 // tree size of the latest checkpoint this process signed
 
 	runCtx    context.Context
 	runCancel context.CancelFunc
@@ -68,6 +76,10 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	c.store = st
+	if err := c.openAudit(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if err := c.loadJobs(); err != nil {
 		st.Close()
 		return nil, err
@@ -75,6 +87,7 @@ func New(cfg Config) (*Coordinator, error) {
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		st.Close()
+		c.auditLog.Close()
 		return nil, fmt.Errorf("coordinator listen on %s: %w", cfg.Listen, err)
 	}
 	c.lis = lis
@@ -88,6 +101,12 @@ func New(cfg Config) (*Coordinator, error) {
 	federav1.RegisterSiteServiceServer(c.srv, &siteService{c: c})
 	federav1.RegisterJobServiceServer(c.srv, &jobService{c: c})
 	c.runCtx, c.runCancel = context.WithCancel(context.Background())
+	c.cpReq = make(chan struct{}, 1)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.checkpointer(c.runCtx)
+	}()
 	return c, nil
 }
 
@@ -156,7 +175,7 @@ func (c *Coordinator) Close() error {
 		c.wg.Wait()
 		c.srv.Stop()
 		c.lis.Close()
-		c.closeErr = c.store.Close()
+		c.closeErr = errors.Join(c.store.Close(), c.auditLog.Close())
 	})
 	return c.closeErr
 }

@@ -162,6 +162,9 @@ func (c *Coordinator) Submit(ctx context.Context, requester string, s *federav1.
 		c.log.Info("job refused at submit", "requester", requester, logkeys.Reason, err)
 		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
+	if err := c.audit(true, submittedEntry(j)); err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
 	if err := c.store.PutJob(j); err != nil {
 		return nil, status.Errorf(codes.Internal, "store job: %v", err)
 	}
@@ -315,6 +318,7 @@ func (s *jobService) CancelJob(ctx context.Context, req *federav1.CancelJobReque
 	if cancel != nil {
 		cancel()
 	}
+	c.logAuditError(c.audit(true, endEntry(j)))
 	c.log.Info("job cancelled", logkeys.Job, req.GetId(), logkeys.Reason, reason)
 	return j, nil
 }

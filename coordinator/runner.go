@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/federa-dev/federa/attest/auditlog"
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -41,10 +42,13 @@ func (c *Coordinator) runJob(ctx context.Context, id string) {
 		log.Info("job paused by shutdown; it resumes at the next start")
 	default:
 		log.Warn("job failed", logkeys.Err, err)
-		_, _ = c.update(id, "failed: "+err.Error(), func(j *federav1.Job) {
+		j, uerr := c.update(id, "failed: "+err.Error(), func(j *federav1.Job) {
 			j.Status = federav1.JobStatus_JOB_STATUS_FAILED
 			j.Message = err.Error()
 		})
+		if uerr == nil {
+			c.logAuditError(c.audit(true, endEntry(j)))
+		}
 	}
 }
 
@@ -267,6 +271,12 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		return err
 	}
 	cp := st.checkpoint(id, cpw)
+	// The round is in the log before it is stored or reported; its
+	// checkpoint is signed in the background.
+	if err := c.audit(false, roundEntries(id, r, col, next)...); err != nil {
+		return err
+	}
+	c.requestCheckpoint()
 	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, eval accuracy %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, fmtAcc(sum.EvalAccuracy))
 	_, err = c.updateWith(id, event, func(j *federav1.Job) {
 		j.RoundsCompleted = int32(r)
@@ -306,6 +316,15 @@ func (c *Coordinator) finish(id string, sp *federav1.JobSpec, st *training) erro
 		return fmt.Errorf("export model: %w", err)
 	}
 	sum := sha256.Sum256(buf.Bytes())
+	release := auditlog.Entry{Type: auditlog.TypeModelRelease, Job: id, Actor: "coordinator", Data: map[string]any{
+		"artifact_sha256": hex.EncodeToString(sum[:]), "bytes": buf.Len(), "rounds": st.round,
+	}}
+	end := auditlog.Entry{Type: auditlog.TypeJobEnd, Job: id, Actor: "coordinator", Data: map[string]any{
+		"status": "succeeded", "rounds_completed": st.round,
+	}}
+	if err := c.audit(true, release, end); err != nil {
+		return err
+	}
 	_, err := c.updateWith(id, "succeeded", func(j *federav1.Job) {
 		j.Status = federav1.JobStatus_JOB_STATUS_SUCCEEDED
 		j.Message = fmt.Sprintf("trained for %d rounds", st.round)

@@ -97,18 +97,21 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 	for _, d := range hello.GetDatasets() {
 		sess.datasets[d] = true
 	}
-	if _, err := sess.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Welcome{Welcome: &federav1.Welcome{
-		Site: name, HeartbeatIntervalMs: c.cfg.HeartbeatInterval.Milliseconds(),
-	}}}); err != nil {
-		return err
-	}
+	// Registered before the welcome, so a site that knows it is connected
+	// is also one the coordinator will ask.
 	c.addSession(sess)
 	log := c.log.With(logkeys.Site, name)
-	log.Info("site connected", "datasets", hello.GetDatasets(), "agent_version", hello.GetAgentVersion())
 	defer func() {
 		c.removeSession(sess)
 		log.Info("site disconnected", logkeys.Reason, sess.reason)
 	}()
+	if _, err := sess.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Welcome{Welcome: &federav1.Welcome{
+		Site: name, HeartbeatIntervalMs: c.cfg.HeartbeatInterval.Milliseconds(),
+	}}}); err != nil {
+		sess.close("welcome failed: " + err.Error())
+		return err
+	}
+	log.Info("site connected", "datasets", hello.GetDatasets(), "agent_version", hello.GetAgentVersion())
 
 	msgs := make(chan *federav1.SiteMessage)
 	errc := make(chan error, 1)

@@ -1,0 +1,192 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/federa-dev/federa/attest/auditlog"
+	"github.com/federa-dev/federa/internal/logkeys"
+	"github.com/federa-dev/federa/models"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// Audit log layout under the coordinator's state directory.
+const (
+	AuditDir     = "audit"
+	AuditKeysDir = "keys"
+	// AuditKeyFile holds the log's note verifier key (name+hash+base64key),
+	// the key auditors verify checkpoints with.
+	AuditKeyFile = "audit.vkey"
+)
+
+// openAudit opens the signed audit log and its key, creating both on
+// first start.
+func (c *Coordinator) openAudit() error {
+	keys := filepath.Join(c.cfg.StateDir, AuditKeysDir)
+	name := c.cfg.Identity.ID().TrustDomain().Name() + "/coordinator"
+	signer, vkey, err := auditlog.LoadOrCreateKey(keys, name)
+	if err != nil {
+		return fmt.Errorf("audit log key: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(keys, AuditKeyFile), []byte(vkey+"\n"), 0o644); err != nil {
+		return fmt.Errorf("audit log key: %w", err)
+	}
+	l, err := auditlog.Open(filepath.Join(c.cfg.StateDir, AuditDir), auditlog.Options{Signer: signer, Now: c.cfg.Now})
+	if err != nil {
+		return err
+	}
+	c.auditLog, c.auditKey = l, vkey
+	return nil
+}
+
+// AuditKey is the note verifier key of the coordinator's audit log.
+func (c *Coordinator) AuditKey() string { return c.auditKey }
+
+// audit appends entries durably and signs a checkpoint over them. It is
+// called before the state change the entries describe is stored or
+// acknowledged, so the log never lags what a user was told.
+func (c *Coordinator) audit(checkpoint bool, entries ...auditlog.Entry) error {
+	c.mu.Lock()
+	queued := c.auditQueue
+	c.auditQueue = nil
+	c.mu.Unlock()
+	all := append(queued, entries...)
+	if len(all) > 0 {
+		if _, err := c.auditLog.Append(all...); err != nil {
+			return fmt.Errorf("audit log: %w", err)
+		}
+	}
+	if checkpoint {
+		return c.signIfBehind()
+	}
+	return nil
+}
+
+// requestCheckpoint asks the background signer for a checkpoint over
+// everything appended so far. Rounds use it so signing (a file write and
+// its fsync) stays off the round's critical path; the entries themselves
+// were appended durably before the round was stored. Requests coalesce.
+func (c *Coordinator) requestCheckpoint() {
+	select {
+	case c.cpReq <- struct{}{}:
+	default:
+	}
+}
+
+// checkpointer signs requested checkpoints until ctx ends, then once more
+// so nothing appended is left unsigned at shutdown.
+func (c *Coordinator) checkpointer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			c.logAuditError(c.signIfBehind())
+			return
+		case <-c.cpReq:
+			c.logAuditError(c.signIfBehind())
+		}
+	}
+}
+
+// signIfBehind signs a checkpoint unless the latest one already covers
+// the whole log.
+func (c *Coordinator) signIfBehind() error {
+	c.cpMu.Lock()
+	defer c.cpMu.Unlock()
+	size := c.auditLog.Size()
+	if size == 0 || size == c.cpSize {
+		return nil
+	}
+	if _, err := c.auditLog.Checkpoint(); err != nil {
+		return fmt.Errorf("audit checkpoint: %w", err)
+	}
+	c.cpSize = size
+	return nil
+}
+
+// queueAudit keeps an entry to be appended with the next round's entries:
+// site decisions arrive many per round, and one fsync per round costs far
+// less than one per decision. The site keeps its own durable copy.
+func (c *Coordinator) queueAudit(e auditlog.Entry) {
+	c.mu.Lock()
+	c.auditQueue = append(c.auditQueue, e)
+	c.mu.Unlock()
+}
+
+func digestProto(m proto.Message) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+func digestWeights(w models.Weights) string {
+	b, err := models.EncodeWeights(w)
+	if err != nil {
+		return "unencodable"
+	}
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+func submittedEntry(j *federav1.Job) auditlog.Entry {
+	return auditlog.Entry{Type: auditlog.TypeJobSubmitted, Job: j.GetId(), Actor: j.GetRequester(), Data: map[string]any{
+		"spec_digest": digestProto(j.GetSpec()), "name": j.GetSpec().GetName(), "dataset": j.GetSpec().GetDataset(),
+		"sites": j.GetSpec().GetSites(), "role": j.GetRequesterRole(),
+	}}
+}
+
+// decisionEntry records a site's policy decision: digests and reasons,
+// never data.
+func decisionEntry(site string, r *federav1.DecisionRecord) auditlog.Entry {
+	t := auditlog.TypeAdmission
+	data := map[string]any{
+		"kind": r.GetKind(), "task": r.GetTaskId(), "input_digest": r.GetInputDigest(), "allow": r.GetAllow(),
+		"reasons": r.GetReasons(), "policy_revision": r.GetPolicyRevision(),
+	}
+	if r.GetKind() == "egress" {
+		t = auditlog.TypeEgress
+		data["egress_kind"], data["bytes"] = r.GetEgressKind(), r.GetBytes()
+	} else {
+		data["obligations"], data["require_approval"] = r.GetObligationsJson(), r.GetRequireApproval()
+	}
+	return auditlog.Entry{Type: t, Job: r.GetJobId(), Site: site, Actor: site, Data: data}
+}
+
+func roundEntries(id string, r int, col *collected, aggregate models.Weights) []auditlog.Entry {
+	updates := map[string]any{}
+	var out []auditlog.Entry
+	for _, s := range col.Answered() {
+		a := col.Answers()[s]
+		updates[s] = digestWeights(a.weights)
+		if eps := a.result.GetEpsilonSpent(); eps > 0 {
+			out = append(out, auditlog.Entry{Type: auditlog.TypeDPSpent, Job: id, Site: s, Actor: s, Data: map[string]any{
+				"round": r, "epsilon_spent": eps, "noise_sigma": a.result.GetNoiseSigma(),
+			}})
+		}
+	}
+	missing := col.Missing()
+	sort.Strings(missing)
+	round := auditlog.Entry{Type: auditlog.TypeRound, Job: id, Actor: "coordinator", Data: map[string]any{
+		"round": r, "participants": col.Answered(), "missing": missing,
+		"update_digests": updates, "aggregate_digest": digestWeights(aggregate),
+	}}
+	return append([]auditlog.Entry{round}, out...)
+}
+
+func endEntry(j *federav1.Job) auditlog.Entry {
+	return auditlog.Entry{Type: auditlog.TypeJobEnd, Job: j.GetId(), Actor: "coordinator", Data: map[string]any{
+		"status": statusName(j.GetStatus()), "message": j.GetMessage(), "rounds_completed": j.GetRoundsCompleted(),
+	}}
+}
+
+func (c *Coordinator) logAuditError(err error) {
+	if err != nil {
+		c.log.Error("audit log append failed", logkeys.Err, err)
+	}
+}
