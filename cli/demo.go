@@ -18,6 +18,8 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/federa-dev/federa"
+	"github.com/federa-dev/federa/attest/auditlog"
+	"github.com/federa-dev/federa/coordinator"
 	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/internal/devnet"
 	"github.com/federa-dev/federa/models"
@@ -66,6 +68,9 @@ type demoResult struct {
 	Features            []string     `json:"features"`
 	Classes             []string     `json:"classes"`
 	Timings             *demoTimings `json:"timings,omitempty"`
+	AuditEntries        int64        `json:"audit_entries"`
+	AuditVerified       bool         `json:"audit_verified"`
+	AuditKey            string       `json:"audit_key"`
 }
 
 type demoRound struct {
@@ -374,6 +379,13 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	}
 	res.CentralizedAccuracy = central
 	res.Timings = &demoTimings{FederatedSeconds: fedSecs, CentralizedSeconds: time.Since(cStart).Seconds()}
+	// End by checking the audit trail of all this, as an auditor would.
+	res.AuditKey = net.Coordinator().AuditKey()
+	rep, err := auditlog.Verify(filepath.Join(net.CoordinatorDir(), coordinator.AuditDir), res.AuditKey)
+	if err != nil {
+		return fmt.Errorf("the demo's own audit log does not verify: %w", err)
+	}
+	res.AuditEntries, res.AuditVerified = rep.Size, true
 	res.ElapsedSeconds = time.Since(start).Seconds()
 	if text {
 		fmt.Fprintf(out, "\naccuracy on %s (%d rows no site had):\n", filepath.Base(testPath), ev.Rows)
@@ -387,6 +399,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		}
 		fmt.Fprintf(out, "\nNo row left any site: %s of raw data stayed put; %s of aggregates left (%s of what a central copy would have moved).\n",
 			humanBytes(raw), humanBytes(left), share(left, raw))
+		fmt.Fprintf(out, "Audit log verified: %d signed, tamper-evident entries (federa audit verify --state %s).\n", res.AuditEntries, state)
 		fmt.Fprintf(out, "job %s succeeded in %.1fs; state kept in %s\n", res.JobID, res.ElapsedSeconds, state)
 		return nil
 	}

@@ -76,6 +76,7 @@ statistics, evaluation counts), never a row.`,
 		newJobCmd(g),
 		newModelCmd(g),
 		newPolicyCmd(g),
+		newAuditCmd(g),
 		newVersionCmd(g),
 	)
 	return root
