@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/federa
 PKGS     := ./...
 
-.PHONY: all build test race lint generate generate-check bench demo e2e data clean fuzz opa-test
+.PHONY: all build test race lint generate generate-check bench demo e2e data clean fuzz opa-test cosign
 
 all: build
 
@@ -13,11 +13,24 @@ build:
 demo: build
 	./$(BIN) demo
 
-test:
+test: cosign
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 
-race:
+race: cosign
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# The real cosign CLI checks our release bundles (attest/sign/cosign_test.go).
+# Built once from the module proxy into a git-ignored folder (first time:
+# 5-10 minutes; then seconds).
+COSIGN_VERSION := v2.6.5
+COSIGN_BIN     := $(CURDIR)/.cache/bin/cosign
+cosign:
+	@if $(COSIGN_BIN) version 2>/dev/null | grep -q 'GitVersion: *$(COSIGN_VERSION)$$'; then \
+	  echo "cosign $(COSIGN_VERSION) is built: $(COSIGN_BIN)"; \
+	else \
+	  echo "building cosign $(COSIGN_VERSION) into $(COSIGN_BIN) (first time: 5-10 minutes)"; \
+	  GOBIN=$(dir $(COSIGN_BIN)) $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION); \
+	fi
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoadCSV -fuzztime 20000x ./dataset/
