@@ -68,6 +68,9 @@ type demoResult struct {
 	Features            []string     `json:"features"`
 	Classes             []string     `json:"classes"`
 	Timings             *demoTimings `json:"timings,omitempty"`
+	ModelBundle         string       `json:"model_bundle"`
+	ProvenanceBundle    string       `json:"provenance_bundle"`
+	SigningKey          string       `json:"signing_key"`
 	AuditEntries        int64        `json:"audit_entries"`
 	AuditVerified       bool         `json:"audit_verified"`
 	AuditKey            string       `json:"audit_key"`
@@ -366,7 +369,9 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	if err != nil {
 		return err
 	}
-	say("model: %s (%d bytes, sha256:%s)", res.ModelPath, size, sum[:16])
+	paths := releasePaths(res.ModelPath)
+	res.ModelBundle, res.ProvenanceBundle, res.SigningKey = paths.Bundle, paths.Provenance, paths.SigningKey
+	say("model: %s (%d bytes, sha256:%s), signed: %s", res.ModelPath, size, sum[:16], filepath.Base(paths.Bundle))
 	ev, err := evaluateModelFile(res.ModelPath, testPath, f.label)
 	if err != nil {
 		return fmt.Errorf("evaluate exported model: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/attest/sign"
 	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -21,7 +22,7 @@ import (
 
 func newModelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "model", Short: "Download and evaluate trained models"}
-	cmd.AddCommand(newModelGetCmd(g), newModelEvalCmd(g))
+	cmd.AddCommand(newModelGetCmd(g), newModelEvalCmd(g), newModelVerifyCmd(g))
 	return cmd
 }
 
@@ -51,7 +52,9 @@ from Python with the safetensors package or a few lines of numpy.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "wrote %s (%d bytes, sha256:%s)\n", out, n, sum)
+			p := releasePaths(out)
+			fmt.Fprintf(g.stdout, "wrote %s (%d bytes, sha256:%s), verified against %s\n", out, n, sum, p.Bundle)
+			fmt.Fprintf(g.stdout, "also: %s (signed provenance), %s (the coordinator's public key)\n", p.Provenance, p.SigningKey)
 			return nil
 		},
 	}
@@ -60,45 +63,82 @@ from Python with the safetensors package or a few lines of numpy.`,
 	return cmd
 }
 
-// downloadModel streams a model, checks it parses and matches the digest
-// the coordinator recorded, and only then writes it (atomically).
-func downloadModel(cmd *cobra.Command, c federav1.JobServiceClient, jobID, out string) (string, int, error) {
-	job, err := c.GetJob(cmd.Context(), &federav1.GetJobRequest{Id: jobID})
+// fetchArtifact streams one release artifact of a job.
+func fetchArtifact(cmd *cobra.Command, c federav1.JobServiceClient, jobID, artifact string) ([]byte, error) {
+	stream, err := c.GetModel(cmd.Context(), &federav1.GetModelRequest{JobId: jobID, Artifact: artifact})
 	if err != nil {
-		return "", 0, rpcErr("get job", err)
-	}
-	stream, err := c.GetModel(cmd.Context(), &federav1.GetModelRequest{JobId: jobID})
-	if err != nil {
-		return "", 0, rpcErr("get model", err)
+		return nil, rpcErr("get "+artifact, err)
 	}
 	var buf bytes.Buffer
 	for {
 		ch, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			break
+			return buf.Bytes(), nil
 		}
 		if err != nil {
-			return "", 0, rpcErr("get model", err)
+			return nil, rpcErr("get "+artifact, err)
 		}
 		buf.Write(ch.GetData())
 	}
-	s := sha256.Sum256(buf.Bytes())
+}
+
+// releaseFiles are where `model get` puts a model's companions.
+type releaseFiles struct {
+	Model, Bundle, Provenance, SigningKey string
+}
+
+func releasePaths(model string) releaseFiles {
+	return releaseFiles{
+		Model: model, Bundle: model + ".sigstore.json", Provenance: model + ".provenance.sigstore.json",
+		SigningKey: filepath.Join(filepath.Dir(model), "signing.pub"),
+	}
+}
+
+// downloadModel fetches a model with its signature bundle, provenance and
+// the coordinator's public key, checks the model parses, matches the digest
+// the coordinator recorded and verifies against the bundle, and only then
+// writes the files (each atomically).
+func downloadModel(cmd *cobra.Command, c federav1.JobServiceClient, jobID, out string) (string, int, error) {
+	job, err := c.GetJob(cmd.Context(), &federav1.GetJobRequest{Id: jobID})
+	if err != nil {
+		return "", 0, rpcErr("get job", err)
+	}
+	model, err := fetchArtifact(cmd, c, jobID, "model")
+	if err != nil {
+		return "", 0, err
+	}
+	s := sha256.Sum256(model)
 	sum := hex.EncodeToString(s[:])
 	if job.GetModelSha256() != "" && sum != job.GetModelSha256() {
 		return "", 0, fmt.Errorf("get model: downloaded file has sha256 %s but the coordinator recorded %s", sum, job.GetModelSha256())
 	}
-	if _, err := models.ReadSafetensors(bytes.NewReader(buf.Bytes())); err != nil {
+	if _, err := models.ReadSafetensors(bytes.NewReader(model)); err != nil {
 		return "", 0, fmt.Errorf("get model: the coordinator sent an unreadable model: %w", err)
 	}
+	files := map[string][]byte{}
+	paths := releasePaths(out)
+	for artifact, path := range map[string]string{"bundle": paths.Bundle, "provenance": paths.Provenance, "signing_key": paths.SigningKey} {
+		b, err := fetchArtifact(cmd, c, jobID, artifact)
+		if err != nil {
+			return "", 0, err
+		}
+		files[path] = b
+	}
+	if err := sign.VerifyBlob(files[paths.SigningKey], files[paths.Bundle], model); err != nil {
+		return "", 0, fmt.Errorf("get model: the model does not verify against its signature bundle: %w", err)
+	}
+	files[out] = model
 	if dir := filepath.Dir(out); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", 0, err
 		}
 	}
-	if err := attest.WriteFileAtomic(out, buf.Bytes(), 0o644); err != nil {
-		return "", 0, err
+	for path, b := range files {
+		if err := attest.WriteFileAtomic(path, b, 0o644); err != nil {
+			return "", 0, err
+		}
 	}
-	return sum, buf.Len(), nil
+	return sum, len(model), nil
 }
 
 // evalResult is what `model eval` reports.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/federa-dev/federa/attest/auditlog"
+	"github.com/federa-dev/federa/attest/sign"
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -189,4 +190,50 @@ func (c *Coordinator) logAuditError(err error) {
 	if err != nil {
 		c.log.Error("audit log append failed", logkeys.Err, err)
 	}
+}
+
+// Release artifact names in the store and over GetModel.
+const (
+	ArtifactBundle     = "bundle"
+	ArtifactProvenance = "provenance"
+)
+
+// signRelease signs the model (a sigstore bundle cosign verifies) and an
+// in-toto provenance statement naming the job, its sites, rounds, policy
+// revisions, ε spent and the audit checkpoint that covers the release, and
+// stores both before the job is reported succeeded.
+func (c *Coordinator) signRelease(id string, sp *federav1.JobSpec, st *training, model []byte, sha string) error {
+	bundle, err := sign.SignBlob(c.signer, model)
+	if err != nil {
+		return fmt.Errorf("sign model: %w", err)
+	}
+	cp, err := c.auditLog.LatestCheckpoint()
+	if err != nil {
+		return fmt.Errorf("provenance: %w", err)
+	}
+	j, _, _, _ := c.snapshot(id)
+	prov := sign.Provenance{
+		JobSpecDigest: digestProto(sp), Sites: st.sites, Rounds: st.round,
+		PolicyRevisions: map[string]string{}, EpsilonSpent: map[string]float64{}, AuditCheckpoint: string(cp),
+	}
+	for _, s := range j.GetSites() {
+		if r := s.GetAdmission().GetPolicyRevision(); r != "" {
+			prov.PolicyRevisions[s.GetSite()] = r
+		}
+		if e := s.GetEpsilonSpent(); e > 0 {
+			prov.EpsilonSpent[s.GetSite()] = e
+		}
+	}
+	stmt, err := sign.Statement("model.safetensors", sha, prov)
+	if err != nil {
+		return fmt.Errorf("provenance: %w", err)
+	}
+	pb, err := sign.SignProvenance(c.signer, stmt)
+	if err != nil {
+		return fmt.Errorf("sign provenance: %w", err)
+	}
+	if err := c.store.PutArtifact(id, ArtifactBundle, bundle); err != nil {
+		return err
+	}
+	return c.store.PutArtifact(id, ArtifactProvenance, pb)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/attest/auditlog"
+	"github.com/federa-dev/federa/attest/sign"
 	"github.com/federa-dev/federa/internal/logkeys"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/store"
@@ -37,6 +39,7 @@ type Coordinator struct {
 	pending  map[string]*pendingTask
 	jobs     map[string]*jobState
 
+	signer     *sign.Signer
 	auditLog   *auditlog.Log
 	auditKey   string
 	auditQueue []auditlog.Entry
@@ -76,6 +79,10 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	c.store = st
+	if c.signer, err = sign.LoadOrCreate(filepath.Join(cfg.StateDir, AuditKeysDir)); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("model signing key: %w", err)
+	}
 	if err := c.openAudit(); err != nil {
 		st.Close()
 		return nil, err
@@ -124,6 +131,9 @@ func (c *Coordinator) authorizePeer(id spiffeid.ID) error {
 	}
 	return fmt.Errorf("%s is neither a listed site nor a user of trust domain %s", id, c.cfg.Identity.ID().TrustDomain())
 }
+
+// SigningKeyPEM is the public key released models are signed with.
+func (c *Coordinator) SigningKeyPEM() []byte { return c.signer.PublicKeyPEM() }
 
 // Addr is the address the coordinator listens on.
 func (c *Coordinator) Addr() string { return c.lis.Addr().String() }

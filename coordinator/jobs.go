@@ -334,11 +334,22 @@ func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.Job
 	if j.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		return status.Errorf(codes.FailedPrecondition, "job %s has no model: it is %s", j.GetId(), statusName(j.GetStatus()))
 	}
-	data, err := s.c.store.GetModel(j.GetId())
+	var data []byte
+	var err error
+	switch req.GetArtifact() {
+	case "", "model":
+		data, err = s.c.store.GetModel(j.GetId())
+	case ArtifactBundle, ArtifactProvenance:
+		data, err = s.c.store.GetArtifact(j.GetId(), req.GetArtifact())
+	case "signing_key":
+		data = s.c.SigningKeyPEM()
+	default:
+		return status.Errorf(codes.InvalidArgument, "artifact %q: valid: model, bundle, provenance, signing_key", req.GetArtifact())
+	}
 	if errors.Is(err, store.ErrNotFound) {
-		return status.Errorf(codes.NotFound, "model of job %s not found", j.GetId())
+		return status.Errorf(codes.NotFound, "%s of job %s not found", req.GetArtifact(), j.GetId())
 	} else if err != nil {
-		return status.Errorf(codes.Internal, "read model: %v", err)
+		return status.Errorf(codes.Internal, "read %s: %v", req.GetArtifact(), err)
 	}
 	for off := 0; off < len(data); off += federav1.MaxChunkBytes {
 		end := min(off+federav1.MaxChunkBytes, len(data))

@@ -283,7 +283,11 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		j.Rounds = append(j.Rounds, sum)
 		j.Message = fmt.Sprintf("round %d of %d done", r, sp.GetRounds())
 		for _, s := range sum.Participants {
-			siteSummary(j, s).RoundsParticipated++
+			ss := siteSummary(j, s)
+			ss.RoundsParticipated++
+			if eps := col.Answers()[s].result.GetEpsilonSpent(); eps > 0 {
+				ss.EpsilonSpent = eps
+			}
 		}
 		addBytes(j, col)
 		addBytes(j, ecol)
@@ -323,6 +327,9 @@ func (c *Coordinator) finish(id string, sp *federav1.JobSpec, st *training) erro
 		"status": "succeeded", "rounds_completed": st.round,
 	}}
 	if err := c.audit(true, release, end); err != nil {
+		return err
+	}
+	if err := c.signRelease(id, sp, st, buf.Bytes(), hex.EncodeToString(sum[:])); err != nil {
 		return err
 	}
 	_, err := c.updateWith(id, "succeeded", func(j *federav1.Job) {

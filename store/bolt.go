@@ -172,6 +172,18 @@ func (b *Bolt) GetModel(jobID string) ([]byte, error) {
 	return out, err
 }
 
+// PutArtifact implements Store.
+func (b *Bolt) PutArtifact(jobID, name string, data []byte) error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketModels).Put([]byte(jobID+"/"+name), data)
+	})
+}
+
+// GetArtifact implements Store.
+func (b *Bolt) GetArtifact(jobID, name string) ([]byte, error) {
+	return b.GetModel(jobID + "/" + name)
+}
+
 // Close implements Store. It is safe to call more than once, and any call
 // after it returns an error (bbolt's ErrDatabaseNotOpen) rather than
 // panicking, so the db handle is kept rather than set to nil.

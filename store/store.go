@@ -24,5 +24,9 @@ type Store interface {
 	// FinishJob stores the final job record and its exported model together.
 	FinishJob(job *federav1.Job, model []byte) error
 	GetModel(jobID string) ([]byte, error)
+	// PutArtifact and GetArtifact keep a job's other release files (the
+	// model's signature bundle, its provenance) by name.
+	PutArtifact(jobID, name string, data []byte) error
+	GetArtifact(jobID, name string) ([]byte, error)
 	Close() error
 }

@@ -2488,8 +2488,12 @@ func (x *CancelJobRequest) GetReason() string {
 }
 
 type GetModelRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Which artifact: "model" (default, the safetensors file), "bundle" (its
+	// sigstore bundle), "provenance" (the signed in-toto provenance bundle)
+	// or "signing_key" (the coordinator's public key, PEM).
+	Artifact      string `protobuf:"bytes,2,opt,name=artifact,proto3" json:"artifact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2527,6 +2531,13 @@ func (*GetModelRequest) Descriptor() ([]byte, []int) {
 func (x *GetModelRequest) GetJobId() string {
 	if x != nil {
 		return x.JobId
+	}
+	return ""
+}
+
+func (x *GetModelRequest) GetArtifact() string {
+	if x != nil {
+		return x.Artifact
 	}
 	return ""
 }
@@ -2882,9 +2893,10 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\":\n" +
 	"\x10CancelJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"(\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"D\n" +
 	"\x0fGetModelRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\" \n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1a\n" +
+	"\bartifact\x18\x02 \x01(\tR\bartifact\" \n" +
 	"\n" +
 	"ModelChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"\xcd\x01\n" +
