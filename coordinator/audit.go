@@ -108,6 +108,7 @@ func (c *Coordinator) signIfBehind() error {
 		return fmt.Errorf("audit checkpoint: %w", err)
 	}
 	c.cpSize = size
+	c.syncWitnesses()
 	return nil
 }
 

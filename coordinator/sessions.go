@@ -24,13 +24,15 @@ const maxTransferElems = 1 << 28
 
 // session is one connected site's stream.
 type session struct {
-	site     string
-	datasets map[string]bool
-	stream   federav1.SiteService_ConnectServer
-	sendMu   sync.Mutex
-	done     chan struct{}
-	doneOnce sync.Once
-	reason   string
+	site       string
+	witnessKey string // the site's audit witness key, from its hello
+	witnessed  int64  // largest audit tree size it co-signed (guarded by Coordinator.mu)
+	datasets   map[string]bool
+	stream     federav1.SiteService_ConnectServer
+	sendMu     sync.Mutex
+	done       chan struct{}
+	doneOnce   sync.Once
+	reason     string
 }
 
 func (s *session) send(m *federav1.CoordinatorMessage) (int64, error) {
@@ -93,7 +95,8 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 	if hello == nil {
 		return status.Error(codes.InvalidArgument, "the first message on a site stream must be a hello")
 	}
-	sess := &session{site: name, stream: stream, done: make(chan struct{}), datasets: map[string]bool{}}
+	sess := &session{site: name, stream: stream, done: make(chan struct{}), datasets: map[string]bool{},
+		witnessKey: hello.GetWitnessKey(), witnessed: hello.GetWitnessedSize()}
 	for _, d := range hello.GetDatasets() {
 		sess.datasets[d] = true
 	}
@@ -112,6 +115,8 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 		return err
 	}
 	log.Info("site connected", "datasets", hello.GetDatasets(), "agent_version", hello.GetAgentVersion())
+	// A (re)connecting site checks the log at once, not at the next round.
+	c.syncWitness(sess)
 
 	msgs := make(chan *federav1.SiteMessage)
 	errc := make(chan error, 1)
@@ -205,6 +210,9 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 		return nil
 	case *federav1.SiteMessage_Decision:
 		c.addDecision(sess.site, b.Decision)
+		return nil
+	case *federav1.SiteMessage_Cosignature:
+		c.acceptCoSignature(sess, b.Cosignature.GetCheckpoint())
 		return nil
 	case *federav1.SiteMessage_Hello:
 		return status.Error(codes.InvalidArgument, "hello sent twice on one stream")

@@ -43,6 +43,8 @@ type Agent struct {
 	noiseMu   sync.Mutex
 	noiseRNG  *rand.Rand
 
+	witness *witness
+
 	admitMu    sync.Mutex
 	admitCache map[string]evaluation
 	prepCache  map[string]*policy.Prepared
@@ -85,6 +87,9 @@ func New(cfg Config) (*Agent, error) {
 		a.approvals = OpenApprovals(cfg.StateDir)
 	}
 	a.decisions = newJournal(cfg.StateDir, "decisions.jsonl")
+	if a.witness, err = openWitness(cfg.StateDir, cfg.Identity.ID().String()); err != nil {
+		return nil, err
+	}
 	a.egress = newJournal(cfg.StateDir, "egress.jsonl")
 	seed := [32]byte{}
 	if cfg.NoiseSeed != nil {
@@ -218,7 +223,11 @@ func (a *Agent) session(ctx context.Context) error {
 	for _, d := range a.cfg.Datasets {
 		names = append(names, d.Name)
 	}
-	if err := c.send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Hello{Hello: &federav1.Hello{AgentVersion: Version, Datasets: names}}}); err != nil {
+	hello := &federav1.Hello{AgentVersion: Version, Datasets: names}
+	if a.witness != nil {
+		hello.WitnessKey, hello.WitnessedSize = a.witness.vkey, a.witness.size()
+	}
+	if err := c.send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Hello{Hello: hello}}); err != nil {
 		return fmt.Errorf("send hello: %w", err)
 	}
 	first, err := stream.Recv()
@@ -295,6 +304,8 @@ func (a *Agent) session(ctx context.Context) error {
 				c.start(sctx, log, waiting, asm.Weights())
 				waiting, asm = nil, nil
 			}
+		case *federav1.CoordinatorMessage_AuditSync:
+			a.auditSync(c, b.AuditSync)
 		case *federav1.CoordinatorMessage_Cancel:
 			if f, ok := c.tasks.Load(b.Cancel.GetTaskId()); ok {
 				f.(context.CancelFunc)()

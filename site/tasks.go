@@ -30,6 +30,15 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 	}
 	start := time.Now()
 	defer func() { res.ComputeMs = float64(time.Since(start)) / float64(time.Millisecond) }()
+	if why := a.forked(); why != "" {
+		res.Error = fmt.Sprintf("site %s refuses all tasks: the coordinator's audit log was forked or rewritten (%s)", a.siteName(), why)
+		if t.GetKind() == federav1.TaskKind_TASK_KIND_ADMIT {
+			res.Error = ""
+			res.Admission = &federav1.Admission{Outcome: federav1.Admission_OUTCOME_DENY, Reasons: []string{
+				"this site refuses all tasks: the coordinator's audit log was forked or rewritten (" + why + ")"}}
+		}
+		return r
+	}
 	if t.GetKind() == federav1.TaskKind_TASK_KIND_ADMIT {
 		res.Admission = a.admit(ctx, t, t.GetDryRun()).answer
 		return r

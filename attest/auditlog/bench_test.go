@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // dirBytes is the disk footprint of a log directory.
@@ -137,11 +139,7 @@ func BenchmarkVerify(b *testing.B) {
 
 // buildBenchLog appends n varied entries in rounds of 1,000 with a
 // checkpoint every 10,000.
-func buildBenchLog(b *testing.B, dir string, signer interface {
-	Name() string
-	KeyHash() uint32
-	Sign([]byte) ([]byte, error)
-}, n int) {
+func buildBenchLog(b *testing.B, dir string, signer note.Signer, n int) {
 	b.Helper()
 	l, err := Open(dir, Options{Signer: signer, Now: testClock()})
 	if err != nil {

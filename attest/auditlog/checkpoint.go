@@ -151,9 +151,13 @@ func (l *Log) Checkpoint() ([]byte, error) {
 	text := marshalCheckpoint(l.opts.Origin, l.size, l.root)
 	path := checkpointPath(l.dir, l.size)
 	if old, err := os.ReadFile(path); err == nil {
-		if n, err := openUnverified(old); err == nil && n.Text == string(text) {
-			return old, nil
+		// Never replace a signed statement about this size: if the text
+		// differs (the origin was changed) the old one stays and the
+		// operator decides.
+		if n, err := openUnverified(old); err != nil || n.Text != string(text) {
+			return nil, fmt.Errorf("sign checkpoint at size %d: %s already holds a different checkpoint", l.size, path)
 		}
+		return old, nil
 	}
 	msg, err := note.Sign(&note.Note{Text: string(text)}, l.opts.Signer)
 	if err != nil {

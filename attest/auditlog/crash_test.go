@@ -92,6 +92,9 @@ func TestTornTailRecovery(t *testing.T) {
 			truncate(entriesFile, off)(dir)
 			truncate(hashesFile, hashesBefore)(dir)
 		}, n - 1})
+		if off-last >= recordHeaderSize && (off-last)%8 != 0 {
+			continue
+		}
 		// Space allocated but the data never reached the disk.
 		states = append(states, state{fmt.Sprintf("record zero-filled from byte %d", off-last), func(dir string) {
 			p := filepath.Join(dir, entriesFile)
@@ -125,10 +128,19 @@ func TestTornTailRecovery(t *testing.T) {
 		}, n},
 	)
 
+	// One directory, reset from the pristine files before each state, is
+	// much faster than a copy per state; Open never touches checkpoints.
+	dir := t.TempDir()
+	copyDir(t, f.dir, dir)
+	pristine := map[string][]byte{
+		entriesFile: readFile(t, filepath.Join(f.dir, entriesFile)),
+		hashesFile:  f.hashes,
+	}
 	for i, st := range states {
 		t.Run(st.name, func(t *testing.T) {
-			dir := t.TempDir()
-			copyDir(t, f.dir, dir)
+			for name, b := range pristine {
+				writeFile(t, filepath.Join(dir, name), b)
+			}
 			st.mutate(dir)
 			l, err := Open(dir, Options{})
 			if err != nil {

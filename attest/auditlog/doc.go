@@ -23,10 +23,10 @@
 //
 // A log directory holds:
 //
-//	entries.log          records: uint32 length | uint32 CRC-32C | canonical entry JSON
-//	hashes.bin           tlog stored hashes, 32 bytes each, in StoredHashIndex order
+//	entries.log             records: uint32 length | uint32 CRC-32C | canonical entry JSON
+//	hashes.bin              tlog stored hashes, 32 bytes each, in StoredHashIndex order
 //	checkpoints/<size>.txt  one signed (and co-signed) checkpoint per tree size, kept forever
-//	LOCK                 flock(2) held by the one process writing the log
+//	LOCK                    flock(2) held by the one process writing the log
 //
 // Append writes and fsyncs the records, then the hashes, before it returns:
 // an acknowledged entry is durable. Open repairs what a crash can leave (a

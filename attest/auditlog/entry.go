@@ -78,9 +78,9 @@ func (e Entry) Canonical() ([]byte, error) {
 	if y := t.Year(); y < 1 || y > 9999 {
 		return nil, fmt.Errorf("encode entry: time %v outside years 1-9999", t)
 	}
-	for name, s := range map[string]string{"job": e.Job, "site": e.Site, "actor": e.Actor} {
-		if !utf8.ValidString(s) {
-			return nil, fmt.Errorf("encode entry: %s is not valid UTF-8", name)
+	for _, f := range [...]struct{ name, s string }{{"job", e.Job}, {"site", e.Site}, {"actor", e.Actor}} {
+		if !utf8.ValidString(f.s) {
+			return nil, fmt.Errorf("encode entry: %s is not valid UTF-8", f.name)
 		}
 	}
 	data, err := normaliseData(e.Data)

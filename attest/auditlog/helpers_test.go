@@ -48,7 +48,9 @@ func sampleEntry(t testing.TB, i int, variant string) Entry {
 	t.Helper()
 	job := fmt.Sprintf("job-%d", i/8)
 	site := fmt.Sprintf("spiffe://example.org/site/s%d", i%3)
-	digest := func(s string) string { return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(fmt.Sprint(s, i, variant)))) }
+	digest := func(s string) string {
+		return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(fmt.Sprint(s, i, variant))))
+	}
 	var p Payload
 	actor := "coordinator"
 	switch i % 8 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -90,8 +91,10 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.Origin == "" && opts.Signer != nil {
 		opts.Origin = opts.Signer.Name()
 	}
-	if strings.ContainsAny(opts.Origin, "\n") {
-		return nil, fmt.Errorf("open audit log %s: origin %q contains a newline", dir, opts.Origin)
+	// The origin is the first line of a signed note, which must be UTF-8
+	// without control characters, or the checkpoints could not be opened.
+	if !utf8.ValidString(opts.Origin) || strings.IndexFunc(opts.Origin, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return nil, fmt.Errorf("open audit log %s: origin %q must be UTF-8 text on one line", dir, opts.Origin)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, checkpointsDir), 0o750); err != nil {
 		return nil, fmt.Errorf("open audit log %s: %w", dir, err)
@@ -192,7 +195,13 @@ func (l *Log) RootAt(size int64) (tlog.Hash, error) {
 // Append adds entries in order and returns the index of the first. The
 // records and their hashes are fsynced before Append returns, so an
 // acknowledged entry survives any crash. Entries with a zero Time get
-// Options.Now. Either all entries are appended or none is.
+// Options.Now. An entry that does not encode fails the whole call before
+// anything is written.
+//
+// If writing or fsyncing fails, Append returns an error and the Log
+// refuses further appends until reopened: the entries of that call may or
+// may not be in the log then (never part of one), so a caller that retries
+// must be able to tell.
 func (l *Log) Append(entries ...Entry) (first int64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

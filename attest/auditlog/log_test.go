@@ -3,9 +3,11 @@ package auditlog
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,5 +180,99 @@ func TestCheckpoints(t *testing.T) {
 	nosign := openTestLog(t, t.TempDir(), nil)
 	if _, err := nosign.Checkpoint(); !errors.Is(err, ErrNoSigner) {
 		t.Fatalf("Checkpoint without signer: %v", err)
+	}
+}
+
+func TestOriginRules(t *testing.T) {
+	signer, _ := testKey(t, "federa.test/log")
+	for _, origin := range []string{"two\nlines", "tab\there", "bad\xffutf8"} {
+		if _, err := Open(t.TempDir(), Options{Origin: origin, Signer: signer}); err == nil {
+			t.Errorf("Open accepted origin %q", origin)
+		}
+	}
+	// A signed checkpoint is never replaced, even if the origin changes.
+	dir := t.TempDir()
+	l := openTestLog(t, dir, signer)
+	mustAppend(t, l, sampleEntry(t, 0, ""))
+	mustCheckpoint(t, l)
+	l.Close()
+	l2, err := Open(dir, Options{Origin: "federa.test/renamed", Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if _, err := l2.Checkpoint(); err == nil || !strings.Contains(err.Error(), "already holds a different checkpoint") {
+		t.Fatalf("re-signing size 1 under a new origin: %v", err)
+	}
+}
+
+// TestConcurrentUse appends from several goroutines while others read,
+// prove and checkpoint; run with -race.
+func TestConcurrentUse(t *testing.T) {
+	dir := t.TempDir()
+	signer, vkey := testKey(t, "federa.test/log")
+	l := openTestLog(t, dir, signer)
+	mustAppend(t, l, sampleEntry(t, 0, ""))
+	done := make(chan struct{})
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			for i := range 10 {
+				if _, err := l.Append(sampleEntry(t, w*100+i, "")); err != nil {
+					errs <- err
+					return
+				}
+				if i%4 == 0 {
+					if _, err := l.Checkpoint(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				size := l.Size()
+				if _, err := l.Entry(size - 1); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := l.InclusionProof(0, size); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := l.ConsistencyProof(1, size); err != nil {
+					errs <- err
+					return
+				}
+				if err := l.Export(io.Discard); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(done)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if l.Size() != 31 {
+		t.Fatalf("size %d, want 31", l.Size())
+	}
+	mustCheckpoint(t, l)
+	l.Close()
+	if _, err := Verify(dir, vkey); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -50,9 +50,8 @@ const leafBatchBytes = 4 << 20
 func (b *leafBatch) full() bool { return len(b.buf) >= leafBatchBytes }
 
 func (b *leafBatch) add(leaf []byte) {
-	if b.buf == nil {
-		b.buf = make([]byte, 0, leafBatchBytes+MaxEntrySize)
-	}
+	// buf grows as needed (a small log should not cost a 4 MiB buffer);
+	// leaves taken before a regrowth keep pointing at the old array.
 	start := len(b.buf)
 	b.buf = append(b.buf, leaf...)
 	b.leaves = append(b.leaves, b.buf[start:len(b.buf):len(b.buf)])

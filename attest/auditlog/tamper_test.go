@@ -330,7 +330,7 @@ func TestVerifyExport(t *testing.T) {
 				line++
 				lineEnd += len(lines[line])
 			}
-			if pos%3 != 0 && pos != lineEnd-1 {
+			if pos%7 != 0 && pos != lineEnd-1 {
 				continue
 			}
 			b := bytes.Clone(export)

@@ -100,7 +100,9 @@ func (p *problems) err() error {
 // witnesses are for.
 //
 // The Report is returned even with an error, filled as far as it got.
-// Verify holds the whole tree in memory, about 64 bytes per entry.
+// Verify holds the whole tree in memory, about 64 bytes per entry. Run it
+// on a closed log or a copy: on a log being appended to, the batch in
+// flight can show up as missing hashes.
 func Verify(dir, logKey string, witnessKeys ...string) (*Report, error) {
 	ks, err := newKeySet(logKey, witnessKeys)
 	if err != nil {

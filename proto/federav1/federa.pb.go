@@ -205,7 +205,7 @@ func (x Admission_Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Admission_Outcome.Descriptor instead.
 func (Admission_Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{13, 0}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15, 0}
 }
 
 // TensorChunk carries part of one named float32 tensor. A transfer is the
@@ -657,6 +657,7 @@ type SiteMessage struct {
 	//	*SiteMessage_Result
 	//	*SiteMessage_Chunk
 	//	*SiteMessage_Decision
+	//	*SiteMessage_Cosignature
 	Body          isSiteMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -744,6 +745,15 @@ func (x *SiteMessage) GetDecision() *DecisionRecord {
 	return nil
 }
 
+func (x *SiteMessage) GetCosignature() *CoSignature {
+	if x != nil {
+		if x, ok := x.Body.(*SiteMessage_Cosignature); ok {
+			return x.Cosignature
+		}
+	}
+	return nil
+}
+
 type isSiteMessage_Body interface {
 	isSiteMessage_Body()
 }
@@ -769,6 +779,11 @@ type SiteMessage_Decision struct {
 	Decision *DecisionRecord `protobuf:"bytes,5,opt,name=decision,proto3,oneof"`
 }
 
+type SiteMessage_Cosignature struct {
+	// The site's co-signature on an audit checkpoint it verified.
+	Cosignature *CoSignature `protobuf:"bytes,6,opt,name=cosignature,proto3,oneof"`
+}
+
 func (*SiteMessage_Hello) isSiteMessage_Body() {}
 
 func (*SiteMessage_Heartbeat) isSiteMessage_Body() {}
@@ -779,6 +794,8 @@ func (*SiteMessage_Chunk) isSiteMessage_Body() {}
 
 func (*SiteMessage_Decision) isSiteMessage_Body() {}
 
+func (*SiteMessage_Cosignature) isSiteMessage_Body() {}
+
 type CoordinatorMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Body:
@@ -787,6 +804,7 @@ type CoordinatorMessage struct {
 	//	*CoordinatorMessage_Task
 	//	*CoordinatorMessage_Chunk
 	//	*CoordinatorMessage_Cancel
+	//	*CoordinatorMessage_AuditSync
 	Body          isCoordinatorMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -865,6 +883,15 @@ func (x *CoordinatorMessage) GetCancel() *CancelTask {
 	return nil
 }
 
+func (x *CoordinatorMessage) GetAuditSync() *AuditSync {
+	if x != nil {
+		if x, ok := x.Body.(*CoordinatorMessage_AuditSync); ok {
+			return x.AuditSync
+		}
+	}
+	return nil
+}
+
 type isCoordinatorMessage_Body interface {
 	isCoordinatorMessage_Body()
 }
@@ -885,6 +912,10 @@ type CoordinatorMessage_Cancel struct {
 	Cancel *CancelTask `protobuf:"bytes,4,opt,name=cancel,proto3,oneof"`
 }
 
+type CoordinatorMessage_AuditSync struct {
+	AuditSync *AuditSync `protobuf:"bytes,5,opt,name=audit_sync,json=auditSync,proto3,oneof"`
+}
+
 func (*CoordinatorMessage_Welcome) isCoordinatorMessage_Body() {}
 
 func (*CoordinatorMessage_Task) isCoordinatorMessage_Body() {}
@@ -893,18 +924,142 @@ func (*CoordinatorMessage_Chunk) isCoordinatorMessage_Body() {}
 
 func (*CoordinatorMessage_Cancel) isCoordinatorMessage_Body() {}
 
+func (*CoordinatorMessage_AuditSync) isCoordinatorMessage_Body() {}
+
+// AuditSync shows a site the coordinator's latest signed audit checkpoint
+// with a consistency proof from the last checkpoint the site accepted, so
+// the site can check history only grew, then co-sign it.
+type AuditSync struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint []byte                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// The log's note verifier key (name+hash+base64key).
+	LogKey string `protobuf:"bytes,2,opt,name=log_key,json=logKey,proto3" json:"log_key,omitempty"`
+	// Tree size the proof starts from (the site's last accepted size).
+	OldSize          int64    `protobuf:"varint,3,opt,name=old_size,json=oldSize,proto3" json:"old_size,omitempty"`
+	ConsistencyProof [][]byte `protobuf:"bytes,4,rep,name=consistency_proof,json=consistencyProof,proto3" json:"consistency_proof,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AuditSync) Reset() {
+	*x = AuditSync{}
+	mi := &file_federa_v1_federa_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditSync) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditSync) ProtoMessage() {}
+
+func (x *AuditSync) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditSync.ProtoReflect.Descriptor instead.
+func (*AuditSync) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AuditSync) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *AuditSync) GetLogKey() string {
+	if x != nil {
+		return x.LogKey
+	}
+	return ""
+}
+
+func (x *AuditSync) GetOldSize() int64 {
+	if x != nil {
+		return x.OldSize
+	}
+	return 0
+}
+
+func (x *AuditSync) GetConsistencyProof() [][]byte {
+	if x != nil {
+		return x.ConsistencyProof
+	}
+	return nil
+}
+
+type CoSignature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint note with the site's signature added.
+	Checkpoint    []byte `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoSignature) Reset() {
+	*x = CoSignature{}
+	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoSignature) ProtoMessage() {}
+
+func (x *CoSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoSignature.ProtoReflect.Descriptor instead.
+func (*CoSignature) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CoSignature) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
 type Hello struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	AgentVersion string                 `protobuf:"bytes,1,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// Names of the datasets this site serves (not their contents).
-	Datasets      []string `protobuf:"bytes,2,rep,name=datasets,proto3" json:"datasets,omitempty"`
+	Datasets []string `protobuf:"bytes,2,rep,name=datasets,proto3" json:"datasets,omitempty"`
+	// The site's witness key (note verifier key) for audit co-signatures, and
+	// the largest audit tree size it has accepted.
+	WitnessKey    string `protobuf:"bytes,3,opt,name=witness_key,json=witnessKey,proto3" json:"witness_key,omitempty"`
+	WitnessedSize int64  `protobuf:"varint,4,opt,name=witnessed_size,json=witnessedSize,proto3" json:"witnessed_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_federa_v1_federa_proto_msgTypes[7]
+	mi := &file_federa_v1_federa_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1071,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[7]
+	mi := &file_federa_v1_federa_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1084,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{7}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -946,6 +1101,20 @@ func (x *Hello) GetDatasets() []string {
 	return nil
 }
 
+func (x *Hello) GetWitnessKey() string {
+	if x != nil {
+		return x.WitnessKey
+	}
+	return ""
+}
+
+func (x *Hello) GetWitnessedSize() int64 {
+	if x != nil {
+		return x.WitnessedSize
+	}
+	return 0
+}
+
 type Welcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The site name the coordinator derived from the peer's SPIFFE ID,
@@ -958,7 +1127,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	mi := &file_federa_v1_federa_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1139,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	mi := &file_federa_v1_federa_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1152,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{8}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Welcome) GetSite() string {
@@ -1009,7 +1178,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_federa_v1_federa_proto_msgTypes[9]
+	mi := &file_federa_v1_federa_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1190,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[9]
+	mi := &file_federa_v1_federa_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1203,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{9}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Heartbeat) GetUnixMs() int64 {
@@ -1070,7 +1239,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_federa_v1_federa_proto_msgTypes[10]
+	mi := &file_federa_v1_federa_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1251,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[10]
+	mi := &file_federa_v1_federa_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1264,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{10}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Task) GetTaskId() string {
@@ -1199,7 +1368,7 @@ type CancelTask struct {
 
 func (x *CancelTask) Reset() {
 	*x = CancelTask{}
-	mi := &file_federa_v1_federa_proto_msgTypes[11]
+	mi := &file_federa_v1_federa_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1380,7 @@ func (x *CancelTask) String() string {
 func (*CancelTask) ProtoMessage() {}
 
 func (x *CancelTask) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[11]
+	mi := &file_federa_v1_federa_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1393,7 @@ func (x *CancelTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTask.ProtoReflect.Descriptor instead.
 func (*CancelTask) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{11}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelTask) GetTaskId() string {
@@ -1282,7 +1451,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_federa_v1_federa_proto_msgTypes[12]
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1463,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[12]
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1476,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{12}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -1493,7 +1662,7 @@ type Admission struct {
 
 func (x *Admission) Reset() {
 	*x = Admission{}
-	mi := &file_federa_v1_federa_proto_msgTypes[13]
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1674,7 @@ func (x *Admission) String() string {
 func (*Admission) ProtoMessage() {}
 
 func (x *Admission) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[13]
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1687,7 @@ func (x *Admission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Admission.ProtoReflect.Descriptor instead.
 func (*Admission) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{13}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Admission) GetOutcome() Admission_Outcome {
@@ -1574,7 +1743,7 @@ type DecisionRecord struct {
 
 func (x *DecisionRecord) Reset() {
 	*x = DecisionRecord{}
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1755,7 @@ func (x *DecisionRecord) String() string {
 func (*DecisionRecord) ProtoMessage() {}
 
 func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1768,7 @@ func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionRecord.ProtoReflect.Descriptor instead.
 func (*DecisionRecord) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DecisionRecord) GetUnixMs() int64 {
@@ -1721,7 +1890,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1902,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1915,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Job) GetId() string {
@@ -1871,7 +2040,7 @@ type SiteDecision struct {
 
 func (x *SiteDecision) Reset() {
 	*x = SiteDecision{}
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2052,7 @@ func (x *SiteDecision) String() string {
 func (*SiteDecision) ProtoMessage() {}
 
 func (x *SiteDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2065,7 @@ func (x *SiteDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteDecision.ProtoReflect.Descriptor instead.
 func (*SiteDecision) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SiteDecision) GetSite() string {
@@ -1939,7 +2108,7 @@ type RoundSummary struct {
 
 func (x *RoundSummary) Reset() {
 	*x = RoundSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2120,7 @@ func (x *RoundSummary) String() string {
 func (*RoundSummary) ProtoMessage() {}
 
 func (x *RoundSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2133,7 @@ func (x *RoundSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundSummary.ProtoReflect.Descriptor instead.
 func (*RoundSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RoundSummary) GetRound() int32 {
@@ -2079,7 +2248,7 @@ type SiteSummary struct {
 
 func (x *SiteSummary) Reset() {
 	*x = SiteSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2260,7 @@ func (x *SiteSummary) String() string {
 func (*SiteSummary) ProtoMessage() {}
 
 func (x *SiteSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2273,7 @@ func (x *SiteSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteSummary.ProtoReflect.Descriptor instead.
 func (*SiteSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SiteSummary) GetSite() string {
@@ -2179,7 +2348,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2360,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2373,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -2223,7 +2392,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2404,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2417,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -2266,7 +2435,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2447,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2460,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
 }
 
 type ListJobsResponse struct {
@@ -2303,7 +2472,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2484,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2497,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2347,7 +2516,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2528,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2541,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -2393,7 +2562,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2574,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2587,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -2445,7 +2614,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2457,7 +2626,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2470,7 +2639,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -2500,7 +2669,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2681,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2694,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetModelRequest) GetJobId() string {
@@ -2551,7 +2720,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2732,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2745,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ModelChunk) GetData() []byte {
@@ -2606,7 +2775,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2618,7 +2787,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2631,7 +2800,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -2728,23 +2897,40 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12\x1b\n" +
 	"\tclip_norm\x18\x03 \x01(\x01R\bclipNorm\"\x1f\n" +
 	"\tModelSpec\x12\x12\n" +
-	"\x04type\x18\x01 \x01(\tR\x04type\"\x8f\x02\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\"\xcb\x02\n" +
 	"\vSiteMessage\x12(\n" +
 	"\x05hello\x18\x01 \x01(\v2\x10.federa.v1.HelloH\x00R\x05hello\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.federa.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
 	"\x06result\x18\x03 \x01(\v2\x15.federa.v1.TaskResultH\x00R\x06result\x12.\n" +
 	"\x05chunk\x18\x04 \x01(\v2\x16.federa.v1.TensorChunkH\x00R\x05chunk\x127\n" +
-	"\bdecision\x18\x05 \x01(\v2\x19.federa.v1.DecisionRecordH\x00R\bdecisionB\x06\n" +
-	"\x04body\"\xd4\x01\n" +
+	"\bdecision\x18\x05 \x01(\v2\x19.federa.v1.DecisionRecordH\x00R\bdecision\x12:\n" +
+	"\vcosignature\x18\x06 \x01(\v2\x16.federa.v1.CoSignatureH\x00R\vcosignatureB\x06\n" +
+	"\x04body\"\x8b\x02\n" +
 	"\x12CoordinatorMessage\x12.\n" +
 	"\awelcome\x18\x01 \x01(\v2\x12.federa.v1.WelcomeH\x00R\awelcome\x12%\n" +
 	"\x04task\x18\x02 \x01(\v2\x0f.federa.v1.TaskH\x00R\x04task\x12.\n" +
 	"\x05chunk\x18\x03 \x01(\v2\x16.federa.v1.TensorChunkH\x00R\x05chunk\x12/\n" +
-	"\x06cancel\x18\x04 \x01(\v2\x15.federa.v1.CancelTaskH\x00R\x06cancelB\x06\n" +
-	"\x04body\"H\n" +
+	"\x06cancel\x18\x04 \x01(\v2\x15.federa.v1.CancelTaskH\x00R\x06cancel\x125\n" +
+	"\n" +
+	"audit_sync\x18\x05 \x01(\v2\x14.federa.v1.AuditSyncH\x00R\tauditSyncB\x06\n" +
+	"\x04body\"\x8c\x01\n" +
+	"\tAuditSync\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\fR\n" +
+	"checkpoint\x12\x17\n" +
+	"\alog_key\x18\x02 \x01(\tR\x06logKey\x12\x19\n" +
+	"\bold_size\x18\x03 \x01(\x03R\aoldSize\x12+\n" +
+	"\x11consistency_proof\x18\x04 \x03(\fR\x10consistencyProof\"-\n" +
+	"\vCoSignature\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\fR\n" +
+	"checkpoint\"\x90\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12\x1a\n" +
-	"\bdatasets\x18\x02 \x03(\tR\bdatasets\"Q\n" +
+	"\bdatasets\x18\x02 \x03(\tR\bdatasets\x12\x1f\n" +
+	"\vwitness_key\x18\x03 \x01(\tR\n" +
+	"witnessKey\x12%\n" +
+	"\x0ewitnessed_size\x18\x04 \x01(\x03R\rwitnessedSize\"Q\n" +
 	"\aWelcome\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\"$\n" +
@@ -2947,7 +3133,7 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 }
 
 var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),              // 0: federa.v1.TaskKind
 	(JobStatus)(0),             // 1: federa.v1.JobStatus
@@ -2959,76 +3145,80 @@ var file_federa_v1_federa_proto_goTypes = []any{
 	(*ModelSpec)(nil),          // 7: federa.v1.ModelSpec
 	(*SiteMessage)(nil),        // 8: federa.v1.SiteMessage
 	(*CoordinatorMessage)(nil), // 9: federa.v1.CoordinatorMessage
-	(*Hello)(nil),              // 10: federa.v1.Hello
-	(*Welcome)(nil),            // 11: federa.v1.Welcome
-	(*Heartbeat)(nil),          // 12: federa.v1.Heartbeat
-	(*Task)(nil),               // 13: federa.v1.Task
-	(*CancelTask)(nil),         // 14: federa.v1.CancelTask
-	(*TaskResult)(nil),         // 15: federa.v1.TaskResult
-	(*Admission)(nil),          // 16: federa.v1.Admission
-	(*DecisionRecord)(nil),     // 17: federa.v1.DecisionRecord
-	(*Job)(nil),                // 18: federa.v1.Job
-	(*SiteDecision)(nil),       // 19: federa.v1.SiteDecision
-	(*RoundSummary)(nil),       // 20: federa.v1.RoundSummary
-	(*SiteSummary)(nil),        // 21: federa.v1.SiteSummary
-	(*SubmitJobRequest)(nil),   // 22: federa.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),      // 23: federa.v1.GetJobRequest
-	(*ListJobsRequest)(nil),    // 24: federa.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),   // 25: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),    // 26: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),           // 27: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),   // 28: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),    // 29: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),         // 30: federa.v1.ModelChunk
-	(*Checkpoint)(nil),         // 31: federa.v1.Checkpoint
+	(*AuditSync)(nil),          // 10: federa.v1.AuditSync
+	(*CoSignature)(nil),        // 11: federa.v1.CoSignature
+	(*Hello)(nil),              // 12: federa.v1.Hello
+	(*Welcome)(nil),            // 13: federa.v1.Welcome
+	(*Heartbeat)(nil),          // 14: federa.v1.Heartbeat
+	(*Task)(nil),               // 15: federa.v1.Task
+	(*CancelTask)(nil),         // 16: federa.v1.CancelTask
+	(*TaskResult)(nil),         // 17: federa.v1.TaskResult
+	(*Admission)(nil),          // 18: federa.v1.Admission
+	(*DecisionRecord)(nil),     // 19: federa.v1.DecisionRecord
+	(*Job)(nil),                // 20: federa.v1.Job
+	(*SiteDecision)(nil),       // 21: federa.v1.SiteDecision
+	(*RoundSummary)(nil),       // 22: federa.v1.RoundSummary
+	(*SiteSummary)(nil),        // 23: federa.v1.SiteSummary
+	(*SubmitJobRequest)(nil),   // 24: federa.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),      // 25: federa.v1.GetJobRequest
+	(*ListJobsRequest)(nil),    // 26: federa.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),   // 27: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),    // 28: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),           // 29: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),   // 30: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),    // 31: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),         // 32: federa.v1.ModelChunk
+	(*Checkpoint)(nil),         // 33: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
 	7,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
 	5,  // 1: federa.v1.JobSpec.privacy:type_name -> federa.v1.Privacy
 	6,  // 2: federa.v1.Privacy.dp:type_name -> federa.v1.DPSpec
-	10, // 3: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
-	12, // 4: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
-	15, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
+	12, // 3: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
+	14, // 4: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
+	17, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
 	3,  // 6: federa.v1.SiteMessage.chunk:type_name -> federa.v1.TensorChunk
-	17, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
-	11, // 8: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
-	13, // 9: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
-	3,  // 10: federa.v1.CoordinatorMessage.chunk:type_name -> federa.v1.TensorChunk
-	14, // 11: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
-	0,  // 12: federa.v1.Task.kind:type_name -> federa.v1.TaskKind
-	4,  // 13: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
-	0,  // 14: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
-	16, // 15: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
-	2,  // 16: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
-	4,  // 17: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
-	1,  // 18: federa.v1.Job.status:type_name -> federa.v1.JobStatus
-	20, // 19: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
-	21, // 20: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
-	19, // 21: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
-	17, // 22: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
-	16, // 23: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
-	4,  // 24: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
-	18, // 25: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
-	18, // 26: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	8,  // 27: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	22, // 28: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	23, // 29: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	24, // 30: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	26, // 31: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	28, // 32: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	29, // 33: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	9,  // 34: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	18, // 35: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	18, // 36: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	25, // 37: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	27, // 38: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	18, // 39: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	30, // 40: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	34, // [34:41] is the sub-list for method output_type
-	27, // [27:34] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	19, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
+	11, // 8: federa.v1.SiteMessage.cosignature:type_name -> federa.v1.CoSignature
+	13, // 9: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
+	15, // 10: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
+	3,  // 11: federa.v1.CoordinatorMessage.chunk:type_name -> federa.v1.TensorChunk
+	16, // 12: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
+	10, // 13: federa.v1.CoordinatorMessage.audit_sync:type_name -> federa.v1.AuditSync
+	0,  // 14: federa.v1.Task.kind:type_name -> federa.v1.TaskKind
+	4,  // 15: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
+	0,  // 16: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
+	18, // 17: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
+	2,  // 18: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
+	4,  // 19: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
+	1,  // 20: federa.v1.Job.status:type_name -> federa.v1.JobStatus
+	22, // 21: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
+	23, // 22: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
+	21, // 23: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
+	19, // 24: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
+	18, // 25: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
+	4,  // 26: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
+	20, // 27: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
+	20, // 28: federa.v1.JobEvent.job:type_name -> federa.v1.Job
+	8,  // 29: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	24, // 30: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	25, // 31: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	26, // 32: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	28, // 33: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	30, // 34: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	31, // 35: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	9,  // 36: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	20, // 37: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	20, // 38: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	27, // 39: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	29, // 40: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	20, // 41: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	32, // 42: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	36, // [36:43] is the sub-list for method output_type
+	29, // [29:36] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -3042,12 +3232,14 @@ func file_federa_v1_federa_proto_init() {
 		(*SiteMessage_Result)(nil),
 		(*SiteMessage_Chunk)(nil),
 		(*SiteMessage_Decision)(nil),
+		(*SiteMessage_Cosignature)(nil),
 	}
 	file_federa_v1_federa_proto_msgTypes[6].OneofWrappers = []any{
 		(*CoordinatorMessage_Welcome)(nil),
 		(*CoordinatorMessage_Task)(nil),
 		(*CoordinatorMessage_Chunk)(nil),
 		(*CoordinatorMessage_Cancel)(nil),
+		(*CoordinatorMessage_AuditSync)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3055,7 +3247,7 @@ func file_federa_v1_federa_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -1,0 +1,135 @@
+package site
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/attest/auditlog"
+	"github.com/federa-dev/federa/internal/logkeys"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// The site is a witness of the coordinator's audit log: it keeps the last
+// checkpoint it accepted (state_dir/witness), checks every new one extends
+// it, and co-signs. A coordinator that rewrote or forked its history is
+// caught at the next sync, and from then on the site refuses every task,
+// across restarts, until its operator investigates and removes
+// state_dir/witness/FORKED.
+
+const forkedFile = "FORKED"
+
+type witness struct {
+	dir    string
+	signer note.Signer
+	vkey   string
+	w      *auditlog.Witness
+	logKey string
+}
+
+func openWitness(stateDir string, id string) (*witness, error) {
+	if stateDir == "" {
+		return nil, nil
+	}
+	dir := filepath.Join(stateDir, "witness")
+	signer, vkey, err := auditlog.LoadOrCreateKey(filepath.Join(stateDir, "keys"), witnessName(id))
+	if err != nil {
+		return nil, fmt.Errorf("witness key: %w", err)
+	}
+	wt := &witness{dir: dir, signer: signer, vkey: vkey}
+	if b, err := os.ReadFile(filepath.Join(dir, "log.vkey")); err == nil {
+		wt.logKey = strings.TrimSpace(string(b))
+		if wt.w, err = auditlog.OpenWitness(dir, wt.logKey); err != nil {
+			return nil, fmt.Errorf("witness state: %w", err)
+		}
+	}
+	return wt, nil
+}
+
+// witnessName is a note key name for a SPIFFE ID: its trust domain and path.
+func witnessName(id string) string {
+	return strings.TrimPrefix(id, "spiffe://")
+}
+
+func (wt *witness) size() int64 {
+	if wt == nil || wt.w == nil {
+		return 0
+	}
+	cp, _, ok := wt.w.Latest()
+	if !ok {
+		return 0
+	}
+	return cp.Size
+}
+
+// forked returns why the site stopped trusting the coordinator, if it did.
+func (a *Agent) forked() string {
+	if a.witness == nil {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(a.witness.dir, forkedFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// auditSync checks a checkpoint and answers with a co-signature, or raises
+// the alarm.
+func (a *Agent) auditSync(c *conn, m *federav1.AuditSync) {
+	wt := a.witness
+	if wt == nil || a.forked() != "" {
+		return
+	}
+	alarm := func(reason string) {
+		a.log.Error("COORDINATOR AUDIT LOG FORKED OR REWRITTEN: this site refuses all further tasks", logkeys.Reason, reason)
+		_ = os.MkdirAll(wt.dir, 0o700)
+		_ = attest.WriteFileAtomic(filepath.Join(wt.dir, forkedFile), []byte(reason+"\n"), 0o600)
+	}
+	if wt.logKey == "" {
+		// Trust on first use: pin the log's key.
+		if err := os.MkdirAll(wt.dir, 0o700); err != nil {
+			a.log.Warn("witness state", logkeys.Err, err)
+			return
+		}
+		if err := attest.WriteFileAtomic(filepath.Join(wt.dir, "log.vkey"), []byte(m.GetLogKey()+"\n"), 0o600); err != nil {
+			a.log.Warn("witness state", logkeys.Err, err)
+			return
+		}
+		w, err := auditlog.OpenWitness(wt.dir, m.GetLogKey())
+		if err != nil {
+			a.log.Warn("witness state", logkeys.Err, err)
+			return
+		}
+		wt.logKey, wt.w = m.GetLogKey(), w
+	} else if m.GetLogKey() != wt.logKey {
+		alarm(fmt.Sprintf("the coordinator now signs its audit log with key %q, not %q", m.GetLogKey(), wt.logKey))
+		return
+	}
+	var proof tlog.TreeProof
+	for _, b := range m.GetConsistencyProof() {
+		var h tlog.Hash
+		copy(h[:], b)
+		proof = append(proof, h)
+	}
+	if err := wt.w.Observe(m.GetCheckpoint(), proof); err != nil {
+		if errors.Is(err, auditlog.ErrForked) {
+			alarm(err.Error())
+		} else {
+			a.log.Warn("audit checkpoint refused", logkeys.Err, err)
+		}
+		return
+	}
+	cosigned, err := auditlog.CoSign(m.GetCheckpoint(), wt.logKey, wt.signer)
+	if err != nil {
+		a.log.Warn("co-sign audit checkpoint", logkeys.Err, err)
+		return
+	}
+	_ = c.send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Cosignature{Cosignature: &federav1.CoSignature{Checkpoint: cosigned}}})
+}
