@@ -26,7 +26,8 @@ const maxTransferElems = 1 << 28
 type session struct {
 	site       string
 	witnessKey string // the site's audit witness key, from its hello
-	witnessed  int64  // largest audit tree size it co-signed (guarded by Coordinator.mu)
+	witnessed  int64  // largest audit tree size shown to it (guarded by Coordinator.mu)
+	syncMu     sync.Mutex
 	datasets   map[string]bool
 	stream     federav1.SiteService_ConnectServer
 	sendMu     sync.Mutex

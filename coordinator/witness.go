@@ -38,6 +38,10 @@ func (c *Coordinator) syncWitness(s *session) {
 		c.log.Error("own audit checkpoint does not verify", logkeys.Err, err)
 		return
 	}
+	// One sync at a time per site, and the size it proves to is assumed
+	// accepted, so the next proof starts where this one ends.
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	c.mu.Lock()
 	old := s.witnessed
 	c.mu.Unlock()
@@ -55,7 +59,11 @@ func (c *Coordinator) syncWitness(s *session) {
 			msg.ConsistencyProof = append(msg.ConsistencyProof, append([]byte(nil), h[:]...))
 		}
 	}
-	_, _ = s.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_AuditSync{AuditSync: msg}})
+	if _, err := s.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_AuditSync{AuditSync: msg}}); err == nil && head.Size > old {
+		c.mu.Lock()
+		s.witnessed = head.Size
+		c.mu.Unlock()
+	}
 }
 
 // acceptCoSignature stores a site's co-signature after checking it.

@@ -112,6 +112,16 @@ func (a *Agent) auditSync(c *conn, m *federav1.AuditSync) {
 		alarm(fmt.Sprintf("the coordinator now signs its audit log with key %q, not %q", m.GetLogKey(), wt.logKey))
 		return
 	}
+	head, err := auditlog.VerifyCheckpoint(m.GetCheckpoint(), wt.logKey)
+	if err != nil {
+		a.log.Warn("audit checkpoint refused", logkeys.Err, err)
+		return
+	}
+	if last := wt.size(); head.Size > last && m.GetOldSize() != last {
+		// A proof from a size this site has moved past: syncs crossed on
+		// the wire. Not a fork; the next sync starts from the right size.
+		return
+	}
 	var proof tlog.TreeProof
 	for _, b := range m.GetConsistencyProof() {
 		var h tlog.Hash
