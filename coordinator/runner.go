@@ -273,9 +273,11 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	cp := st.checkpoint(id, cpw)
 	// The round is in the log before it is stored or reported; its
 	// checkpoint is signed in the background.
+	auditStart := c.cfg.Now()
 	if err := c.audit(false, roundEntries(id, r, col, next)...); err != nil {
 		return err
 	}
+	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))
 	c.requestCheckpoint()
 	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, eval accuracy %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, fmtAcc(sum.EvalAccuracy))
 	_, err = c.updateWith(id, event, func(j *federav1.Job) {

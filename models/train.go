@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -160,7 +161,16 @@ type trainer struct {
 	xT, yT, exT       *tensor.Dense
 }
 
+// graphMu serializes building gorgonia graphs: gorgonia shares constant
+// nodes between graphs and caches their hash codes lazily, so two graphs
+// built at once race (seen with three in-process sites under -race).
+// Running the built machines concurrently is safe; only construction is
+// serialized, and it is a small part of a training call.
+var graphMu sync.Mutex
+
 func newTrainer(m logReg, batch int, l2 float64) (*trainer, error) {
+	graphMu.Lock()
+	defer graphMu.Unlock()
 	t := &trainer{batch: batch, features: m.features, classes: m.classes}
 	f, k := m.features, m.classes
 	g := G.NewGraph()

@@ -59,18 +59,22 @@ func BenchmarkDemoRound(b *testing.B) {
 	if final.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		b.Fatalf("job %s", final.GetMessage())
 	}
-	var round, train, transfer, agg, eval []float64
+	var round, train, transfer, agg, eval, audit []float64
 	for _, r := range final.GetRounds() {
 		round = append(round, float64(r.GetDurationMs()))
 		train = append(train, r.GetMaxLocalTrainMs())
 		transfer = append(transfer, r.GetTrainPhaseMs()-r.GetMaxLocalTrainMs())
 		agg = append(agg, r.GetAggregateMs())
 		eval = append(eval, r.GetEvalPhaseMs())
+		audit = append(audit, r.GetAuditMs())
 	}
 	b.ReportMetric(median(train), "local_train_ms")
 	b.ReportMetric(median(transfer), "transfer_wait_ms")
 	b.ReportMetric(median(agg)*1000, "aggregate_us")
 	b.ReportMetric(median(eval), "eval_phase_ms")
+	if m := median(round); m > 0 {
+		b.ReportMetric(100*median(audit)/m, "audit_%_of_round")
+	}
 	// Policy: every admission and egress decision the sites made, per site,
 	// as a share of the rounds' wall time.
 	var policyUs, roundMs, egressUs, admitUs float64

@@ -2102,8 +2102,10 @@ type RoundSummary struct {
 	MaxLocalTrainMs float64 `protobuf:"fixed64,11,opt,name=max_local_train_ms,json=maxLocalTrainMs,proto3" json:"max_local_train_ms,omitempty"`
 	AggregateMs     float64 `protobuf:"fixed64,12,opt,name=aggregate_ms,json=aggregateMs,proto3" json:"aggregate_ms,omitempty"`
 	EvalPhaseMs     float64 `protobuf:"fixed64,13,opt,name=eval_phase_ms,json=evalPhaseMs,proto3" json:"eval_phase_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Appending the round's entries to the audit log (fsynced).
+	AuditMs       float64 `protobuf:"fixed64,14,opt,name=audit_ms,json=auditMs,proto3" json:"audit_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoundSummary) Reset() {
@@ -2223,6 +2225,13 @@ func (x *RoundSummary) GetAggregateMs() float64 {
 func (x *RoundSummary) GetEvalPhaseMs() float64 {
 	if x != nil {
 		return x.EvalPhaseMs
+	}
+	return 0
+}
+
+func (x *RoundSummary) GetAuditMs() float64 {
+	if x != nil {
+		return x.AuditMs
 	}
 	return 0
 }
@@ -3035,7 +3044,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x0erequester_role\x18\x10 \x01(\tR\rrequesterRole\"U\n" +
 	"\fSiteDecision\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x121\n" +
-	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\xca\x03\n" +
+	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\xe5\x03\n" +
 	"\fRoundSummary\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x05R\x05round\x12\"\n" +
 	"\fparticipants\x18\x02 \x03(\tR\fparticipants\x12\x1d\n" +
@@ -3052,7 +3061,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	" \x01(\x01R\ftrainPhaseMs\x12+\n" +
 	"\x12max_local_train_ms\x18\v \x01(\x01R\x0fmaxLocalTrainMs\x12!\n" +
 	"\faggregate_ms\x18\f \x01(\x01R\vaggregateMs\x12\"\n" +
-	"\reval_phase_ms\x18\r \x01(\x01R\vevalPhaseMs\"\xca\x02\n" +
+	"\reval_phase_ms\x18\r \x01(\x01R\vevalPhaseMs\x12\x19\n" +
+	"\baudit_ms\x18\x0e \x01(\x01R\aauditMs\"\xca\x02\n" +
 	"\vSiteSummary\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1b\n" +
 	"\traw_bytes\x18\x02 \x01(\x03R\brawBytes\x12\x1d\n" +
