@@ -206,7 +206,10 @@ type evaluation struct {
 // reload is a new revision and a fresh evaluation.
 func (a *Agent) evaluate(ctx context.Context, eng *policy.Engine, t *federav1.Task, ds *Dataset) (evaluation, error) {
 	key := eng.Revision() + "\x00" + t.GetJobId() + "\x00" + ds.Name
-	cacheable := t.GetJobId() != "" && !t.GetDryRun()
+	// A dry run asks the same policy the same question as the real admission
+	// that follows (approval is decided outside the policy), so it shares
+	// the cache.
+	cacheable := t.GetJobId() != ""
 	if cacheable {
 		a.admitMu.Lock()
 		ev, ok := a.admitCache[key]
