@@ -75,6 +75,16 @@ func openAudit(state string) (*auditlog.Log, error) {
 	return l, err
 }
 
+// withLog runs fn on the log below state, closing it afterwards.
+func withLog(state string, fn func(l *auditlog.Log) error) error {
+	l, err := openAudit(state)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	return fn(l)
+}
+
 func newAuditVerifyCmd(g *globals) *cobra.Command {
 	var state, file, cp, key, output string
 	var witnesses []string
@@ -154,21 +164,18 @@ func newAuditExportCmd(g *globals) *cobra.Command {
 		Example: "  federa audit export --state ./demo-state -o log.jsonl",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := openAudit(state)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
-			w := io.Writer(g.stdout)
-			if out != "" && out != "-" {
-				f, err := os.Create(out)
-				if err != nil {
-					return err
+			return withLog(state, func(l *auditlog.Log) error {
+				w := io.Writer(g.stdout)
+				if out != "" && out != "-" {
+					f, err := os.Create(out)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					w = f
 				}
-				defer f.Close()
-				w = f
-			}
-			return l.Export(w)
+				return l.Export(w)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state)")
@@ -184,17 +191,14 @@ func newAuditCheckpointCmd(g *globals) *cobra.Command {
 		Example: "  federa audit checkpoint --state ./demo-state > cp.txt",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := openAudit(state)
-			if err != nil {
+			return withLog(state, func(l *auditlog.Log) error {
+				cp, err := l.LatestCheckpoint()
+				if err != nil {
+					return err
+				}
+				_, err = g.stdout.Write(cp)
 				return err
-			}
-			defer l.Close()
-			cp, err := l.LatestCheckpoint()
-			if err != nil {
-				return err
-			}
-			_, err = g.stdout.Write(cp)
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state)")
