@@ -3,7 +3,9 @@ package site
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -352,25 +354,33 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 				rel.res.EpsilonSpent = spent
 			}
 		}
+		// What leaves is recorded first, with its digest, so the site's own
+		// record never misses a message that did leave.
+		h := sha256.New()
 		var n int64
+		for _, m := range msgs {
+			b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+			h.Write(b)
+			n += int64(len(b))
+		}
+		c.a.recordEgress(t, n, "sha256:"+hex.EncodeToString(h.Sum(nil)), allowed)
 		for _, m := range msgs {
 			if err := c.send(m); err != nil {
 				log.Warn("send result", logkeys.Err, err)
 				return
 			}
-			n += int64(proto.Size(m))
 		}
-		c.a.recordEgress(t, n)
 		log.Debug("task done", logkeys.Bytes, n)
 	}()
 }
 
 // recordEgress appends what left to the site's own record, so the site can
 // say what it sent without trusting the coordinator.
-func (a *Agent) recordEgress(t *federav1.Task, n int64) {
+func (a *Agent) recordEgress(t *federav1.Task, n int64, digest string, allowed bool) {
 	err := a.egress.append(map[string]any{
 		"time": time.Now().UTC().Format(time.RFC3339Nano), "job": t.GetJobId(), "task": t.GetTaskId(),
-		"kind": t.GetKind().String(), "round": t.GetRound(), "bytes": n, "to": a.cfg.CoordinatorID.String(),
+		"kind": t.GetKind().String(), "round": t.GetRound(), "bytes": n, "sha256": digest,
+		"egress_allowed": allowed, "to": a.cfg.CoordinatorID.String(),
 	})
 	if err != nil {
 		a.log.Warn("record egress", logkeys.Err, err)
