@@ -88,6 +88,7 @@ func withLog(state string, fn func(l *auditlog.Log) error) error {
 func newAuditVerifyCmd(g *globals) *cobra.Command {
 	var state, file, cp, key, output string
 	var witnesses []string
+	var remote clientFlags
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Recompute the whole log and check every checkpoint signature, consistency and co-signature",
@@ -101,7 +102,27 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 			}
 			var rep *auditlog.Report
 			var err error
-			if file != "" {
+			if file == "" && state == "" {
+				r, rerr := remote.audit()
+				if rerr != nil {
+					return rerr
+				}
+				defer r.close()
+				note, k, cerr := r.checkpoint(cmd)
+				if cerr != nil {
+					return cerr
+				}
+				if key != "" {
+					if k, err = readKey("", key); err != nil {
+						return err
+					}
+				}
+				buf, xerr := r.exportBuffer(cmd)
+				if xerr != nil {
+					return xerr
+				}
+				rep, err = auditlog.VerifyExport(buf, note, k, witnesses...)
+			} else if file != "" {
 				if cp == "" || key == "" {
 					return errors.New("verifying an export needs --checkpoint (a signed checkpoint note) and --key (the log's verifier key)")
 				}
@@ -153,44 +174,67 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&key, "key", "", "the log's verifier key (name+hash+base64key) or a file holding it (default: from --state)")
 	cmd.Flags().StringSliceVar(&witnesses, "witness", nil, "witness verifier keys whose co-signatures must be present")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	remote.registerConn(cmd)
 	return cmd
 }
 
 func newAuditExportCmd(g *globals) *cobra.Command {
 	var state, out string
+	var remote clientFlags
 	cmd := &cobra.Command{
 		Use:     "export",
 		Short:   "Write every entry as one JSON object per line (index, base64 leaf, decoded entry)",
 		Example: "  federa audit export --state ./demo-state -o log.jsonl",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withLog(state, func(l *auditlog.Log) error {
-				w := io.Writer(g.stdout)
-				if out != "" && out != "-" {
-					f, err := os.Create(out)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					w = f
+			w := io.Writer(g.stdout)
+			if out != "" && out != "-" {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
 				}
-				return l.Export(w)
-			})
+				defer f.Close()
+				w = f
+			}
+			if state == "" {
+				r, err := remote.audit()
+				if err != nil {
+					return err
+				}
+				defer r.close()
+				return r.export(cmd, w)
+			}
+			return withLog(state, func(l *auditlog.Log) error { return l.Export(w) })
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state)")
+	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state); without it, ask --coordinator")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "file to write (default: standard output)")
+	remote.registerConn(cmd)
 	return cmd
 }
 
 func newAuditCheckpointCmd(g *globals) *cobra.Command {
 	var state string
+	var remote clientFlags
 	cmd := &cobra.Command{
 		Use:     "checkpoint",
 		Short:   "Print the latest signed checkpoint note, as stored",
-		Example: "  federa audit checkpoint --state ./demo-state > cp.txt",
+		Example: "  federa audit checkpoint --state ./demo-state > cp.txt\n  federa audit checkpoint --coordinator 127.0.0.1:7443 --identity ids/auditor",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if state == "" {
+				r, err := remote.audit()
+				if err != nil {
+					return err
+				}
+				defer r.close()
+				cp, _, err := r.checkpoint(cmd)
+				if err != nil {
+					return err
+				}
+				_, err = g.stdout.Write(cp)
+				return err
+			}
 			return withLog(state, func(l *auditlog.Log) error {
 				cp, err := l.LatestCheckpoint()
 				if err != nil {
@@ -201,18 +245,33 @@ func newAuditCheckpointCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state)")
+	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state); without it, ask --coordinator")
+	remote.registerConn(cmd)
 	return cmd
 }
 
 func newAuditKeyCmd(g *globals) *cobra.Command {
 	var state string
+	var remote clientFlags
 	cmd := &cobra.Command{
 		Use:     "key",
 		Short:   "Print the log's note verifier key (name+hash+base64key)",
 		Example: "  federa audit key --state ./demo-state",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if state == "" {
+				r, err := remote.audit()
+				if err != nil {
+					return err
+				}
+				defer r.close()
+				_, k, err := r.checkpoint(cmd)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(g.stdout, k)
+				return nil
+			}
 			_, keyFile, err := auditDirs(state)
 			if err != nil {
 				return err
@@ -225,7 +284,8 @@ func newAuditKeyCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state)")
+	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state); without it, ask --coordinator")
+	remote.registerConn(cmd)
 	return cmd
 }
 

@@ -107,6 +107,7 @@ func New(cfg Config) (*Coordinator, error) {
 	c.srv = grpc.NewServer(opts...)
 	federav1.RegisterSiteServiceServer(c.srv, &siteService{c: c})
 	federav1.RegisterJobServiceServer(c.srv, &jobService{c: c})
+	federav1.RegisterAuditServiceServer(c.srv, &auditService{c: c})
 	c.runCtx, c.runCancel = context.WithCancel(context.Background())
 	c.cpReq = make(chan struct{}, 1)
 	c.wg.Add(1)

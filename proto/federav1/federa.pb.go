@@ -2764,6 +2764,286 @@ func (x *ModelChunk) GetData() []byte {
 	return nil
 }
 
+type AuditCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpointRequest) Reset() {
+	*x = AuditCheckpointRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpointRequest) ProtoMessage() {}
+
+func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
+}
+
+type AuditCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    []byte                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	LogKey        string                 `protobuf:"bytes,2,opt,name=log_key,json=logKey,proto3" json:"log_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpointResponse) Reset() {
+	*x = AuditCheckpointResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpointResponse) ProtoMessage() {}
+
+func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *AuditCheckpointResponse) GetLogKey() string {
+	if x != nil {
+		return x.LogKey
+	}
+	return ""
+}
+
+type AuditExportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditExportRequest) Reset() {
+	*x = AuditExportRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditExportRequest) ProtoMessage() {}
+
+func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditExportRequest.ProtoReflect.Descriptor instead.
+func (*AuditExportRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
+}
+
+type AuditLeaf struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Leaf          []byte                 `protobuf:"bytes,2,opt,name=leaf,proto3" json:"leaf,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditLeaf) Reset() {
+	*x = AuditLeaf{}
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditLeaf) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditLeaf) ProtoMessage() {}
+
+func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
+func (*AuditLeaf) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AuditLeaf) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AuditLeaf) GetLeaf() []byte {
+	if x != nil {
+		return x.Leaf
+	}
+	return nil
+}
+
+type AuditProofRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditProofRequest) Reset() {
+	*x = AuditProofRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditProofRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditProofRequest) ProtoMessage() {}
+
+func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditProofRequest.ProtoReflect.Descriptor instead.
+func (*AuditProofRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *AuditProofRequest) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type AuditProofResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Leaf           []byte                 `protobuf:"bytes,1,opt,name=leaf,proto3" json:"leaf,omitempty"`
+	InclusionProof [][]byte               `protobuf:"bytes,2,rep,name=inclusion_proof,json=inclusionProof,proto3" json:"inclusion_proof,omitempty"`
+	Checkpoint     []byte                 `protobuf:"bytes,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AuditProofResponse) Reset() {
+	*x = AuditProofResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditProofResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditProofResponse) ProtoMessage() {}
+
+func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditProofResponse.ProtoReflect.Descriptor instead.
+func (*AuditProofResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *AuditProofResponse) GetLeaf() []byte {
+	if x != nil {
+		return x.Leaf
+	}
+	return nil
+}
+
+func (x *AuditProofResponse) GetInclusionProof() [][]byte {
+	if x != nil {
+		return x.InclusionProof
+	}
+	return nil
+}
+
+func (x *AuditProofResponse) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
 // Checkpoint is the coordinator's durable state of a running job at the end
 // of a completed round: enough to resume after a crash without redoing it.
 type Checkpoint struct {
@@ -2784,7 +3064,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2796,7 +3076,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2809,7 +3089,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -3095,7 +3375,25 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\bartifact\x18\x02 \x01(\tR\bartifact\" \n" +
 	"\n" +
 	"ModelChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xcd\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x18\n" +
+	"\x16AuditCheckpointRequest\"R\n" +
+	"\x17AuditCheckpointResponse\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\fR\n" +
+	"checkpoint\x12\x17\n" +
+	"\alog_key\x18\x02 \x01(\tR\x06logKey\"\x14\n" +
+	"\x12AuditExportRequest\"5\n" +
+	"\tAuditLeaf\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x12\n" +
+	"\x04leaf\x18\x02 \x01(\fR\x04leaf\")\n" +
+	"\x11AuditProofRequest\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\"q\n" +
+	"\x12AuditProofResponse\x12\x12\n" +
+	"\x04leaf\x18\x01 \x01(\fR\x04leaf\x12'\n" +
+	"\x0finclusion_proof\x18\x02 \x03(\fR\x0einclusionProof\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\fR\n" +
+	"checkpoint\"\xcd\x01\n" +
 	"\n" +
 	"Checkpoint\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
@@ -3128,7 +3426,12 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\bListJobs\x12\x1a.federa.v1.ListJobsRequest\x1a\x1b.federa.v1.ListJobsResponse\x12=\n" +
 	"\bWatchJob\x12\x1a.federa.v1.WatchJobRequest\x1a\x13.federa.v1.JobEvent0\x01\x128\n" +
 	"\tCancelJob\x12\x1b.federa.v1.CancelJobRequest\x1a\x0e.federa.v1.Job\x12?\n" +
-	"\bGetModel\x12\x1a.federa.v1.GetModelRequest\x1a\x15.federa.v1.ModelChunk0\x01B6Z4github.com/federa-dev/federa/proto/federav1;federav1b\x06proto3"
+	"\bGetModel\x12\x1a.federa.v1.GetModelRequest\x1a\x15.federa.v1.ModelChunk0\x012\xea\x01\n" +
+	"\fAuditService\x12S\n" +
+	"\n" +
+	"Checkpoint\x12!.federa.v1.AuditCheckpointRequest\x1a\".federa.v1.AuditCheckpointResponse\x12?\n" +
+	"\x06Export\x12\x1d.federa.v1.AuditExportRequest\x1a\x14.federa.v1.AuditLeaf0\x01\x12D\n" +
+	"\x05Proof\x12\x1c.federa.v1.AuditProofRequest\x1a\x1d.federa.v1.AuditProofResponseB6Z4github.com/federa-dev/federa/proto/federav1;federav1b\x06proto3"
 
 var (
 	file_federa_v1_federa_proto_rawDescOnce sync.Once
@@ -3143,42 +3446,48 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 }
 
 var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_federa_v1_federa_proto_goTypes = []any{
-	(TaskKind)(0),              // 0: federa.v1.TaskKind
-	(JobStatus)(0),             // 1: federa.v1.JobStatus
-	(Admission_Outcome)(0),     // 2: federa.v1.Admission.Outcome
-	(*TensorChunk)(nil),        // 3: federa.v1.TensorChunk
-	(*JobSpec)(nil),            // 4: federa.v1.JobSpec
-	(*Privacy)(nil),            // 5: federa.v1.Privacy
-	(*DPSpec)(nil),             // 6: federa.v1.DPSpec
-	(*ModelSpec)(nil),          // 7: federa.v1.ModelSpec
-	(*SiteMessage)(nil),        // 8: federa.v1.SiteMessage
-	(*CoordinatorMessage)(nil), // 9: federa.v1.CoordinatorMessage
-	(*AuditSync)(nil),          // 10: federa.v1.AuditSync
-	(*CoSignature)(nil),        // 11: federa.v1.CoSignature
-	(*Hello)(nil),              // 12: federa.v1.Hello
-	(*Welcome)(nil),            // 13: federa.v1.Welcome
-	(*Heartbeat)(nil),          // 14: federa.v1.Heartbeat
-	(*Task)(nil),               // 15: federa.v1.Task
-	(*CancelTask)(nil),         // 16: federa.v1.CancelTask
-	(*TaskResult)(nil),         // 17: federa.v1.TaskResult
-	(*Admission)(nil),          // 18: federa.v1.Admission
-	(*DecisionRecord)(nil),     // 19: federa.v1.DecisionRecord
-	(*Job)(nil),                // 20: federa.v1.Job
-	(*SiteDecision)(nil),       // 21: federa.v1.SiteDecision
-	(*RoundSummary)(nil),       // 22: federa.v1.RoundSummary
-	(*SiteSummary)(nil),        // 23: federa.v1.SiteSummary
-	(*SubmitJobRequest)(nil),   // 24: federa.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),      // 25: federa.v1.GetJobRequest
-	(*ListJobsRequest)(nil),    // 26: federa.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),   // 27: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),    // 28: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),           // 29: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),   // 30: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),    // 31: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),         // 32: federa.v1.ModelChunk
-	(*Checkpoint)(nil),         // 33: federa.v1.Checkpoint
+	(TaskKind)(0),                   // 0: federa.v1.TaskKind
+	(JobStatus)(0),                  // 1: federa.v1.JobStatus
+	(Admission_Outcome)(0),          // 2: federa.v1.Admission.Outcome
+	(*TensorChunk)(nil),             // 3: federa.v1.TensorChunk
+	(*JobSpec)(nil),                 // 4: federa.v1.JobSpec
+	(*Privacy)(nil),                 // 5: federa.v1.Privacy
+	(*DPSpec)(nil),                  // 6: federa.v1.DPSpec
+	(*ModelSpec)(nil),               // 7: federa.v1.ModelSpec
+	(*SiteMessage)(nil),             // 8: federa.v1.SiteMessage
+	(*CoordinatorMessage)(nil),      // 9: federa.v1.CoordinatorMessage
+	(*AuditSync)(nil),               // 10: federa.v1.AuditSync
+	(*CoSignature)(nil),             // 11: federa.v1.CoSignature
+	(*Hello)(nil),                   // 12: federa.v1.Hello
+	(*Welcome)(nil),                 // 13: federa.v1.Welcome
+	(*Heartbeat)(nil),               // 14: federa.v1.Heartbeat
+	(*Task)(nil),                    // 15: federa.v1.Task
+	(*CancelTask)(nil),              // 16: federa.v1.CancelTask
+	(*TaskResult)(nil),              // 17: federa.v1.TaskResult
+	(*Admission)(nil),               // 18: federa.v1.Admission
+	(*DecisionRecord)(nil),          // 19: federa.v1.DecisionRecord
+	(*Job)(nil),                     // 20: federa.v1.Job
+	(*SiteDecision)(nil),            // 21: federa.v1.SiteDecision
+	(*RoundSummary)(nil),            // 22: federa.v1.RoundSummary
+	(*SiteSummary)(nil),             // 23: federa.v1.SiteSummary
+	(*SubmitJobRequest)(nil),        // 24: federa.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),           // 25: federa.v1.GetJobRequest
+	(*ListJobsRequest)(nil),         // 26: federa.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 27: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),         // 28: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),                // 29: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),        // 30: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),         // 31: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),              // 32: federa.v1.ModelChunk
+	(*AuditCheckpointRequest)(nil),  // 33: federa.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil), // 34: federa.v1.AuditCheckpointResponse
+	(*AuditExportRequest)(nil),      // 35: federa.v1.AuditExportRequest
+	(*AuditLeaf)(nil),               // 36: federa.v1.AuditLeaf
+	(*AuditProofRequest)(nil),       // 37: federa.v1.AuditProofRequest
+	(*AuditProofResponse)(nil),      // 38: federa.v1.AuditProofResponse
+	(*Checkpoint)(nil),              // 39: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
 	7,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
@@ -3217,15 +3526,21 @@ var file_federa_v1_federa_proto_depIdxs = []int32{
 	28, // 33: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
 	30, // 34: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
 	31, // 35: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	9,  // 36: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	20, // 37: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	20, // 38: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	27, // 39: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	29, // 40: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	20, // 41: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	32, // 42: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	36, // [36:43] is the sub-list for method output_type
-	29, // [29:36] is the sub-list for method input_type
+	33, // 36: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
+	35, // 37: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
+	37, // 38: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
+	9,  // 39: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	20, // 40: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	20, // 41: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	27, // 42: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	29, // 43: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	20, // 44: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	32, // 45: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	34, // 46: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
+	36, // 47: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
+	38, // 48: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
+	39, // [39:49] is the sub-list for method output_type
+	29, // [29:39] is the sub-list for method input_type
 	29, // [29:29] is the sub-list for extension type_name
 	29, // [29:29] is the sub-list for extension extendee
 	0,  // [0:29] is the sub-list for field type_name
@@ -3257,9 +3572,9 @@ func file_federa_v1_federa_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   37,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_federa_v1_federa_proto_goTypes,
 		DependencyIndexes: file_federa_v1_federa_proto_depIdxs,

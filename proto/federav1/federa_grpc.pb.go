@@ -440,3 +440,197 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "federa/v1/federa.proto",
 }
+
+const (
+	AuditService_Checkpoint_FullMethodName = "/federa.v1.AuditService/Checkpoint"
+	AuditService_Export_FullMethodName     = "/federa.v1.AuditService/Export"
+	AuditService_Proof_FullMethodName      = "/federa.v1.AuditService/Proof"
+)
+
+// AuditServiceClient is the client API for AuditService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// AuditService lets an auditor read the coordinator's signed audit log while
+// it runs. Callers need the auditor role.
+type AuditServiceClient interface {
+	// Checkpoint returns the latest signed checkpoint and the log's key.
+	Checkpoint(ctx context.Context, in *AuditCheckpointRequest, opts ...grpc.CallOption) (*AuditCheckpointResponse, error)
+	// Export streams every entry covered by the latest checkpoint, as stored.
+	Export(ctx context.Context, in *AuditExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditLeaf], error)
+	// Proof returns an entry and its inclusion proof against the latest checkpoint.
+	Proof(ctx context.Context, in *AuditProofRequest, opts ...grpc.CallOption) (*AuditProofResponse, error)
+}
+
+type auditServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAuditServiceClient(cc grpc.ClientConnInterface) AuditServiceClient {
+	return &auditServiceClient{cc}
+}
+
+func (c *auditServiceClient) Checkpoint(ctx context.Context, in *AuditCheckpointRequest, opts ...grpc.CallOption) (*AuditCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditCheckpointResponse)
+	err := c.cc.Invoke(ctx, AuditService_Checkpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditServiceClient) Export(ctx context.Context, in *AuditExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditLeaf], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AuditService_ServiceDesc.Streams[0], AuditService_Export_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AuditExportRequest, AuditLeaf]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditService_ExportClient = grpc.ServerStreamingClient[AuditLeaf]
+
+func (c *auditServiceClient) Proof(ctx context.Context, in *AuditProofRequest, opts ...grpc.CallOption) (*AuditProofResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditProofResponse)
+	err := c.cc.Invoke(ctx, AuditService_Proof_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AuditServiceServer is the server API for AuditService service.
+// All implementations must embed UnimplementedAuditServiceServer
+// for forward compatibility.
+//
+// AuditService lets an auditor read the coordinator's signed audit log while
+// it runs. Callers need the auditor role.
+type AuditServiceServer interface {
+	// Checkpoint returns the latest signed checkpoint and the log's key.
+	Checkpoint(context.Context, *AuditCheckpointRequest) (*AuditCheckpointResponse, error)
+	// Export streams every entry covered by the latest checkpoint, as stored.
+	Export(*AuditExportRequest, grpc.ServerStreamingServer[AuditLeaf]) error
+	// Proof returns an entry and its inclusion proof against the latest checkpoint.
+	Proof(context.Context, *AuditProofRequest) (*AuditProofResponse, error)
+	mustEmbedUnimplementedAuditServiceServer()
+}
+
+// UnimplementedAuditServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAuditServiceServer struct{}
+
+func (UnimplementedAuditServiceServer) Checkpoint(context.Context, *AuditCheckpointRequest) (*AuditCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Checkpoint not implemented")
+}
+func (UnimplementedAuditServiceServer) Export(*AuditExportRequest, grpc.ServerStreamingServer[AuditLeaf]) error {
+	return status.Error(codes.Unimplemented, "method Export not implemented")
+}
+func (UnimplementedAuditServiceServer) Proof(context.Context, *AuditProofRequest) (*AuditProofResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Proof not implemented")
+}
+func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
+func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
+
+// UnsafeAuditServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AuditServiceServer will
+// result in compilation errors.
+type UnsafeAuditServiceServer interface {
+	mustEmbedUnimplementedAuditServiceServer()
+}
+
+func RegisterAuditServiceServer(s grpc.ServiceRegistrar, srv AuditServiceServer) {
+	// If the following call panics, it indicates UnimplementedAuditServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&AuditService_ServiceDesc, srv)
+}
+
+func _AuditService_Checkpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).Checkpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_Checkpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).Checkpoint(ctx, req.(*AuditCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditService_Export_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AuditExportRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AuditServiceServer).Export(m, &grpc.GenericServerStream[AuditExportRequest, AuditLeaf]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditService_ExportServer = grpc.ServerStreamingServer[AuditLeaf]
+
+func _AuditService_Proof_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditProofRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).Proof(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_Proof_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).Proof(ctx, req.(*AuditProofRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var AuditService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "federa.v1.AuditService",
+	HandlerType: (*AuditServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Checkpoint",
+			Handler:    _AuditService_Checkpoint_Handler,
+		},
+		{
+			MethodName: "Proof",
+			Handler:    _AuditService_Proof_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Export",
+			Handler:       _AuditService_Export_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "federa/v1/federa.proto",
+}
