@@ -39,6 +39,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzAssembler -fuzztime 20000x ./proto/federav1/
 	$(GO) test -run '^$$' -fuzz FuzzInput -fuzztime 20000x ./policy/
 	$(GO) test -run '^$$' -fuzz FuzzDecision -fuzztime 20000x ./policy/
+	$(GO) test -run '^$$' -fuzz FuzzParseEntry -fuzztime 20000x ./attest/auditlog/
+	$(GO) test -run '^$$' -fuzz FuzzCheckpoint -fuzztime 20000x ./attest/auditlog/
+	$(GO) test -run '^$$' -fuzz FuzzVerifyBlob -fuzztime 20000x ./attest/sign/
 
 # The default policy passes the real OPA CLI of the version in go.mod,
 # unchanged (the first run builds OPA: about a minute).
@@ -71,7 +74,7 @@ generate-check: generate
 	@test -z "$$(git status --porcelain -- proto/)" || (git status --porcelain -- proto/; echo "generated code is not committed"; exit 1)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./policy/ ./internal/devnet/ | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./policy/ ./attest/auditlog/ ./internal/devnet/ | tee bench.out
 
 e2e: build
 	./$(BIN) demo --output json
