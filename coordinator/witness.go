@@ -59,6 +59,7 @@ func (c *Coordinator) syncWitness(s *session) {
 			msg.ConsistencyProof = append(msg.ConsistencyProof, append([]byte(nil), h[:]...))
 		}
 	}
+	msg.Inclusions = c.inclusionsFor(s.site, old, head.Size)
 	if _, err := s.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_AuditSync{AuditSync: msg}}); err == nil && head.Size > old {
 		c.mu.Lock()
 		s.witnessed = head.Size
@@ -81,4 +82,30 @@ func (c *Coordinator) acceptCoSignature(s *session, note []byte) {
 		s.witnessed = head.Size
 	}
 	c.mu.Unlock()
+}
+
+// inclusionsFor proves every entry about site in [from, size) is in the
+// tree of that size.
+func (c *Coordinator) inclusionsFor(site string, from, size int64) []*federav1.AuditInclusion {
+	var out []*federav1.AuditInclusion
+	for i := from; i < size; i++ {
+		leaf, err := c.auditLog.Entry(i)
+		if err != nil {
+			return out
+		}
+		e, err := auditlog.ParseEntry(leaf)
+		if err != nil || e.Site != site {
+			continue
+		}
+		proof, err := c.auditLog.InclusionProof(i, size)
+		if err != nil {
+			return out
+		}
+		inc := &federav1.AuditInclusion{Index: i, Leaf: leaf}
+		for _, h := range proof {
+			inc.Proof = append(inc.Proof, append([]byte(nil), h[:]...))
+		}
+		out = append(out, inc)
+	}
+	return out
 }

@@ -298,6 +298,7 @@ func (a *Agent) record(r *federav1.DecisionRecord) {
 	if err := a.decisions.append(r); err != nil {
 		a.log.Error("record policy decision", logkeys.Err, err)
 	}
+	a.remember(r)
 	a.mu.Lock()
 	c := a.current
 	a.mu.Unlock()

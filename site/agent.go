@@ -45,7 +45,10 @@ type Agent struct {
 	noiseMu   sync.Mutex
 	noiseRNG  *rand.Rand
 
-	witness *witness
+	witness    *witness
+	started    time.Time
+	reportedMu sync.Mutex
+	reported   map[string]bool // decisions reported and not yet seen in the log
 
 	admitMu    sync.Mutex
 	admitCache map[string]evaluation
@@ -79,7 +82,7 @@ func New(cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("site state dir: %w", err)
 		}
 	}
-	a := &Agent{cfg: cfg, data: newDataCache(8)}
+	a := &Agent{cfg: cfg, data: newDataCache(8), started: time.Now()}
 	a.log = cfg.Log.With(logkeys.Component, "site", logkeys.SpiffeID, cfg.Identity.ID().String())
 	var err error
 	if a.ledger, err = openLedger(cfg.StateDir); err != nil {
@@ -92,6 +95,7 @@ func New(cfg Config) (*Agent, error) {
 	if a.witness, err = openWitness(cfg.StateDir, cfg.Identity.ID().String()); err != nil {
 		return nil, err
 	}
+	a.loadReported()
 	a.egress = newJournal(cfg.StateDir, "egress.jsonl")
 	seed := [32]byte{}
 	if cfg.NoiseSeed != nil {

@@ -1,11 +1,14 @@
 package site
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -136,10 +139,103 @@ func (a *Agent) auditSync(c *conn, m *federav1.AuditSync) {
 		}
 		return
 	}
+	if reason := a.checkInclusions(head, m.GetInclusions()); reason != "" {
+		alarm(reason)
+		return
+	}
 	cosigned, err := auditlog.CoSign(m.GetCheckpoint(), wt.logKey, wt.signer)
 	if err != nil {
 		a.log.Warn("co-sign audit checkpoint", logkeys.Err, err)
 		return
 	}
 	_ = c.send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Cosignature{Cosignature: &federav1.CoSignature{Checkpoint: cosigned}}})
+}
+
+// decisionKey identifies a decision the site reported: its task, kind and
+// input digest. The coordinator logs it with the same three.
+func decisionKey(task, kind, digest string) string { return task + "\x00" + kind + "\x00" + digest }
+
+// remember notes a decision the site reported, to find it in the log later.
+func (a *Agent) remember(r *federav1.DecisionRecord) {
+	a.reportedMu.Lock()
+	defer a.reportedMu.Unlock()
+	if a.reported == nil || len(a.reported) > 1_000_000 {
+		// Forgetting older decisions: stop judging entries from before now.
+		a.reported, a.started = map[string]bool{}, time.Now()
+	}
+	a.reported[decisionKey(r.GetTaskId(), r.GetKind(), r.GetInputDigest())] = true
+}
+
+// checkInclusions verifies each entry shown is in the checkpoint's tree and
+// is a decision this site made, as it made it. Anything else means the
+// coordinator's log misrepresents the site: the reason, or "" if all is well.
+func (a *Agent) checkInclusions(head auditlog.Checkpoint, incs []*federav1.AuditInclusion) string {
+	for _, inc := range incs {
+		var proof tlog.RecordProof
+		for _, b := range inc.GetProof() {
+			var h tlog.Hash
+			copy(h[:], b)
+			proof = append(proof, h)
+		}
+		if err := head.CheckInclusion(inc.GetIndex(), inc.GetLeaf(), proof); err != nil {
+			return fmt.Sprintf("entry %d about this site is not in the signed tree: %v", inc.GetIndex(), err)
+		}
+		e, err := auditlog.ParseEntry(inc.GetLeaf())
+		if err != nil {
+			return fmt.Sprintf("entry %d about this site does not parse: %v", inc.GetIndex(), err)
+		}
+		if e.Type != auditlog.TypeAdmission && e.Type != auditlog.TypeEgress {
+			continue // rounds and DP spend name the site but are the coordinator's own
+		}
+		key := decisionKey(fmt.Sprint(e.Data["task"]), fmt.Sprint(e.Data["kind"]), fmt.Sprint(e.Data["input_digest"]))
+		a.reportedMu.Lock()
+		ok := a.reported[key]
+		delete(a.reported, key)
+		a.reportedMu.Unlock()
+		if !ok && a.reportedSince(e) {
+			return fmt.Sprintf("entry %d claims a %s decision by this site (task %v) that this site did not report", inc.GetIndex(), e.Data["kind"], e.Data["task"])
+		}
+	}
+	return ""
+}
+
+// reportedSince reports whether an entry falls in the span the site's
+// memory of reported decisions covers.
+func (a *Agent) reportedSince(e auditlog.Entry) bool {
+	a.reportedMu.Lock()
+	defer a.reportedMu.Unlock()
+	return !e.Time.Before(a.started)
+}
+
+// loadReported rebuilds the memory of reported decisions from the site's
+// journal, so a restarted site still recognises decisions it reported
+// before the restart when they reach the log.
+func (a *Agent) loadReported() {
+	if a.decisions == nil {
+		return
+	}
+	f, err := os.Open(a.decisions.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	a.reportedMu.Lock()
+	if a.reported == nil {
+		a.reported = map[string]bool{}
+	}
+	a.reportedMu.Unlock()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	first := true
+	for sc.Scan() {
+		var r federav1.DecisionRecord
+		if json.Unmarshal(sc.Bytes(), &r) != nil {
+			continue
+		}
+		if first {
+			// Entries older than the journal cannot be judged.
+			a.started, first = time.UnixMilli(r.GetUnixMs()).Add(-time.Second), false
+		}
+		a.remember(&r)
+	}
 }

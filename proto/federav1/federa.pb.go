@@ -205,7 +205,7 @@ func (x Admission_Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Admission_Outcome.Descriptor instead.
 func (Admission_Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15, 0}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16, 0}
 }
 
 // TensorChunk carries part of one named float32 tensor. A transfer is the
@@ -937,8 +937,12 @@ type AuditSync struct {
 	// Tree size the proof starts from (the site's last accepted size).
 	OldSize          int64    `protobuf:"varint,3,opt,name=old_size,json=oldSize,proto3" json:"old_size,omitempty"`
 	ConsistencyProof [][]byte `protobuf:"bytes,4,rep,name=consistency_proof,json=consistencyProof,proto3" json:"consistency_proof,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The entries about this site added since old_size, each with its
+	// inclusion proof in this checkpoint's tree, so the site can check its
+	// own decisions are in the log as it made them.
+	Inclusions    []*AuditInclusion `protobuf:"bytes,5,rep,name=inclusions,proto3" json:"inclusions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuditSync) Reset() {
@@ -999,6 +1003,73 @@ func (x *AuditSync) GetConsistencyProof() [][]byte {
 	return nil
 }
 
+func (x *AuditSync) GetInclusions() []*AuditInclusion {
+	if x != nil {
+		return x.Inclusions
+	}
+	return nil
+}
+
+type AuditInclusion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Leaf          []byte                 `protobuf:"bytes,2,opt,name=leaf,proto3" json:"leaf,omitempty"`
+	Proof         [][]byte               `protobuf:"bytes,3,rep,name=proof,proto3" json:"proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditInclusion) Reset() {
+	*x = AuditInclusion{}
+	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditInclusion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditInclusion) ProtoMessage() {}
+
+func (x *AuditInclusion) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditInclusion.ProtoReflect.Descriptor instead.
+func (*AuditInclusion) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AuditInclusion) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AuditInclusion) GetLeaf() []byte {
+	if x != nil {
+		return x.Leaf
+	}
+	return nil
+}
+
+func (x *AuditInclusion) GetProof() [][]byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
 type CoSignature struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The checkpoint note with the site's signature added.
@@ -1009,7 +1080,7 @@ type CoSignature struct {
 
 func (x *CoSignature) Reset() {
 	*x = CoSignature{}
-	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	mi := &file_federa_v1_federa_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1092,7 @@ func (x *CoSignature) String() string {
 func (*CoSignature) ProtoMessage() {}
 
 func (x *CoSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	mi := &file_federa_v1_federa_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1105,7 @@ func (x *CoSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoSignature.ProtoReflect.Descriptor instead.
 func (*CoSignature) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{8}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CoSignature) GetCheckpoint() []byte {
@@ -1059,7 +1130,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_federa_v1_federa_proto_msgTypes[9]
+	mi := &file_federa_v1_federa_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1142,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[9]
+	mi := &file_federa_v1_federa_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1155,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{9}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -1127,7 +1198,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_federa_v1_federa_proto_msgTypes[10]
+	mi := &file_federa_v1_federa_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1210,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[10]
+	mi := &file_federa_v1_federa_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1223,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{10}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Welcome) GetSite() string {
@@ -1178,7 +1249,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_federa_v1_federa_proto_msgTypes[11]
+	mi := &file_federa_v1_federa_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1261,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[11]
+	mi := &file_federa_v1_federa_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1274,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{11}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Heartbeat) GetUnixMs() int64 {
@@ -1239,7 +1310,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_federa_v1_federa_proto_msgTypes[12]
+	mi := &file_federa_v1_federa_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1322,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[12]
+	mi := &file_federa_v1_federa_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1335,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{12}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Task) GetTaskId() string {
@@ -1368,7 +1439,7 @@ type CancelTask struct {
 
 func (x *CancelTask) Reset() {
 	*x = CancelTask{}
-	mi := &file_federa_v1_federa_proto_msgTypes[13]
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1451,7 @@ func (x *CancelTask) String() string {
 func (*CancelTask) ProtoMessage() {}
 
 func (x *CancelTask) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[13]
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1464,7 @@ func (x *CancelTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTask.ProtoReflect.Descriptor instead.
 func (*CancelTask) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{13}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelTask) GetTaskId() string {
@@ -1451,7 +1522,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1534,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1547,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -1662,7 +1733,7 @@ type Admission struct {
 
 func (x *Admission) Reset() {
 	*x = Admission{}
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1745,7 @@ func (x *Admission) String() string {
 func (*Admission) ProtoMessage() {}
 
 func (x *Admission) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1758,7 @@ func (x *Admission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Admission.ProtoReflect.Descriptor instead.
 func (*Admission) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Admission) GetOutcome() Admission_Outcome {
@@ -1743,7 +1814,7 @@ type DecisionRecord struct {
 
 func (x *DecisionRecord) Reset() {
 	*x = DecisionRecord{}
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1826,7 @@ func (x *DecisionRecord) String() string {
 func (*DecisionRecord) ProtoMessage() {}
 
 func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1839,7 @@ func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionRecord.ProtoReflect.Descriptor instead.
 func (*DecisionRecord) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DecisionRecord) GetUnixMs() int64 {
@@ -1890,7 +1961,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +1973,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +1986,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Job) GetId() string {
@@ -2040,7 +2111,7 @@ type SiteDecision struct {
 
 func (x *SiteDecision) Reset() {
 	*x = SiteDecision{}
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2123,7 @@ func (x *SiteDecision) String() string {
 func (*SiteDecision) ProtoMessage() {}
 
 func (x *SiteDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2136,7 @@ func (x *SiteDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteDecision.ProtoReflect.Descriptor instead.
 func (*SiteDecision) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SiteDecision) GetSite() string {
@@ -2110,7 +2181,7 @@ type RoundSummary struct {
 
 func (x *RoundSummary) Reset() {
 	*x = RoundSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2193,7 @@ func (x *RoundSummary) String() string {
 func (*RoundSummary) ProtoMessage() {}
 
 func (x *RoundSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2206,7 @@ func (x *RoundSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundSummary.ProtoReflect.Descriptor instead.
 func (*RoundSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RoundSummary) GetRound() int32 {
@@ -2257,7 +2328,7 @@ type SiteSummary struct {
 
 func (x *SiteSummary) Reset() {
 	*x = SiteSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2340,7 @@ func (x *SiteSummary) String() string {
 func (*SiteSummary) ProtoMessage() {}
 
 func (x *SiteSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2353,7 @@ func (x *SiteSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteSummary.ProtoReflect.Descriptor instead.
 func (*SiteSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SiteSummary) GetSite() string {
@@ -2357,7 +2428,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2440,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2453,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -2401,7 +2472,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +2484,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +2497,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -2444,7 +2515,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2527,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2540,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
 }
 
 type ListJobsResponse struct {
@@ -2481,7 +2552,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2564,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2577,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2525,7 +2596,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2608,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2621,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -2571,7 +2642,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2583,7 +2654,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +2667,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -2623,7 +2694,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2706,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2719,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -2678,7 +2749,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2761,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2774,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetModelRequest) GetJobId() string {
@@ -2729,7 +2800,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_federa_v1_federa_proto_msgTypes[29]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2812,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[29]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2825,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ModelChunk) GetData() []byte {
@@ -2772,7 +2843,7 @@ type AuditCheckpointRequest struct {
 
 func (x *AuditCheckpointRequest) Reset() {
 	*x = AuditCheckpointRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +2855,7 @@ func (x *AuditCheckpointRequest) String() string {
 func (*AuditCheckpointRequest) ProtoMessage() {}
 
 func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +2868,7 @@ func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
 }
 
 type AuditCheckpointResponse struct {
@@ -2810,7 +2881,7 @@ type AuditCheckpointResponse struct {
 
 func (x *AuditCheckpointResponse) Reset() {
 	*x = AuditCheckpointResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +2893,7 @@ func (x *AuditCheckpointResponse) String() string {
 func (*AuditCheckpointResponse) ProtoMessage() {}
 
 func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +2906,7 @@ func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
@@ -2860,7 +2931,7 @@ type AuditExportRequest struct {
 
 func (x *AuditExportRequest) Reset() {
 	*x = AuditExportRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2872,7 +2943,7 @@ func (x *AuditExportRequest) String() string {
 func (*AuditExportRequest) ProtoMessage() {}
 
 func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2885,7 +2956,7 @@ func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditExportRequest.ProtoReflect.Descriptor instead.
 func (*AuditExportRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
 }
 
 type AuditLeaf struct {
@@ -2898,7 +2969,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2910,7 +2981,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2923,7 +2994,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AuditLeaf) GetIndex() int64 {
@@ -2949,7 +3020,7 @@ type AuditProofRequest struct {
 
 func (x *AuditProofRequest) Reset() {
 	*x = AuditProofRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3032,7 @@ func (x *AuditProofRequest) String() string {
 func (*AuditProofRequest) ProtoMessage() {}
 
 func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3045,7 @@ func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofRequest.ProtoReflect.Descriptor instead.
 func (*AuditProofRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuditProofRequest) GetIndex() int64 {
@@ -2995,7 +3066,7 @@ type AuditProofResponse struct {
 
 func (x *AuditProofResponse) Reset() {
 	*x = AuditProofResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3078,7 @@ func (x *AuditProofResponse) String() string {
 func (*AuditProofResponse) ProtoMessage() {}
 
 func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3091,7 @@ func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofResponse.ProtoReflect.Descriptor instead.
 func (*AuditProofResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AuditProofResponse) GetLeaf() []byte {
@@ -3064,7 +3135,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3147,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3160,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -3202,14 +3273,21 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x06cancel\x18\x04 \x01(\v2\x15.federa.v1.CancelTaskH\x00R\x06cancel\x125\n" +
 	"\n" +
 	"audit_sync\x18\x05 \x01(\v2\x14.federa.v1.AuditSyncH\x00R\tauditSyncB\x06\n" +
-	"\x04body\"\x8c\x01\n" +
+	"\x04body\"\xc7\x01\n" +
 	"\tAuditSync\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\fR\n" +
 	"checkpoint\x12\x17\n" +
 	"\alog_key\x18\x02 \x01(\tR\x06logKey\x12\x19\n" +
 	"\bold_size\x18\x03 \x01(\x03R\aoldSize\x12+\n" +
-	"\x11consistency_proof\x18\x04 \x03(\fR\x10consistencyProof\"-\n" +
+	"\x11consistency_proof\x18\x04 \x03(\fR\x10consistencyProof\x129\n" +
+	"\n" +
+	"inclusions\x18\x05 \x03(\v2\x19.federa.v1.AuditInclusionR\n" +
+	"inclusions\"P\n" +
+	"\x0eAuditInclusion\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x12\n" +
+	"\x04leaf\x18\x02 \x01(\fR\x04leaf\x12\x14\n" +
+	"\x05proof\x18\x03 \x03(\fR\x05proof\"-\n" +
 	"\vCoSignature\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\fR\n" +
@@ -3446,7 +3524,7 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 }
 
 var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),                   // 0: federa.v1.TaskKind
 	(JobStatus)(0),                  // 1: federa.v1.JobStatus
@@ -3459,91 +3537,93 @@ var file_federa_v1_federa_proto_goTypes = []any{
 	(*SiteMessage)(nil),             // 8: federa.v1.SiteMessage
 	(*CoordinatorMessage)(nil),      // 9: federa.v1.CoordinatorMessage
 	(*AuditSync)(nil),               // 10: federa.v1.AuditSync
-	(*CoSignature)(nil),             // 11: federa.v1.CoSignature
-	(*Hello)(nil),                   // 12: federa.v1.Hello
-	(*Welcome)(nil),                 // 13: federa.v1.Welcome
-	(*Heartbeat)(nil),               // 14: federa.v1.Heartbeat
-	(*Task)(nil),                    // 15: federa.v1.Task
-	(*CancelTask)(nil),              // 16: federa.v1.CancelTask
-	(*TaskResult)(nil),              // 17: federa.v1.TaskResult
-	(*Admission)(nil),               // 18: federa.v1.Admission
-	(*DecisionRecord)(nil),          // 19: federa.v1.DecisionRecord
-	(*Job)(nil),                     // 20: federa.v1.Job
-	(*SiteDecision)(nil),            // 21: federa.v1.SiteDecision
-	(*RoundSummary)(nil),            // 22: federa.v1.RoundSummary
-	(*SiteSummary)(nil),             // 23: federa.v1.SiteSummary
-	(*SubmitJobRequest)(nil),        // 24: federa.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),           // 25: federa.v1.GetJobRequest
-	(*ListJobsRequest)(nil),         // 26: federa.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 27: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),         // 28: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),                // 29: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),        // 30: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),         // 31: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),              // 32: federa.v1.ModelChunk
-	(*AuditCheckpointRequest)(nil),  // 33: federa.v1.AuditCheckpointRequest
-	(*AuditCheckpointResponse)(nil), // 34: federa.v1.AuditCheckpointResponse
-	(*AuditExportRequest)(nil),      // 35: federa.v1.AuditExportRequest
-	(*AuditLeaf)(nil),               // 36: federa.v1.AuditLeaf
-	(*AuditProofRequest)(nil),       // 37: federa.v1.AuditProofRequest
-	(*AuditProofResponse)(nil),      // 38: federa.v1.AuditProofResponse
-	(*Checkpoint)(nil),              // 39: federa.v1.Checkpoint
+	(*AuditInclusion)(nil),          // 11: federa.v1.AuditInclusion
+	(*CoSignature)(nil),             // 12: federa.v1.CoSignature
+	(*Hello)(nil),                   // 13: federa.v1.Hello
+	(*Welcome)(nil),                 // 14: federa.v1.Welcome
+	(*Heartbeat)(nil),               // 15: federa.v1.Heartbeat
+	(*Task)(nil),                    // 16: federa.v1.Task
+	(*CancelTask)(nil),              // 17: federa.v1.CancelTask
+	(*TaskResult)(nil),              // 18: federa.v1.TaskResult
+	(*Admission)(nil),               // 19: federa.v1.Admission
+	(*DecisionRecord)(nil),          // 20: federa.v1.DecisionRecord
+	(*Job)(nil),                     // 21: federa.v1.Job
+	(*SiteDecision)(nil),            // 22: federa.v1.SiteDecision
+	(*RoundSummary)(nil),            // 23: federa.v1.RoundSummary
+	(*SiteSummary)(nil),             // 24: federa.v1.SiteSummary
+	(*SubmitJobRequest)(nil),        // 25: federa.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),           // 26: federa.v1.GetJobRequest
+	(*ListJobsRequest)(nil),         // 27: federa.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 28: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),         // 29: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),                // 30: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),        // 31: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),         // 32: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),              // 33: federa.v1.ModelChunk
+	(*AuditCheckpointRequest)(nil),  // 34: federa.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil), // 35: federa.v1.AuditCheckpointResponse
+	(*AuditExportRequest)(nil),      // 36: federa.v1.AuditExportRequest
+	(*AuditLeaf)(nil),               // 37: federa.v1.AuditLeaf
+	(*AuditProofRequest)(nil),       // 38: federa.v1.AuditProofRequest
+	(*AuditProofResponse)(nil),      // 39: federa.v1.AuditProofResponse
+	(*Checkpoint)(nil),              // 40: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
 	7,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
 	5,  // 1: federa.v1.JobSpec.privacy:type_name -> federa.v1.Privacy
 	6,  // 2: federa.v1.Privacy.dp:type_name -> federa.v1.DPSpec
-	12, // 3: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
-	14, // 4: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
-	17, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
+	13, // 3: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
+	15, // 4: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
+	18, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
 	3,  // 6: federa.v1.SiteMessage.chunk:type_name -> federa.v1.TensorChunk
-	19, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
-	11, // 8: federa.v1.SiteMessage.cosignature:type_name -> federa.v1.CoSignature
-	13, // 9: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
-	15, // 10: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
+	20, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
+	12, // 8: federa.v1.SiteMessage.cosignature:type_name -> federa.v1.CoSignature
+	14, // 9: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
+	16, // 10: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
 	3,  // 11: federa.v1.CoordinatorMessage.chunk:type_name -> federa.v1.TensorChunk
-	16, // 12: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
+	17, // 12: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
 	10, // 13: federa.v1.CoordinatorMessage.audit_sync:type_name -> federa.v1.AuditSync
-	0,  // 14: federa.v1.Task.kind:type_name -> federa.v1.TaskKind
-	4,  // 15: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
-	0,  // 16: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
-	18, // 17: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
-	2,  // 18: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
-	4,  // 19: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
-	1,  // 20: federa.v1.Job.status:type_name -> federa.v1.JobStatus
-	22, // 21: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
-	23, // 22: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
-	21, // 23: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
-	19, // 24: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
-	18, // 25: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
-	4,  // 26: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
-	20, // 27: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
-	20, // 28: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	8,  // 29: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	24, // 30: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	25, // 31: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	26, // 32: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	28, // 33: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	30, // 34: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	31, // 35: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	33, // 36: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
-	35, // 37: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
-	37, // 38: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
-	9,  // 39: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	20, // 40: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	20, // 41: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	27, // 42: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	29, // 43: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	20, // 44: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	32, // 45: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	34, // 46: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
-	36, // 47: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
-	38, // 48: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
-	39, // [39:49] is the sub-list for method output_type
-	29, // [29:39] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	11, // 14: federa.v1.AuditSync.inclusions:type_name -> federa.v1.AuditInclusion
+	0,  // 15: federa.v1.Task.kind:type_name -> federa.v1.TaskKind
+	4,  // 16: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
+	0,  // 17: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
+	19, // 18: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
+	2,  // 19: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
+	4,  // 20: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
+	1,  // 21: federa.v1.Job.status:type_name -> federa.v1.JobStatus
+	23, // 22: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
+	24, // 23: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
+	22, // 24: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
+	20, // 25: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
+	19, // 26: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
+	4,  // 27: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
+	21, // 28: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
+	21, // 29: federa.v1.JobEvent.job:type_name -> federa.v1.Job
+	8,  // 30: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	25, // 31: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	26, // 32: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	27, // 33: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	29, // 34: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	31, // 35: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	32, // 36: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	34, // 37: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
+	36, // 38: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
+	38, // 39: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
+	9,  // 40: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	21, // 41: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	21, // 42: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	28, // 43: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	30, // 44: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	21, // 45: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	33, // 46: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	35, // 47: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
+	37, // 48: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
+	39, // 49: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
+	40, // [40:50] is the sub-list for method output_type
+	30, // [30:40] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -3572,7 +3652,7 @@ func file_federa_v1_federa_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
