@@ -159,6 +159,12 @@ func (l *Log) Checkpoint() ([]byte, error) {
 		}
 		return old, nil
 	}
+	// The hashes this checkpoint vouches for must be on disk first (Append
+	// leaves their fsync to here).
+	if err := l.hashes.Sync(); err != nil {
+		l.broken = err
+		return nil, fmt.Errorf("sign checkpoint at size %d: sync hashes: %w", l.size, err)
+	}
 	msg, err := note.Sign(&note.Note{Text: string(text)}, l.opts.Signer)
 	if err != nil {
 		return nil, fmt.Errorf("sign checkpoint at size %d: %w", l.size, err)
