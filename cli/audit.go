@@ -12,9 +12,11 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/federa-dev/federa/attest/auditlog"
 	"github.com/federa-dev/federa/coordinator"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
 func newAuditCmd(g *globals) *cobra.Command {
@@ -168,7 +170,7 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state)")
+	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state); without it, ask --coordinator")
 	cmd.Flags().StringVar(&file, "file", "", "verify an export (from `federa audit export`) instead")
 	cmd.Flags().StringVar(&cp, "checkpoint", "", "with --file: a signed checkpoint note")
 	cmd.Flags().StringVar(&key, "key", "", "the log's verifier key (name+hash+base64key) or a file holding it (default: from --state)")
@@ -289,8 +291,51 @@ func newAuditKeyCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// eachLeaf calls fn for every entry: from the log below state, or from a
+// running coordinator.
+func eachLeaf(cmd *cobra.Command, state string, remote *clientFlags, fn func(i int64, leaf []byte) error) error {
+	if state == "" {
+		r, err := remote.audit()
+		if err != nil {
+			return err
+		}
+		defer r.close()
+		buf, err := r.exportBuffer(cmd)
+		if err != nil {
+			return err
+		}
+		dec := json.NewDecoder(buf)
+		for dec.More() {
+			var line struct {
+				Index int64  `json:"index"`
+				Leaf  []byte `json:"leaf"`
+			}
+			if err := dec.Decode(&line); err != nil {
+				return err
+			}
+			if err := fn(line.Index, line.Leaf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return withLog(state, func(l *auditlog.Log) error {
+		for i := int64(0); i < l.Size(); i++ {
+			leaf, err := l.Entry(i)
+			if err != nil {
+				return err
+			}
+			if err := fn(i, leaf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 func newAuditShowCmd(g *globals) *cobra.Command {
 	var state, job, output string
+	var remote clientFlags
 	cmd := &cobra.Command{
 		Use:     "show",
 		Short:   "List the log's entries, optionally of one job",
@@ -300,52 +345,52 @@ func newAuditShowCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			l, err := openAudit(state)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			if output == "text" {
 				fmt.Fprintln(tw, "INDEX\tTIME\tTYPE\tJOB\tSITE\tDETAIL")
 			}
-			for i := int64(0); i < l.Size(); i++ {
-				leaf, err := l.Entry(i)
-				if err != nil {
-					return err
-				}
+			err := eachLeaf(cmd, state, &remote, func(i int64, leaf []byte) error {
 				e, err := auditlog.ParseEntry(leaf)
 				if err != nil {
 					return fmt.Errorf("entry %d: %w", i, err)
 				}
 				if job != "" && e.Job != job {
-					continue
+					return nil
 				}
 				if output == "json" {
 					fmt.Fprintf(g.stdout, "{\"index\":%d,\"entry\":%s}\n", i, leaf)
-					continue
+					return nil
 				}
 				detail, _ := json.Marshal(e.Data)
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", i, e.Time.Format("15:04:05.000"), e.Type, e.Job, e.Site, oneLine(string(detail)))
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state)")
+	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state); without it, ask --coordinator")
 	cmd.Flags().StringVar(&job, "job", "", "only this job's entries")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	remote.registerConn(cmd)
 	return cmd
 }
 
 func newAuditProofCmd(g *globals) *cobra.Command {
 	var state string
 	var entry int64
+	var remote clientFlags
 	cmd := &cobra.Command{
 		Use:     "proof --entry N",
 		Short:   "Print an entry with its inclusion proof against the latest signed checkpoint",
-		Example: "  federa audit proof --state ./demo-state --entry 42",
+		Example: "  federa audit proof --state ./demo-state --entry 42\n  federa audit proof --entry 42 --coordinator 127.0.0.1:7443 --identity ids/auditor",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if state == "" {
+				return remoteProof(cmd, g, &remote, entry)
+			}
 			l, err := openAudit(state)
 			if err != nil {
 				return err
@@ -388,7 +433,45 @@ func newAuditProofCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state)")
+	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state); without it, ask --coordinator")
 	cmd.Flags().Int64Var(&entry, "entry", -1, "the entry index (required)")
+	remote.registerConn(cmd)
 	return cmd
+}
+
+// remoteProof asks a running coordinator for an entry's inclusion proof
+// and checks it against the checkpoint before printing it.
+func remoteProof(cmd *cobra.Command, g *globals, remote *clientFlags, entry int64) error {
+	r, err := remote.audit()
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	_, key, err := r.checkpoint(cmd)
+	if err != nil {
+		return err
+	}
+	resp, err := r.c.Proof(cmd.Context(), &federav1.AuditProofRequest{Index: entry})
+	if err != nil {
+		return rpcErr("audit proof", err)
+	}
+	head, err := auditlog.VerifyCheckpoint(resp.GetCheckpoint(), key)
+	if err != nil {
+		return err
+	}
+	var proof tlog.RecordProof
+	hashes := make([]string, len(resp.GetInclusionProof()))
+	for i, b := range resp.GetInclusionProof() {
+		var h tlog.Hash
+		copy(h[:], b)
+		proof = append(proof, h)
+		hashes[i] = base64.StdEncoding.EncodeToString(b)
+	}
+	if err := head.CheckInclusion(entry, resp.GetLeaf(), proof); err != nil {
+		return err
+	}
+	return json.NewEncoder(g.stdout).Encode(map[string]any{
+		"index": entry, "leaf": base64.StdEncoding.EncodeToString(resp.GetLeaf()), "tree_size": head.Size,
+		"root": base64.StdEncoding.EncodeToString(head.Root[:]), "inclusion_proof": hashes, "checkpoint": string(resp.GetCheckpoint()),
+	})
 }

@@ -36,6 +36,12 @@ func TestAuditorReadsARunningCoordinator(t *testing.T) {
 	if out, _, code := run("auditor", "audit", "export"); code != 0 || !strings.Contains(out, `"type":"model_release"`) {
 		t.Fatalf("auditor export: %d %.200s", code, out)
 	}
+	if out, _, code := run("auditor", "audit", "show"); code != 0 || !strings.Contains(out, "model_release") {
+		t.Fatalf("auditor show: %d %.200s", code, out)
+	}
+	if out, errs, code := run("auditor", "audit", "proof", "--entry", "1"); code != 0 || !strings.Contains(out, "inclusion_proof") {
+		t.Fatalf("auditor proof: %d %s %s", code, out, errs)
+	}
 	for _, user := range []string{"alice", "mallory"} {
 		_, errs, code := run(user, "audit", "export")
 		if code == 0 || !strings.Contains(errs, "needs the auditor role") {
