@@ -235,11 +235,18 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		return fmt.Errorf("aggregate: %w", err)
 	}
 	aggTime := c.cfg.Now().Sub(aggStart)
+	// The round's entries are known once it is aggregated: append them
+	// (an fsync) while the sites evaluate, and wait for it before the round
+	// is stored or reported.
+	logged := make(chan error, 1)
+	entries := roundEntries(id, r, col, next)
+	go func() { logged <- c.audit(false, entries...) }()
 	evalStart := c.cfg.Now()
 	// Evaluation is best effort: a site that cannot score this round still
 	// trained in it, so one answer is enough to report a figure.
 	ecol, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_EVAL, sites: col.Answered(), minSites: 1, st: st, w: next})
 	if err != nil {
+		<-logged
 		return err
 	}
 	sum := &federav1.RoundSummary{
@@ -273,8 +280,9 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	cp := st.checkpoint(id, cpw)
 	// The round is in the log before it is stored or reported; its
 	// checkpoint is signed in the background.
+	// The time the round waits for its entries to be durable.
 	auditStart := c.cfg.Now()
-	if err := c.audit(false, roundEntries(id, r, col, next)...); err != nil {
+	if err := <-logged; err != nil {
 		return err
 	}
 	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))

@@ -2173,7 +2173,8 @@ type RoundSummary struct {
 	MaxLocalTrainMs float64 `protobuf:"fixed64,11,opt,name=max_local_train_ms,json=maxLocalTrainMs,proto3" json:"max_local_train_ms,omitempty"`
 	AggregateMs     float64 `protobuf:"fixed64,12,opt,name=aggregate_ms,json=aggregateMs,proto3" json:"aggregate_ms,omitempty"`
 	EvalPhaseMs     float64 `protobuf:"fixed64,13,opt,name=eval_phase_ms,json=evalPhaseMs,proto3" json:"eval_phase_ms,omitempty"`
-	// Appending the round's entries to the audit log (fsynced).
+	// How long the round waited for its audit entries to be durable (they
+	// are appended while the sites evaluate).
 	AuditMs       float64 `protobuf:"fixed64,14,opt,name=audit_ms,json=auditMs,proto3" json:"audit_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
