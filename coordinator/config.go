@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,9 @@ type File struct {
 	StateDir string `yaml:"state_dir"`
 	Identity struct {
 		Dir string `yaml:"dir"`
+		// WorkloadAPI is a SPIFFE Workload API address (a SPIRE agent's
+		// socket, unix:///run/spire/agent.sock) used instead of Dir.
+		WorkloadAPI string `yaml:"workload_api"`
 	} `yaml:"identity"`
 	// Sites lists the SPIFFE IDs of the sites allowed to connect.
 	Sites []string `yaml:"sites"`
@@ -72,10 +76,8 @@ func LoadFile(path string) (Config, error) {
 		}
 		cfg.Users[id.String()] = u.Roles
 	}
-	if f.Identity.Dir == "" {
-		errs = append(errs, errors.New("field identity.dir: required (a directory with svid.pem, key.pem and bundle.pem)"))
-	} else if id, err := attest.LoadIdentity(f.Identity.Dir); err != nil {
-		errs = append(errs, fmt.Errorf("field identity.dir: %w", err))
+	if id, err := attest.LoadSource(context.Background(), f.Identity.Dir, f.Identity.WorkloadAPI); err != nil {
+		errs = append(errs, err)
 	} else {
 		cfg.Identity = id
 	}

@@ -55,6 +55,9 @@ const DefaultClassification = "personal"
 type File struct {
 	Identity struct {
 		Dir string `yaml:"dir"`
+		// WorkloadAPI is a SPIFFE Workload API address (a SPIRE agent's
+		// socket, unix:///run/spire/agent.sock) used instead of Dir.
+		WorkloadAPI string `yaml:"workload_api"`
 	} `yaml:"identity"`
 	Coordinator struct {
 		Address      string `yaml:"address"`
@@ -138,19 +141,14 @@ func LoadFile(path string) (Config, error) {
 	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
 		cfg.StateDir = filepath.Join(base, cfg.StateDir)
 	}
-	if f.Identity.Dir == "" {
-		errs = append(errs, errors.New("field identity.dir: required (a directory with svid.pem, key.pem and bundle.pem)"))
+	dir := f.Identity.Dir
+	if dir != "" && !filepath.IsAbs(dir) {
+		dir = filepath.Join(base, dir)
+	}
+	if id, err := attest.LoadSource(context.Background(), dir, f.Identity.WorkloadAPI); err != nil {
+		errs = append(errs, err)
 	} else {
-		dir := f.Identity.Dir
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(base, dir)
-		}
-		id, err := attest.LoadIdentity(dir)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("field identity.dir: %w", err))
-		} else {
-			cfg.Identity = id
-		}
+		cfg.Identity = id
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
