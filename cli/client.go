@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ import (
 type clientFlags struct {
 	addr     string
 	identity string
+	workload string
 	coordID  string
 	output   string
 }
@@ -29,6 +31,7 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 func (f *clientFlags) registerConn(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.addr, "coordinator", envOr("FEDERA_COORDINATOR", "127.0.0.1:7443"), "coordinator address host:port (env FEDERA_COORDINATOR)")
 	cmd.Flags().StringVar(&f.identity, "identity", envOr("FEDERA_IDENTITY", ""), "identity directory with svid.pem, key.pem, bundle.pem (env FEDERA_IDENTITY)")
+	cmd.Flags().StringVar(&f.workload, "workload-api", envOr("FEDERA_WORKLOAD_API", ""), "SPIFFE Workload API address instead of --identity, e.g. unix:///run/spire/agent.sock (env FEDERA_WORKLOAD_API)")
 	cmd.Flags().StringVar(&f.coordID, "coordinator-id", "", "the coordinator's SPIFFE ID (default: spiffe://<your trust domain>/coordinator)")
 }
 
@@ -37,12 +40,19 @@ func (f *clientFlags) dial() (*grpc.ClientConn, error) {
 	if err := checkOutput(f.output); err != nil {
 		return nil, err
 	}
-	if f.identity == "" {
-		return nil, fmt.Errorf("flag --identity: required (or set FEDERA_IDENTITY): a directory with svid.pem, key.pem and bundle.pem")
-	}
-	id, err := attest.LoadIdentity(f.identity)
-	if err != nil {
-		return nil, fmt.Errorf("flag --identity: %w", err)
+	var id attest.Source
+	var err error
+	switch {
+	case f.workload != "":
+		if id, err = attest.NewWorkloadAPISource(context.Background(), f.workload, 0); err != nil {
+			return nil, fmt.Errorf("flag --workload-api: %w", err)
+		}
+	case f.identity == "":
+		return nil, fmt.Errorf("flag --identity: required (or set FEDERA_IDENTITY): a directory with svid.pem, key.pem and bundle.pem; or --workload-api")
+	default:
+		if id, err = attest.LoadIdentity(f.identity); err != nil {
+			return nil, fmt.Errorf("flag --identity: %w", err)
+		}
 	}
 	coord := attest.CoordinatorID(id.ID().TrustDomain())
 	if f.coordID != "" {
