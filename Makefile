@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/federa
 PKGS     := ./...
 
-.PHONY: all build test race lint generate generate-check bench demo e2e data clean fuzz opa-test cosign
+.PHONY: all build test race lint generate generate-check bench demo e2e data clean fuzz opa-test cosign spire
 
 all: build
 
@@ -13,11 +13,24 @@ build:
 demo: build
 	./$(BIN) demo
 
-test: cosign
+test: cosign spire
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 
-race: cosign
+race: cosign spire
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# A real SPIRE server and agent (v1.13.3) for e2e/spire_test.go, built once
+# from the Go module proxy through the tools module in tools/spire (the
+# proxy refuses `go install …@v1.13.3`; first build about 10 minutes, cgo).
+SPIRE_VERSION := 1.13.3
+SPIRE_BIN     := $(CURDIR)/.cache/bin
+spire:
+	@if $(SPIRE_BIN)/spire-server --version 2>&1 | grep -q '^$(SPIRE_VERSION)' && [ -x $(SPIRE_BIN)/spire-agent ]; then \
+	  echo "SPIRE $(SPIRE_VERSION) is built: $(SPIRE_BIN)"; \
+	else \
+	  echo "building SPIRE $(SPIRE_VERSION) into $(SPIRE_BIN) (first time: about 10 minutes)"; \
+	  cd tools/spire && GOBIN=$(SPIRE_BIN) $(GO) install github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent; \
+	fi
 
 # The real cosign CLI checks our release bundles (attest/sign/cosign_test.go).
 # Built once from the module proxy into a git-ignored folder (first time:

@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// spireBin finds the SPIRE binaries `make spire` builds (v1.13.3, from the
+// Go module proxy, cached in .cache/bin). Their absence fails the test with
+// how to build them: this test is not silently skipped.
+func spireBin(t *testing.T, name string) string {
+	t.Helper()
+	if dir := os.Getenv("FEDERA_SPIRE_BIN"); dir != "" {
+		return filepath.Join(dir, name)
+	}
+	p, _ := filepath.Abs(filepath.Join("..", ".cache", "bin", name))
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s not found at %s: run `make spire` (builds SPIRE v1.13.3 once, ~7 minutes)", name, p)
+	}
+	return p
+}
+
+func spireRun(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// copyBinary puts the federa binary at path, so SPIRE's unix workload
+// attestor can tell the coordinator, the sites and the user apart by path.
+func copyBinary(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(federaBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestJobOnSPIREIdentities runs a coordinator, two sites and the CLI on
+// SVIDs from a real SPIRE server and agent (join-token node attestation,
+// unix workload attestation by binary path, 1-minute SVIDs), then runs a
+// second job after the SVIDs rotated.
+func TestJobOnSPIREIdentities(t *testing.T) {
+	server, agent := spireBin(t, "spire-server"), spireBin(t, "spire-agent")
+	dir := t.TempDir()
+	port := strings.Split(freePort(t), ":")[1]
+	serverSock, agentSock := filepath.Join(dir, "server.sock"), filepath.Join(dir, "agent.sock")
+	write(t, filepath.Join(dir, "server.conf"), fmt.Sprintf(`server {
+  bind_address = "127.0.0.1"
+  bind_port = "%s"
+  socket_path = "%s"
+  trust_domain = "example.org"
+  data_dir = "%s/server-data"
+  log_level = "WARN"
+  default_x509_svid_ttl = "1m"
+}
+plugins {
+  DataStore "sql" { plugin_data { database_type = "sqlite3" connection_string = "%s/datastore.sqlite3" } }
+  NodeAttestor "join_token" { plugin_data {} }
+  KeyManager "memory" { plugin_data {} }
+}
+`, port, serverSock, dir, dir))
+	startDaemon(t, dir, "spire-server", server, "run", "-config", filepath.Join(dir, "server.conf"))
+	waitSpire(t, func() error {
+		return exec.Command(server, "healthcheck", "-socketPath", serverSock).Run()
+	})
+	out := spireRun(t, server, "token", "generate", "-spiffeID", "spiffe://example.org/agent", "-socketPath", serverSock)
+	token := regexp.MustCompile(`Token: (\S+)`).FindStringSubmatch(out)
+	if token == nil {
+		t.Fatalf("no token in %q", out)
+	}
+	write(t, filepath.Join(dir, "agent.conf"), fmt.Sprintf(`agent {
+  data_dir = "%s/agent-data"
+  log_level = "WARN"
+  server_address = "127.0.0.1"
+  server_port = "%s"
+  socket_path = "%s"
+  trust_domain = "example.org"
+  insecure_bootstrap = true
+}
+plugins {
+  NodeAttestor "join_token" { plugin_data {} }
+  KeyManager "memory" { plugin_data {} }
+  WorkloadAttestor "unix" { plugin_data { discover_workload_path = true } }
+}
+`, dir, port, agentSock))
+	startDaemon(t, dir, "spire-agent", agent, "run", "-config", filepath.Join(dir, "agent.conf"), "-joinToken", token[1])
+	waitSpire(t, func() error { return exec.Command(agent, "healthcheck", "-socketPath", agentSock).Run() })
+
+	parent := "spiffe://example.org/spire/agent/join_token/" + token[1]
+	bins := map[string]string{}
+	for name, id := range map[string]string{
+		"coordinator": "spiffe://example.org/coordinator",
+		"eu-paris":    "spiffe://example.org/site/eu/paris",
+		"us-boston":   "spiffe://example.org/site/us/boston",
+		"alice":       "spiffe://example.org/user/alice",
+	} {
+		bins[name] = copyBinary(t, filepath.Join(dir, "bin", name, "federa"))
+		spireRun(t, server, "entry", "create", "-socketPath", serverSock, "-parentID", parent, "-spiffeID", id,
+			"-selector", "unix:path:"+bins[name], "-x509SVIDTTL", "60")
+	}
+
+	data, _ := filepath.Abs("../testdata/breast-cancer")
+	addr := freePort(t)
+	ws := "unix://" + agentSock
+	write(t, filepath.Join(dir, "coordinator.yaml"), fmt.Sprintf(`listen: %s
+state_dir: %s/state/coordinator
+identity: {workload_api: %q}
+heartbeat_interval: 1s
+site_wait_timeout: 60s
+users:
+  - {id: spiffe://example.org/user/alice, roles: [data-scientist]}
+sites: [spiffe://example.org/site/eu/paris, spiffe://example.org/site/us/boston]
+`, addr, dir, ws))
+	startDaemon(t, dir, "coordinator", bins["coordinator"], "coordinator", "--config", filepath.Join(dir, "coordinator.yaml"))
+	for _, s := range []string{"eu-paris", "us-boston"} {
+		write(t, filepath.Join(dir, s+".yaml"), fmt.Sprintf(`identity: {workload_api: %q}
+coordinator: {address: %s, id: spiffe://example.org/coordinator, jurisdiction: eu}
+datasets: [{name: breast-cancer, path: %s/%s.csv, default_classification: internal}]
+state_dir: %s/state/%s
+reconnect: {min: 100ms, max: 1s}
+`, ws, addr, data, s, dir, s))
+		startDaemon(t, dir, s, bins[s], "site", "--config", filepath.Join(dir, s+".yaml"))
+	}
+	job := filepath.Join(dir, "job.yaml")
+	write(t, job, "name: spire\ndataset: breast-cancer\nrounds: 3\nmin_sites: 2\nround_timeout: 30s\nsites: [eu/paris, us/boston]\n")
+	submit := func() {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			cmd := exec.Command(bins["alice"], "job", "submit", job, "--watch", "--coordinator", addr, "--workload-api", ws)
+			out, err := cmd.CombinedOutput()
+			if err == nil && bytes.Contains(out, []byte("succeeded")) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job on SPIRE identities: %v\n%s", err, out)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+	submit()
+	// 1-minute SVIDs rotate at half-life: wait past it, then run again on
+	// the rotated SVIDs (new handshakes use them; open streams carry on).
+	time.Sleep(40 * time.Second)
+	submit()
+	// A refused identity: an unregistered binary gets no SVID at all.
+	stranger := copyBinary(t, filepath.Join(dir, "bin", "stranger", "federa"))
+	out2, err := exec.Command(stranger, "job", "list", "--coordinator", addr, "--workload-api", ws).CombinedOutput()
+	if err == nil {
+		t.Fatalf("an unregistered workload listed jobs:\n%s", out2)
+	}
+}
+
+func waitSpire(t *testing.T, ready func() error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("SPIRE did not become healthy in 60s")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// startDaemon runs bin (a copy of federa) as a long-running process.
+func startDaemon(t *testing.T, dir, name, bin string, args ...string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			sc := bufio.NewScanner(bytes.NewReader(b))
+			for sc.Scan() {
+				t.Logf("%s: %s", name, sc.Text())
+			}
+		}
+	})
+}
