@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -221,6 +222,9 @@ func (s *jobService) SubmitJob(ctx context.Context, req *federav1.SubmitJobReque
 	who, err := s.caller(ctx, "SubmitJob")
 	if err != nil {
 		return nil, err
+	}
+	if !slices.Contains(s.c.cfg.Users[who], "data-scientist") {
+		return nil, status.Errorf(codes.PermissionDenied, "%s may not call SubmitJob: it needs the data-scientist role (coordinator config users[].roles)", who)
 	}
 	return s.c.Submit(ctx, who, req.GetSpec())
 }

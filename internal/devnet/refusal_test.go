@@ -145,3 +145,20 @@ func TestRefusedAtTheRPC(t *testing.T) {
 		}
 	})
 }
+
+// TestSubmitNeedsTheDataScientistRole: a valid user SVID without the role
+// is refused at the RPC, naming the caller, the RPC and the missing role.
+func TestSubmitNeedsTheDataScientistRole(t *testing.T) {
+	n, _ := startNet(t, devnet.Options{})
+	for _, user := range []string{"mallory", "auditor"} {
+		c, closeFn, err := n.Dial(user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.SubmitJob(t.Context(), &federav1.SubmitJobRequest{Spec: demoSpec().Proto()})
+		closeFn()
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "user/"+user+" may not call SubmitJob: it needs the data-scientist role") {
+			t.Fatalf("%s submitting: %v", user, err)
+		}
+	}
+}
