@@ -18,6 +18,8 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/federa-dev/federa/internal/fsutil"
 )
 
 // Names of the key files LoadOrCreate keeps in its directory. signing.pub
@@ -114,7 +116,7 @@ func LoadOrCreate(dir string) (*Signer, error) {
 	if cur, err := os.ReadFile(pubPath); err == nil && bytes.Equal(cur, s.pubPEM) {
 		return s, nil
 	}
-	if err := writeFileAtomic(pubPath, s.pubPEM, 0o644); err != nil {
+	if err := fsutil.WriteFile(pubPath, s.pubPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("write public key: %w", err)
 	}
 	return s, nil
@@ -168,55 +170,11 @@ func createKey(dir, keyPath string) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal signing key: %w", err)
 	}
-	tmp, err := writeTemp(dir, PrivateKeyFile, keyPEM, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("write signing key: %w", err)
-	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, keyPath); err != nil {
+	if err := fsutil.CreateExclusive(keyPath, keyPEM, 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return loadKey(keyPath)
 		}
 		return nil, fmt.Errorf("write signing key: %w", err)
 	}
 	return s, nil
-}
-
-// writeTemp writes data, synced, to a new temporary file in dir and returns
-// its name.
-func writeTemp(dir, base string, data []byte, mode os.FileMode) (string, error) {
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	name := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return "", err
-	}
-	return name, nil
-}
-
-// writeFileAtomic replaces path so that a reader sees the old file or the
-// new one, never half of one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := writeTemp(filepath.Dir(path), filepath.Base(path), data, mode)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }
