@@ -75,25 +75,9 @@ type Model struct {
 	Type string `yaml:"type"`
 }
 
-// Duration is a time.Duration written as "90s" or "2m" in YAML.
-type Duration time.Duration
-
-// UnmarshalYAML parses a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration like 90s or 2m", n.Line)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration; want e.g. 90s or 2m", n.Line, s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes the duration as a string.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+// Duration is a time.Duration written as "90s" or "2m" in YAML, shared
+// with the daemons' config files.
+type Duration = config.Duration
 
 // Parse reads a job spec from YAML. Unknown fields, wrong types and
 // invalid values are errors that name the source, the field and what

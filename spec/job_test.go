@@ -95,7 +95,7 @@ func TestParseErrors(t *testing.T) {
 		{"l2 negative", minimal + "l2: -1\n", []string{"field l2", "-1"}},
 		{"eval_fraction one", minimal + "eval_fraction: 1.0\n", []string{"field eval_fraction", "0 ≤ eval_fraction < 1"}},
 		{"eval_fraction negative", minimal + "eval_fraction: -0.1\n", []string{"field eval_fraction"}},
-		{"round_timeout not a duration", minimal + "round_timeout: soon\n", []string{"line 3", `"soon" is not a duration`, "90s"}},
+		{"round_timeout not a duration", minimal + "round_timeout: soon\n", []string{"line 3", `"soon" is not a duration`, "2m"}},
 		{"round_timeout a number without unit", minimal + "round_timeout: 90\n", []string{"line 3", `"90" is not a duration`}},
 		{"round_timeout a list", minimal + "round_timeout: [1]\n", []string{"line 3", "want a duration"}},
 		{"round_timeout too short", minimal + "round_timeout: 500ms\n", []string{"field round_timeout", "500ms", "at least 1s"}},
