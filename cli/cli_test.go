@@ -125,7 +125,12 @@ func pythonWithNumpy(t *testing.T) string {
 			return py
 		}
 	}
-	t.Skip("SKIPPED: no python3 with numpy on this machine (apt-get install python3-numpy); the Python reader in docs/models.md is not checked")
+	msg := "no python3 with numpy on this machine (apt-get install python3-numpy): the Python reader in docs/models.md cannot be checked"
+	if os.Getenv("CI") != "" {
+		// .ci/run installs numpy; its absence there is a broken setup.
+		t.Fatal(msg)
+	}
+	t.Skip("skipped outside CI: " + msg)
 	return ""
 }
 

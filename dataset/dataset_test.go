@@ -134,9 +134,21 @@ func TestLoadCSVMissingFileIsNotExist(t *testing.T) {
 	}
 }
 
+// TestLoadCSVNotReadable covers the error path for a path that cannot be
+// opened for a reason other than absence; it runs as any user, root
+// included (CI runs as root, where file modes do not stop a read).
+func TestLoadCSVNotReadable(t *testing.T) {
+	notDir := writeCSV(t, "a,label\n1,x\n")
+	_, err := LoadCSV(filepath.Join(notDir, "child.csv"), Options{Label: "label"})
+	var de *Error
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), "cannot read file") || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestLoadCSVUnreadable(t *testing.T) {
 	if os.Geteuid() == 0 {
-		t.Skip("root can read files regardless of permissions")
+		t.Skip("running as root, which reads files whatever their mode; TestLoadCSVNotReadable covers the same error path")
 	}
 	p := writeCSV(t, "a,label\n1,x\n")
 	if err := os.Chmod(p, 0); err != nil {

@@ -268,7 +268,7 @@ func TestCrashKill(t *testing.T) {
 		return
 	}
 	if testing.Short() {
-		t.Skip("spawns processes")
+		t.Skip("-short: this test spawns and SIGKILLs child processes; make test runs it")
 	}
 	dir := t.TempDir()
 	logDir, keyDir := filepath.Join(dir, "log"), filepath.Join(dir, "keys")
