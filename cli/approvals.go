@@ -42,22 +42,17 @@ func (f *approvalFlags) approvals() (*site.Approvals, error) {
 		if f.config == "" {
 			return nil, errors.New("flag --config (the site's site.yaml) or --state (its state directory) is required")
 		}
-		var file struct{ StateDir string }
-		data, err := os.ReadFile(f.config)
-		if err != nil {
-			return nil, fmt.Errorf("read site config: %w", err)
-		}
-		var loose map[string]any
-		if err := config.Decode(f.config, data, &loose); err != nil {
+		// Only state_dir is needed: no identity files, so an operator can
+		// approve from a host that holds none.
+		var file map[string]any
+		if err := config.DecodeFile(f.config, &file); err != nil {
 			return nil, err
 		}
-		if s, ok := loose["state_dir"].(string); ok {
-			file.StateDir = s
-		}
-		if file.StateDir == "" {
+		stateDir, _ := file["state_dir"].(string)
+		if stateDir == "" {
 			return nil, fmt.Errorf("config %s: field state_dir: not set; approvals live in the site's state directory", f.config)
 		}
-		dir = file.StateDir
+		dir = stateDir
 		if !filepath.IsAbs(dir) {
 			dir = filepath.Join(filepath.Dir(f.config), dir)
 		}

@@ -215,6 +215,32 @@ func newAuditExportCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// head returns the log's verifier key and, if withCheckpoint, its latest
+// signed checkpoint: from the state directory, or from a running
+// coordinator when state is empty.
+func head(cmd *cobra.Command, state string, remote *clientFlags, withCheckpoint bool) (cp []byte, key string, err error) {
+	if state == "" {
+		r, err := remote.audit()
+		if err != nil {
+			return nil, "", err
+		}
+		defer r.close()
+		return r.checkpoint(cmd)
+	}
+	_, keyFile, err := auditDirs(state)
+	if err != nil {
+		return nil, "", err
+	}
+	if key, err = readKey(keyFile, ""); err != nil || !withCheckpoint {
+		return nil, key, err
+	}
+	err = withLog(state, func(l *auditlog.Log) error {
+		cp, err = l.LatestCheckpoint()
+		return err
+	})
+	return cp, key, err
+}
+
 func newAuditCheckpointCmd(g *globals) *cobra.Command {
 	var state string
 	var remote clientFlags
@@ -224,27 +250,12 @@ func newAuditCheckpointCmd(g *globals) *cobra.Command {
 		Example: "  federa audit checkpoint --state ./demo-state > cp.txt\n  federa audit checkpoint --coordinator 127.0.0.1:7443 --identity ids/auditor",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if state == "" {
-				r, err := remote.audit()
-				if err != nil {
-					return err
-				}
-				defer r.close()
-				cp, _, err := r.checkpoint(cmd)
-				if err != nil {
-					return err
-				}
-				_, err = g.stdout.Write(cp)
+			cp, _, err := head(cmd, state, &remote, true)
+			if err != nil {
 				return err
 			}
-			return withLog(state, func(l *auditlog.Log) error {
-				cp, err := l.LatestCheckpoint()
-				if err != nil {
-					return err
-				}
-				_, err = g.stdout.Write(cp)
-				return err
-			})
+			_, err = g.stdout.Write(cp)
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state); without it, ask --coordinator")
@@ -261,24 +272,7 @@ func newAuditKeyCmd(g *globals) *cobra.Command {
 		Example: "  federa audit key --state ./demo-state",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if state == "" {
-				r, err := remote.audit()
-				if err != nil {
-					return err
-				}
-				defer r.close()
-				_, k, err := r.checkpoint(cmd)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(g.stdout, k)
-				return nil
-			}
-			_, keyFile, err := auditDirs(state)
-			if err != nil {
-				return err
-			}
-			k, err := readKey(keyFile, "")
+			_, k, err := head(cmd, state, &remote, false)
 			if err != nil {
 				return err
 			}
