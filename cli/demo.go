@@ -337,7 +337,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	}
 	fedSecs := time.Since(fedStart).Seconds()
 	res := &demoResult{
-		JobID: final.GetId(), Status: statusName(final.GetStatus()), Message: final.GetMessage(),
+		JobID: final.GetId(), Status: final.GetStatus().Name(), Message: final.GetMessage(),
 		RoundsCompleted: int(final.GetRoundsCompleted()), Sites: names, StateDir: state,
 		Features: final.GetFeatures(), Classes: final.GetClasses(),
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -77,7 +76,7 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 				if f.output == "json" {
 					return writeProto(g.stdout, job)
 				}
-				fmt.Fprintf(g.stdout, "submitted %s (%s)\n", job.GetId(), statusName(job.GetStatus()))
+				fmt.Fprintf(g.stdout, "submitted %s (%s)\n", job.GetId(), job.GetStatus().Name())
 				return nil
 			}
 			final, err := watchJob(cmd.Context(), c, job.GetId(), g.stdout, f.output)
@@ -97,7 +96,7 @@ func finalErr(j *federav1.Job) error {
 	if j.GetStatus() == federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		return nil
 	}
-	return &exitError{code: 2, err: fmt.Errorf("job %s %s: %s", j.GetId(), statusName(j.GetStatus()), j.GetMessage())}
+	return &exitError{code: 2, err: fmt.Errorf("job %s %s: %s", j.GetId(), j.GetStatus().Name(), j.GetMessage())}
 }
 
 func newJobListCmd(g *globals) *cobra.Command {
@@ -123,7 +122,7 @@ func newJobListCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tROUNDS\tACCURACY\tCREATED\tMESSAGE")
 			for _, j := range resp.GetJobs() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", j.GetId(), j.GetSpec().GetName(), statusName(j.GetStatus()),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", j.GetId(), j.GetSpec().GetName(), j.GetStatus().Name(),
 					j.GetRoundsCompleted(), j.GetSpec().GetRounds(), lastAccuracy(j), time.UnixMilli(j.GetCreatedUnixMs()).Format(time.DateTime), oneLine(j.GetMessage()))
 			}
 			return tw.Flush()
@@ -206,7 +205,7 @@ func newJobCancelCmd(g *globals) *cobra.Command {
 			if f.output == "json" {
 				return writeProto(g.stdout, j)
 			}
-			fmt.Fprintf(g.stdout, "%s %s: %s\n", j.GetId(), statusName(j.GetStatus()), j.GetMessage())
+			fmt.Fprintf(g.stdout, "%s %s: %s\n", j.GetId(), j.GetStatus().Name(), j.GetMessage())
 			return nil
 		},
 	}
@@ -259,10 +258,6 @@ func writeProto(w io.Writer, m proto.Message) error {
 	return err
 }
 
-func statusName(s federav1.JobStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "JOB_STATUS_"))
-}
-
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
 	if len(s) > 80 {
@@ -273,22 +268,15 @@ func oneLine(s string) string {
 
 func lastAccuracy(j *federav1.Job) string {
 	if n := len(j.GetRounds()); n > 0 {
-		return fmtAcc(j.GetRounds()[n-1].GetEvalAccuracy())
+		return federav1.FormatAccuracy(j.GetRounds()[n-1].GetEvalAccuracy())
 	}
 	return "-"
-}
-
-func fmtAcc(a float64) string {
-	if math.IsNaN(a) {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.4f", a)
 }
 
 // printJob is the human view of a job.
 func printJob(w io.Writer, j *federav1.Job) {
 	fmt.Fprintf(w, "Job:        %s (%s)\n", j.GetId(), j.GetSpec().GetName())
-	fmt.Fprintf(w, "Status:     %s — %s\n", statusName(j.GetStatus()), j.GetMessage())
+	fmt.Fprintf(w, "Status:     %s — %s\n", j.GetStatus().Name(), j.GetMessage())
 	fmt.Fprintf(w, "Requester:  %s\n", j.GetRequester())
 	fmt.Fprintf(w, "Dataset:    %s (label %q, %d features, classes %v)\n", j.GetSpec().GetDataset(), j.GetSpec().GetLabel(), len(j.GetFeatures()), j.GetClasses())
 	fmt.Fprintf(w, "Rounds:     %d of %d\n", j.GetRoundsCompleted(), j.GetSpec().GetRounds())
@@ -300,7 +288,7 @@ func printJob(w io.Writer, j *federav1.Job) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ROUND\tSITES\tTRAIN LOSS\tEVAL ACC\tEVAL LOSS\tMISSING")
 		for _, r := range j.GetRounds() {
-			fmt.Fprintf(tw, "%d\t%d\t%.4f\t%s\t%.4f\t%s\n", r.GetRound(), len(r.GetParticipants()), r.GetTrainLoss(), fmtAcc(r.GetEvalAccuracy()), r.GetEvalLoss(), strings.Join(r.GetMissing(), ","))
+			fmt.Fprintf(tw, "%d\t%d\t%.4f\t%s\t%.4f\t%s\n", r.GetRound(), len(r.GetParticipants()), r.GetTrainLoss(), federav1.FormatAccuracy(r.GetEvalAccuracy()), r.GetEvalLoss(), strings.Join(r.GetMissing(), ","))
 		}
 		tw.Flush()
 	}

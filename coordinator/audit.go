@@ -183,7 +183,7 @@ func roundEntries(id string, r int, col *collected, aggregate models.Weights) []
 
 func endEntry(j *federav1.Job) auditlog.Entry {
 	return auditlog.Entry{Type: auditlog.TypeJobEnd, Job: j.GetId(), Actor: "coordinator", Data: map[string]any{
-		"status": statusName(j.GetStatus()), "message": j.GetMessage(), "rounds_completed": j.GetRoundsCompleted(),
+		"status": j.GetStatus().Name(), "message": j.GetMessage(), "rounds_completed": j.GetRoundsCompleted(),
 	}}
 }
 

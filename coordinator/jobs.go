@@ -306,7 +306,7 @@ func (s *jobService) CancelJob(ctx context.Context, req *federav1.CancelJobReque
 	}
 	if final {
 		j, _, _, _ := c.snapshot(req.GetId())
-		return nil, status.Errorf(codes.FailedPrecondition, "job %s already ended (%s)", req.GetId(), statusName(j.GetStatus()))
+		return nil, status.Errorf(codes.FailedPrecondition, "job %s already ended (%s)", req.GetId(), j.GetStatus().Name())
 	}
 	reason := req.GetReason()
 	if reason == "" {
@@ -336,7 +336,7 @@ func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.Job
 		return status.Errorf(codes.NotFound, "job %q not found", req.GetJobId())
 	}
 	if j.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
-		return status.Errorf(codes.FailedPrecondition, "job %s has no model: it is %s", j.GetId(), statusName(j.GetStatus()))
+		return status.Errorf(codes.FailedPrecondition, "job %s has no model: it is %s", j.GetId(), j.GetStatus().Name())
 	}
 	var data []byte
 	var err error
@@ -362,8 +362,4 @@ func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.Job
 		}
 	}
 	return nil
-}
-
-func statusName(s federav1.JobStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "JOB_STATUS_"))
 }

@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -124,7 +126,7 @@ func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites 
 			features, first = r.GetFeatures(), s
 			moments = models.Moments{Count: r.GetCount(), Sum: r.GetSum(), SumSq: r.GetSumSq()}
 		} else {
-			if !equalStrings(features, r.GetFeatures()) {
+			if !slices.Equal(features, r.GetFeatures()) {
 				return nil, fmt.Errorf("feature columns differ between sites: %s; list `features` in the job spec or align the files",
 					describeDiff(first, features, s, r.GetFeatures()))
 			}
@@ -142,7 +144,7 @@ func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites 
 	if len(features) == 0 {
 		return nil, errors.New("sites reported no feature columns")
 	}
-	classes := sortStrings(keys(classSet))
+	classes := slices.Sorted(maps.Keys(classSet))
 	if len(classes) < 2 {
 		return nil, fmt.Errorf("label %q has only the value(s) [%s] across all sites; a classifier needs at least 2", sp.GetLabel(), strings.Join(classes, ", "))
 	}
@@ -287,7 +289,7 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	}
 	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))
 	c.requestCheckpoint()
-	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, eval accuracy %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, fmtAcc(sum.EvalAccuracy))
+	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, eval accuracy %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, federav1.FormatAccuracy(sum.EvalAccuracy))
 	_, err = c.updateWith(id, event, func(j *federav1.Job) {
 		j.RoundsCompleted = int32(r)
 		j.Rounds = append(j.Rounds, sum)
@@ -306,13 +308,6 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func fmtAcc(a float64) string {
-	if math.IsNaN(a) {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.4f", a)
-}
 
 // finish exports the model and marks the job succeeded, in one write.
 func (c *Coordinator) finish(id string, sp *federav1.JobSpec, st *training) error {
@@ -497,7 +492,7 @@ func (c *Coordinator) sitesWithoutDataset(sites []string, dataset string) []stri
 		if sess == nil || sess.datasets[dataset] {
 			continue
 		}
-		out = append(out, fmt.Sprintf("site %s does not serve it (it serves: [%s])", s, strings.Join(sortStrings(keys(sess.datasets)), ", ")))
+		out = append(out, fmt.Sprintf("site %s does not serve it (it serves: [%s])", s, strings.Join(slices.Sorted(maps.Keys(sess.datasets)), ", ")))
 	}
 	return out
 }
@@ -521,14 +516,6 @@ func addBytes(j *federav1.Job, col *collected) {
 	for s, n := range col.bytesOut {
 		siteSummary(j, s).BytesReceived += n
 	}
-}
-
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 func sortStrings(s []string) []string { sort.Strings(s); return s }
@@ -579,16 +566,4 @@ func describeDiff(a string, ca []string, b string, cb []string) string {
 		parts = append(parts, fmt.Sprintf("%s and %s have the same columns in a different order", a, b))
 	}
 	return strings.Join(parts, "; ")
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
