@@ -122,6 +122,8 @@ func (c *Coordinator) addDecision(site string, r *federav1.DecisionRecord) {
 		return // a dry run for a job that was refused, a late record, or a stranger's id
 	}
 	js.decisions = append(js.decisions, &federav1.SiteDecision{Site: site, Record: r})
+	// Appended with the next batch (a round's, a job end's): one fsync per
+	// round, not per decision; the site keeps its own durable copy.
 	c.auditQueue = append(c.auditQueue, decisionEntry(site, r))
 }
 

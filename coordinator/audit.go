@@ -112,15 +112,6 @@ func (c *Coordinator) signIfBehind() error {
 	return nil
 }
 
-// queueAudit keeps an entry to be appended with the next round's entries:
-// site decisions arrive many per round, and one fsync per round costs far
-// less than one per decision. The site keeps its own durable copy.
-func (c *Coordinator) queueAudit(e auditlog.Entry) {
-	c.mu.Lock()
-	c.auditQueue = append(c.auditQueue, e)
-	c.mu.Unlock()
-}
-
 func digestProto(m proto.Message) string {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	s := sha256.Sum256(b)

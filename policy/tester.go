@@ -58,15 +58,6 @@ func Test(ctx context.Context, dir string) ([]TestResult, error) {
 	return rs, nil
 }
 
-// TestFS is Test for a folder of an fs.FS, such as Default().
-func TestFS(ctx context.Context, fsys fs.FS, name string) ([]TestResult, error) {
-	rs, err := runTests(ctx, fsys, name, name, nil)
-	if err != nil {
-		return nil, fmt.Errorf("test site policy %q: %w", name, err)
-	}
-	return rs, nil
-}
-
 // runTests runs the tests of root; a non-nil coverage tracer records which
 // lines ran (the package's own tests hold the default policy to full
 // coverage). Tests run without tracing; failures run again with it, to say

@@ -46,11 +46,6 @@ func newTamperFixture(t *testing.T) *tamperFixture {
 	return f
 }
 
-func (f *tamperFixture) record(t *testing.T, dir string, i int) []byte {
-	b := readFile(t, filepath.Join(dir, entriesFile))
-	return append([]byte(nil), b[f.offsets[i]:f.offsets[i+1]]...)
-}
-
 // wantVerifyError checks err is a *VerifyError naming index (and the
 // checkpoint, unless wantCP is nil).
 func wantVerifyError(t *testing.T, err error, index int64, wantCP *int64) {
