@@ -61,8 +61,9 @@ fuzz:
 OPA := $(GO) run github.com/open-policy-agent/opa@v1.22.3
 opa-test:
 	$(OPA) test -v policy/default
-	$(OPA) check --strict policy/default policy/packs
-	$(OPA) fmt --list --fail policy/default
+	$(OPA) test -v policy/access
+	$(OPA) check --strict policy/default policy/packs policy/access
+	$(OPA) fmt --list --fail policy/default policy/access
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,9 +33,20 @@ func TestDefaultPolicyRegoTests(t *testing.T) {
 // rule: every line of every non-test file must run under the Rego tests.
 // Defaults for data keys the default data.json sets are the exception (no
 // test can unset a base document), so they are listed here.
-func TestDefaultPolicyCoverage(t *testing.T) {
+func TestDefaultPolicyCoverage(t *testing.T) { checkFullCoverage(t, Default(), "the default policy") }
+
+// TestAccessPolicyCoverage holds the coordinator's access policy to the
+// same rule.
+func TestAccessPolicyCoverage(t *testing.T) {
+	checkFullCoverage(t, DefaultAccess(), "the access policy")
+}
+
+// checkFullCoverage runs fsys's Rego tests and fails on a failing test or a
+// line of a non-test file no test runs.
+func checkFullCoverage(t *testing.T, fsys fs.FS, what string) {
+	t.Helper()
 	cov := cover.New()
-	results, err := runTests(context.Background(), Default(), ".", ".", cov)
+	results, err := runTests(context.Background(), fsys, ".", ".", cov)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +55,7 @@ func TestDefaultPolicyCoverage(t *testing.T) {
 			t.Fatalf("%s", r)
 		}
 	}
-	snap, err := readSnapshot(Default(), ".", true)
+	snap, err := readSnapshot(fsys, ".", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +82,7 @@ func TestDefaultPolicyCoverage(t *testing.T) {
 	}
 	slices.Sort(missing)
 	if len(missing) > 0 {
-		t.Errorf("lines of the default policy no Rego test runs:\n%s", strings.Join(missing, "\n"))
+		t.Errorf("lines of %s no Rego test runs:\n%s", what, strings.Join(missing, "\n"))
 	}
 }
 
