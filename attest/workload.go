@@ -78,7 +78,8 @@ func LoadSource(ctx context.Context, dir, workloadAPI string) (Source, error) {
 		}
 		return s, nil
 	case dir != "":
-		id, err := LoadIdentity(dir)
+		// Watched, so a rewritten SVID is used from the next handshake on.
+		id, err := NewDirSource(dir, nil)
 		if err != nil {
 			return nil, fmt.Errorf("field identity.dir: %w", err)
 		}
