@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -72,6 +74,15 @@ func LoadSource(ctx context.Context, dir, workloadAPI string) (Source, error) {
 	case dir != "" && workloadAPI != "":
 		return nil, errors.New("field identity: set dir or workload_api, not both")
 	case workloadAPI != "":
+		// A socket nobody listens on would otherwise cost the whole wait
+		// for a first SVID before saying so.
+		if u, err := url.Parse(workloadAPI); err == nil && u.Scheme == "unix" && u.Path != "" {
+			c, err := net.DialTimeout("unix", u.Path, 5*time.Second)
+			if err != nil {
+				return nil, fmt.Errorf("field identity.workload_api: %s: %w (is the SPIRE agent running, and may this user open its socket?)", workloadAPI, err)
+			}
+			c.Close()
+		}
 		s, err := NewWorkloadAPISource(ctx, workloadAPI, 0)
 		if err != nil {
 			return nil, fmt.Errorf("field identity.workload_api: %w", err)
