@@ -25,12 +25,9 @@ const (
 type File struct {
 	Listen   string `yaml:"listen"`
 	StateDir string `yaml:"state_dir"`
-	Identity struct {
-		Dir string `yaml:"dir"`
-		// WorkloadAPI is a SPIFFE Workload API address (a SPIRE agent's
-		// socket, unix:///run/spire/agent.sock) used instead of Dir.
-		WorkloadAPI string `yaml:"workload_api"`
-	} `yaml:"identity"`
+	// Identity is where the coordinator's SVID comes from, and the bundles
+	// of the other trust domains its sites live in.
+	Identity attest.IdentityConfig `yaml:"identity"`
 	// Sites lists the SPIFFE IDs of the sites allowed to connect.
 	Sites []string `yaml:"sites"`
 	// Users lists user SPIFFE IDs and their roles.
@@ -76,7 +73,7 @@ func LoadFile(path string) (Config, error) {
 		}
 		cfg.Users[id.String()] = u.Roles
 	}
-	if id, err := attest.LoadSource(context.Background(), f.Identity.Dir, f.Identity.WorkloadAPI); err != nil {
+	if id, err := attest.LoadSourceConfig(context.Background(), f.Identity, nil); err != nil {
 		errs = append(errs, err)
 	} else {
 		cfg.Identity = id

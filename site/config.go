@@ -53,12 +53,9 @@ const DefaultClassification = "personal"
 
 // File is site.yaml as an operator writes it (docs/configuration.md).
 type File struct {
-	Identity struct {
-		Dir string `yaml:"dir"`
-		// WorkloadAPI is a SPIFFE Workload API address (a SPIRE agent's
-		// socket, unix:///run/spire/agent.sock) used instead of Dir.
-		WorkloadAPI string `yaml:"workload_api"`
-	} `yaml:"identity"`
+	// Identity is where the site's SVID comes from, and the bundles of
+	// other trust domains (the coordinator's, when it lives in another).
+	Identity    attest.IdentityConfig `yaml:"identity"`
 	Coordinator struct {
 		Address      string `yaml:"address"`
 		ID           string `yaml:"id"`
@@ -141,11 +138,7 @@ func LoadFile(path string) (Config, error) {
 	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
 		cfg.StateDir = filepath.Join(base, cfg.StateDir)
 	}
-	dir := f.Identity.Dir
-	if dir != "" && !filepath.IsAbs(dir) {
-		dir = filepath.Join(base, dir)
-	}
-	if id, err := attest.LoadSource(context.Background(), dir, f.Identity.WorkloadAPI); err != nil {
+	if id, err := attest.LoadSourceConfig(context.Background(), f.Identity.RelativeTo(base), nil); err != nil {
 		errs = append(errs, err)
 	} else {
 		cfg.Identity = id
