@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -35,6 +37,9 @@ type File struct {
 		ID    string   `yaml:"id"`
 		Roles []string `yaml:"roles"`
 	} `yaml:"users"`
+	// AccessPolicy is a folder of Rego defining data.federa.access.decision,
+	// in place of the built-in access policy (policy/access).
+	AccessPolicy      string          `yaml:"access_policy"`
 	HeartbeatInterval config.Duration `yaml:"heartbeat_interval"`
 	SiteWaitTimeout   config.Duration `yaml:"site_wait_timeout"`
 	LogLevel          string          `yaml:"log_level"`
@@ -51,6 +56,7 @@ func LoadFile(path string) (Config, error) {
 	cfg := Config{
 		Listen:            f.Listen,
 		StateDir:          f.StateDir,
+		AccessPolicy:      f.AccessPolicy,
 		HeartbeatInterval: f.HeartbeatInterval.D(),
 		SiteWaitTimeout:   f.SiteWaitTimeout.D(),
 	}
@@ -98,10 +104,13 @@ type Config struct {
 	// refused at the TLS handshake.
 	Sites             []spiffeid.ID
 	HeartbeatInterval time.Duration
-	// Users maps user SPIFFE IDs to their roles (data-scientist, auditor,
-	// site-admin, operator). Sites' policies see the role a job was
-	// submitted under.
+	// Users maps user SPIFFE IDs to their roles: data-scientist, auditor,
+	// operator, site-admin:<site>. The access policy decides what each role
+	// may call; sites' policies see the role a job was submitted under.
 	Users map[string][]string
+	// AccessPolicy is a folder with a replacement access policy; empty
+	// means the built-in one.
+	AccessPolicy string
 	// SiteWaitTimeout is how long a job waits for enough of its sites to
 	// be connected before it fails.
 	SiteWaitTimeout time.Duration
@@ -135,15 +144,14 @@ func (c *Config) Validate() error {
 		}
 		seen[id] = true
 	}
-	validRoles := map[string]bool{"data-scientist": true, "auditor": true, "site-admin": true, "operator": true}
 	for id, roles := range c.Users {
 		sid, err := spiffeid.FromString(id)
 		if err != nil || !attest.IsUser(sid) {
 			errs = append(errs, fmt.Errorf("field users: %q is not a user ID; want spiffe://<trust-domain>/user/<name>", id))
 		}
 		for _, r := range roles {
-			if !validRoles[r] {
-				errs = append(errs, fmt.Errorf("field users: %s: role %q is not valid; valid: data-scientist, auditor, site-admin, operator", id, r))
+			if err := c.checkRole(r); err != nil {
+				errs = append(errs, fmt.Errorf("field users: %s: %w", id, err))
 			}
 		}
 	}
@@ -154,6 +162,28 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("field site_wait_timeout: %s is negative", c.SiteWaitTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// Roles a user may hold, besides site-admin:<site>.
+var plainRoles = []string{"data-scientist", "auditor", "operator"}
+
+func (c *Config) checkRole(r string) error {
+	if slices.Contains(plainRoles, r) {
+		return nil
+	}
+	site, ok := strings.CutPrefix(r, SiteAdminRole)
+	if !ok {
+		if r == "site-admin" {
+			return fmt.Errorf("role %q must name its site: site-admin:<jurisdiction>/<name>, e.g. site-admin:eu/paris", r)
+		}
+		return fmt.Errorf("role %q is not valid; valid: %s, site-admin:<site>", r, strings.Join(plainRoles, ", "))
+	}
+	for _, id := range c.Sites {
+		if name, _ := attest.SiteName(id); name == site {
+			return nil
+		}
+	}
+	return fmt.Errorf("role %q: %q is not a site in field sites", r, site)
 }
 
 func (c *Config) setDefaults() {

@@ -18,6 +18,7 @@ import (
 	"github.com/federa-dev/federa/attest/auditlog"
 	"github.com/federa-dev/federa/attest/sign"
 	"github.com/federa-dev/federa/internal/logkeys"
+	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/store"
 )
@@ -38,6 +39,8 @@ type Coordinator struct {
 	changed  chan struct{}       // closed and replaced when sessions change
 	pending  map[string]*pendingTask
 	jobs     map[string]*jobState
+
+	access *policy.Access
 
 	signer     *sign.Signer
 	auditLog   *auditlog.Log
@@ -61,6 +64,7 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("coordinator config: %w", err)
 	}
 	cfg.setDefaults()
+	var err error
 	c := &Coordinator{
 		cfg:      cfg,
 		log:      cfg.Log.With(logkeys.Component, "coordinator"),
@@ -73,6 +77,14 @@ func New(cfg Config) (*Coordinator, error) {
 	for _, id := range cfg.Sites {
 		name, _ := attest.SiteName(id)
 		c.sites[id] = name
+	}
+	if cfg.AccessPolicy != "" {
+		c.access, err = policy.LoadAccess(context.Background(), cfg.AccessPolicy)
+	} else {
+		c.access, err = policy.LoadDefaultAccess(context.Background())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("coordinator config: field access_policy: %w", err)
 	}
 	st, err := store.OpenBolt(cfg.StateDir)
 	if err != nil {
@@ -101,6 +113,8 @@ func New(cfg Config) (*Coordinator, error) {
 	creds := attest.ServerCredentials(cfg.Identity, c.authorizePeer, c.log)
 	opts := append([]grpc.ServerOption{
 		grpc.Creds(creds),
+		grpc.ChainUnaryInterceptor(c.accessUnary),
+		grpc.ChainStreamInterceptor(c.accessStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}, cfg.ServerOptions...)
@@ -108,6 +122,7 @@ func New(cfg Config) (*Coordinator, error) {
 	federav1.RegisterSiteServiceServer(c.srv, &siteService{c: c})
 	federav1.RegisterJobServiceServer(c.srv, &jobService{c: c})
 	federav1.RegisterAuditServiceServer(c.srv, &auditService{c: c})
+	federav1.RegisterApprovalServiceServer(c.srv, &approvalService{c: c})
 	c.runCtx, c.runCancel = context.WithCancel(context.Background())
 	c.cpReq = make(chan struct{}, 1)
 	c.wg.Add(1)

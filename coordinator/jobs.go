@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/internal/logkeys"
+	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/spec"
 	"github.com/federa-dev/federa/store"
@@ -205,34 +205,23 @@ type jobService struct {
 	c *Coordinator
 }
 
-// caller returns the user calling a JobService RPC. Sites have no business
-// here.
-func (s *jobService) caller(ctx context.Context, rpc string) (string, error) {
+// Every JobService call has passed the access policy (access.go) before
+// its handler runs; handlers only need the caller's ID.
+
+// callerID is the verified SPIFFE ID of a call's peer.
+func callerID(ctx context.Context) string {
 	id, err := attest.PeerID(ctx)
 	if err != nil {
-		return "", status.Error(codes.Unauthenticated, "an mTLS SPIFFE identity is required")
+		return "" // unreachable: the access interceptor refused the call
 	}
-	if !attest.IsUser(id) {
-		return "", status.Errorf(codes.PermissionDenied, "%s may not call %s: only user identities (spiffe://<td>/user/<name>) may", id, rpc)
-	}
-	return id.String(), nil
+	return id.String()
 }
 
 func (s *jobService) SubmitJob(ctx context.Context, req *federav1.SubmitJobRequest) (*federav1.Job, error) {
-	who, err := s.caller(ctx, "SubmitJob")
-	if err != nil {
-		return nil, err
-	}
-	if !slices.Contains(s.c.cfg.Users[who], "data-scientist") {
-		return nil, status.Errorf(codes.PermissionDenied, "%s may not call SubmitJob: it needs the data-scientist role (coordinator config users[].roles)", who)
-	}
-	return s.c.Submit(ctx, who, req.GetSpec())
+	return s.c.Submit(ctx, callerID(ctx), req.GetSpec())
 }
 
 func (s *jobService) GetJob(ctx context.Context, req *federav1.GetJobRequest) (*federav1.Job, error) {
-	if _, err := s.caller(ctx, "GetJob"); err != nil {
-		return nil, err
-	}
 	j, _, _, ok := s.c.snapshot(req.GetId())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "job %q not found", req.GetId())
@@ -240,21 +229,29 @@ func (s *jobService) GetJob(ctx context.Context, req *federav1.GetJobRequest) (*
 	return j, nil
 }
 
+// ListJobs lists the jobs the caller may read: those the access policy
+// lets them GetJob (a data scientist's own; every job for an operator).
 func (s *jobService) ListJobs(ctx context.Context, _ *federav1.ListJobsRequest) (*federav1.ListJobsResponse, error) {
-	if _, err := s.caller(ctx, "ListJobs"); err != nil {
-		return nil, err
+	id, err := attest.PeerID(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "an mTLS SPIFFE identity is required")
 	}
 	jobs, err := s.c.store.ListJobs()
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "list jobs: %v", err)
 	}
-	return &federav1.ListJobsResponse{Jobs: jobs}, nil
+	caller := s.c.callerOf(id)
+	visible := jobs[:0]
+	for _, j := range jobs {
+		d := s.c.access.Decide(ctx, policy.AccessRequest{Caller: caller, RPC: "JobService.GetJob", Resource: policy.Resource{JobOwner: j.GetRequester()}})
+		if d.Allow {
+			visible = append(visible, j)
+		}
+	}
+	return &federav1.ListJobsResponse{Jobs: visible}, nil
 }
 
 func (s *jobService) WatchJob(req *federav1.WatchJobRequest, stream federav1.JobService_WatchJobServer) error {
-	if _, err := s.caller(stream.Context(), "WatchJob"); err != nil {
-		return err
-	}
 	var last *federav1.Job
 	seen := 0
 	for {
@@ -288,10 +285,7 @@ func (s *jobService) WatchJob(req *federav1.WatchJobRequest, stream federav1.Job
 }
 
 func (s *jobService) CancelJob(ctx context.Context, req *federav1.CancelJobRequest) (*federav1.Job, error) {
-	who, err := s.caller(ctx, "CancelJob")
-	if err != nil {
-		return nil, err
-	}
+	who := callerID(ctx)
 	c := s.c
 	c.mu.Lock()
 	js, ok := c.jobs[req.GetId()]
@@ -328,9 +322,6 @@ func (s *jobService) CancelJob(ctx context.Context, req *federav1.CancelJobReque
 }
 
 func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.JobService_GetModelServer) error {
-	if _, err := s.caller(stream.Context(), "GetModel"); err != nil {
-		return err
-	}
 	j, _, _, ok := s.c.snapshot(req.GetJobId())
 	if !ok {
 		return status.Errorf(codes.NotFound, "job %q not found", req.GetJobId())

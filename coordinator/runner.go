@@ -363,6 +363,7 @@ type fan struct {
 	w        models.Weights // weights to send, or nil
 	timeout  time.Duration  // 0: the job's round_timeout
 	dryRun   bool
+	decision *federav1.ApprovalDecision // DECIDE only
 }
 
 // fanOut sends one task kind to sites and collects the answers until the
@@ -388,6 +389,7 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			TaskId: fmt.Sprintf("%s/r%d/%s/%s/%x", id, round, kindName, s, nonce),
 			JobId:  id, Round: int32(round), Kind: kind, Spec: sp,
 			Requester: f.job.GetRequester(), RequesterRole: f.job.GetRequesterRole(), DryRun: f.dryRun,
+			Decision: f.decision,
 		}
 		if st != nil {
 			t.Features, t.Classes = st.features, st.classes

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -14,6 +15,7 @@ import (
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/models"
+	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
@@ -25,8 +27,9 @@ const maxTransferElems = 1 << 28
 // session is one connected site's stream.
 type session struct {
 	site       string
-	witnessKey string // the site's audit witness key, from its hello
-	witnessed  int64  // largest audit tree size shown to it (guarded by Coordinator.mu)
+	peer       spiffeid.ID // the site's verified SPIFFE ID
+	witnessKey string      // the site's audit witness key, from its hello
+	witnessed  int64       // largest audit tree size shown to it (guarded by Coordinator.mu)
 	syncMu     sync.Mutex
 	datasets   map[string]bool
 	stream     federav1.SiteService_ConnectServer
@@ -83,20 +86,21 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 	if err != nil {
 		return status.Error(codes.Unauthenticated, "site stream needs an mTLS SPIFFE identity")
 	}
-	name, ok := c.sites[id]
-	if !ok {
-		c.log.Warn("refused site stream", logkeys.SpiffeID, id.String(), logkeys.Reason, "not a listed site")
-		return status.Errorf(codes.PermissionDenied, "only listed sites may open a site stream; %s is not one", id)
-	}
+	// The access policy checks the first message (SiteService.Connect):
+	// only a listed site, and only for its own stream.
 	first, err := stream.Recv()
 	if err != nil {
 		return err
+	}
+	name, ok := c.sites[id]
+	if !ok {
+		return status.Errorf(codes.PermissionDenied, "only listed sites may open a site stream; %s is not one", id)
 	}
 	hello := first.GetHello()
 	if hello == nil {
 		return status.Error(codes.InvalidArgument, "the first message on a site stream must be a hello")
 	}
-	sess := &session{site: name, stream: stream, done: make(chan struct{}), datasets: map[string]bool{},
+	sess := &session{site: name, peer: id, stream: stream, done: make(chan struct{}), datasets: map[string]bool{},
 		witnessKey: hello.GetWitnessKey(), witnessed: hello.GetWitnessedSize()}
 	for _, d := range hello.GetDatasets() {
 		sess.datasets[d] = true
@@ -176,8 +180,8 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 		return nil
 	case *federav1.SiteMessage_Result:
 		r := b.Result
-		if !c.countPending(sess.site, r.GetTaskId(), size) {
-			return nil // a late answer to a task that already closed
+		if ok, err := c.countPending(sess, r.GetTaskId(), size); !ok {
+			return err // nil: a late answer to a task that already closed
 		}
 		if r.GetWeightsFollow() && r.GetError() == "" {
 			asm[r.GetTaskId()] = &assembly{result: r, asm: federav1.NewAssembler(r.GetTaskId(), maxTransferElems)}
@@ -189,14 +193,14 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 		id := b.Chunk.GetTransferId()
 		a, ok := asm[id]
 		if !ok {
-			if c.countPending(sess.site, id, size) {
-				return status.Errorf(codes.InvalidArgument, "tensor chunk for task %s without a result header", id)
+			if ok, err := c.countPending(sess, id, size); !ok {
+				return err
 			}
-			return nil
+			return status.Errorf(codes.InvalidArgument, "tensor chunk for task %s without a result header", id)
 		}
-		if !c.countPending(sess.site, id, size) {
+		if ok, err := c.countPending(sess, id, size); !ok {
 			delete(asm, id)
-			return nil
+			return err
 		}
 		done, err := a.asm.Add(b.Chunk)
 		if err != nil {
@@ -223,21 +227,31 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 }
 
 // countPending adds size to a pending task's inbound bytes. It reports
-// false for a task that is not pending. A site answering a task that was
-// sent to another site is refused outright.
-func (c *Coordinator) countPending(site, taskID string, size int64) bool {
+// false for a task that is not pending (a late answer). Whether this site
+// may answer the task at all is the access policy's call
+// (SiteService.AnswerTask): answering a task sent to another site is an
+// error that ends the stream.
+func (c *Coordinator) countPending(sess *session, taskID string, size int64) (bool, error) {
+	c.mu.Lock()
+	p, ok := c.pending[taskID]
+	taskSite := ""
+	if ok {
+		taskSite = p.site
+	}
+	c.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	if err := c.authorizeID(sess.stream.Context(), sess.peer, "SiteService.AnswerTask", policy.Resource{TaskSite: taskSite}); err != nil {
+		return false, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p, ok := c.pending[taskID]
-	if !ok {
-		return false
-	}
-	if p.site != site {
-		c.log.Warn("site answered a task addressed to another site", logkeys.Site, site, logkeys.Task, taskID)
-		return false
+	if p, ok = c.pending[taskID]; !ok {
+		return false, nil
 	}
 	p.bytesIn += size
-	return true
+	return true, nil
 }
 
 // deliver hands a task's reply to its fan-out, exactly once.

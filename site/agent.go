@@ -229,7 +229,7 @@ func (a *Agent) session(ctx context.Context) error {
 	for _, d := range a.cfg.Datasets {
 		names = append(names, d.Name)
 	}
-	hello := &federav1.Hello{AgentVersion: Version, Datasets: names}
+	hello := &federav1.Hello{AgentVersion: Version, Datasets: names, Site: a.siteName()}
 	if a.witness != nil {
 		hello.WitnessKey, hello.WitnessedSize = a.witness.vkey, a.witness.size()
 	}

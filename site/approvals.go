@@ -7,11 +7,16 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/logkeys"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
 // Approval states.
@@ -162,4 +167,28 @@ func (a *Approvals) write(ap *Approval) error {
 		return err
 	}
 	return attest.WriteFileAtomic(p, append(b, '\n'), 0o600)
+}
+
+// decideRemote records a site-admin's decision relayed by the coordinator,
+// if this site's config lists that admin in approvals.remote_approvers.
+// It returns the record's new status, or why the decision was refused.
+func (a *Agent) decideRemote(t *federav1.Task) (status, refusal string) {
+	d := t.GetDecision()
+	if d == nil {
+		return "", "a decide task without a decision"
+	}
+	by, err := spiffeid.FromString(d.GetDecidedBy())
+	if err != nil || !slices.Contains(a.cfg.RemoteApprovers, by) {
+		a.log.Warn("refused a remote approval", logkeys.Job, t.GetJobId(), "by", d.GetDecidedBy())
+		return "", fmt.Sprintf("site %s does not accept approvals from %s: not in its approvals.remote_approvers", a.siteName(), d.GetDecidedBy())
+	}
+	if a.approvals == nil {
+		return "", fmt.Sprintf("site %s holds no approvals (it has no state_dir)", a.siteName())
+	}
+	ap, err := a.approvals.Decide(t.GetJobId(), d.GetApprove(), d.GetReason(), d.GetDecidedBy()+" (via coordinator)")
+	if err != nil {
+		return "", err.Error()
+	}
+	a.log.Info("remote approval recorded", logkeys.Job, t.GetJobId(), "status", ap.Status, "by", d.GetDecidedBy())
+	return ap.Status, ""
 }

@@ -75,6 +75,12 @@ type File struct {
 		Min config.Duration `yaml:"min"`
 		Max config.Duration `yaml:"max"`
 	} `yaml:"reconnect"`
+	// Approvals configures who may decide this site's held jobs remotely,
+	// through the coordinator (`federa approval decide`); the local
+	// `federa site approve` works regardless.
+	Approvals struct {
+		RemoteApprovers []string `yaml:"remote_approvers"`
+	} `yaml:"approvals"`
 	LogLevel string `yaml:"log_level"`
 }
 
@@ -135,6 +141,14 @@ func LoadFile(path string) (Config, error) {
 			errs = append(errs, errors.New("field policy.bundle_key_id: required with policy.bundle (the key id the bundle was signed under)"))
 		}
 	}
+	for i, a := range f.Approvals.RemoteApprovers {
+		id, err := spiffeid.FromString(a)
+		if err != nil || !attest.IsUser(id) {
+			errs = append(errs, fmt.Errorf("field approvals.remote_approvers[%d]: %q is not a user SPIFFE ID (want spiffe://<trust-domain>/user/<name>)", i, a))
+			continue
+		}
+		cfg.RemoteApprovers = append(cfg.RemoteApprovers, id)
+	}
 	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
 		cfg.StateDir = filepath.Join(base, cfg.StateDir)
 	}
@@ -172,10 +186,16 @@ type Config struct {
 	PolicyBundleKey policy.BundleKey
 	// StateDir keeps the site's own record of what left it (egress.jsonl).
 	// Empty: no record is kept.
-	StateDir     string
-	ReconnectMin time.Duration
-	ReconnectMax time.Duration
-	Log          *slog.Logger
+	StateDir string
+	// RemoteApprovers are the site-admins whose decisions, relayed by the
+	// coordinator (a DECIDE task), this site records. Empty: jobs held for
+	// approval are decided only locally (`federa site approve`). The
+	// coordinator's access policy checks the admin too; this list means a
+	// coordinator alone cannot approve anything here.
+	RemoteApprovers []spiffeid.ID
+	ReconnectMin    time.Duration
+	ReconnectMax    time.Duration
+	Log             *slog.Logger
 	// Rand drives reconnect jitter; tests seed it.
 	Rand *rand.Rand
 	// NoiseSeed, if set, seeds DP noise so tests are reproducible. Never

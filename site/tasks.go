@@ -39,8 +39,12 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 		}
 		return r
 	}
-	if t.GetKind() == federav1.TaskKind_TASK_KIND_ADMIT {
+	switch t.GetKind() {
+	case federav1.TaskKind_TASK_KIND_ADMIT:
 		res.Admission = a.admit(ctx, t, t.GetDryRun()).answer
+		return r
+	case federav1.TaskKind_TASK_KIND_DECIDE:
+		res.ApprovalStatus, res.Error = a.decideRemote(t)
 		return r
 	}
 	ad := a.admit(ctx, t, false)

@@ -102,7 +102,7 @@ func TestRefusedAtTheRPC(t *testing.T) {
 	t.Run("a site may not use the job API", func(t *testing.T) {
 		cc := dialAs(t, n, identityFor(t, n.CA, "spiffe://federa.demo/site/eu/paris"))
 		_, err := federav1.NewJobServiceClient(cc).ListJobs(ctx, &federav1.ListJobsRequest{})
-		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "site/eu/paris may not call ListJobs") {
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "site/eu/paris may not call JobService.ListJobs") {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -113,7 +113,7 @@ func TestRefusedAtTheRPC(t *testing.T) {
 			_ = stream.Send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Hello{Hello: &federav1.Hello{}}})
 			_, err = stream.Recv()
 		}
-		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "user/alice is not one") {
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "user/alice may not call SiteService.Connect: only a site listed") {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -157,7 +157,7 @@ func TestSubmitNeedsTheDataScientistRole(t *testing.T) {
 		}
 		_, err = c.SubmitJob(t.Context(), &federav1.SubmitJobRequest{Spec: demoSpec().Proto()})
 		closeFn()
-		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "user/"+user+" may not call SubmitJob: it needs the data-scientist role") {
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "user/"+user+" may not call JobService.SubmitJob: it needs the data-scientist role") {
 			t.Fatalf("%s submitting: %v", user, err)
 		}
 	}

@@ -50,6 +50,9 @@ const (
 	// Ask the site's admission policy about the job. With dry_run the site
 	// records nothing and holds nothing for approval.
 	TaskKind_TASK_KIND_ADMIT TaskKind = 4
+	// Relay a site-admin's approve/reject decision on a job held for
+	// approval at the site (ApprovalService.Decide).
+	TaskKind_TASK_KIND_DECIDE TaskKind = 5
 )
 
 // Enum value maps for TaskKind.
@@ -60,6 +63,7 @@ var (
 		2: "TASK_KIND_TRAIN",
 		3: "TASK_KIND_EVAL",
 		4: "TASK_KIND_ADMIT",
+		5: "TASK_KIND_DECIDE",
 	}
 	TaskKind_value = map[string]int32{
 		"TASK_KIND_UNSPECIFIED": 0,
@@ -67,6 +71,7 @@ var (
 		"TASK_KIND_TRAIN":       2,
 		"TASK_KIND_EVAL":        3,
 		"TASK_KIND_ADMIT":       4,
+		"TASK_KIND_DECIDE":      5,
 	}
 )
 
@@ -205,7 +210,7 @@ func (x Admission_Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Admission_Outcome.Descriptor instead.
 func (Admission_Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16, 0}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17, 0}
 }
 
 // TensorChunk carries part of one named float32 tensor. A transfer is the
@@ -1124,6 +1129,11 @@ type Hello struct {
 	// the largest audit tree size it has accepted.
 	WitnessKey    string `protobuf:"bytes,3,opt,name=witness_key,json=witnessKey,proto3" json:"witness_key,omitempty"`
 	WitnessedSize int64  `protobuf:"varint,4,opt,name=witnessed_size,json=witnessedSize,proto3" json:"witnessed_size,omitempty"`
+	// The site this stream is for, as the agent's config names it
+	// ("eu/paris"). The coordinator's access policy refuses a stream whose
+	// site is not the one the peer's SPIFFE ID names. Empty means the
+	// certificate's site.
+	Site          string `protobuf:"bytes,5,opt,name=site,proto3" json:"site,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1184,6 +1194,13 @@ func (x *Hello) GetWitnessedSize() int64 {
 		return x.WitnessedSize
 	}
 	return 0
+}
+
+func (x *Hello) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
 }
 
 type Welcome struct {
@@ -1304,6 +1321,8 @@ type Task struct {
 	// Who submitted the job and under which role (from coordinator config).
 	Requester     string `protobuf:"bytes,12,opt,name=requester,proto3" json:"requester,omitempty"`
 	RequesterRole string `protobuf:"bytes,13,opt,name=requester_role,json=requesterRole,proto3" json:"requester_role,omitempty"`
+	// DECIDE only: the decision to relay.
+	Decision      *ApprovalDecision `protobuf:"bytes,14,opt,name=decision,proto3" json:"decision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1429,6 +1448,75 @@ func (x *Task) GetRequesterRole() string {
 	return ""
 }
 
+func (x *Task) GetDecision() *ApprovalDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return nil
+}
+
+// ApprovalDecision is a site-admin's decision on a job held for approval.
+type ApprovalDecision struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Approve bool                   `protobuf:"varint,1,opt,name=approve,proto3" json:"approve,omitempty"`
+	Reason  string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The SPIFFE ID of the site-admin, as the coordinator authenticated it.
+	DecidedBy     string `protobuf:"bytes,3,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovalDecision) Reset() {
+	*x = ApprovalDecision{}
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovalDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovalDecision) ProtoMessage() {}
+
+func (x *ApprovalDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovalDecision.ProtoReflect.Descriptor instead.
+func (*ApprovalDecision) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ApprovalDecision) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
+
+func (x *ApprovalDecision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ApprovalDecision) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
 type CancelTask struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -1439,7 +1527,7 @@ type CancelTask struct {
 
 func (x *CancelTask) Reset() {
 	*x = CancelTask{}
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1539,7 @@ func (x *CancelTask) String() string {
 func (*CancelTask) ProtoMessage() {}
 
 func (x *CancelTask) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1552,7 @@ func (x *CancelTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTask.ProtoReflect.Descriptor instead.
 func (*CancelTask) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelTask) GetTaskId() string {
@@ -1514,15 +1602,18 @@ type TaskResult struct {
 	// The obligations the site enforced for this task, e.g. "min_records=10".
 	ObligationsEnforced []string `protobuf:"bytes,22,rep,name=obligations_enforced,json=obligationsEnforced,proto3" json:"obligations_enforced,omitempty"`
 	// Noise the site applied to what it sent (DP), if any.
-	NoiseSigma    float64 `protobuf:"fixed64,23,opt,name=noise_sigma,json=noiseSigma,proto3" json:"noise_sigma,omitempty"`
-	EpsilonSpent  float64 `protobuf:"fixed64,24,opt,name=epsilon_spent,json=epsilonSpent,proto3" json:"epsilon_spent,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NoiseSigma   float64 `protobuf:"fixed64,23,opt,name=noise_sigma,json=noiseSigma,proto3" json:"noise_sigma,omitempty"`
+	EpsilonSpent float64 `protobuf:"fixed64,24,opt,name=epsilon_spent,json=epsilonSpent,proto3" json:"epsilon_spent,omitempty"`
+	// DECIDE: the approval record's status after the decision ("approved"
+	// or "rejected").
+	ApprovalStatus string `protobuf:"bytes,25,opt,name=approval_status,json=approvalStatus,proto3" json:"approval_status,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1625,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1638,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -1718,6 +1809,13 @@ func (x *TaskResult) GetEpsilonSpent() float64 {
 	return 0
 }
 
+func (x *TaskResult) GetApprovalStatus() string {
+	if x != nil {
+		return x.ApprovalStatus
+	}
+	return ""
+}
+
 // Admission is a site's answer to "may this job run here?".
 type Admission struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1733,7 +1831,7 @@ type Admission struct {
 
 func (x *Admission) Reset() {
 	*x = Admission{}
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +1843,7 @@ func (x *Admission) String() string {
 func (*Admission) ProtoMessage() {}
 
 func (x *Admission) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +1856,7 @@ func (x *Admission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Admission.ProtoReflect.Descriptor instead.
 func (*Admission) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Admission) GetOutcome() Admission_Outcome {
@@ -1814,7 +1912,7 @@ type DecisionRecord struct {
 
 func (x *DecisionRecord) Reset() {
 	*x = DecisionRecord{}
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +1924,7 @@ func (x *DecisionRecord) String() string {
 func (*DecisionRecord) ProtoMessage() {}
 
 func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +1937,7 @@ func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionRecord.ProtoReflect.Descriptor instead.
 func (*DecisionRecord) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DecisionRecord) GetUnixMs() int64 {
@@ -1961,7 +2059,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2071,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2084,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Job) GetId() string {
@@ -2111,7 +2209,7 @@ type SiteDecision struct {
 
 func (x *SiteDecision) Reset() {
 	*x = SiteDecision{}
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2221,7 @@ func (x *SiteDecision) String() string {
 func (*SiteDecision) ProtoMessage() {}
 
 func (x *SiteDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2234,7 @@ func (x *SiteDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteDecision.ProtoReflect.Descriptor instead.
 func (*SiteDecision) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SiteDecision) GetSite() string {
@@ -2182,7 +2280,7 @@ type RoundSummary struct {
 
 func (x *RoundSummary) Reset() {
 	*x = RoundSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2194,7 +2292,7 @@ func (x *RoundSummary) String() string {
 func (*RoundSummary) ProtoMessage() {}
 
 func (x *RoundSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2207,7 +2305,7 @@ func (x *RoundSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundSummary.ProtoReflect.Descriptor instead.
 func (*RoundSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RoundSummary) GetRound() int32 {
@@ -2329,7 +2427,7 @@ type SiteSummary struct {
 
 func (x *SiteSummary) Reset() {
 	*x = SiteSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2439,7 @@ func (x *SiteSummary) String() string {
 func (*SiteSummary) ProtoMessage() {}
 
 func (x *SiteSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2452,7 @@ func (x *SiteSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteSummary.ProtoReflect.Descriptor instead.
 func (*SiteSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SiteSummary) GetSite() string {
@@ -2429,7 +2527,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2539,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2552,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -2473,7 +2571,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2583,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2596,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -2516,7 +2614,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +2626,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +2639,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
 }
 
 type ListJobsResponse struct {
@@ -2553,7 +2651,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +2663,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +2676,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2597,7 +2695,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2707,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2720,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -2643,7 +2741,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2753,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2766,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -2695,7 +2793,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +2805,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +2818,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -2750,7 +2848,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[29]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2762,7 +2860,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[29]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2775,7 +2873,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetModelRequest) GetJobId() string {
@@ -2801,7 +2899,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2813,7 +2911,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2826,7 +2924,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ModelChunk) GetData() []byte {
@@ -2834,6 +2932,325 @@ func (x *ModelChunk) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+type ListPendingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPendingRequest) Reset() {
+	*x = ListPendingRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPendingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPendingRequest) ProtoMessage() {}
+
+func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPendingRequest.ProtoReflect.Descriptor instead.
+func (*ListPendingRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListPendingRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+type PendingApproval struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	JobId     string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobName   string                 `protobuf:"bytes,2,opt,name=job_name,json=jobName,proto3" json:"job_name,omitempty"`
+	Requester string                 `protobuf:"bytes,3,opt,name=requester,proto3" json:"requester,omitempty"`
+	Dataset   string                 `protobuf:"bytes,4,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	// Why the site's policy holds the job.
+	Reasons        []string `protobuf:"bytes,5,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	PolicyRevision string   `protobuf:"bytes,6,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
+	CreatedUnixMs  int64    `protobuf:"varint,7,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PendingApproval) Reset() {
+	*x = PendingApproval{}
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingApproval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingApproval) ProtoMessage() {}
+
+func (x *PendingApproval) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingApproval.ProtoReflect.Descriptor instead.
+func (*PendingApproval) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *PendingApproval) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *PendingApproval) GetJobName() string {
+	if x != nil {
+		return x.JobName
+	}
+	return ""
+}
+
+func (x *PendingApproval) GetRequester() string {
+	if x != nil {
+		return x.Requester
+	}
+	return ""
+}
+
+func (x *PendingApproval) GetDataset() string {
+	if x != nil {
+		return x.Dataset
+	}
+	return ""
+}
+
+func (x *PendingApproval) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *PendingApproval) GetPolicyRevision() string {
+	if x != nil {
+		return x.PolicyRevision
+	}
+	return ""
+}
+
+func (x *PendingApproval) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+type ListPendingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pending       []*PendingApproval     `protobuf:"bytes,1,rep,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPendingResponse) Reset() {
+	*x = ListPendingResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPendingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPendingResponse) ProtoMessage() {}
+
+func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPendingResponse.ProtoReflect.Descriptor instead.
+func (*ListPendingResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListPendingResponse) GetPending() []*PendingApproval {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+type DecideRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Site    string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	JobId   string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Approve bool                   `protobuf:"varint,3,opt,name=approve,proto3" json:"approve,omitempty"`
+	// Required; recorded with the decision at the site and in the audit log.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideRequest) Reset() {
+	*x = DecideRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideRequest) ProtoMessage() {}
+
+func (x *DecideRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
+func (*DecideRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DecideRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *DecideRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *DecideRequest) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
+
+func (x *DecideRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type DecideResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Site  string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	JobId string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// "approved" or "rejected".
+	Status        string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	DecidedBy     string `protobuf:"bytes,4,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideResponse) Reset() {
+	*x = DecideResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideResponse) ProtoMessage() {}
+
+func (x *DecideResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
+func (*DecideResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *DecideResponse) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *DecideResponse) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *DecideResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *DecideResponse) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
 }
 
 type AuditCheckpointRequest struct {
@@ -2844,7 +3261,7 @@ type AuditCheckpointRequest struct {
 
 func (x *AuditCheckpointRequest) Reset() {
 	*x = AuditCheckpointRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +3273,7 @@ func (x *AuditCheckpointRequest) String() string {
 func (*AuditCheckpointRequest) ProtoMessage() {}
 
 func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +3286,7 @@ func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
 }
 
 type AuditCheckpointResponse struct {
@@ -2882,7 +3299,7 @@ type AuditCheckpointResponse struct {
 
 func (x *AuditCheckpointResponse) Reset() {
 	*x = AuditCheckpointResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2894,7 +3311,7 @@ func (x *AuditCheckpointResponse) String() string {
 func (*AuditCheckpointResponse) ProtoMessage() {}
 
 func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2907,7 +3324,7 @@ func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
@@ -2932,7 +3349,7 @@ type AuditExportRequest struct {
 
 func (x *AuditExportRequest) Reset() {
 	*x = AuditExportRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3361,7 @@ func (x *AuditExportRequest) String() string {
 func (*AuditExportRequest) ProtoMessage() {}
 
 func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3374,7 @@ func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditExportRequest.ProtoReflect.Descriptor instead.
 func (*AuditExportRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
 }
 
 type AuditLeaf struct {
@@ -2970,7 +3387,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3399,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3412,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AuditLeaf) GetIndex() int64 {
@@ -3021,7 +3438,7 @@ type AuditProofRequest struct {
 
 func (x *AuditProofRequest) Reset() {
 	*x = AuditProofRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3033,7 +3450,7 @@ func (x *AuditProofRequest) String() string {
 func (*AuditProofRequest) ProtoMessage() {}
 
 func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3046,7 +3463,7 @@ func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofRequest.ProtoReflect.Descriptor instead.
 func (*AuditProofRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AuditProofRequest) GetIndex() int64 {
@@ -3067,7 +3484,7 @@ type AuditProofResponse struct {
 
 func (x *AuditProofResponse) Reset() {
 	*x = AuditProofResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3079,7 +3496,7 @@ func (x *AuditProofResponse) String() string {
 func (*AuditProofResponse) ProtoMessage() {}
 
 func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3092,7 +3509,7 @@ func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofResponse.ProtoReflect.Descriptor instead.
 func (*AuditProofResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AuditProofResponse) GetLeaf() []byte {
@@ -3136,7 +3553,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3148,7 +3565,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3161,7 +3578,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -3292,18 +3709,19 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\vCoSignature\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\fR\n" +
-	"checkpoint\"\x90\x01\n" +
+	"checkpoint\"\xa4\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12\x1a\n" +
 	"\bdatasets\x18\x02 \x03(\tR\bdatasets\x12\x1f\n" +
 	"\vwitness_key\x18\x03 \x01(\tR\n" +
 	"witnessKey\x12%\n" +
-	"\x0ewitnessed_size\x18\x04 \x01(\x03R\rwitnessedSize\"Q\n" +
+	"\x0ewitnessed_size\x18\x04 \x01(\x03R\rwitnessedSize\x12\x12\n" +
+	"\x04site\x18\x05 \x01(\tR\x04site\"Q\n" +
 	"\aWelcome\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\"$\n" +
 	"\tHeartbeat\x12\x17\n" +
-	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\"\x9c\x03\n" +
+	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\"\xd5\x03\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -3319,11 +3737,17 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	" \x01(\bR\rweightsFollow\x12\x17\n" +
 	"\adry_run\x18\v \x01(\bR\x06dryRun\x12\x1c\n" +
 	"\trequester\x18\f \x01(\tR\trequester\x12%\n" +
-	"\x0erequester_role\x18\r \x01(\tR\rrequesterRole\"=\n" +
+	"\x0erequester_role\x18\r \x01(\tR\rrequesterRole\x127\n" +
+	"\bdecision\x18\x0e \x01(\v2\x1b.federa.v1.ApprovalDecisionR\bdecision\"c\n" +
+	"\x10ApprovalDecision\x12\x18\n" +
+	"\aapprove\x18\x01 \x01(\bR\aapprove\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\x03 \x01(\tR\tdecidedBy\"=\n" +
 	"\n" +
 	"CancelTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xec\x05\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x95\x06\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -3355,7 +3779,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x14obligations_enforced\x18\x16 \x03(\tR\x13obligationsEnforced\x12\x1f\n" +
 	"\vnoise_sigma\x18\x17 \x01(\x01R\n" +
 	"noiseSigma\x12#\n" +
-	"\repsilon_spent\x18\x18 \x01(\x01R\fepsilonSpent\"\x98\x02\n" +
+	"\repsilon_spent\x18\x18 \x01(\x01R\fepsilonSpent\x12'\n" +
+	"\x0fapproval_status\x18\x19 \x01(\tR\x0eapprovalStatus\"\x98\x02\n" +
 	"\tAdmission\x126\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1c.federa.v1.Admission.OutcomeR\aoutcome\x12\x18\n" +
 	"\areasons\x18\x02 \x03(\tR\areasons\x12)\n" +
@@ -3454,7 +3879,30 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\bartifact\x18\x02 \x01(\tR\bartifact\" \n" +
 	"\n" +
 	"ModelChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\x18\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"(\n" +
+	"\x12ListPendingRequest\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\"\xe6\x01\n" +
+	"\x0fPendingApproval\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
+	"\bjob_name\x18\x02 \x01(\tR\ajobName\x12\x1c\n" +
+	"\trequester\x18\x03 \x01(\tR\trequester\x12\x18\n" +
+	"\adataset\x18\x04 \x01(\tR\adataset\x12\x18\n" +
+	"\areasons\x18\x05 \x03(\tR\areasons\x12'\n" +
+	"\x0fpolicy_revision\x18\x06 \x01(\tR\x0epolicyRevision\x12&\n" +
+	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\"K\n" +
+	"\x13ListPendingResponse\x124\n" +
+	"\apending\x18\x01 \x03(\v2\x1a.federa.v1.PendingApprovalR\apending\"l\n" +
+	"\rDecideRequest\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aapprove\x18\x03 \x01(\bR\aapprove\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"r\n" +
+	"\x0eDecideResponse\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\x04 \x01(\tR\tdecidedBy\"\x18\n" +
 	"\x16AuditCheckpointRequest\"R\n" +
 	"\x17AuditCheckpointResponse\x12\x1e\n" +
 	"\n" +
@@ -3482,13 +3930,14 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\vscaler_mean\x18\x05 \x03(\x01R\n" +
 	"scalerMean\x12!\n" +
 	"\fscaler_scale\x18\x06 \x03(\x01R\vscalerScale\x12\x18\n" +
-	"\aweights\x18\a \x01(\fR\aweights*x\n" +
+	"\aweights\x18\a \x01(\fR\aweights*\x8e\x01\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTASK_KIND_STATS\x10\x01\x12\x13\n" +
 	"\x0fTASK_KIND_TRAIN\x10\x02\x12\x12\n" +
 	"\x0eTASK_KIND_EVAL\x10\x03\x12\x13\n" +
-	"\x0fTASK_KIND_ADMIT\x10\x04*\xa2\x01\n" +
+	"\x0fTASK_KIND_ADMIT\x10\x04\x12\x14\n" +
+	"\x10TASK_KIND_DECIDE\x10\x05*\xa2\x01\n" +
 	"\tJobStatus\x12\x1a\n" +
 	"\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n" +
@@ -3505,7 +3954,10 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\bListJobs\x12\x1a.federa.v1.ListJobsRequest\x1a\x1b.federa.v1.ListJobsResponse\x12=\n" +
 	"\bWatchJob\x12\x1a.federa.v1.WatchJobRequest\x1a\x13.federa.v1.JobEvent0\x01\x128\n" +
 	"\tCancelJob\x12\x1b.federa.v1.CancelJobRequest\x1a\x0e.federa.v1.Job\x12?\n" +
-	"\bGetModel\x12\x1a.federa.v1.GetModelRequest\x1a\x15.federa.v1.ModelChunk0\x012\xea\x01\n" +
+	"\bGetModel\x12\x1a.federa.v1.GetModelRequest\x1a\x15.federa.v1.ModelChunk0\x012\x9e\x01\n" +
+	"\x0fApprovalService\x12L\n" +
+	"\vListPending\x12\x1d.federa.v1.ListPendingRequest\x1a\x1e.federa.v1.ListPendingResponse\x12=\n" +
+	"\x06Decide\x12\x18.federa.v1.DecideRequest\x1a\x19.federa.v1.DecideResponse2\xea\x01\n" +
 	"\fAuditService\x12S\n" +
 	"\n" +
 	"Checkpoint\x12!.federa.v1.AuditCheckpointRequest\x1a\".federa.v1.AuditCheckpointResponse\x12?\n" +
@@ -3525,7 +3977,7 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 }
 
 var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),                   // 0: federa.v1.TaskKind
 	(JobStatus)(0),                  // 1: federa.v1.JobStatus
@@ -3544,30 +3996,36 @@ var file_federa_v1_federa_proto_goTypes = []any{
 	(*Welcome)(nil),                 // 14: federa.v1.Welcome
 	(*Heartbeat)(nil),               // 15: federa.v1.Heartbeat
 	(*Task)(nil),                    // 16: federa.v1.Task
-	(*CancelTask)(nil),              // 17: federa.v1.CancelTask
-	(*TaskResult)(nil),              // 18: federa.v1.TaskResult
-	(*Admission)(nil),               // 19: federa.v1.Admission
-	(*DecisionRecord)(nil),          // 20: federa.v1.DecisionRecord
-	(*Job)(nil),                     // 21: federa.v1.Job
-	(*SiteDecision)(nil),            // 22: federa.v1.SiteDecision
-	(*RoundSummary)(nil),            // 23: federa.v1.RoundSummary
-	(*SiteSummary)(nil),             // 24: federa.v1.SiteSummary
-	(*SubmitJobRequest)(nil),        // 25: federa.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),           // 26: federa.v1.GetJobRequest
-	(*ListJobsRequest)(nil),         // 27: federa.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 28: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),         // 29: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),                // 30: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),        // 31: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),         // 32: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),              // 33: federa.v1.ModelChunk
-	(*AuditCheckpointRequest)(nil),  // 34: federa.v1.AuditCheckpointRequest
-	(*AuditCheckpointResponse)(nil), // 35: federa.v1.AuditCheckpointResponse
-	(*AuditExportRequest)(nil),      // 36: federa.v1.AuditExportRequest
-	(*AuditLeaf)(nil),               // 37: federa.v1.AuditLeaf
-	(*AuditProofRequest)(nil),       // 38: federa.v1.AuditProofRequest
-	(*AuditProofResponse)(nil),      // 39: federa.v1.AuditProofResponse
-	(*Checkpoint)(nil),              // 40: federa.v1.Checkpoint
+	(*ApprovalDecision)(nil),        // 17: federa.v1.ApprovalDecision
+	(*CancelTask)(nil),              // 18: federa.v1.CancelTask
+	(*TaskResult)(nil),              // 19: federa.v1.TaskResult
+	(*Admission)(nil),               // 20: federa.v1.Admission
+	(*DecisionRecord)(nil),          // 21: federa.v1.DecisionRecord
+	(*Job)(nil),                     // 22: federa.v1.Job
+	(*SiteDecision)(nil),            // 23: federa.v1.SiteDecision
+	(*RoundSummary)(nil),            // 24: federa.v1.RoundSummary
+	(*SiteSummary)(nil),             // 25: federa.v1.SiteSummary
+	(*SubmitJobRequest)(nil),        // 26: federa.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),           // 27: federa.v1.GetJobRequest
+	(*ListJobsRequest)(nil),         // 28: federa.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 29: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),         // 30: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),                // 31: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),        // 32: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),         // 33: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),              // 34: federa.v1.ModelChunk
+	(*ListPendingRequest)(nil),      // 35: federa.v1.ListPendingRequest
+	(*PendingApproval)(nil),         // 36: federa.v1.PendingApproval
+	(*ListPendingResponse)(nil),     // 37: federa.v1.ListPendingResponse
+	(*DecideRequest)(nil),           // 38: federa.v1.DecideRequest
+	(*DecideResponse)(nil),          // 39: federa.v1.DecideResponse
+	(*AuditCheckpointRequest)(nil),  // 40: federa.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil), // 41: federa.v1.AuditCheckpointResponse
+	(*AuditExportRequest)(nil),      // 42: federa.v1.AuditExportRequest
+	(*AuditLeaf)(nil),               // 43: federa.v1.AuditLeaf
+	(*AuditProofRequest)(nil),       // 44: federa.v1.AuditProofRequest
+	(*AuditProofResponse)(nil),      // 45: federa.v1.AuditProofResponse
+	(*Checkpoint)(nil),              // 46: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
 	7,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
@@ -3575,56 +4033,62 @@ var file_federa_v1_federa_proto_depIdxs = []int32{
 	6,  // 2: federa.v1.Privacy.dp:type_name -> federa.v1.DPSpec
 	13, // 3: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
 	15, // 4: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
-	18, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
+	19, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
 	3,  // 6: federa.v1.SiteMessage.chunk:type_name -> federa.v1.TensorChunk
-	20, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
+	21, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
 	12, // 8: federa.v1.SiteMessage.cosignature:type_name -> federa.v1.CoSignature
 	14, // 9: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
 	16, // 10: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
 	3,  // 11: federa.v1.CoordinatorMessage.chunk:type_name -> federa.v1.TensorChunk
-	17, // 12: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
+	18, // 12: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
 	10, // 13: federa.v1.CoordinatorMessage.audit_sync:type_name -> federa.v1.AuditSync
 	11, // 14: federa.v1.AuditSync.inclusions:type_name -> federa.v1.AuditInclusion
 	0,  // 15: federa.v1.Task.kind:type_name -> federa.v1.TaskKind
 	4,  // 16: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
-	0,  // 17: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
-	19, // 18: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
-	2,  // 19: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
-	4,  // 20: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
-	1,  // 21: federa.v1.Job.status:type_name -> federa.v1.JobStatus
-	23, // 22: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
-	24, // 23: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
-	22, // 24: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
-	20, // 25: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
-	19, // 26: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
-	4,  // 27: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
-	21, // 28: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
-	21, // 29: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	8,  // 30: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	25, // 31: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	26, // 32: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	27, // 33: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	29, // 34: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	31, // 35: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	32, // 36: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	34, // 37: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
-	36, // 38: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
-	38, // 39: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
-	9,  // 40: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	21, // 41: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	21, // 42: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	28, // 43: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	30, // 44: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	21, // 45: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	33, // 46: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	35, // 47: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
-	37, // 48: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
-	39, // 49: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
-	40, // [40:50] is the sub-list for method output_type
-	30, // [30:40] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	17, // 17: federa.v1.Task.decision:type_name -> federa.v1.ApprovalDecision
+	0,  // 18: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
+	20, // 19: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
+	2,  // 20: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
+	4,  // 21: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
+	1,  // 22: federa.v1.Job.status:type_name -> federa.v1.JobStatus
+	24, // 23: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
+	25, // 24: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
+	23, // 25: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
+	21, // 26: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
+	20, // 27: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
+	4,  // 28: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
+	22, // 29: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
+	22, // 30: federa.v1.JobEvent.job:type_name -> federa.v1.Job
+	36, // 31: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
+	8,  // 32: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	26, // 33: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	27, // 34: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	28, // 35: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	30, // 36: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	32, // 37: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	33, // 38: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	35, // 39: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
+	38, // 40: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
+	40, // 41: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
+	42, // 42: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
+	44, // 43: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
+	9,  // 44: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	22, // 45: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	22, // 46: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	29, // 47: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	31, // 48: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	22, // 49: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	34, // 50: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	37, // 51: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
+	39, // 52: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
+	41, // 53: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
+	43, // 54: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
+	45, // 55: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
+	44, // [44:56] is the sub-list for method output_type
+	32, // [32:44] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -3653,9 +4117,9 @@ func file_federa_v1_federa_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   38,
+			NumMessages:   44,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_federa_v1_federa_proto_goTypes,
 		DependencyIndexes: file_federa_v1_federa_proto_depIdxs,
