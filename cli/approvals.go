@@ -96,11 +96,11 @@ func newSitePendingCmd(g *globals) *cobra.Command {
 	var f approvalFlags
 	var all bool
 	cmd := &cobra.Command{
-		Use:     "pending",
-		Short:   "List jobs waiting for this site's operator to approve or reject them",
+		Use:   "pending",
+		Short: "List jobs waiting for this site's operator to approve or reject them",
 		Example: "  federa site pending --config site.yaml\n  federa site pending --state /var/lib/federa/site --all -o json\n" +
 			"  # as site-admin, through the coordinator:\n  federa site pending --site eu/paris --coordinator coord:7443 --identity ~/.federa/admin",
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.site != "" {
 				return f.pendingRemote(cmd, g)
@@ -151,8 +151,8 @@ func newSiteDecideCmd(g *globals, approve bool) *cobra.Command {
 		verb = "approve"
 	}
 	cmd := &cobra.Command{
-		Use:     verb + " JOB --reason TEXT",
-		Short:   strings.ToUpper(verb[:1]) + verb[1:] + " a job held for this site's approval",
+		Use:   verb + " JOB --reason TEXT",
+		Short: strings.ToUpper(verb[:1]) + verb[1:] + " a job held for this site's approval",
 		Example: fmt.Sprintf("  federa site %s job-3f2a9c81d0e4 --reason 'IRB 2026-114' --config site.yaml\n"+
 			"  # as site-admin, through the coordinator:\n  federa site %s job-3f2a9c81d0e4 --reason 'IRB 2026-114' --site eu/paris --identity ~/.federa/admin", verb, verb),
 		Args: cobra.ExactArgs(1),
