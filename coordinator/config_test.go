@@ -1,0 +1,80 @@
+package coordinator
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/federa-dev/federa/attest"
+)
+
+func testIdentity(t *testing.T) attest.Source {
+	t.Helper()
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	ca, err := attest.NewCA(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svid, err := ca.Issue(attest.CoordinatorID(td), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return attest.NewIdentity(svid, ca.Bundle())
+}
+
+func TestValidateRoles(t *testing.T) {
+	paris := spiffeid.RequireFromString("spiffe://example.org/site/eu/paris")
+	tests := []struct {
+		role string
+		want string // "" means valid
+	}{
+		{"data-scientist", ""},
+		{"auditor", ""},
+		{"operator", ""},
+		{"site-admin:eu/paris", ""},
+		{"site-admin", `role "site-admin" must name its site: site-admin:<jurisdiction>/<name>, e.g. site-admin:eu/paris`},
+		{"site-admin:us/boston", `role "site-admin:us/boston": "us/boston" is not a site in field sites`},
+		{"admin", `role "admin" is not valid; valid: data-scientist, auditor, operator, site-admin:<site>`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role, func(t *testing.T) {
+			cfg := Config{StateDir: t.TempDir(), Identity: testIdentity(t), Sites: []spiffeid.ID{paris},
+				Users: map[string][]string{"spiffe://example.org/user/alice": {tt.role}}}
+			err := cfg.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "field users: spiffe://example.org/user/alice: "+tt.want) {
+				t.Fatalf("Validate: %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewRefusesABadAccessPolicy(t *testing.T) {
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "access.rego"), []byte("package federa.access\n\ndecision := {\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, dir := range map[string]string{"missing folder": filepath.Join(bad, "nope"), "syntax error": bad} {
+		t.Run(name, func(t *testing.T) {
+			state := t.TempDir()
+			_, err := New(Config{StateDir: state, Identity: testIdentity(t), Listen: "127.0.0.1:0", AccessPolicy: dir,
+				Sites: []spiffeid.ID{spiffeid.RequireFromString("spiffe://example.org/site/eu/paris")}})
+			if err == nil || !strings.Contains(err.Error(), "field access_policy") || !strings.Contains(err.Error(), dir) {
+				t.Fatalf("New: %v, want an error naming access_policy and %s", err, dir)
+			}
+			// Nothing half-done stays behind: no store, no audit log.
+			if entries, _ := os.ReadDir(state); len(entries) != 0 {
+				t.Errorf("state dir holds %d entries after a refused start", len(entries))
+			}
+		})
+	}
+}
