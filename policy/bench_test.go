@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -63,5 +64,42 @@ func BenchmarkLoad(b *testing.B) {
 	benchLatency(b, func() error {
 		_, err := LoadFS(ctx, Default(), ".")
 		return err
+	})
+}
+
+// BenchmarkAccess is one access decision as the coordinator asks it per
+// RPC: "eval" with the cache defeated (a fresh resource each time), "cached"
+// for a repeated (caller, RPC, resource), as on a site's task results.
+// cached_vs_eval is the ratio of their means, measured in the same run.
+func BenchmarkAccess(b *testing.B) {
+	a, err := LoadDefaultAccess(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	alice := Caller{ID: "spiffe://td/user/alice", Kind: "user", Roles: []string{"data-scientist"}}
+	req := AccessRequest{Caller: alice, RPC: "JobService.GetJob", Resource: Resource{JobOwner: alice.ID}}
+	measure := func(n int, fresh bool) time.Duration {
+		start := time.Now()
+		for i := range n {
+			r := req
+			if fresh {
+				r.Resource.JobOwner = fmt.Sprint(alice.ID, i)
+			}
+			a.Decide(ctx, r)
+		}
+		return time.Since(start) / time.Duration(n)
+	}
+	var eval, cached time.Duration
+	b.Run("eval", func(b *testing.B) {
+		b.ReportAllocs()
+		eval = measure(b.N, true)
+	})
+	b.Run("cached", func(b *testing.B) {
+		b.ReportAllocs()
+		cached = measure(b.N, false)
+		if eval > 0 {
+			b.ReportMetric(float64(cached)/float64(eval), "cached_vs_eval")
+		}
 	})
 }
