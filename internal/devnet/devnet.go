@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/coordinator"
+	"github.com/federa-dev/federa/internal/logkeys"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/site"
 )
@@ -38,11 +41,44 @@ type SiteSpec struct {
 	DefaultClassification string
 }
 
-// DemoUsers are the users a devnet issues identities for, with their roles.
+// DemoUsers are the users a devnet knows, with their roles: alice
+// submits jobs, auditor reads the audit log, mallory has a valid SVID and
+// no role at all. Each site also has an admin, named by SiteAdmin.
 var DemoUsers = map[string][]string{
 	"alice":   {"data-scientist"},
 	"auditor": {"auditor"},
 	"mallory": nil,
+}
+
+// SiteAdmin is the demo user who administers site, and that user's role:
+// for "eu/paris", user "admin-eu-paris" (a "/" is not allowed in a SPIFFE
+// path segment) with role "site-admin:eu/paris".
+func SiteAdmin(site string) (user, role string) {
+	return "admin-" + strings.ReplaceAll(site, "/", "-"), "site-admin:" + site
+}
+
+// AllUsers is every user a devnet with sites knows: DemoUsers, sorted,
+// then one admin per site.
+func AllUsers(sites []SiteSpec) []string {
+	users := slices.Sorted(maps.Keys(DemoUsers))
+	for _, s := range sites {
+		u, _ := SiteAdmin(s.Name)
+		users = append(users, u)
+	}
+	return users
+}
+
+// Roles are the roles of a user of this devnet (nil for none).
+func (n *Net) Roles(user string) []string {
+	if r, ok := DemoUsers[user]; ok {
+		return r
+	}
+	for _, s := range n.opts.Sites {
+		if u, role := SiteAdmin(s.Name); u == user {
+			return []string{role}
+		}
+	}
+	return nil
 }
 
 func (n *Net) users() map[string][]string {
@@ -50,7 +86,7 @@ func (n *Net) users() map[string][]string {
 	for _, u := range n.opts.Users {
 		id, err := attest.UserID(n.td, u)
 		if err == nil {
-			out[id.String()] = DemoUsers[u]
+			out[id.String()] = n.Roles(u)
 		}
 	}
 	return out
@@ -61,8 +97,12 @@ type Options struct {
 	Dir         string
 	TrustDomain string
 	Sites       []SiteSpec
-	Users       []string // user identities to issue (default: alice)
-	Log         *slog.Logger
+	// Users are the user identities to issue, from DemoUsers or SiteAdmin
+	// (default: alice, auditor, mallory; AllUsers adds the site admins).
+	// Users get long-lived SVIDs (attest.DefaultSVIDTTL) that are not
+	// rotated.
+	Users []string
+	Log   *slog.Logger
 	// Heartbeat is the coordinator's heartbeat interval (default 1s, so a
 	// dead site is noticed quickly in a demo).
 	Heartbeat time.Duration
@@ -75,6 +115,15 @@ type Options struct {
 	PolicyDir string
 	// CoordinatorJurisdiction is where the coordinator runs (default "eu").
 	CoordinatorJurisdiction string
+	// SVIDTTL is how long the daemons' SVIDs live (default
+	// attest.DefaultSVIDTTL). The coordinator and every site read theirs
+	// from their identity directory with an attest.DirSource, and devnet
+	// re-issues each one into its directory every SVIDTTL/2, so a job
+	// longer than the TTL runs across rotations, as under SPIRE.
+	SVIDTTL time.Duration
+	// Listen is the coordinator's address (default 127.0.0.1:0, a free
+	// port; see Addr).
+	Listen string
 }
 
 // Net is a running federation.
@@ -82,8 +131,15 @@ type Net struct {
 	opts    Options
 	td      spiffeid.TrustDomain
 	CA      *attest.CA
-	coordID *attest.Identity
+	coordID *attest.DirSource
 	addr    string
+
+	// Every daemon's identity, closed last; and the rotator that
+	// re-issues their SVIDs.
+	daemons   []daemonIdentity
+	rotStop   chan struct{}
+	rotDone   chan struct{}
+	closeOnce sync.Once
 
 	mu    sync.Mutex
 	coord *coordinator.Coordinator
@@ -92,9 +148,15 @@ type Net struct {
 	sites map[string]*siteProc
 }
 
+// daemonIdentity is a daemon's watched identity directory.
+type daemonIdentity struct {
+	src *attest.DirSource
+	dir string
+}
+
 type siteProc struct {
 	spec   SiteSpec
-	id     *attest.Identity
+	id     *attest.DirSource
 	agent  *site.Agent
 	cancel context.CancelFunc
 	done   chan error
@@ -127,16 +189,18 @@ func Start(opts Options) (*Net, error) {
 	if opts.CoordinatorJurisdiction == "" {
 		opts.CoordinatorJurisdiction = "eu"
 	}
+	if opts.SVIDTTL == 0 {
+		opts.SVIDTTL = attest.DefaultSVIDTTL
+	}
+	if opts.SVIDTTL < 0 {
+		return nil, fmt.Errorf("devnet: SVIDTTL %s is negative", opts.SVIDTTL)
+	}
 	td, err := spiffeid.TrustDomainFromString(opts.TrustDomain)
 	if err != nil {
 		return nil, fmt.Errorf("devnet: trust domain: %w", err)
 	}
-	n := &Net{opts: opts, td: td, sites: map[string]*siteProc{}}
+	n := &Net{opts: opts, td: td, sites: map[string]*siteProc{}, addr: opts.Listen}
 	if n.CA, err = loadOrCreateCA(filepath.Join(opts.Dir, "ca"), td); err != nil {
-		return nil, err
-	}
-	n.coordID, err = n.issue("coordinator", attest.CoordinatorID(td))
-	if err != nil {
 		return nil, err
 	}
 	for _, u := range opts.Users {
@@ -144,9 +208,14 @@ func Start(opts Options) (*Net, error) {
 		if err != nil {
 			return nil, fmt.Errorf("devnet: user %q: %w", u, err)
 		}
-		if _, err := n.issue(u, uid); err != nil {
+		if err := n.CA.IssueToDir(uid, attest.DefaultSVIDTTL, n.IdentityDir(u)); err != nil {
 			return nil, err
 		}
+	}
+	n.coordID, err = n.issueDaemon("coordinator", attest.CoordinatorID(td))
+	if err != nil {
+		n.Close()
+		return nil, err
 	}
 	for i := range opts.Sites {
 		if opts.Sites[i].DefaultClassification == "" {
@@ -157,15 +226,20 @@ func Start(opts Options) (*Net, error) {
 	for _, s := range opts.Sites {
 		sid, err := attest.SiteID(td, s.Name)
 		if err != nil {
+			n.Close()
 			return nil, fmt.Errorf("devnet: %w", err)
 		}
-		id, err := n.issue(strings.ReplaceAll(s.Name, "/", "-"), sid)
+		id, err := n.issueDaemon(strings.ReplaceAll(s.Name, "/", "-"), sid)
 		if err != nil {
+			n.Close()
 			return nil, err
 		}
 		n.sites[s.Name] = &siteProc{spec: s, id: id}
 	}
+	n.rotStop, n.rotDone = make(chan struct{}), make(chan struct{})
+	go n.rotate()
 	if err := n.StartCoordinator(); err != nil {
+		n.Close()
 		return nil, err
 	}
 	for _, s := range opts.Sites {
@@ -188,12 +262,41 @@ func loadOrCreateCA(dir string, td spiffeid.TrustDomain) (*attest.CA, error) {
 	return ca, ca.Save(dir)
 }
 
-func (n *Net) issue(name string, id spiffeid.ID) (*attest.Identity, error) {
+// issueDaemon writes a daemon's first SVID and watches its directory, as
+// a daemon configured with identity.dir does.
+func (n *Net) issueDaemon(name string, id spiffeid.ID) (*attest.DirSource, error) {
 	dir := n.IdentityDir(name)
-	if err := n.CA.IssueToDir(id, attest.DefaultSVIDTTL, dir); err != nil {
+	if err := n.CA.IssueToDir(id, n.opts.SVIDTTL, dir); err != nil {
 		return nil, err
 	}
-	return attest.LoadIdentity(dir)
+	src, err := attest.NewDirSource(dir, n.opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	n.daemons = append(n.daemons, daemonIdentity{src: src, dir: dir})
+	return src, nil
+}
+
+// rotate re-issues every daemon's SVID into its directory at half its
+// TTL, the way a SPIRE agent renews before expiry; the daemons' DirSources
+// pick the new files up.
+func (n *Net) rotate() {
+	defer close(n.rotDone)
+	ttl := n.opts.SVIDTTL
+	t := time.NewTicker(ttl / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.rotStop:
+			return
+		case <-t.C:
+			for _, d := range n.daemons {
+				if err := n.CA.IssueToDir(d.src.ID(), ttl, d.dir); err != nil {
+					n.opts.Log.Error("devnet: re-issue SVID", logkeys.SpiffeID, d.src.ID().String(), logkeys.Err, err)
+				}
+			}
+		}
+	}
 }
 
 // SiteIDs are the SPIFFE IDs of every site.
@@ -369,10 +472,21 @@ func (n *Net) Dial(user string) (federav1.JobServiceClient, func(), error) {
 	return federav1.NewJobServiceClient(cc), func() { cc.Close() }, nil
 }
 
-// Close stops every site and the coordinator.
+// Close stops, in order: the SVID rotator, every site, the coordinator,
+// and the daemons' identity watchers. Safe to call more than once.
 func (n *Net) Close() error {
+	n.closeOnce.Do(func() {
+		if n.rotStop != nil {
+			close(n.rotStop)
+			<-n.rotDone
+		}
+	})
 	for _, s := range n.opts.Sites {
 		n.StopSite(s.Name)
 	}
-	return n.StopCoordinator()
+	err := n.StopCoordinator()
+	for _, d := range n.daemons {
+		d.src.Close()
+	}
+	return err
 }
