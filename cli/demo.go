@@ -12,16 +12,20 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/federa-dev/federa"
+	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/attest/auditlog"
 	"github.com/federa-dev/federa/coordinator"
 	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/internal/devnet"
+	"github.com/federa-dev/federa/internal/fsutil"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/site"
@@ -48,6 +52,9 @@ type demoFlags struct {
 	policyDir string
 	classify  []string
 	logToFile bool
+	serve     bool
+	listen    string
+	svidTTL   time.Duration
 }
 
 // demoResult is the last line of `federa demo --output json`.
@@ -99,7 +106,10 @@ type demoTimings struct {
 	CentralizedSeconds float64 `json:"centralized_seconds"`
 }
 
-var siteFileRE = regexp.MustCompile(`^([a-z0-9][a-z0-9]*)-([a-z0-9][a-z0-9-]*)\.csv$`)
+var (
+	siteFileRE = regexp.MustCompile(`^([a-z0-9][a-z0-9]*)-([a-z0-9][a-z0-9-]*)\.csv$`)
+	shellSafe  = regexp.MustCompile(`^[A-Za-z0-9_./:@%+=,-]+$`)
+)
 
 func newDemoCmd(g *globals) *cobra.Command {
 	var f demoFlags
@@ -116,11 +126,35 @@ hyper-parameters, same rows). It ends with what stayed at each site and what
 left it. Exit status 0 only if the job succeeded.
 
 The default data is the UCI Breast Cancer Wisconsin (Diagnostic) dataset,
-split across eu/paris, us/boston and sg/singapore (testdata/README.md).`,
+split across eu/paris, us/boston and sg/singapore (testdata/README.md).
+
+With --serve, demo submits nothing: it starts the coordinator and the same
+sites and keeps them running until interrupted (Ctrl-C, SIGTERM), so you can
+drive them with the ordinary commands over real mTLS. It writes, under
+--state DIR (default: a new temporary directory):
+  DIR/coordinator.addr            the coordinator's host:port
+  DIR/identities/<user>/          svid.pem, key.pem, bundle.pem for each user:
+                                    alice (data-scientist), auditor (auditor),
+                                    admin-<jurisdiction>-<site> (site-admin of
+                                    that site), mallory (valid SVID, no role)
+  DIR/job.yaml                    the job the demo would run
+and prints the commands to try. User SVIDs live 24h; the daemons' SVIDs
+live --svid-ttl and are re-issued at half of it, as SPIRE would. Running the
+same command again reuses DIR: the same CA, and the coordinator resumes
+its jobs and audit log.
+
+--state without --serve keeps today's meaning: the one-shot demo keeps
+everything it made in DIR.`,
 		Example: `  federa demo
   federa demo --rounds 5 --output json
   federa demo --data ./mydata --label outcome --features age,bmi,glucose
-  federa demo --state ./demo-state      # keep identities, stores and model`,
+  federa demo --state ./demo-state      # keep identities, stores and model
+
+  # keep a federation running and use it from another terminal
+  federa demo --serve --state ./demo
+  export FEDERA_COORDINATOR=$(cat ./demo/coordinator.addr) FEDERA_IDENTITY=./demo/identities/alice
+  federa job submit ./demo/job.yaml --watch
+  federa demo --serve --state ./demo --listen 127.0.0.1:7443 --svid-ttl 2m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), g, &f) },
 	}
@@ -141,6 +175,9 @@ split across eu/paris, us/boston and sg/singapore (testdata/README.md).`,
 	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json (json: the last line is one JSON object)")
 	fl.StringVar(&f.policyDir, "policy", "", "every site's Rego policy folder (default: the built-in default policy; see docs/policy.md)")
 	fl.StringSliceVar(&f.classify, "classify", []string{"*=internal"}, "column classifications every site declares to its policy, as COLUMN=CLASS (CLASS: public, internal, personal, special_category; COLUMN * sets the default)")
+	fl.BoolVar(&f.serve, "serve", false, "submit nothing; keep the coordinator and sites running until interrupted, and print the commands to use them")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "the coordinator's address (port 0: a free port; --serve writes it to DIR/coordinator.addr)")
+	fl.DurationVar(&f.svidTTL, "svid-ttl", 10*time.Minute, "how long the coordinator's and sites' SVIDs live; they are re-issued at half of it")
 	return cmd
 }
 
@@ -232,6 +269,12 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	if err := checkOutput(f.output); err != nil {
 		return err
 	}
+	if f.serve && f.output != "text" {
+		return errors.New("flag --output: --serve prints commands to try, as text; scripts read DIR/coordinator.addr")
+	}
+	if f.svidTTL < 2*time.Second {
+		return fmt.Errorf("flag --svid-ttl: %s is too short; want at least 2s (SVIDs are re-issued at half their TTL)", f.svidTTL)
+	}
 	var features []string
 	if f.features != "" {
 		for _, c := range strings.Split(f.features, ",") {
@@ -304,7 +347,16 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 			return fmt.Errorf("flag --policy: %s is not a directory of Rego files", f.policyDir)
 		}
 	}
-	net, err := devnet.Start(devnet.Options{Dir: state, Sites: sites, Log: log, PolicyDir: f.policyDir})
+	opts := devnet.Options{Dir: state, Sites: sites, Log: log, PolicyDir: f.policyDir, Listen: f.listen, SVIDTTL: f.svidTTL}
+	if f.serve {
+		opts.Users = devnet.AllUsers(sites)
+		// A previous run's address is stale: whoever waits for the file
+		// must get this run's.
+		if err := os.Remove(filepath.Join(state, "coordinator.addr")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("flag --state: %w", err)
+		}
+	}
+	net, err := devnet.Start(opts)
 	if err != nil {
 		return fmt.Errorf("start federation: %w", err)
 	}
@@ -315,6 +367,9 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		return err
 	}
 	say("coordinator %s up; sites connected over SPIFFE mTLS: %s", net.Addr(), strings.Join(names, ", "))
+	if f.serve {
+		return serveDemo(ctx, out, net, state, opts.Users, names[0], j, f.svidTTL)
+	}
 
 	client, closeFn, err := net.Dial("alice")
 	if err != nil {
@@ -409,6 +464,62 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		return nil
 	}
 	return json.NewEncoder(out).Encode(res)
+}
+
+// serveDemo writes what a user of the running federation needs into state
+// (the coordinator's address, the job spec; the identities are already
+// there), prints the commands to try and waits for ctx to end. site is the
+// one the printed site-admin command is about.
+func serveDemo(ctx context.Context, out io.Writer, net *devnet.Net, state string, users []string, site string, j *spec.Job, ttl time.Duration) error {
+	addrFile, jobFile := filepath.Join(state, "coordinator.addr"), filepath.Join(state, "job.yaml")
+	jobYAML, err := yaml.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", jobFile, err)
+	}
+	jobYAML = append([]byte("# The job `federa demo` runs; every field is in docs/jobs.md.\n"), jobYAML...)
+	if err := fsutil.WriteFile(jobFile, jobYAML, 0o644); err != nil {
+		return err
+	}
+	id := func(user string) string { return shellQuote(net.IdentityDir(user)) }
+	fmt.Fprintf(out, "\nServing until interrupted (Ctrl-C). Coordinator address in %s; daemon logs in %s.\n",
+		addrFile, filepath.Join(state, "demo.log"))
+	fmt.Fprintf(out, "Daemon SVIDs live %s and are re-issued every %s; user SVIDs live %s.\n\n", ttl, ttl/2, attest.DefaultSVIDTTL)
+	fmt.Fprintf(out, "Users (identities in %s):\n", filepath.Join(state, "identities", "<user>"))
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	for _, u := range users {
+		roles := strings.Join(net.Roles(u), ", ")
+		if roles == "" {
+			roles = "(no role: has a valid SVID, may do nothing)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", u, roles)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "\nTry, in another terminal:\n\n")
+	fmt.Fprintf(out, "  export FEDERA_COORDINATOR=$(cat %s) FEDERA_IDENTITY=%s\n", shellQuote(addrFile), id("alice"))
+	fmt.Fprintf(out, "  federa job submit %s --watch\n", shellQuote(jobFile))
+	fmt.Fprintf(out, "  federa job list\n")
+	fmt.Fprintf(out, "  federa job watch JOB_ID                # the ID submit printed\n")
+	fmt.Fprintf(out, "  federa audit verify --coordinator $FEDERA_COORDINATOR --identity %s\n", id("auditor"))
+	admin, _ := devnet.SiteAdmin(site)
+	fmt.Fprintf(out, "  federa site pending --site %s --identity %s   # a site-admin, through the coordinator\n", site, id(admin))
+	fmt.Fprintf(out, "  federa job submit %s --identity %s   # refused: mallory has no role\n\n", shellQuote(jobFile), id("mallory"))
+	fmt.Fprintf(out, "Run the same command again to resume with the same CA, jobs and audit log.\n")
+	// Last: whoever waits for this file finds everything else ready.
+	if err := fsutil.WriteFile(addrFile, []byte(net.Addr()+"\n"), 0o644); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	fmt.Fprintf(out, "interrupted; stopping the sites and the coordinator\n")
+	return nil
+}
+
+// shellQuote quotes p for a POSIX shell when it needs it, so the printed
+// commands can be pasted as they are.
+func shellQuote(p string) string {
+	if shellSafe.MatchString(p) {
+		return p
+	}
+	return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
 }
 
 // progressWriter indents job events under the demo's own lines, or drops

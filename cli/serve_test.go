@@ -1,0 +1,203 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/devnet"
+)
+
+// lockedBuffer is an io.Writer a test can read while a command writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// serving is a `federa demo --serve` running in the background, as it
+// would in a terminal until Ctrl-C.
+type serving struct {
+	out, errs *lockedBuffer
+	cancel    context.CancelFunc
+	code      chan int
+}
+
+// serve starts `federa demo --serve --state state` and waits until it has
+// written the coordinator's address, which it writes last.
+func serve(t *testing.T, state string) (*serving, string) {
+	t.Helper()
+	// A previous run's file would be read before this run removes it.
+	addrFile := filepath.Join(state, "coordinator.addr")
+	if err := os.Remove(addrFile); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &serving{out: &lockedBuffer{}, errs: &lockedBuffer{}, cancel: cancel, code: make(chan int, 1)}
+	go func() { s.code <- Execute(ctx, []string{"demo", "--serve", "--state", state}, s.out, s.errs) }()
+	t.Cleanup(func() { s.stop(t) })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, err := os.ReadFile(addrFile)
+		if err == nil {
+			return s, strings.TrimSpace(string(b))
+		}
+		select {
+		case code := <-s.code:
+			s.code <- code
+			t.Fatalf("demo --serve exited %d before serving:\n%s%s", code, s.out, s.errs)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no coordinator.addr after 60s:\n%s%s", s.out, s.errs)
+		}
+	}
+}
+
+// stop interrupts the server and returns its exit code.
+func (s *serving) stop(t *testing.T) int {
+	t.Helper()
+	s.cancel()
+	select {
+	case code := <-s.code:
+		s.code <- code // stop is also the cleanup
+		return code
+	case <-time.After(30 * time.Second):
+		t.Fatalf("demo --serve did not stop within 30s of the interrupt:\n%s", s.out)
+		return -1
+	}
+}
+
+func TestDemoServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a federation and trains for real; skipped with -short")
+	}
+	state := t.TempDir()
+	srv, addr := serve(t, state)
+	ids := func(user string) string { return filepath.Join(state, "identities", user) }
+	job := filepath.Join(state, "job.yaml")
+
+	out := srv.out.String()
+	for _, want := range []string{
+		"export FEDERA_COORDINATOR=$(cat " + filepath.Join(state, "coordinator.addr") + ") FEDERA_IDENTITY=" + ids("alice"),
+		"federa job submit " + job + " --watch",
+		"federa audit verify --coordinator $FEDERA_COORDINATOR --identity " + ids("auditor"),
+		"federa job submit " + job + " --identity " + ids("mallory"),
+		"federa site pending --site eu/paris --identity " + ids("admin-eu-paris"),
+		"admin-eu-paris", "site-admin:eu/paris",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the printed commands lack %q:\n%s", want, out)
+		}
+	}
+
+	t.Run("every demo user has an identity", func(t *testing.T) {
+		td := spiffeid.RequireTrustDomainFromString(devnet.DefaultTrustDomain)
+		for _, u := range []string{"alice", "auditor", "mallory", "admin-eu-paris", "admin-sg-singapore", "admin-us-boston"} {
+			id, err := attest.LoadIdentity(ids(u))
+			if err != nil {
+				t.Fatalf("%s: %v", u, err)
+			}
+			if want, _ := attest.UserID(td, u); id.ID() != want {
+				t.Errorf("%s's SVID is for %s, want %s", u, id.ID(), want)
+			}
+			if ttl := time.Until(id.Expiry()); ttl < 23*time.Hour {
+				t.Errorf("%s's SVID expires in %s; users get long-lived ones", u, ttl)
+			}
+		}
+	})
+
+	// As the printed commands do: the address and alice from the environment.
+	t.Setenv("FEDERA_COORDINATOR", addr)
+	t.Setenv("FEDERA_IDENTITY", ids("alice"))
+	stdout, errs, code := execute(t, "job", "submit", job)
+	if code != 0 {
+		t.Fatalf("alice's submit: exit %d: %s", code, errs)
+	}
+	fields := strings.Fields(stdout) // "submitted job-… (pending)"
+	if len(fields) < 2 || fields[0] != "submitted" {
+		t.Fatalf("submit printed %q", stdout)
+	}
+	jobID := fields[1]
+	if stdout, errs, code := execute(t, "job", "watch", jobID); code != 0 || !strings.Contains(stdout, "round 10/10") {
+		t.Fatalf("watch %s: exit %d: %s\n%s", jobID, code, errs, stdout)
+	}
+
+	t.Run("mallory is refused", func(t *testing.T) {
+		_, errs, code := execute(t, "job", "submit", job, "--identity", ids("mallory"))
+		if code == 0 || !strings.Contains(errs, "PermissionDenied") || !strings.Contains(errs, "user/mallory") {
+			t.Fatalf("mallory's submit: exit %d: %s", code, errs)
+		}
+	})
+
+	t.Run("a site-admin reaches their own site through the coordinator", func(t *testing.T) {
+		stdout, errs, code := execute(t, "site", "pending", "--site", "eu/paris", "--identity", ids("admin-eu-paris"))
+		if code != 0 || !strings.Contains(stdout, "eu/paris") {
+			t.Fatalf("site pending: exit %d: %s%s", code, stdout, errs)
+		}
+	})
+
+	t.Run("the auditor verifies the running coordinator's log", func(t *testing.T) {
+		stdout, errs, code := execute(t, "audit", "verify", "--coordinator", addr, "--identity", ids("auditor"))
+		if code != 0 || !strings.HasPrefix(stdout, "ok: ") {
+			t.Fatalf("audit verify: exit %d: %s%s", code, stdout, errs)
+		}
+	})
+
+	if code := srv.stop(t); code != 0 {
+		t.Fatalf("demo --serve exited %d after the interrupt:\n%s", code, srv.errs)
+	}
+	ca, err := os.ReadFile(filepath.Join(state, "ca", attest.CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("a second run resumes from the same state", func(t *testing.T) {
+		_, addr := serve(t, state)
+		again, err := os.ReadFile(filepath.Join(state, "ca", attest.CACertFile))
+		if err != nil || !bytes.Equal(again, ca) {
+			t.Fatalf("the CA changed between runs (%v)", err)
+		}
+		stdout, errs, code := execute(t, "job", "get", jobID, "--coordinator", addr)
+		if code != 0 || !strings.Contains(stdout, "succeeded") {
+			t.Fatalf("job get %s after the restart: exit %d: %s%s", jobID, code, stdout, errs)
+		}
+	})
+}
+
+func TestDemoServeFlagErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--output", "json"}, "flag --output: --serve prints commands"},
+		{[]string{"--svid-ttl", "1s"}, "flag --svid-ttl: 1s is too short"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			_, errs, code := execute(t, append([]string{"demo", "--serve", "--state", t.TempDir()}, tt.args...)...)
+			if code == 0 || !strings.Contains(errs, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want %q", code, errs, tt.want)
+			}
+		})
+	}
+}
