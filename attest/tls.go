@@ -37,6 +37,10 @@ func AllowIDs(ids ...spiffeid.ID) Authorizer {
 // refusal is logged with the peer's SPIFFE ID (when it has one) and why.
 func ServerCredentials(src Source, authorize Authorizer, log *slog.Logger) credentials.TransportCredentials {
 	cfg := tlsconfig.MTLSServerConfig(src, src, adapt(authorize))
+	// Request rather than require a client certificate, so a client with
+	// none reaches the verify callback and its refusal is logged too; the
+	// callback refuses an empty chain (wrapVerify), so it is still mTLS.
+	cfg.ClientAuth = tls.RequestClientCert
 	wrapVerify(cfg, log)
 	return credentials.NewTLS(cfg)
 }
@@ -53,14 +57,17 @@ func adapt(a Authorizer) tlsconfig.Authorizer {
 	return func(id spiffeid.ID, _ [][]*x509.Certificate) error { return a(id) }
 }
 
+// errNoCertificate refuses a peer that presented no certificate.
+var errNoCertificate = errors.New("the peer presented no certificate (an X.509-SVID is required)")
+
 func wrapVerify(cfg *tls.Config, log *slog.Logger) {
-	if log == nil {
-		return
-	}
 	inner := cfg.VerifyPeerCertificate
 	cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
-		err := inner(raw, chains)
-		if err != nil {
+		err := errNoCertificate
+		if len(raw) > 0 {
+			err = inner(raw, chains)
+		}
+		if err != nil && log != nil {
 			log.Warn("refused peer", "spiffe_id", peekID(raw), "reason", err.Error())
 		}
 		return err

@@ -102,11 +102,11 @@ func TestHandshakeRefusalReasons(t *testing.T) {
 		})
 	}
 
-	// A client with no certificate never gets a SPIFFE ID to judge: the
-	// TLS layer refuses it, with a certificate_required alert (116) in TLS
-	// 1.3 and a handshake_failure (40) in TLS 1.2, which has no better one.
+	// A client with no certificate has no SPIFFE ID to judge: the
+	// coordinator refuses it with a bad_certificate alert (42) and logs the
+	// refusal as "(no certificate)".
 	t.Run("a Go crypto/tls client with no certificate", func(t *testing.T) {
-		for v, alert := range map[uint16]string{tls.VersionTLS12: "handshake failure", tls.VersionTLS13: "certificate required"} {
+		for v, alert := range map[uint16]string{tls.VersionTLS12: "bad certificate", tls.VersionTLS13: "bad certificate"} {
 			c, err := tls.Dial("tcp", n.Addr(), &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v, NextProtos: []string{"h2"}})
 			if err == nil {
 				// In TLS 1.3 the client is done before the server has
@@ -119,6 +119,7 @@ func TestHandshakeRefusalReasons(t *testing.T) {
 				t.Errorf("%s without a certificate: %v; want the coordinator to refuse it (%s)", tls.VersionName(v), err, alert)
 			}
 		}
+		waitRefusal(t, logs, `"(no certificate)"`, "presented no certificate")
 	})
 	t.Run("openssl s_client with no certificate", func(t *testing.T) {
 		// A real, non-Go client. CI installs openssl (.ci/run): without it
@@ -140,9 +141,10 @@ func TestHandshakeRefusalReasons(t *testing.T) {
 		if err == nil {
 			t.Errorf("openssl s_client exited 0; want a failed handshake\n%s", out)
 		}
-		if !bytes.Contains(out, []byte("alert certificate required")) {
-			t.Errorf("openssl s_client output does not show the coordinator's certificate_required alert:\n%s", out)
+		if !bytes.Contains(out, []byte("alert bad certificate")) {
+			t.Errorf("openssl s_client output does not show the coordinator's bad_certificate alert:\n%s", out)
 		}
+		waitRefusal(t, logs, `"(no certificate)"`, "presented no certificate")
 	})
 }
 
