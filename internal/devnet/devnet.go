@@ -405,6 +405,14 @@ func (n *Net) StartSite(name string) error {
 		ReconnectMax: time.Second,
 		Log:          n.opts.Log,
 	}
+	// The site's admin, when this devnet has one, may decide approvals
+	// through the coordinator, as a site lists its admins in
+	// approvals.remote_approvers.
+	if admin, _ := SiteAdmin(name); slices.Contains(n.opts.Users, admin) {
+		if id, err := attest.UserID(n.td, admin); err == nil {
+			cfg.RemoteApprovers = []spiffeid.ID{id}
+		}
+	}
 	if n.opts.Site != nil {
 		n.opts.Site(name, &cfg)
 	}
