@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,8 +58,8 @@ func copyBinary(t *testing.T, path string) string {
 
 // TestJobOnSPIREIdentities runs a coordinator, two sites and the CLI on
 // SVIDs from a real SPIRE server and agent (join-token node attestation,
-// unix workload attestation by binary path, 1-minute SVIDs), then runs a
-// second job after the SVIDs rotated.
+// unix workload attestation by binary path, 30-second SVIDs), then a long
+// job during which the SVIDs rotate.
 func TestJobOnSPIREIdentities(t *testing.T) {
 	server, agent := spireBin(t, "spire-server"), spireBin(t, "spire-agent")
 	dir := t.TempDir()
@@ -70,7 +72,7 @@ func TestJobOnSPIREIdentities(t *testing.T) {
   trust_domain = "example.org"
   data_dir = "%s/server-data"
   log_level = "WARN"
-  default_x509_svid_ttl = "1m"
+  default_x509_svid_ttl = "30s"
 }
 plugins {
   DataStore "sql" { plugin_data { database_type = "sqlite3" connection_string = "%s/datastore.sqlite3" } }
@@ -115,7 +117,7 @@ plugins {
 	} {
 		bins[name] = copyBinary(t, filepath.Join(dir, "bin", name, "federa"))
 		spireRun(t, server, "entry", "create", "-socketPath", serverSock, "-parentID", parent, "-spiffeID", id,
-			"-selector", "unix:path:"+bins[name], "-x509SVIDTTL", "60")
+			"-selector", "unix:path:"+bins[name], "-x509SVIDTTL", "30")
 	}
 
 	data, _ := filepath.Abs("../testdata/breast-cancer")
@@ -158,10 +160,53 @@ reconnect: {min: 100ms, max: 1s}
 		}
 	}
 	submit()
-	// 1-minute SVIDs rotate at half-life: wait past it, then run again on
-	// the rotated SVIDs (new handshakes use them; open streams carry on).
-	time.Sleep(40 * time.Second)
-	submit()
+
+	// Rotation during a job: 30-second SVIDs rotate at about half-life. A
+	// long job (many local epochs per round) must still be running when the
+	// coordinator's SVID changes, keep going on the open streams and new
+	// handshakes, and finish with every round.
+	long := filepath.Join(dir, "long.yaml")
+	write(t, long, "name: spire-long\ndataset: breast-cancer\nrounds: 40\nlocal_epochs: 200\nmin_sites: 2\nround_timeout: 60s\nsites: [eu/paris, us/boston]\n")
+	before := presentedSerial(t, addr)
+	submitted, err := exec.Command(bins["alice"], "job", "submit", long, "-o", "json", "--coordinator", addr, "--workload-api", ws).CombinedOutput()
+	if err != nil {
+		t.Fatalf("submit the long job: %v\n%s", err, submitted)
+	}
+	id := regexp.MustCompile(`"id":\s*"([^"]+)"`).FindSubmatch(submitted)
+	if id == nil {
+		t.Fatalf("no job id in %s", submitted)
+	}
+	jobStatus := func() string {
+		out, err := exec.Command(bins["alice"], "job", "get", string(id[1]), "-o", "json", "--coordinator", addr, "--workload-api", ws).CombinedOutput()
+		if err != nil {
+			return "error: " + string(out)
+		}
+		if m := regexp.MustCompile(`"status":\s*"([A-Z_]+)"`).FindSubmatch(out); m != nil {
+			return string(m[1])
+		}
+		return "unknown: " + string(out)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for presentedSerial(t, addr) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the coordinator's SVID did not rotate within 90 s")
+		}
+		time.Sleep(time.Second)
+	}
+	if st := jobStatus(); st != "JOB_STATUS_RUNNING" {
+		t.Fatalf("the long job was %s when the coordinator's SVID rotated; it must span the rotation (make it longer)", st)
+	}
+	t.Logf("coordinator SVID rotated (serial %s -> %s) while the job ran", before, presentedSerial(t, addr))
+	for {
+		st := jobStatus()
+		if st == "JOB_STATUS_SUCCEEDED" {
+			break
+		}
+		if st != "JOB_STATUS_RUNNING" && st != "JOB_STATUS_PENDING" || time.Now().After(deadline.Add(2*time.Minute)) {
+			t.Fatalf("long job across a rotation: %s", st)
+		}
+		time.Sleep(time.Second)
+	}
 	// A refused identity: an unregistered binary gets no SVID at all.
 	stranger := copyBinary(t, filepath.Join(dir, "bin", "stranger", "federa"))
 	out2, err := exec.Command(stranger, "job", "list", "--coordinator", addr, "--workload-api", ws).CombinedOutput()
@@ -205,4 +250,31 @@ func startDaemon(t *testing.T, dir, name, bin string, args ...string) {
 			}
 		}
 	})
+}
+
+// presentedSerial is the serial number of the certificate the server at
+// addr presents, read during a handshake that the server then refuses (this
+// client has no SVID): enough to see the server's SVID rotate.
+func presentedSerial(t *testing.T, addr string) string {
+	t.Helper()
+	var serial string
+	cfg := &tls.Config{
+		InsecureSkipVerify: true, // only reads the certificate; trusts nothing
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			c, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			serial = c.SerialNumber.Text(16)
+			return nil
+		},
+	}
+	conn, err := tls.Dial("tcp", addr, cfg)
+	if err == nil {
+		conn.Close()
+	}
+	if serial == "" {
+		t.Fatalf("no certificate from %s: %v", addr, err)
+	}
+	return serial
 }
