@@ -83,7 +83,7 @@ func LoadSourceConfig(ctx context.Context, cfg IdentityConfig, log *slog.Logger)
 
 func loadSourceConfig(ctx context.Context, cfg IdentityConfig, log *slog.Logger, timing federationTiming, webRoots *x509.CertPool) (Source, error) {
 	domains, parseErr := parseTrustDomains(cfg.TrustDomains)
-	inner, err := LoadSource(ctx, cfg.Dir, cfg.WorkloadAPI)
+	inner, err := LoadSource(ctx, cfg.Dir, cfg.WorkloadAPI, log)
 	if err := errors.Join(err, parseErr); err != nil {
 		closeSource(inner)
 		return nil, err

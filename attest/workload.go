@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strings"
@@ -69,7 +70,7 @@ func (w *WorkloadAPISource) Close() error { return w.src.Close() }
 // LoadSource returns the identity a config names: an identity directory
 // (svid.pem, key.pem, bundle.pem) or a Workload API address, exactly one.
 // Errors name the config field.
-func LoadSource(ctx context.Context, dir, workloadAPI string) (Source, error) {
+func LoadSource(ctx context.Context, dir, workloadAPI string, log *slog.Logger) (Source, error) {
 	switch {
 	case dir != "" && workloadAPI != "":
 		return nil, errors.New("field identity: set dir or workload_api, not both")
@@ -90,7 +91,7 @@ func LoadSource(ctx context.Context, dir, workloadAPI string) (Source, error) {
 		return s, nil
 	case dir != "":
 		// Watched, so a rewritten SVID is used from the next handshake on.
-		id, err := NewDirSource(dir, nil)
+		id, err := NewDirSource(dir, log)
 		if err != nil {
 			return nil, fmt.Errorf("field identity.dir: %w", err)
 		}

@@ -18,7 +18,7 @@ func TestLoadSourceErrors(t *testing.T) {
 		{filepath.Join(t.TempDir(), "missing"), "", "field identity.dir"},
 	}
 	for _, tt := range tests {
-		_, err := LoadSource(context.Background(), tt.dir, tt.api)
+		_, err := LoadSource(context.Background(), tt.dir, tt.api, nil)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("LoadSource(%q, %q) = %v, want %q", tt.dir, tt.api, err, tt.want)
 		}

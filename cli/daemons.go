@@ -36,7 +36,7 @@ jobs after a restart. See docs/configuration.md for coordinator.yaml.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := coordinator.LoadFile(cfgPath)
+			cfg, err := coordinator.LoadFile(cfgPath, log)
 			if err != nil {
 				return err
 			}
@@ -82,7 +82,7 @@ computes on local files. See docs/configuration.md for site.yaml.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := site.LoadFile(cfgPath)
+			cfg, err := site.LoadFile(cfgPath, log)
 			if err != nil {
 				return err
 			}

@@ -172,7 +172,7 @@ obligations, whether operator approval is needed. Nothing is contacted.`,
 			if sitePath == "" || jobPath == "" {
 				return errors.New("flags --site and --job are required")
 			}
-			cfg, err := site.LoadFile(sitePath)
+			cfg, err := site.LoadFile(sitePath, nil)
 			if err != nil {
 				return err
 			}

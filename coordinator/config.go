@@ -47,7 +47,7 @@ type File struct {
 
 // LoadFile reads and checks coordinator.yaml, returning a Config with the
 // identity loaded.
-func LoadFile(path string) (Config, error) {
+func LoadFile(path string, log *slog.Logger) (Config, error) {
 	var f File
 	if err := config.DecodeFile(path, &f); err != nil {
 		return Config{}, err
@@ -79,7 +79,7 @@ func LoadFile(path string) (Config, error) {
 		}
 		cfg.Users[id.String()] = u.Roles
 	}
-	if id, err := attest.LoadSourceConfig(context.Background(), f.Identity, nil); err != nil {
+	if id, err := attest.LoadSourceConfig(context.Background(), f.Identity, log); err != nil {
 		errs = append(errs, err)
 	} else {
 		cfg.Identity = id

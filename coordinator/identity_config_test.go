@@ -46,7 +46,7 @@ func TestLoadFileTrustDomains(t *testing.T) {
   dir: `+filepath.Join(dir, "id")+`
   trust_domains:
     - {trust_domain: bank.us, bundle: `+bankPEM+`}
-`))
+`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestLoadFileTrustDomains(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := write(strings.ReplaceAll(tt.name, " ", "-")+".yaml", head+"identity: "+tt.identity+"\n")
-			_, err := LoadFile(p)
+			_, err := LoadFile(p, nil)
 			if err == nil {
 				t.Fatal("accepted")
 			}

@@ -86,7 +86,7 @@ type File struct {
 
 // LoadFile reads and checks site.yaml. Relative dataset paths are taken
 // relative to the file's directory, so a config can travel with its data.
-func LoadFile(path string) (Config, error) {
+func LoadFile(path string, log *slog.Logger) (Config, error) {
 	var f File
 	if err := config.DecodeFile(path, &f); err != nil {
 		return Config{}, err
@@ -152,7 +152,7 @@ func LoadFile(path string) (Config, error) {
 	if cfg.StateDir != "" && !filepath.IsAbs(cfg.StateDir) {
 		cfg.StateDir = filepath.Join(base, cfg.StateDir)
 	}
-	if id, err := attest.LoadSourceConfig(context.Background(), f.Identity.RelativeTo(base), nil); err != nil {
+	if id, err := attest.LoadSourceConfig(context.Background(), f.Identity.RelativeTo(base), log); err != nil {
 		errs = append(errs, err)
 	} else {
 		cfg.Identity = id

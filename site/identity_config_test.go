@@ -42,7 +42,7 @@ datasets: [{name: bc, path: data.csv}]
 `)
 	}
 
-	cfg, err := LoadFile(write("site.yaml", body("hospital.eu.pem")))
+	cfg, err := LoadFile(write("site.yaml", body("hospital.eu.pem")), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ datasets: [{name: bc, path: data.csv}]
 	}
 
 	p := write("broken.yaml", body("broken.pem"))
-	_, err = LoadFile(p)
+	_, err = LoadFile(p, nil)
 	for _, w := range []string{p, "field identity.trust_domains[0].bundle", filepath.Join(dir, "broken.pem")} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error %v lacks %q", err, w)

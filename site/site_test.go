@@ -43,7 +43,7 @@ datasets: [{name: bc, path: data.csv, label: label}]
 state_dir: state
 reconnect: {min: 100ms, max: 2s}
 `)
-	cfg, err := LoadFile(good)
+	cfg, err := LoadFile(good, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ reconnect: {min: 5s, max: 1s}
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := LoadFile(write(strings.ReplaceAll(tt.name, " ", "-")+".yaml", tt.body))
+			_, err := LoadFile(write(strings.ReplaceAll(tt.name, " ", "-")+".yaml", tt.body), nil)
 			if err == nil {
 				t.Fatal("accepted a bad config")
 			}
