@@ -135,14 +135,20 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("field sites: list at least one site SPIFFE ID allowed to connect"))
 	}
 	seen := map[spiffeid.ID]bool{}
+	names := map[string]spiffeid.ID{}
 	for i, id := range c.Sites {
-		if _, ok := attest.SiteName(id); !ok {
+		name, ok := attest.SiteName(id)
+		if !ok {
 			errs = append(errs, fmt.Errorf("field sites[%d]: %s is not a site ID; want spiffe://<trust-domain>/site/<jurisdiction>/<name>", i, id))
 		}
-		if seen[id] {
+		switch other, dup := names[name]; {
+		case seen[id]:
 			errs = append(errs, fmt.Errorf("field sites[%d]: %s listed twice", i, id))
+		case ok && dup:
+			// Jobs, tasks and policies name sites without their trust domain.
+			errs = append(errs, fmt.Errorf("field sites[%d]: %s and %s are both site %q; site names must be unique across trust domains", i, other, id, name))
 		}
-		seen[id] = true
+		seen[id], names[name] = true, id
 	}
 	for id, roles := range c.Users {
 		sid, err := spiffeid.FromString(id)

@@ -78,3 +78,18 @@ func TestNewRefusesABadAccessPolicy(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateSiteNamesUniqueAcrossTrustDomains(t *testing.T) {
+	a := spiffeid.RequireFromString("spiffe://a.example/site/us/boston")
+	b := spiffeid.RequireFromString("spiffe://b.example/site/us/boston")
+	cfg := Config{StateDir: t.TempDir(), Identity: testIdentity(t), Sites: []spiffeid.ID{a, b, a}}
+	err := cfg.Validate()
+	for _, want := range []string{
+		`field sites[1]: spiffe://a.example/site/us/boston and spiffe://b.example/site/us/boston are both site "us/boston"`,
+		`field sites[2]: spiffe://a.example/site/us/boston listed twice`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v, want %q", err, want)
+		}
+	}
+}
