@@ -217,7 +217,7 @@ func (f *approvalFlags) decideRemote(cmd *cobra.Command, g *globals, job string,
 	defer done()
 	resp, err := c.Decide(cmd.Context(), &federav1.DecideRequest{Site: f.site, JobId: job, Approve: approve, Reason: reason})
 	if err != nil {
-		return rpcErr("list pending", err)
+		return rpcErr("decide", err)
 	}
 	if f.output == "json" {
 		return writeProto(g.stdout, resp)

@@ -154,6 +154,21 @@ func TestDemoServe(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "eu/paris") {
 			t.Fatalf("site pending: exit %d: %s%s", code, stdout, errs)
 		}
+		// A decision on a job that is not held: past the access policy,
+		// the coordinator relays it and the site answers that nothing waits.
+		_, errs, code = execute(t, "site", "approve", jobID, "--reason", "r", "--site", "eu/paris", "--identity", ids("admin-eu-paris"))
+		if code == 0 || !strings.Contains(errs, "federa: decide: ") || !strings.Contains(errs, "already ended") {
+			t.Fatalf("approving an ended job: exit %d: %s", code, errs)
+		}
+	})
+
+	t.Run("nobody else decides at a site", func(t *testing.T) {
+		for _, who := range []string{"alice", "admin-us-boston"} {
+			_, errs, code := execute(t, "site", "approve", jobID, "--reason", "r", "--site", "eu/paris", "--identity", ids(who))
+			if code == 0 || !strings.Contains(errs, "user/"+who+" may not call ApprovalService.Decide: it needs the role site-admin:eu/paris") {
+				t.Fatalf("%s approving at eu/paris: exit %d: %s", who, code, errs)
+			}
+		}
 	})
 
 	t.Run("the auditor verifies the running coordinator's log", func(t *testing.T) {
