@@ -128,7 +128,7 @@ type FederatedSource struct {
 	timing  federationTiming
 	// webRoots replaces the system roots for https_web endpoints (tests).
 	webRoots *x509.CertPool
-	log      atomic.Pointer[slog.Logger]
+	log      *slog.Logger
 
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -279,7 +279,10 @@ func newFederatedSource(ctx context.Context, inner Source, domains []*foreignDom
 		timing:   timing,
 		webRoots: webRoots,
 	}
-	s.SetLogger(log)
+	if log == nil {
+		log = slog.Default()
+	}
+	s.log = log.With(logkeys.Component, "trust-bundles")
 	var errs []error
 	for _, d := range domains {
 		if d.td == own {
@@ -350,7 +353,7 @@ func newFederatedSource(ctx context.Context, inner Source, domains []*foreignDom
 		}
 		f.d.failures = 1
 		f.d.refresh = s.timing.refresh
-		s.logger().Warn("trust bundle endpoint unreachable at start; using the bundle file until it answers",
+		s.log.Warn("trust bundle endpoint unreachable at start; using the bundle file until it answers",
 			logKeyTrustDomain, f.d.td.Name(), logKeyEndpoint, f.d.endpoint, logkeys.Err, f.err.Error())
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -429,7 +432,7 @@ func (s *FederatedSource) watch(ctx context.Context, d *foreignDomain, next time
 
 // update applies one fetch result and says when to fetch next.
 func (s *FederatedSource) update(d *foreignDomain, b *x509bundle.Bundle, hint time.Duration, err error) time.Duration {
-	log := s.logger().With(logKeyTrustDomain, d.td.Name(), logKeyEndpoint, d.endpoint)
+	log := s.log.With(logKeyTrustDomain, d.td.Name(), logKeyEndpoint, d.endpoint)
 	if err != nil {
 		d.failures++
 		next := min(s.timing.retry, d.refresh)
@@ -465,18 +468,6 @@ func (s *FederatedSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (
 
 // ID is the inner source's SPIFFE ID.
 func (s *FederatedSource) ID() spiffeid.ID { return s.inner.ID() }
-
-// SetLogger directs refresh logs to log from now on (nil: slog.Default()).
-// A daemon whose logger exists only after its config was loaded calls it
-// once it does.
-func (s *FederatedSource) SetLogger(log *slog.Logger) {
-	if log == nil {
-		log = slog.Default()
-	}
-	s.log.Store(log.With(logkeys.Component, "trust-bundles"))
-}
-
-func (s *FederatedSource) logger() *slog.Logger { return s.log.Load() }
 
 // Close stops refreshing endpoint bundles and waits for fetches in flight
 // to end, then closes the inner source if it has a Close method. It is
