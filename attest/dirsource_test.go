@@ -138,7 +138,7 @@ func TestDirSourceRotatesAtTheNextHandshake(t *testing.T) {
 	if gotServer.Cmp(coordNew) != 0 || gotClient.Cmp(parisNew) != 0 {
 		t.Fatalf("handshake after rotation presented %x / %x, want %x / %x", gotServer, gotClient, coordNew, parisNew)
 	}
-	coordLogs.waitFor(t, "identity rotated", fmt.Sprintf("serial=%x", coordNew), fmt.Sprintf("previous_serial=%x", coordOld), "not_after=")
+	coordLogs.WaitFor(t, "identity rotated", fmt.Sprintf("serial=%x", coordNew), fmt.Sprintf("previous_serial=%x", coordOld), "not_after=")
 	if coord.ID() != attest.CoordinatorID(td) || site.ID() != paris {
 		t.Errorf("IDs after rotation: %s, %s", coord.ID(), site.ID())
 	}
@@ -199,7 +199,7 @@ func TestDirSourceKeepsTheOldSVIDOnABrokenRewrite(t *testing.T) {
 			addr, clientSerials := dsServer(t, server)
 
 			tt.spoil(t, dir)
-			logs.waitFor(t, "identity reload failed; the previous SVID stays in force", tt.want, fmt.Sprintf("serial=%x", old))
+			logs.WaitFor(t, "identity reload failed; the previous SVID stays in force", tt.want, fmt.Sprintf("serial=%x", old))
 			if got := currentSerial(t, src); got.Cmp(old) != 0 {
 				t.Fatalf("serial in force %x, want the old %x", got, old)
 			}
@@ -261,7 +261,7 @@ func TestDirSourceSaysWhenItsSVIDExpired(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "paris")
 	dsIssue(t, ca, paris, dir) // valid for an hour, two hours ago
 	_, logs := dsOpen(t, dir)
-	logs.waitFor(t, "the SVID expired and no new one was written")
+	logs.WaitFor(t, "the SVID expired and no new one was written")
 	time.Sleep(1200 * time.Millisecond)
 	if n := strings.Count(logs.String(), "SVID expired"); n != 1 {
 		t.Fatalf("expiry reported %d times, want once:\n%s", n, logs)

@@ -1,7 +1,6 @@
 package attest_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -23,49 +22,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/testutil"
 )
 
-// syncBuffer is a log sink the test can read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor polls until the buffer holds every string or the time is up; the
-// server logs from its handshake goroutine.
-func (b *syncBuffer) waitFor(t *testing.T, want ...string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		s := b.String()
-		missing := ""
-		for _, w := range want {
-			if !strings.Contains(s, w) {
-				missing = w
-				break
-			}
-		}
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("log does not contain %q:\n%s", missing, s)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// syncBuffer is a log sink the test reads while the server writes.
+type syncBuffer = testutil.Buffer
 
 // identity issues id from ca into a directory and loads it back, the way
 // every federa process gets its identity.
@@ -280,10 +241,10 @@ func TestMTLS(t *testing.T) {
 				t.Errorf("the call reached the server as %v", got)
 			}
 			if tt.wantLog != "" {
-				ts.log.waitFor(t, "refused peer", "spiffe_id="+tt.wantLog, tt.reason)
+				ts.log.WaitFor(t, "refused peer", "spiffe_id="+tt.wantLog, tt.reason)
 			} else {
 				// The client refused the server; it says so and names it.
-				clientLog.waitFor(t, "refused peer", "spiffe_id="+server.ID().String(), tt.reason)
+				clientLog.WaitFor(t, "refused peer", "spiffe_id="+server.ID().String(), tt.reason)
 			}
 		})
 	}
@@ -330,7 +291,7 @@ func TestRefusalLogNamesReason(t *testing.T) {
 	if err := check(t, ts.addr, identity(t, ca, paris, time.Hour), attest.AllowIDs(attest.CoordinatorID(td)), nil); err == nil {
 		t.Fatal("refused client got through")
 	}
-	ts.log.waitFor(t, "level=WARN", "refused peer", "spiffe_id="+paris.String(), "site is on holiday")
+	ts.log.WaitFor(t, "level=WARN", "refused peer", "spiffe_id="+paris.String(), "site is on holiday")
 }
 
 func TestNilLoggerRefusesQuietly(t *testing.T) {

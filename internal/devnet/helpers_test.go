@@ -1,7 +1,6 @@
 package devnet_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -17,9 +16,13 @@ import (
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/coordinator"
 	"github.com/federa-dev/federa/internal/devnet"
+	"github.com/federa-dev/federa/internal/testutil"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/spec"
 )
+
+// syncBuffer is a log sink tests can read while daemons write.
+type syncBuffer = testutil.Buffer
 
 const shipped = "../../testdata/breast-cancer"
 
@@ -27,24 +30,6 @@ var shippedSites = []devnet.SiteSpec{
 	{Name: "eu/paris", Dataset: "breast-cancer", Path: filepath.Join(shipped, "eu-paris.csv")},
 	{Name: "sg/singapore", Dataset: "breast-cancer", Path: filepath.Join(shipped, "sg-singapore.csv")},
 	{Name: "us/boston", Dataset: "breast-cancer", Path: filepath.Join(shipped, "us-boston.csv")},
-}
-
-// syncBuffer is a log sink tests can read while daemons write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startNet starts a federation in a temp dir and waits for every site.

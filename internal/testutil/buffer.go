@@ -1,0 +1,53 @@
+// Package testutil holds helpers the tests of several packages share.
+package testutil
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Buffer is an io.Writer a test reads while other goroutines write to it,
+// typically a logger's sink.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// WaitFor polls until the buffer holds every string in want, failing the
+// test after five seconds with the first one missing.
+func (b *Buffer) WaitFor(t testing.TB, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := b.String()
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(s, w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log does not contain %q:\n%s", missing, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
