@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -353,16 +351,7 @@ func TestSiteAnswersOnlyItsOwnTasks(t *testing.T) {
 // TestRemoteApproval: site-admins approve and reject through the
 // coordinator; each site records only the admins its config lists.
 func TestRemoteApproval(t *testing.T) {
-	pol := copyDefaultPolicy(t)
-	data := filepath.Join(pol, "data.json")
-	b, err := os.ReadFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(data, []byte(strings.Replace(string(b), `"require_approval_for": []`, `"require_approval_for": ["all"]`, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n, _ := accessNet(t, devnet.Options{PolicyDir: pol, Site: func(name string, cfg *site.Config) {
+	n, _ := accessNet(t, devnet.Options{PolicyDir: approvalPolicy(t), Site: func(name string, cfg *site.Config) {
 		if name == "sg/singapore" {
 			return // accepts local approvals only
 		}

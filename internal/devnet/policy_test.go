@@ -118,19 +118,9 @@ func TestSpecialCategoryNeedsDP(t *testing.T) {
 }
 
 // copyDefaultPolicy writes the built-in policy to a folder a test can edit.
-func copyDefaultPolicy(t *testing.T) string {
+// approvalPolicy is the default policy with every job held for approval.
+func approvalPolicy(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := policy.CopyTo(policy.Default(), dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// TestApprovalHoldsThenRuns: a site whose policy requires operator approval
-// holds the job, which says where it waits; after approval it runs. The
-// approval survives a restart of the site.
-func TestApprovalHoldsThenRuns(t *testing.T) {
 	pol := copyDefaultPolicy(t)
 	data := filepath.Join(pol, "data.json")
 	b, err := os.ReadFile(data)
@@ -144,7 +134,23 @@ func TestApprovalHoldsThenRuns(t *testing.T) {
 	if err := os.WriteFile(data, []byte(edited), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n, _ := startNet(t, devnet.Options{PolicyDir: pol})
+	return pol
+}
+
+func copyDefaultPolicy(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := policy.CopyTo(policy.Default(), dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestApprovalHoldsThenRuns: a site whose policy requires operator approval
+// holds the job, which says where it waits; after approval it runs. The
+// approval survives a restart of the site.
+func TestApprovalHoldsThenRuns(t *testing.T) {
+	n, _ := startNet(t, devnet.Options{PolicyDir: approvalPolicy(t)})
 	c, closeFn, err := n.Dial("alice")
 	if err != nil {
 		t.Fatal(err)
