@@ -65,17 +65,9 @@ func adminOf(roles []string) []string {
 	return out
 }
 
-// authorize asks the access policy whether the caller of ctx may call rpc
-// on res. A refusal is logged and returned as PermissionDenied naming the
-// caller, the RPC and what is missing.
-func (c *Coordinator) authorize(ctx context.Context, rpc string, res policy.Resource) error {
-	id, err := attest.PeerID(ctx)
-	if err != nil {
-		return status.Error(codes.Unauthenticated, "an mTLS SPIFFE identity is required")
-	}
-	return c.authorizeID(ctx, id, rpc, res)
-}
-
+// authorizeID asks the access policy whether id may call rpc on res. A
+// refusal is logged and returned as PermissionDenied naming the caller, the
+// RPC and what is missing.
 func (c *Coordinator) authorizeID(ctx context.Context, id spiffeid.ID, rpc string, res policy.Resource) error {
 	d := c.access.Decide(ctx, policy.AccessRequest{Caller: c.callerOf(id), RPC: rpc, Resource: res})
 	if d.Allow {
@@ -86,9 +78,9 @@ func (c *Coordinator) authorizeID(ctx context.Context, id spiffeid.ID, rpc strin
 	return status.Error(codes.PermissionDenied, err.Error())
 }
 
-// resourceOf is what a request acts on, for the access policy. ok is false
-// for a message type the coordinator does not know how to describe.
-func (c *Coordinator) resourceOf(ctx context.Context, rpc string, req any) (policy.Resource, error) {
+// resourceOf is what a request of peer acts on, for the access policy. A
+// message type the coordinator does not know how to describe is refused.
+func (c *Coordinator) resourceOf(ctx context.Context, peer spiffeid.ID, rpc string, req any) (policy.Resource, error) {
 	jobOwner := func(id string) (policy.Resource, error) {
 		j, _, _, found := c.snapshot(id)
 		if found {
@@ -97,10 +89,6 @@ func (c *Coordinator) resourceOf(ctx context.Context, rpc string, req any) (poli
 		// Would the caller be allowed if the job were theirs? Then it is
 		// simply not found; otherwise the refusal, so that probing job IDs
 		// tells a caller without the role nothing.
-		peer, err := attest.PeerID(ctx)
-		if err != nil {
-			return policy.Resource{}, status.Error(codes.Unauthenticated, "an mTLS SPIFFE identity is required")
-		}
 		if err := c.authorizeID(ctx, peer, rpc, policy.Resource{JobOwner: peer.String()}); err != nil {
 			return policy.Resource{}, err
 		}
@@ -126,9 +114,7 @@ func (c *Coordinator) resourceOf(ctx context.Context, rpc string, req any) (poli
 		// The first message of a site stream: the site it claims to be.
 		site := r.GetHello().GetSite()
 		if site == "" {
-			if peer, err := attest.PeerID(ctx); err == nil {
-				site, _ = attest.SiteName(peer)
-			}
+			site, _ = attest.SiteName(peer)
 		}
 		return policy.Resource{Site: site}, nil
 	}
@@ -137,11 +123,15 @@ func (c *Coordinator) resourceOf(ctx context.Context, rpc string, req any) (poli
 
 // check authorizes one request message of rpc.
 func (c *Coordinator) check(ctx context.Context, rpc string, req any) error {
-	res, err := c.resourceOf(ctx, rpc, req)
+	peer, err := attest.PeerID(ctx)
+	if err != nil {
+		return status.Error(codes.Unauthenticated, "an mTLS SPIFFE identity is required")
+	}
+	res, err := c.resourceOf(ctx, peer, rpc, req)
 	if err != nil {
 		return err
 	}
-	return c.authorize(ctx, rpc, res)
+	return c.authorizeID(ctx, peer, rpc, res)
 }
 
 func (c *Coordinator) accessUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -152,9 +142,6 @@ func (c *Coordinator) accessUnary(ctx context.Context, req any, info *grpc.Unary
 }
 
 func (c *Coordinator) accessStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if _, err := attest.PeerID(ss.Context()); err != nil {
-		return status.Error(codes.Unauthenticated, "an mTLS SPIFFE identity is required")
-	}
 	return handler(srv, &checkedStream{ServerStream: ss, c: c, rpc: rpcName(info.FullMethod)})
 }
 

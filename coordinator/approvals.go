@@ -26,7 +26,7 @@ type approvalService struct {
 // jobs whose latest admission answer from that site is "pending approval".
 func (s *approvalService) ListPending(ctx context.Context, req *federav1.ListPendingRequest) (*federav1.ListPendingResponse, error) {
 	if !s.c.knownSite(req.GetSite()) {
-		return nil, status.Errorf(codes.InvalidArgument, "field site: %q is not a site this coordinator knows (known: %s)", req.GetSite(), strings.Join(s.c.siteNames(), ", "))
+		return nil, s.c.unknownSite("field site", req.GetSite())
 	}
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
@@ -62,7 +62,7 @@ func (s *approvalService) Decide(ctx context.Context, req *federav1.DecideReques
 	who := callerID(ctx)
 	site := req.GetSite()
 	if !c.knownSite(site) {
-		return nil, status.Errorf(codes.InvalidArgument, "field site: %q is not a site this coordinator knows (known: %s)", site, strings.Join(c.siteNames(), ", "))
+		return nil, c.unknownSite("field site", site)
 	}
 	if strings.TrimSpace(req.GetReason()) == "" {
 		return nil, status.Error(codes.InvalidArgument, "field reason: required; it is recorded with the decision at the site and in the audit log")

@@ -145,7 +145,7 @@ func (c *Coordinator) Submit(ctx context.Context, requester string, s *federav1.
 	}
 	for _, site := range checked.GetSites() {
 		if !c.knownSite(site) {
-			return nil, status.Errorf(codes.InvalidArgument, "invalid job spec: field sites: %q is not a site this coordinator knows (known: %s)", site, strings.Join(c.siteNames(), ", "))
+			return nil, c.unknownSite("invalid job spec: field sites", site)
 		}
 	}
 	now := c.cfg.Now().UnixMilli()
@@ -175,6 +175,12 @@ func (c *Coordinator) Submit(ctx context.Context, requester string, s *federav1.
 	c.log.Info("job submitted", logkeys.Job, j.GetId(), "requester", requester, "name", checked.GetName())
 	c.startRunner(j.GetId())
 	return j, nil
+}
+
+// unknownSite is the InvalidArgument error for a request field naming a
+// site this coordinator does not know, listing the ones it does.
+func (c *Coordinator) unknownSite(field, name string) error {
+	return status.Errorf(codes.InvalidArgument, "%s: %q is not a site this coordinator knows (known: %s)", field, name, strings.Join(c.siteNames(), ", "))
 }
 
 func (c *Coordinator) knownSite(name string) bool {

@@ -27,30 +27,31 @@ func DefaultAccess() fs.FS { return sub(accessFS, "access") }
 // Caller is who is calling, as mTLS proved it and the coordinator's config
 // describes it.
 type Caller struct {
-	ID string `json:"id"`
+	ID string
 	// Kind is "user", "site", "coordinator" or "other".
-	Kind  string   `json:"kind"`
-	Roles []string `json:"roles"`
+	Kind  string
+	Roles []string
 	// AdminOf lists the sites a user is site-admin of.
-	AdminOf []string `json:"admin_of"`
+	AdminOf []string
 	// Site is a site's name ("eu/paris"); Listed says the coordinator's
 	// config lists it.
-	Site   string `json:"site"`
-	Listed bool   `json:"listed"`
+	Site   string
+	Listed bool
 }
 
 // Resource is what an RPC acts on; each RPC sets what applies to it.
 type Resource struct {
-	JobOwner string `json:"job_owner,omitempty"`
-	Site     string `json:"site,omitempty"`
-	TaskSite string `json:"task_site,omitempty"`
+	JobOwner string
+	Site     string
+	TaskSite string
 }
 
-// AccessRequest is one question to the access policy.
+// AccessRequest is one question to the access policy; accessInput maps it
+// to the input document policy/access/access.rego reads.
 type AccessRequest struct {
-	Caller   Caller   `json:"caller"`
-	RPC      string   `json:"rpc"` // "Service.Method", e.g. "JobService.SubmitJob"
-	Resource Resource `json:"resource"`
+	Caller   Caller
+	RPC      string // "Service.Method", e.g. "JobService.SubmitJob"
+	Resource Resource
 }
 
 // AccessDecision is the access policy's answer.
@@ -66,13 +67,13 @@ type Access struct {
 	pq rego.PreparedEvalQuery
 
 	mu    sync.Mutex
-	cache map[AccessRequestKey]AccessDecision
+	cache map[accessKey]AccessDecision
 }
 
-// AccessRequestKey identifies a request for the decision cache. A caller's
+// accessKey identifies a request for the decision cache. A caller's
 // roles come from the coordinator's config, fixed for the process, so the
 // ID stands for them.
-type AccessRequestKey struct {
+type accessKey struct {
 	Caller, RPC string
 	Resource    Resource
 }
@@ -124,7 +125,7 @@ func loadAccess(ctx context.Context, fsys fs.FS, root, display string) (*Access,
 	if err != nil {
 		return nil, err
 	}
-	a := &Access{pq: pq, cache: map[AccessRequestKey]AccessDecision{}}
+	a := &Access{pq: pq, cache: map[accessKey]AccessDecision{}}
 	// Validated on a sample, as the site policy is: a policy that fails to
 	// evaluate or answers in the wrong shape never loads.
 	if _, err := a.eval(ctx, AccessRequest{Caller: Caller{ID: "spiffe://example.org/user/sample", Kind: "user"}, RPC: "JobService.ListJobs"}); err != nil {
@@ -136,7 +137,7 @@ func loadAccess(ctx context.Context, fsys fs.FS, root, display string) (*Access,
 // Decide answers req. An evaluation error denies, with the error as the
 // reason.
 func (a *Access) Decide(ctx context.Context, req AccessRequest) AccessDecision {
-	key := AccessRequestKey{Caller: req.Caller.ID, RPC: req.RPC, Resource: req.Resource}
+	key := accessKey{Caller: req.Caller.ID, RPC: req.RPC, Resource: req.Resource}
 	a.mu.Lock()
 	d, ok := a.cache[key]
 	a.mu.Unlock()
