@@ -61,6 +61,9 @@ type Error struct {
 	// Value is the offending cell's text when the error is about one cell.
 	// It is data: Redacted drops it before an error leaves the site.
 	Value string
+	// Hint describes the file to help fix the problem (the columns it does
+	// have, a near miss). It is about the data: Redacted drops it.
+	Hint string
 	// Err is the underlying cause, if any (for example fs.ErrNotExist), so
 	// errors.Is keeps working through an *Error.
 	Err error
@@ -83,14 +86,17 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, "column %q: ", e.Column)
 	}
 	b.WriteString(e.Msg)
+	b.WriteString(e.Hint)
 	return b.String()
 }
 
 // Redacted returns a copy fit to leave the site: the file by its base name
-// only, and no cell value — the line and column say where to look.
+// only, no cell value and no hint about the file's columns — the line and
+// column say where to look.
 func (e *Error) Redacted() *Error {
 	c := *e
 	c.Path = filepath.Base(e.Path)
+	c.Hint = ""
 	if e.Value != "" {
 		q := strconv.Quote(e.Value)
 		c.Msg = strings.ReplaceAll(c.Msg, " (cell is "+q+")", "")
@@ -106,8 +112,11 @@ func (e *Error) Unwrap() error { return e.Err }
 // utf8BOM is what Excel and some Windows tools put before the header.
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
-// LoadCSV reads a CSV file with a header row into a Table. Cells are trimmed
-// of surrounding whitespace; blank lines are skipped. Every feature cell must
+// LoadCSV reads a CSV file with a header row into a Table. Cells and header
+// names are trimmed of surrounding whitespace (the one normalization of
+// column names, applied here and by ReadHeader alike); the label and
+// feature names in opts must match a trimmed header name exactly. Blank
+// lines are skipped. Every feature cell must
 // be a finite number and every label cell non-empty.
 func LoadCSV(path string, opts Options) (*Table, error) {
 	f, size, err := open(path)
@@ -265,14 +274,17 @@ func resolveColumns(path string, line int, header []string, opts Options) (label
 	for i, c := range header {
 		index[c] = i
 	}
-	label := strings.TrimSpace(opts.Label)
+	// Requested names are matched exactly against the (trimmed) header: the
+	// site's policy judged the names as the job wrote them, so a name that
+	// only matches after trimming or case-folding is a different column.
+	label := opts.Label
 	if label == "" {
 		return 0, nil, nil, &Error{Path: path, Msg: "no label column given; name one of the columns: " + available(header)}
 	}
 	labelIdx, ok := index[label]
 	if !ok {
 		return 0, nil, nil, &Error{Path: path, Line: line, Column: label,
-			Msg: "label column not in the header" + suggest(label, header)}
+			Msg: "label column not in the header", Hint: suggest(label, header)}
 	}
 
 	if len(opts.Features) == 0 {
@@ -291,12 +303,11 @@ func resolveColumns(path string, line int, header []string, opts Options) (label
 
 	seen := make(map[string]bool, len(opts.Features))
 	for _, name := range opts.Features {
-		name = strings.TrimSpace(name)
 		i, ok := index[name]
 		switch {
 		case !ok:
 			return 0, nil, nil, &Error{Path: path, Line: line, Column: name,
-				Msg: "requested feature column not in the header" + suggest(name, header)}
+				Msg: "requested feature column not in the header", Hint: suggest(name, header)}
 		case i == labelIdx:
 			return 0, nil, nil, &Error{Path: path, Line: line, Column: name,
 				Msg: "is the label column and cannot also be a feature"}
@@ -587,4 +598,44 @@ func ReadHeader(path string) ([]string, error) {
 	defer f.Close()
 	header, _, err := readHeader(newReader(f), path)
 	return header, err
+}
+
+// ValueCounts counts the rows holding each value (trimmed, as LoadCSV
+// reads it) of one column of a CSV file, reading no other column. It stops
+// adding new values at limit distinct ones (0: no limit) and reports
+// truncated, so a column of unique values costs bounded memory.
+func ValueCounts(path, column string, limit int) (counts map[string]int, truncated bool, err error) {
+	f, _, err := open(path)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	r := newReader(f)
+	header, line, err := readHeader(r, path)
+	if err != nil {
+		return nil, false, err
+	}
+	idx := slices.Index(header, column)
+	if idx < 0 {
+		return nil, false, &Error{Path: path, Line: line, Column: column, Msg: "column not in the header"}
+	}
+	counts = map[string]int{}
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			return counts, truncated, nil
+		}
+		if err != nil {
+			return nil, false, readError(path, err)
+		}
+		if idx >= len(rec) {
+			continue // LoadCSV reports short rows with their line
+		}
+		v := strings.TrimSpace(rec[idx])
+		if _, ok := counts[v]; !ok && limit > 0 && len(counts) >= limit {
+			truncated = true
+			continue
+		}
+		counts[v]++
+	}
 }

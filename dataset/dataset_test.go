@@ -661,3 +661,41 @@ func TestRedactedDropsTheValueAndTheDirectory(t *testing.T) {
 		t.Fatal("the site's own error lost the value")
 	}
 }
+
+// TestRequestedNamesMatchExactly: header names are trimmed (the one
+// normalization), but a job's names are not: " a" is not column "a", so a
+// site policy that judged " a" never sees column a read under that name.
+// The error's hint (the file's columns) is dropped when it leaves the site.
+func TestRequestedNamesMatchExactly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.csv")
+	if err := os.WriteFile(path, []byte(" a , b,label\n1,2,x\n3,4,y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCSV(path, Options{Label: "label", Features: []string{"a"}}); err != nil {
+		t.Fatalf("the trimmed header name: %v", err)
+	}
+	for _, opts := range []Options{
+		{Label: "label", Features: []string{" a"}},
+		{Label: "label", Features: []string{"a\t"}},
+		{Label: " label", Features: []string{"a"}},
+	} {
+		_, err := LoadCSV(path, opts)
+		var de *Error
+		if !errors.As(err, &de) {
+			t.Fatalf("%+v: loaded (%v)", opts, err)
+		}
+		if !strings.Contains(err.Error(), `"b"`) {
+			t.Errorf("the local error should list the file's columns: %v", err)
+		}
+		if r := de.Redacted().Error(); strings.Contains(r, `"b"`) {
+			t.Errorf("the redacted error lists the file's columns: %s", r)
+		}
+	}
+	counts, truncated, err := ValueCounts(path, "label", 0)
+	if err != nil || truncated || counts["x"] != 1 || counts["y"] != 1 || len(counts) != 2 {
+		t.Fatalf("ValueCounts = %v %v %v", counts, truncated, err)
+	}
+	if counts, truncated, _ = ValueCounts(path, "a", 1); !truncated || len(counts) != 1 {
+		t.Fatalf("ValueCounts with limit 1 = %v, truncated %v", counts, truncated)
+	}
+}

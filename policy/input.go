@@ -85,6 +85,23 @@ type Site struct {
 type DatasetMeta struct {
 	Name    string   `json:"name"`
 	Columns []Column `json:"columns"`
+	// Label profiles the job's label column at this site, when the job
+	// has one: its values leave the site as a classifier's classes.
+	Label *LabelMeta `json:"label,omitempty"`
+}
+
+// LabelMeta describes the values of a label column at the site, read from
+// the whole file before any task runs. A classifier releases every
+// distinct value as a class name, so the policy judges them as a release.
+type LabelMeta struct {
+	Column string `json:"column"`
+	// Classes is the number of distinct values; when the site stopped
+	// counting at its profiling limit it is that limit plus one.
+	Classes int `json:"classes"`
+	// Numeric is true when every value parses as a number.
+	Numeric bool `json:"numeric"`
+	// SmallestClass is the number of rows holding the rarest value.
+	SmallestClass int `json:"smallest_class"`
 }
 
 // Column classifications, from least to most sensitive.
@@ -164,7 +181,7 @@ func SampleInput() Input {
 				{Name: "ward", Classification: Internal},
 				{Name: "diagnosis", Classification: SpecialCategory, Tags: []string{"health"}},
 				{Name: "readmitted", Classification: Public},
-			}},
+			}, Label: &LabelMeta{Column: "readmitted", Classes: 2, SmallestClass: 412}},
 		},
 		Destination: Destination{ID: "spiffe://federa.example/coordinator", Jurisdiction: "eu"},
 	}

@@ -103,16 +103,25 @@ func (b *builder) baseItems(in Input) [][2]*ast.Term {
 		columns[i] = ast.ObjectTerm(items...)
 	}
 
+	dsItems := [][2]*ast.Term{
+		b.item("name", b.str("site.dataset.name", in.Site.Dataset.Name)),
+		b.item("columns", ast.ArrayTerm(columns...)),
+	}
+	if l := in.Site.Dataset.Label; l != nil {
+		dsItems = append(dsItems, b.item("label", ast.ObjectTerm(
+			b.item("column", b.str("site.dataset.label.column", l.Column)),
+			b.item("classes", ast.InternedTerm(l.Classes)),
+			b.item("numeric", ast.InternedTerm(l.Numeric)),
+			b.item("smallest_class", ast.InternedTerm(l.SmallestClass)),
+		)))
+	}
 	doc := [][2]*ast.Term{
 		b.item("version", b.str("version", in.Version)),
 		b.item("job", ast.ObjectTerm(jobItems...)),
 		b.item("site", ast.ObjectTerm(
 			b.item("name", b.str("site.name", in.Site.Name)),
 			b.item("jurisdiction", b.str("site.jurisdiction", in.Site.Jurisdiction)),
-			b.item("dataset", ast.ObjectTerm(
-				b.item("name", b.str("site.dataset.name", in.Site.Dataset.Name)),
-				b.item("columns", ast.ArrayTerm(columns...)),
-			)),
+			b.item("dataset", ast.ObjectTerm(dsItems...)),
 		)),
 		b.item("destination", ast.ObjectTerm(
 			b.item("id", b.str("destination.id", in.Destination.ID)),

@@ -2,11 +2,15 @@ package site
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/dataset"
@@ -24,6 +28,11 @@ type admitted struct {
 	obligations policy.Obligations
 	minRecords  int
 	dataset     *Dataset
+	// features are the columns the policy judged; no task of the job may
+	// read another.
+	features []string
+	// label is the label profile the policy judged.
+	label *policy.LabelMeta
 }
 
 func (a *Agent) siteName() string {
@@ -42,13 +51,32 @@ func (a *Agent) findDataset(name string) *Dataset {
 
 // touched is what a job would read: its explicit features, or every
 // column of the file but the label, less columns an obligation drops.
+//
+// Every column a job names must be a column of the file exactly as its
+// header has it (trimmed: the loader's one normalization). The policy
+// classifies the names as written, the loader reads the names as written,
+// so a near miss (" mean_radius", "Mean_Radius") is refused here, before
+// the policy could judge a name that matches nothing it declared. The
+// refusal names only the column the job asked for, never the file's.
 func touched(ds *Dataset, sp *federav1.JobSpec, drop []string) ([]string, error) {
-	if len(sp.GetFeatures()) > 0 {
-		return sp.GetFeatures(), nil
-	}
 	header, err := dataset.ReadHeader(ds.Path)
 	if err != nil {
 		return nil, redact(err)
+	}
+	has := make(map[string]bool, len(header))
+	for _, c := range header {
+		has[c] = true
+	}
+	if !has[sp.GetLabel()] {
+		return nil, fmt.Errorf("label %q is not a column of dataset %q at this site (names must match the site's header exactly)", sp.GetLabel(), ds.Name)
+	}
+	if len(sp.GetFeatures()) > 0 {
+		for _, c := range sp.GetFeatures() {
+			if !has[c] {
+				return nil, fmt.Errorf("feature %q is not a column of dataset %q at this site (names must match the site's header exactly)", c, ds.Name)
+			}
+		}
+		return sp.GetFeatures(), nil
 	}
 	var out []string
 	for _, c := range header {
@@ -135,6 +163,7 @@ func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitt
 		return deny(err.Error())
 	}
 	dec, features, digest := ev.decision, ev.features, ev.digest
+	out.features, out.label = features, ev.label
 	evalUs := float64(time.Since(evalStart)) / float64(time.Microsecond)
 	out.obligations, out.decision, out.revision = dec.Obligations, dec, eng.Revision()
 	ob, _ := json.Marshal(dec.Obligations)
@@ -195,7 +224,37 @@ func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitt
 type evaluation struct {
 	decision policy.Decision
 	features []string
+	label    *policy.LabelMeta
 	digest   string
+}
+
+// maxProfiledClasses is where the label profile stops counting distinct
+// values: far above any policy's class limit, and bounded memory for a
+// label of unique values.
+const maxProfiledClasses = 10000
+
+// profileLabel reads the label column of the site's file: how many
+// distinct values, whether all are numbers, and how rare the rarest is.
+// The policy judges the label's values as a release.
+func profileLabel(ds *Dataset, label string) (*policy.LabelMeta, error) {
+	counts, truncated, err := dataset.ValueCounts(ds.Path, label, maxProfiledClasses)
+	if err != nil {
+		return nil, redact(err)
+	}
+	m := &policy.LabelMeta{Column: label, Classes: len(counts), Numeric: len(counts) > 0}
+	if truncated {
+		m.Classes = maxProfiledClasses + 1
+	}
+	first := true
+	for v, n := range counts {
+		if _, err := strconv.ParseFloat(v, 64); err != nil {
+			m.Numeric = false
+		}
+		if first || n < m.SmallestClass {
+			m.SmallestClass, first = n, false
+		}
+	}
+	return m, nil
 }
 
 // evaluate builds the admission input for job t and evaluates it, reusing
@@ -205,7 +264,10 @@ type evaluation struct {
 // given policy and input. Asking again each task would only cost time; a
 // reload is a new revision and a fresh evaluation.
 func (a *Agent) evaluate(ctx context.Context, eng *policy.Engine, t *federav1.Task, ds *Dataset) (evaluation, error) {
-	key := eng.Revision() + "\x00" + t.GetJobId() + "\x00" + ds.Name
+	// The key holds the spec itself (its digest), not only the job's id: a
+	// coordinator that sent a different spec under the same id must get a
+	// fresh decision, not the one made for the first spec.
+	key := eng.Revision() + "\x00" + t.GetJobId() + "\x00" + ds.Name + "\x00" + specDigest(t.GetSpec())
 	// A dry run asks the same policy the same question as the real admission
 	// that follows (approval is decided outside the policy), so it shares
 	// the cache.
@@ -222,8 +284,13 @@ func (a *Agent) evaluate(ctx context.Context, eng *policy.Engine, t *federav1.Ta
 	if err != nil {
 		return evaluation{}, err
 	}
+	label, err := profileLabel(ds, t.GetSpec().GetLabel())
+	if err != nil {
+		return evaluation{}, err
+	}
 	in := a.policyInput(t, ds, features)
-	ev := evaluation{features: features, digest: policy.InputDigest(in)}
+	in.Site.Dataset.Label = label
+	ev := evaluation{features: features, label: label, digest: policy.InputDigest(in)}
 	if ev.decision, err = eng.Admission(ctx, in); err != nil {
 		ev.decision = policy.Decision{Reasons: []string{"policy evaluation failed: " + err.Error()}}
 		return ev, nil // a failed evaluation denies, and is not cached
@@ -305,4 +372,11 @@ func (a *Agent) record(r *federav1.DecisionRecord) {
 	if c != nil {
 		_ = c.send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Decision{Decision: r}})
 	}
+}
+
+// specDigest identifies a job spec's content.
+func specDigest(sp *federav1.JobSpec) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(sp)
+	sum := sha256.Sum256(b)
+	return string(sum[:])
 }

@@ -35,7 +35,13 @@ func PolicyInput(ctx context.Context, cfg Config, t *federav1.Task) (policy.Inpu
 	if err != nil {
 		return policy.Input{}, nil, err
 	}
-	return a.policyInput(t, ds, features), eng, nil
+	label, err := profileLabel(ds, t.GetSpec().GetLabel())
+	if err != nil {
+		return policy.Input{}, nil, err
+	}
+	in := a.policyInput(t, ds, features)
+	in.Site.Dataset.Label = label
+	return in, eng, nil
 }
 
 func datasetNames(cfg Config) []string {

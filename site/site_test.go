@@ -13,7 +13,7 @@ import (
 	"github.com/federa-dev/federa/attest"
 )
 
-func devIdentity(t *testing.T, dir string) {
+func devIdentity(t testing.TB, dir string) {
 	t.Helper()
 	ca, err := attest.NewCA(spiffeid.RequireTrustDomainFromString("example.org"))
 	if err != nil {

@@ -113,6 +113,13 @@ func (a *Agent) load(t *federav1.Task, ds *Dataset, features []string, ad admitt
 			return nil, fmt.Errorf("obligation drop_columns: column %q may not be used at this site", c)
 		}
 	}
+	// The task's columns (the coordinator's agreed list) must be ones the
+	// admission judged: a coordinator cannot widen what a job reads.
+	for _, c := range features {
+		if !slices.Contains(ad.features, c) {
+			return nil, fmt.Errorf("the task reads column %q, which the admission of job %s did not judge; refusing", c, t.GetJobId())
+		}
+	}
 	key := fmt.Sprintf("%s\x00%s\x00%s\x00%v", t.GetJobId(), ds.Name, sp.GetLabel(), features)
 	p, err := a.data.get(key, func() (*prepared, error) {
 		tab, err := dataset.LoadCSV(ds.Path, dataset.Options{Label: sp.GetLabel(), Features: features})
@@ -144,13 +151,47 @@ func (a *Agent) stats(t *federav1.Task, ad admitted, r *release) error {
 	m := models.ComputeMoments(p.train.X)
 	res.Features = p.train.Features
 	res.Classes = classesOf(p.train, p.eval)
+	if err := checkClassSizes(t.GetSpec().GetLabel(), ad.minRecords, p.train, p.eval); err != nil {
+		return err
+	}
 	res.Count, res.Sum, res.SumSq = m.Count, m.Sum, m.SumSq
 	res.TrainRows, res.EvalRows = int64(p.train.Rows()), int64(p.eval.Rows())
 	res.RawBytes = p.train.Bytes
 	r.kind, r.records, r.dataset = egressStatistics, int64(p.train.Rows()), ad.dataset.Name
 	r.maxBytes = boundFor(egressStatistics, len(res.Features), len(res.Classes))
-	r.input = a.policyInput(t, ad.dataset, res.Features)
+	r.input = a.taskInput(t, ad, res.Features)
 	return nil
+}
+
+// checkClassSizes refuses to release class names when any of them is held
+// by fewer than minRecords rows here: a class name is a value of the label
+// column, and a rare one singles out the few rows that hold it. The policy
+// judged the file's label profile at admission; this checks the rows the
+// task actually loaded, whatever the policy said.
+func checkClassSizes(label string, minRecords int, tabs ...*dataset.Table) error {
+	if minRecords <= 0 {
+		return nil
+	}
+	counts := map[string]int{}
+	for _, t := range tabs {
+		for _, v := range t.Labels {
+			counts[v]++
+		}
+	}
+	for _, n := range counts {
+		if n < minRecords {
+			return fmt.Errorf("obligation min_records=%d: label %q has a value held by fewer rows than that here; its values may not leave as class names", minRecords, label)
+		}
+	}
+	return nil
+}
+
+// taskInput is the policy input for a task's release: the admission's
+// input with the columns the task actually read.
+func (a *Agent) taskInput(t *federav1.Task, ad admitted, features []string) policy.Input {
+	in := a.policyInput(t, ad.dataset, features)
+	in.Site.Dataset.Label = ad.label
+	return in
 }
 
 func classesOf(tabs ...*dataset.Table) []string {
@@ -221,7 +262,7 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 	r.res.TrainLoss = out.Loss
 	r.weights, r.kind, r.records, r.dataset = update, egressModelUpdate, int64(out.Examples), ad.dataset.Name
 	r.maxBytes = boundFor(egressModelUpdate, len(t.GetFeatures()), len(t.GetClasses()))
-	r.input = a.policyInput(t, ad.dataset, t.GetFeatures())
+	r.input = a.taskInput(t, ad, t.GetFeatures())
 	return nil
 }
 
@@ -235,7 +276,7 @@ func (a *Agent) eval(t *federav1.Task, w models.Weights, ad admitted, r *release
 	}
 	r.kind, r.dataset = egressMetrics, ad.dataset.Name
 	r.maxBytes = boundFor(egressMetrics, 0, 0)
-	r.input = a.policyInput(t, ad.dataset, t.GetFeatures())
+	r.input = a.taskInput(t, ad, t.GetFeatures())
 	if p.eval.Rows() == 0 || (ad.minRecords > 0 && p.eval.Rows() < ad.minRecords) {
 		// Nothing held out, or too few rows to report on: send no figure.
 		r.kind = ""

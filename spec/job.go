@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -170,18 +172,35 @@ func (j *Job) Validate() error {
 	}
 	if j.Name == "" {
 		bad("name", "required; a short human name for the job")
+	} else if err := checkText(j.Name, MaxNameBytes); err != nil {
+		bad("name", "%v", err)
 	}
 	if j.Dataset == "" {
 		bad("dataset", "required; the name each site knows the dataset by")
+	} else if err := CheckColumnName(j.Dataset); err != nil {
+		bad("dataset", "%v", err)
+	}
+	if j.Project != "" {
+		if err := CheckColumnName(j.Project); err != nil {
+			bad("project", "%v", err)
+		}
 	}
 	if j.Label == "" {
 		bad("label", "required; the label column")
+	} else if err := CheckColumnName(j.Label); err != nil {
+		bad("label", "%v", err)
+	}
+	if len(j.Features) > MaxFeatures {
+		bad("features", "%d columns listed; at most %d (leave features out to use every column of the site's file)", len(j.Features), MaxFeatures)
 	}
 	seen := map[string]bool{}
 	for i, f := range j.Features {
-		switch {
-		case strings.TrimSpace(f) == "":
-			bad(fmt.Sprintf("features[%d]", i), "empty column name")
+		if i >= MaxFeatures {
+			break
+		}
+		switch err := CheckColumnName(f); {
+		case err != nil:
+			bad(fmt.Sprintf("features[%d]", i), "%v", err)
 		case seen[f]:
 			bad(fmt.Sprintf("features[%d]", i), "column %q listed twice", f)
 		case f == j.Label:
@@ -217,8 +236,14 @@ func (j *Job) Validate() error {
 	if time.Duration(j.RoundTimeout) < time.Second {
 		bad("round_timeout", "%s is too short; want at least 1s (e.g. 2m)", time.Duration(j.RoundTimeout))
 	}
+	if len(j.Sites) > MaxSites {
+		bad("sites", "%d sites listed; at most %d", len(j.Sites), MaxSites)
+	}
 	siteSeen := map[string]bool{}
 	for i, s := range j.Sites {
+		if i >= MaxSites {
+			break
+		}
 		if !validSite(s) {
 			bad(fmt.Sprintf("sites[%d]", i), "%q is not a site name; want <jurisdiction>/<name>, e.g. eu/paris", s)
 		}
@@ -253,6 +278,54 @@ func (j *Job) Validate() error {
 		bad("privacy.min_count", "%d is out of range; want 0..1000000", j.Privacy.MinCount)
 	}
 	return errors.Join(errs...)
+}
+
+// Bounds on what a job spec may carry. Every name in a spec reaches the
+// audit log and every site; these keep one spec from filling either.
+const (
+	// MaxNameBytes bounds the job's name.
+	MaxNameBytes = 200
+	// MaxColumnNameBytes bounds a column, dataset or project name.
+	MaxColumnNameBytes = 256
+	// MaxFeatures bounds the features a spec may list.
+	MaxFeatures = 10000
+	// MaxSites bounds the sites a spec may list.
+	MaxSites = 10000
+)
+
+// CheckColumnName says why name cannot name a column (or a dataset or
+// project): a site matches names exactly as its file's header has them
+// (trimmed), and its policy classifies the name as written, so a name
+// that differs from every header name only in whitespace, invisible or
+// control characters is refused here rather than guessed at.
+func CheckColumnName(name string) error {
+	if strings.TrimSpace(name) == "" {
+		return errors.New("empty column name")
+	}
+	if err := checkText(name, MaxColumnNameBytes); err != nil {
+		return err
+	}
+	if strings.TrimSpace(name) != name {
+		return fmt.Errorf("%q has leading or trailing whitespace; write the name exactly as the site's header has it", name)
+	}
+	return nil
+}
+
+// checkText accepts one line of printable UTF-8 text of at most limit
+// bytes.
+func checkText(s string, limit int) error {
+	if len(s) > limit {
+		return fmt.Errorf("%d bytes; at most %d", len(s), limit)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%q is not valid UTF-8", s)
+	}
+	for _, r := range s {
+		if r != ' ' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.IsSpace(r) && r != ' ') {
+			return fmt.Errorf("%q contains the invisible or control character %U; names are one line of visible text", s, r)
+		}
+	}
+	return nil
 }
 
 func validSite(s string) bool {

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -435,5 +436,49 @@ func TestSiteNamesAgreeWithAttest(t *testing.T) {
 				t.Errorf("spec accepts %q: %v; attest accepts it: %v", name, got, want)
 			}
 		})
+	}
+}
+
+// TestColumnNamesAreCanonical: a column (or dataset, project) name with
+// whitespace at either end, or any invisible or control character, is
+// refused at submit naming the field: the site matches names exactly, and
+// " mean_radius" once walked past a policy that classified "mean_radius".
+func TestColumnNamesAreCanonical(t *testing.T) {
+	good := &Job{Name: "n", Dataset: "bc", Label: "label", Features: []string{"mean radius", "área"}}
+	good.ApplyDefaults()
+	if err := good.Validate(); err != nil {
+		t.Fatalf("names with inner spaces and accents: %v", err)
+	}
+	for _, bad := range []string{" mean_radius", "mean_radius ", "\tmean_radius", "mean_radius\n", "mean\u00a0radius",
+		"\u200bmean_radius", "\ufeffmean_radius", "mean_radius\u2028", "mean\x00radius", "\xffmean", strings.Repeat("a", MaxColumnNameBytes+1)} {
+		for _, field := range []string{"features[1]", "label", "dataset", "project"} {
+			j := &Job{Name: "n", Dataset: "bc", Label: "label", Features: []string{"a", "b"}}
+			switch field {
+			case "features[1]":
+				j.Features[1] = bad
+			case "label":
+				j.Label = bad
+			case "dataset":
+				j.Dataset = bad
+			case "project":
+				j.Project = bad
+			}
+			j.ApplyDefaults()
+			err := j.Validate()
+			if err == nil || !strings.Contains(err.Error(), "field "+field+":") {
+				t.Errorf("%s = %q: %v", field, bad, err)
+			}
+		}
+	}
+	j := &Job{Name: strings.Repeat("n", MaxNameBytes+1), Dataset: "bc", Label: "label", Features: make([]string, MaxFeatures+1)}
+	for i := range j.Features {
+		j.Features[i] = fmt.Sprintf("c%d", i)
+	}
+	j.ApplyDefaults()
+	err := j.Validate()
+	for _, want := range []string{"field name: 201 bytes; at most 200", "field features: 10001 columns listed; at most 10000"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
 	}
 }

@@ -54,7 +54,7 @@ required_limits := {"max_epsilon", "min_records"}
 
 positive_limits := {"max_epsilon", "max_delta"}
 
-count_limits := {"min_records", "special_category_min_records", "max_rounds"}
+count_limits := {"min_records", "special_category_min_records", "max_rounds", "max_classes", "max_numeric_label_classes"}
 
 positive_number(x) if {
 	is_number(x)
