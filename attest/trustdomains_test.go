@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,8 +34,9 @@ var (
 	bankServer = spiffeid.RequireFromString("spiffe://bank.us/spire/server")
 )
 
-// fastTiming refreshes quickly so tests see refreshes in milliseconds.
-var fastTiming = federationTiming{fetchTimeout: 5 * time.Second, refresh: time.Hour, minRefresh: 5 * time.Millisecond, retry: 20 * time.Millisecond}
+// fastTiming refreshes quickly so tests see refreshes in milliseconds. Its
+// fetch timeout only bounds a hang: no test expects it to fire.
+var fastTiming = federationTiming{fetchTimeout: time.Minute, refresh: time.Hour, minRefresh: 5 * time.Millisecond, retry: 20 * time.Millisecond}
 
 func tdCA(t *testing.T, td spiffeid.TrustDomain) *CA {
 	t.Helper()
@@ -105,7 +107,7 @@ func tdHandshake(t *testing.T, server, client Source) error {
 	if err == nil {
 		// In TLS 1.3 the server judges the client's certificate after the
 		// client's side is done; read to hear the verdict.
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_ = c.SetReadDeadline(time.Now().Add(time.Minute))
 		_, _ = c.Read(make([]byte, 1))
 		c.Close()
 	}
@@ -132,9 +134,11 @@ func (l *tdLogs) String() string {
 
 func (l *tdLogs) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
+// tdEventually polls cond for up to a minute: only what never happens
+// fails, however loaded the machine.
 func tdEventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -192,7 +196,7 @@ func startSPIFFEEndpoint(t *testing.T, td spiffeid.TrustDomain, b *spiffebundle.
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: e.handler(t, td), TLSConfig: tlsconfig.TLSServerConfig(e), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: e.handler(t, td), TLSConfig: tlsconfig.TLSServerConfig(e), ReadHeaderTimeout: time.Minute}
 	go func() { _ = srv.ServeTLS(lis, "", "") }()
 	t.Cleanup(func() { srv.Close() })
 	e.URL = "https://" + lis.Addr().String()
@@ -507,18 +511,39 @@ func TestFederatedSourceCloseIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The refresh loop is running: it has fetched since the first fetch.
+	tdEventually(t, "a refresh", func() bool { return ep.hits.Load() >= 2 })
+	const refresher = "attest.(*FederatedSource).watch("
+	if !running(refresher) {
+		t.Fatalf("no goroutine in %s before Close; the check after Close would prove nothing", refresher)
+	}
 	for range 2 {
 		if err := fs.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
 	}
-	hits := ep.hits.Load()
-	time.Sleep(50 * time.Millisecond)
-	if ep.hits.Load() != hits {
-		t.Error("the endpoint was fetched after Close")
+	// The refresh loop is what fetches, and Close returns only after it
+	// has: once Close returns, nothing is left to fetch. (Counting the
+	// endpoint's hits after a pause could not show that: a fetch in flight
+	// at Close may reach the handler late, and the loop refreshes about
+	// once a second, the hint's granularity.)
+	if running(refresher) {
+		t.Fatal("the refresh loop still runs after Close")
 	}
 	var got *x509bundle.Bundle
 	if got, err = fs.GetX509BundleForTrustDomain(tdBank); err != nil || !got.HasX509Authority(bank.Cert) {
 		t.Errorf("bundle after Close = %v, %v; want the last one", got, err)
+	}
+}
+
+// running reports whether a goroutine is inside fn, as stack traces name it.
+func running(fn string) bool {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return bytes.Contains(buf[:n], []byte(fn))
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }

@@ -161,10 +161,14 @@ reconnect: {min: 100ms, max: 1s}
 `, ids(flat), addr, filepath.Join(data, flat+".csv"), filepath.Join(dir, "state", "sites", flat)))
 	}
 	coordCfg := filepath.Join(dir, "coordinator.yaml")
+	// The test stops the site processes (SIGSTOP) while it reads the job's
+	// progress: heartbeats, the wait for sites and the round deadline are
+	// set well beyond such a pause, so none of them is what decides.
 	write(t, coordCfg, fmt.Sprintf(`listen: %s
 state_dir: %s
 identity: {dir: %s}
-heartbeat_interval: 1s
+heartbeat_interval: 10s
+site_wait_timeout: 2m
 users:
   - id: spiffe://example.org/user/alice
     roles: [data-scientist]
@@ -182,18 +186,35 @@ batch_size: 16
 learning_rate: 0.05
 l2: 0.0001
 min_sites: 3
-round_timeout: 30s
+round_timeout: 2m
 seed: 7
 `)
 
 	coord := daemon(t, dir, "coordinator-1", "coordinator", "--config", coordCfg)
+	var siteProcs []*exec.Cmd
 	for _, s := range sites {
 		flat := strings.ReplaceAll(s, "/", "-")
-		daemon(t, dir, "site-"+flat, "site", "--config", filepath.Join(dir, flat+".yaml"))
+		siteProcs = append(siteProcs, daemon(t, dir, "site-"+flat, "site", "--config", filepath.Join(dir, flat+".yaml")))
 	}
+	// signalSites stops (SIGSTOP) or continues (SIGCONT) every site process.
+	signalSites := func(sig syscall.Signal) {
+		t.Helper()
+		for _, p := range siteProcs {
+			if err := p.Process.Signal(sig); err != nil {
+				t.Fatalf("%s a site: %v", sig, err)
+			}
+		}
+	}
+	// Runs before the daemons' own cleanups: a stopped site cannot shut
+	// down cleanly.
+	t.Cleanup(func() {
+		for _, p := range siteProcs {
+			_ = p.Process.Signal(syscall.SIGCONT)
+		}
+	})
 	alice := ids("alice")
 	var id string
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		out, errs, code := run(t, "job", "submit", jobFile, "--coordinator", addr, "--identity", alice, "-o", "json")
 		if code == 0 {
@@ -210,32 +231,41 @@ seed: 7
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	// Let some rounds complete, then kill -9 the coordinator mid-job.
+	// Let some rounds complete, then kill -9 the coordinator mid-job. The
+	// sites are stopped while the test reads the job and, if it is far
+	// enough, kills the coordinator: with no site able to answer, the job
+	// gets at most through the round in flight, so the kill lands where the
+	// test read the job, give or take that round, however fast the machine.
+	// Between reads the sites run briefly; a round takes far longer than
+	// such a slice, let alone the 117 it would take to finish the job.
 	var before jobJSON
-	for deadline := time.Now().Add(60 * time.Second); ; {
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		signalSites(syscall.SIGSTOP)
 		j, ok := getJob(t, addr, alice, id)
+		if ok && j.Status != "JOB_STATUS_RUNNING" && j.Status != "JOB_STATUS_PENDING" {
+			t.Fatalf("job ended before the kill: %+v", j)
+		}
 		if ok && j.RoundsCompleted >= 3 {
+			if j.RoundsCompleted+1 >= 120 {
+				t.Fatalf("job at round %d of 120 when read; the kill could come after its end", j.RoundsCompleted)
+			}
 			if err := coord.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
 			_ = coord.Wait()
 			before = j
+			signalSites(syscall.SIGCONT)
 			break
 		}
-		if ok && j.Status != "JOB_STATUS_RUNNING" && j.Status != "JOB_STATUS_PENDING" {
-			t.Fatalf("job ended before the kill: %+v", j)
-		}
+		signalSites(syscall.SIGCONT)
 		if time.Now().After(deadline) {
 			t.Fatalf("job never reached round 3: %+v", j)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if before.RoundsCompleted >= 120 {
-		t.Fatal("job finished before the kill; make it longer")
+		time.Sleep(20 * time.Millisecond)
 	}
 	daemon(t, dir, "coordinator-2", "coordinator", "--config", coordCfg)
 	var out string
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	for deadline := time.Now().Add(time.Minute); ; {
 		o, errs, code := run(t, "job", "watch", id, "--coordinator", addr, "--identity", alice)
 		if code == 0 {
 			out = o

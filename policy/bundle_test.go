@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 )
@@ -146,29 +145,18 @@ func TestBundleWatcherReloadsOnlySignedBundles(t *testing.T) {
 
 	// An unsigned bundle with a stricter rule: refused, previous stays.
 	writeBundle(t, file, bundleKeys{}, "", suspend)
-	waitUntil(t, func() bool { return strings.Contains(logs.String(), "reload failed") })
+	waitFor(t, "the refusal in the log", func() bool { return strings.Contains(logs.String(), "reload failed") })
 	if w.Current().Revision() != first {
 		t.Fatal("an unsigned bundle replaced the policy")
 	}
 	// The same, signed: it takes effect.
 	writeBundle(t, file, keys, "site-ops", suspend)
-	waitUntil(t, func() bool { return w.Current().Revision() != first })
+	waitFor(t, "the signed bundle to load", func() bool { return w.Current().Revision() != first })
 	d, _ := w.Current().Admission(t.Context(), SampleInput())
 	if d.Allow || !strings.Contains(strings.Join(d.Reasons, " "), "suspended") {
 		t.Fatalf("signed update not in force: %+v", d)
 	}
 	// The bundle file removed: deny all.
 	os.Remove(file)
-	waitUntil(t, func() bool { return w.Current().Revision() == "deny-all" })
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "deny all", func() bool { return w.Current().Revision() == "deny-all" })
 }

@@ -22,10 +22,15 @@ func newTestLogger() (*slog.Logger, *syncBuffer) {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
-// waitFor polls cond for up to 5 s.
+// hangBound bounds a wait for a reload that is bound to come: generous, so
+// a slow or loaded machine only makes a test slower; it exists so a broken
+// watcher fails the test instead of hanging it.
+const hangBound = time.Minute
+
+// waitFor polls cond until it holds, for up to hangBound.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(hangBound)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -66,7 +71,7 @@ func TestWatcher(t *testing.T) {
 		select {
 		case e := <-reloads:
 			return e
-		case <-time.After(5 * time.Second):
+		case <-time.After(hangBound):
 			t.Fatalf("timed out waiting for the reload after %s; logs:\n%s", what, logs)
 			return nil
 		}
@@ -216,7 +221,7 @@ func TestWatcherStopsWithContext(t *testing.T) {
 	cancel()
 	select {
 	case <-w.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(hangBound):
 		t.Fatal("watch loop still running after its context ended")
 	}
 	if err := w.Close(); err != nil {

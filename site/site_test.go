@@ -2,6 +2,7 @@ package site
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/testutil"
 )
 
 func devIdentity(t testing.TB, dir string) {
@@ -110,16 +112,33 @@ func TestRunReturnsOnCancelWhileCoordinatorIsDown(t *testing.T) {
 	if err := os.WriteFile(data, []byte("a,label\n1,x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	logs := &testutil.Buffer{}
 	a, err := New(Config{Identity: id, CoordinatorAddr: "127.0.0.1:1", CoordinatorID: spiffeid.RequireFromString("spiffe://example.org/coordinator"),
-		Datasets: []Dataset{{Name: "d", Path: data}}, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond})
+		Datasets: []Dataset{{Name: "d", Path: data}}, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := a.Run(ctx); err != nil {
-		t.Fatalf("Run returned %v on cancel, want nil", err)
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(ctx) }()
+	// Cancel once the agent has failed, and is retrying, more than once.
+	const retrying = "coordinator stream ended; reconnecting"
+	for deadline := time.Now().Add(time.Minute); strings.Count(logs.String(), retrying) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not retry twice in a minute:\n%s", logs)
+		}
+	}
+	cancel()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatalf("Run returned %v on cancel, want nil", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return within a minute of the cancel")
 	}
 	if a.Connected() {
 		t.Fatal("reports connected to nothing")

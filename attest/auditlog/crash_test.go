@@ -298,25 +298,22 @@ func TestCrashKill(t *testing.T) {
 				lines <- sc.Text()
 			}
 		}()
-		// Start the clock once the child has reopened the log, so the kill
-		// lands among appends rather than during process start-up.
-		var ready string
-		select {
-		case ready = <-lines:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			t.Fatal("child never became ready")
-		}
+		// Only bounds a hang: the kill below comes much sooner, once the
+		// child is appending.
+		hang := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+		ready, ok := <-lines
 		startSize, err := strconv.ParseInt(strings.TrimPrefix(ready, "ready "), 10, 64)
-		if err != nil {
+		if !ok || err != nil {
 			cmd.Process.Kill()
-			t.Fatalf("child said %q", ready)
+			t.Fatalf("run %d: child said %q instead of being ready", run, ready)
 		}
 		if startSize <= maxAcked {
 			t.Fatalf("run %d: log reopened at size %d, but entry %d had been acknowledged", run, startSize, maxAcked)
 		}
-		delay := time.Duration(20+rng.IntN(81)) * time.Millisecond
-		timer := time.AfterFunc(delay, func() { cmd.Process.Kill() })
+		// Start the clock at the child's first acknowledgement, so the kill
+		// lands among appends however slowly the child started.
+		delay := time.Duration(rng.IntN(81)) * time.Millisecond
+		var timer *time.Timer
 		n := 0
 		for line := range lines {
 			// A line cut by the kill has no newline and is not an ack; the
@@ -329,10 +326,19 @@ func TestCrashKill(t *testing.T) {
 				t.Fatalf("index %d acknowledged twice", idx)
 			}
 			acked[idx], maxAcked, n = leaf, max(maxAcked, idx), n+1
+			if timer == nil {
+				timer = time.AfterFunc(delay, func() { cmd.Process.Kill() })
+			}
 		}
-		timer.Stop()
+		hang.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
 		cmd.Wait()
-		t.Logf("run %d: reopened at %d, killed after %v, %d entries acknowledged", run, startSize, delay, n)
+		if n == 0 {
+			t.Fatalf("run %d: the child exited without acknowledging an entry", run)
+		}
+		t.Logf("run %d: reopened at %d, killed %v after its first acknowledgement, %d entries acknowledged", run, startSize, delay, n)
 	}
 	if len(acked) == 0 {
 		t.Fatal("the child never acknowledged an entry")

@@ -215,9 +215,9 @@ func TestConcurrentUse(t *testing.T) {
 	mustAppend(t, l, sampleEntry(t, 0, ""))
 	done := make(chan struct{})
 	errs := make(chan error, 16)
-	var wg sync.WaitGroup
+	var writers, readers sync.WaitGroup
 	for w := range 3 {
-		wg.Go(func() {
+		writers.Go(func() {
 			for i := range 10 {
 				if _, err := l.Append(sampleEntry(t, w*100+i, "")); err != nil {
 					errs <- err
@@ -232,14 +232,11 @@ func TestConcurrentUse(t *testing.T) {
 			}
 		})
 	}
+	// Readers keep reading for as long as the writers write, at whatever
+	// speed either goes, and at least once.
 	for range 2 {
-		wg.Go(func() {
+		readers.Go(func() {
 			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
 				size := l.Size()
 				if _, err := l.Entry(size - 1); err != nil {
 					errs <- err
@@ -257,12 +254,17 @@ func TestConcurrentUse(t *testing.T) {
 					errs <- err
 					return
 				}
+				select {
+				case <-done:
+					return
+				default:
+				}
 			}
 		})
 	}
-	time.Sleep(50 * time.Millisecond)
+	writers.Wait()
 	close(done)
-	wg.Wait()
+	readers.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)

@@ -62,9 +62,9 @@ func TestBadInputFailsTheJobCleanly(t *testing.T) {
 		{name: "dataset a site lacks", job: func(j *spec.Job) { j.Dataset = "heart-disease" },
 			want: []string{`dataset "heart-disease"`, "site eu/paris does not serve it", "breast-cancer"}},
 		{name: "label not in the CSV", job: func(j *spec.Job) { j.Label = "diagnosis" },
-			want: []string{"site ", `column "diagnosis"`, "label column not in the header"}},
+			want: []string{"site ", `label "diagnosis" is not a column of dataset`}},
 		{name: "feature not in the CSV", job: func(j *spec.Job) { j.Features = []string{"mean_radius", "mean_colour"} },
-			want: []string{`"mean_colour"`, "not in the header"}},
+			want: []string{`feature "mean_colour" is not a column of dataset`}},
 		{name: "non-numeric cell",
 			edit: func(site, d string) string {
 				if site == "sg/singapore" {

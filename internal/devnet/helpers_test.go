@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,58 @@ var shippedSites = []devnet.SiteSpec{
 	{Name: "us/boston", Dataset: "breast-cancer", Path: filepath.Join(shipped, "us-boston.csv")},
 }
 
+// hangBound bounds every wait in these tests for something that is bound
+// to happen (a site connecting, a log line, a reload): generous, so a slow
+// or loaded machine only makes a test slower, never red; it exists so a
+// broken feature fails the test instead of hanging it.
+const hangBound = time.Minute
+
+// waitFor polls cond until it holds, failing the test (naming what it
+// waited for) after hangBound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangBound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", hangBound, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logLines counts the lines of logs that hold every part.
+func logLines(logs string, parts ...string) int {
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// waitLogLine waits until one line of logs holds every part.
+func waitLogLine(t *testing.T, logs *syncBuffer, parts ...string) {
+	t.Helper()
+	waitLogLines(t, logs, 1, parts...)
+}
+
+// waitLogLines waits until n lines of logs hold every part.
+func waitLogLines(t *testing.T, logs *syncBuffer, n int, parts ...string) {
+	t.Helper()
+	deadline := time.Now().Add(hangBound)
+	for logLines(logs.String(), parts...) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %d log lines with %q:\n%s", hangBound, n, parts, logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // startNet starts a federation in a temp dir and waits for every site.
 func startNet(t *testing.T, opts devnet.Options) (*devnet.Net, *syncBuffer) {
 	t.Helper()
@@ -52,7 +105,7 @@ func startNet(t *testing.T, opts devnet.Options) (*devnet.Net, *syncBuffer) {
 		t.Fatalf("start devnet: %v", err)
 	}
 	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
 	defer cancel()
 	if err := n.WaitConnected(ctx); err != nil {
 		t.Fatal(err)

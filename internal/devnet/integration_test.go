@@ -185,7 +185,7 @@ func TestSiteDiesMidRound(t *testing.T) {
 	select {
 	case name := <-hit:
 		n.StopSite(name) // the process dies in the middle of round 3
-	case <-time.After(time.Minute):
+	case <-time.After(hangBound):
 		t.Fatal("site never reached round 3")
 	}
 	job := <-done
@@ -204,9 +204,13 @@ func TestSiteDiesMidRound(t *testing.T) {
 // TestQuorumLostFailsJob: when too few sites remain the job fails with a
 // reason naming the missing sites, instead of hanging.
 func TestQuorumLostFailsJob(t *testing.T) {
-	n, _ := startNet(t, devnet.Options{Coordinator: func(c *coordinator.Config) { c.SiteWaitTimeout = 2 * time.Second }})
-	n.StopSite("us/boston")
-	n.StopSite("sg/singapore")
+	n, logs := startNet(t, devnet.Options{Coordinator: func(c *coordinator.Config) { c.SiteWaitTimeout = 2 * time.Second }})
+	for _, s := range []string{"us/boston", "sg/singapore"} {
+		n.StopSite(s)
+		// The site's end is gone; the coordinator must have seen its stream
+		// end too, or the job would find it still connected.
+		waitLogLine(t, logs, `msg="site disconnected"`, "site="+s+" ")
+	}
 	j := demoSpec()
 	j.Sites = nil // any connected site; min_sites 2 cannot be met
 	job := runJob(t, n, j)
@@ -249,7 +253,7 @@ func TestCoordinatorCrashResumes(t *testing.T) {
 	}
 	select {
 	case <-hit:
-	case <-time.After(time.Minute):
+	case <-time.After(hangBound):
 		t.Fatal("round 4 never started")
 	}
 	before, err := c.GetJob(context.Background(), &federav1.GetJobRequest{Id: job.GetId()})

@@ -2,11 +2,12 @@ package devnet_test
 
 import (
 	"context"
+	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -117,7 +118,29 @@ func TestSpecialCategoryNeedsDP(t *testing.T) {
 	}
 }
 
-// copyDefaultPolicy writes the built-in policy to a folder a test can edit.
+// setPolicyLimits overrides keys of data.federa.limits in the policy
+// folder dir.
+func setPolicyLimits(t *testing.T, dir string, limits map[string]any) {
+	t.Helper()
+	path := filepath.Join(dir, "data.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	l := doc["federa"].(map[string]any)["limits"].(map[string]any)
+	maps.Copy(l, limits)
+	if b, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // approvalPolicy is the default policy with every job held for approval.
 func approvalPolicy(t *testing.T) string {
 	t.Helper()
@@ -137,6 +160,7 @@ func approvalPolicy(t *testing.T) string {
 	return pol
 }
 
+// copyDefaultPolicy writes the built-in policy to a folder a test can edit.
 func copyDefaultPolicy(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -162,17 +186,10 @@ func TestApprovalHoldsThenRuns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("submit: %v", err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	waitFor(t, "the job to say it waits for approval at every site", func() bool {
 		got, _ := c.GetJob(context.Background(), &federav1.GetJobRequest{Id: job.GetId()})
-		if strings.Contains(got.GetMessage(), "waiting for approval at eu/paris, sg/singapore, us/boston") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job never said it waits for approval: %q", got.GetMessage())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Contains(got.GetMessage(), "waiting for approval at eu/paris, sg/singapore, us/boston")
+	})
 	// The sites' operators decide; one site restarts in between.
 	for _, s := range []string{"eu/paris", "sg/singapore", "us/boston"} {
 		q := site.OpenApprovals(n.SiteDir(s))
@@ -201,12 +218,10 @@ func TestApprovalHoldsThenRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := site.OpenApprovals(n.SiteDir("sg/singapore"))
-	for {
-		if _, ok, _ := q.Get(job2.GetId()); ok {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "sg/singapore to hold the second job for approval", func() bool {
+		_, ok, _ := q.Get(job2.GetId())
+		return ok
+	})
 	if _, err := q.Decide(job2.GetId(), false, "not covered by our consent", "dpo@sg"); err != nil {
 		t.Fatal(err)
 	}
@@ -231,46 +246,58 @@ func TestPolicyReloadChangesTheNextDecision(t *testing.T) {
 	if job := runJob(t, n, j); job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		t.Fatalf("first job: %s", job.GetMessage())
 	}
-	// Add a rule that denies this project.
+	// siteLogs are the site's log lines: the sites share the folder, and
+	// each watches it on its own.
+	siteLogs := func(s devnet.SiteSpec) string { return "spiffe_id=spiffe://federa.demo/site/" + s.Name + " " }
+	// Add a rule that denies this project. Every site says it reloaded just
+	// before it puts the new policy in force: wait for that, then for the
+	// refusal, rather than submit jobs the old policy would still run.
 	rule := filepath.Join(pol, "zz_suspend.rego")
 	if err := os.WriteFile(rule, []byte(suspendRule), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	for _, s := range shippedSites {
+		waitLogLine(t, logs, siteLogs(s), `msg="site policy reloaded"`, "changed=true")
+	}
 	j.Project = "blue"
-	waitFor(t, 10*time.Second, func() bool {
+	waitFor(t, "the sites to refuse project blue", func() bool {
 		_, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
 		return err != nil && strings.Contains(err.Error(), "project blue is suspended")
 	})
-	// A broken edit: the previous (suspending) policy stays in force.
+	// A broken edit: the previous (suspending) policy stays in force. Every
+	// site must have tried the broken edit, and said it keeps the previous
+	// policy, before the check means anything. (A reload that caught the
+	// rule above half-written may have failed the same way: count.)
+	failed := func(s devnet.SiteSpec) []string {
+		return []string{siteLogs(s), `msg="site policy reload failed`, "zz_suspend.rego"}
+	}
+	before := map[string]int{}
+	for _, s := range shippedSites {
+		before[s.Name] = logLines(logs.String(), failed(s)...)
+	}
 	if err := os.WriteFile(rule, []byte("package federa\n\nthis is not rego {"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "zz_suspend.rego") })
+	for _, s := range shippedSites {
+		waitLogLines(t, logs, before[s.Name]+1, failed(s)...)
+	}
 	_, err = c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
-	if err == nil || !strings.Contains(err.Error(), "project blue is suspended") {
-		t.Fatalf("after a broken edit: %v; want the previous policy still deciding", err)
+	if err == nil || strings.Count(err.Error(), "project blue is suspended") != len(shippedSites) {
+		t.Fatalf("after a broken edit: %v; want the previous policy still deciding at every site", err)
 	}
 	// No policy at all: everything is denied.
 	entries, _ := os.ReadDir(pol)
 	for _, e := range entries {
 		os.RemoveAll(filepath.Join(pol, e.Name()))
 	}
+	for _, s := range shippedSites {
+		waitLogLine(t, logs, siteLogs(s), `msg="policy folder holds no .rego file`)
+	}
 	j.Project = ""
-	waitFor(t, 10*time.Second, func() bool {
+	waitFor(t, "the sites to deny everything for want of a policy", func() bool {
 		_, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
 		return err != nil && strings.Contains(err.Error(), "no policy")
 	})
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 const suspendRule = `package federa

@@ -19,6 +19,7 @@ import (
 	"github.com/federa-dev/federa/internal/devnet"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/site"
+	"github.com/federa-dev/federa/spec"
 )
 
 // siteStream is one SiteService.Connect stream as the coordinator saw it:
@@ -141,14 +142,18 @@ func (p *cutProxy) cut() {
 	}
 }
 
-// TestJobRunsAcrossSVIDRotations runs a job several times longer than the
-// daemons' SVIDs live. eu/paris reaches the coordinator through a proxy
-// that cuts its connection once its first SVID has expired; the other two
-// sites keep the stream they opened at the start.
+// TestJobRunsAcrossSVIDRotations runs a job that outlives the daemons'
+// first SVIDs, across two rotations of each. eu/paris reaches the
+// coordinator through a proxy that cuts its connection once its first SVID
+// has expired; the other two sites keep the stream they opened at the
+// start. The job's third round waits at every site until all of that has
+// happened, so the job spans it however fast or slow the machine.
 func TestJobRunsAcrossSVIDRotations(t *testing.T) {
 	const ttl = 3 * time.Second
+	const gateRound = 3
 	proxy := newCutProxy(t)
 	streams := &streamLog{}
+	gate := make(chan struct{})
 	start := time.Now()
 	n, logs := startNet(t, devnet.Options{
 		SVIDTTL:     ttl,
@@ -158,13 +163,11 @@ func TestJobRunsAcrossSVIDRotations(t *testing.T) {
 				proxy.setTarget(c.CoordinatorAddr)
 				c.CoordinatorAddr = proxy.addr()
 			}
-			// Stretch the job over several TTLs: a round is otherwise
-			// a few tens of milliseconds.
 			c.BeforeTask = func(ctx context.Context, task *federav1.Task) {
-				if task.GetKind() == federav1.TaskKind_TASK_KIND_TRAIN {
+				if task.GetKind() == federav1.TaskKind_TASK_KIND_TRAIN && task.GetRound() == gateRound {
 					select {
+					case <-gate:
 					case <-ctx.Done():
-					case <-time.After(350 * time.Millisecond):
 					}
 				}
 			}
@@ -172,36 +175,54 @@ func TestJobRunsAcrossSVIDRotations(t *testing.T) {
 	})
 
 	j := demoSpec()
-	j.Rounds = 14
+	j.Rounds = 6
+	// The gated round lasts as long as the rotations take to happen; its
+	// deadline must not be what ends it.
+	j.RoundTimeout = spec.Duration(10 * hangBound)
 	c, closeFn, err := n.Dial("alice")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeFn()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	job, err := c.SubmitJob(ctx, &federav1.SubmitJobRequest{Spec: j.Proto()})
+	job, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
 	if err != nil {
 		t.Fatalf("submit: %v", err)
 	}
 
-	// Once paris's first SVID has expired, cut its connection: it must
-	// come back with a fresh SVID, and find the coordinator presenting a
-	// fresh one too (an expired coordinator certificate would be refused).
+	// Once paris's first SVID has expired, and it and the coordinator hold
+	// their next ones, cut its connection: it must come back with a fresh
+	// SVID, and find the coordinator presenting a fresh one too (an expired
+	// coordinator certificate would be refused).
 	first := streams.of("eu/paris")
 	if len(first) != 1 {
 		t.Fatalf("paris opened %d streams before the job, want 1", len(first))
 	}
-	time.Sleep(time.Until(first[0].cert.NotAfter.Add(200 * time.Millisecond)))
-	cur, err := c.GetJob(ctx, &federav1.GetJobRequest{Id: job.GetId()})
-	if err != nil {
-		t.Fatal(err)
+	for _, who := range []string{"/coordinator", "/site/eu/paris"} {
+		waitFor(t, who+" to rotate its SVID", func() bool { return rotations(logs.String(), who) >= 1 })
 	}
-	if left := j.Rounds - int(cur.GetRoundsCompleted()); left < 5 {
-		t.Fatalf("only %d rounds left when paris's SVID expired; the job is too short to test a reconnect", left)
-	}
+	time.Sleep(time.Until(first[0].cert.NotAfter.Add(200 * time.Millisecond))) // a point in time, not a guess
 	proxy.cut()
 	cutAt := time.Now()
+	// A new stream is opened only after the old session ended; then wait
+	// for its welcome, so the coordinator asks paris again from the next
+	// round on.
+	waitFor(t, "paris to open a new stream after the cut", func() bool { return len(streams.of("eu/paris")) > 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	if err := n.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The other two sites' first SVIDs expire under their open streams, and
+	// every daemon rotates twice, while the job waits at the gate.
+	for _, who := range []string{"/coordinator", "/site/eu/paris", "/site/sg/singapore", "/site/us/boston"} {
+		waitFor(t, who+" to rotate its SVID twice", func() bool { return rotations(logs.String(), who) >= 2 })
+	}
+	for _, s := range []string{"sg/singapore", "us/boston"} {
+		if ss := streams.of(s); len(ss) > 0 {
+			time.Sleep(time.Until(ss[0].cert.NotAfter.Add(200 * time.Millisecond)))
+		}
+	}
+	close(gate)
 
 	final := waitFinal(t, c, job.GetId())
 	if final.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
@@ -252,13 +273,7 @@ func TestJobRunsAcrossSVIDRotations(t *testing.T) {
 
 	t.Run("every daemon rotated at least twice", func(t *testing.T) {
 		for _, who := range []string{"/coordinator", "/site/eu/paris", "/site/sg/singapore", "/site/us/boston"} {
-			n := 0
-			for _, line := range strings.Split(logs.String(), "\n") {
-				if strings.Contains(line, `msg="identity rotated"`) && strings.Contains(line, devnet.DefaultTrustDomain+who+" ") {
-					n++
-				}
-			}
-			if n < 2 {
+			if n := rotations(logs.String(), who); n < 2 {
 				t.Errorf("%s rotated %d times, want at least 2", who, n)
 			}
 		}
@@ -268,7 +283,20 @@ func TestJobRunsAcrossSVIDRotations(t *testing.T) {
 	})
 }
 
+// rotations counts the identity rotations a daemon (its SPIFFE ID's path,
+// e.g. "/site/eu/paris") logged.
+func rotations(logs, who string) int {
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, `msg="identity rotated"`) && strings.Contains(line, devnet.DefaultTrustDomain+who+" ") {
+			n++
+		}
+	}
+	return n
+}
+
 func grepLines(s, sub string) string {
+
 	var out []string
 	for _, line := range strings.Split(s, "\n") {
 		if strings.Contains(line, sub) {

@@ -50,8 +50,12 @@ func TestLargeModelTravelsInChunks(t *testing.T) {
 		}
 		sites = append(sites, devnet.SiteSpec{Name: strings.Replace(name, "-", "/", 1), Dataset: "wide", Path: p})
 	}
+	// 220 classes of one or two rows each: a site policy that lets such a
+	// label leave (the default caps classes at 20 of 10 rows or more).
+	pol := copyDefaultPolicy(t)
+	setPolicyLimits(t, pol, map[string]any{"max_classes": classes, "min_records": 0})
 	tap := &wireTap{}
-	n, _ := startNet(t, devnet.Options{Sites: sites, Coordinator: withTap(tap)})
+	n, _ := startNet(t, devnet.Options{Sites: sites, Coordinator: withTap(tap), PolicyDir: pol})
 	j := demoSpec()
 	j.Dataset, j.Sites, j.Rounds, j.LocalEpochs, j.MinSites = "wide", []string{"eu/paris", "us/boston"}, 2, 1, 2
 	j.RoundTimeout = spec.Duration(5 * time.Minute) // the race detector slows training tenfold
@@ -94,7 +98,7 @@ func TestMalformedSiteMessages(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cc := dialAs(t, n, id)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), hangBound)
 			defer cancel()
 			stream, err := federav1.NewSiteServiceClient(cc).Connect(ctx)
 			if err != nil {
@@ -138,7 +142,7 @@ func TestMalformedSiteMessages(t *testing.T) {
 // keeps its state; the sites are free for the next job.
 func TestCancelRunningJob(t *testing.T) {
 	hit := make(chan string, 1)
-	n, _ := startNet(t, devnet.Options{Site: func(name string, cfg *site.Config) {
+	n, logs := startNet(t, devnet.Options{Site: func(name string, cfg *site.Config) {
 		if name == "eu/paris" {
 			hangAt(federav1.TaskKind_TASK_KIND_TRAIN, 2, hit)(name, cfg)
 		}
@@ -150,11 +154,18 @@ func TestCancelRunningJob(t *testing.T) {
 	defer closeFn()
 	j := demoSpec()
 	j.Rounds = 3
+	// Far beyond every wait below: only the cancel, never the round's
+	// deadline, can end the task eu/paris hangs in.
+	j.RoundTimeout = spec.Duration(10 * hangBound)
 	job, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-hit
+	select {
+	case <-hit:
+	case <-time.After(hangBound):
+		t.Fatal("eu/paris never got its round 2 training task")
+	}
 	got, err := c.CancelJob(context.Background(), &federav1.CancelJobRequest{Id: job.GetId(), Reason: "wrong dataset"})
 	if err != nil || got.GetStatus() != federav1.JobStatus_JOB_STATUS_CANCELLED || got.GetMessage() != "wrong dataset" {
 		t.Fatalf("cancel: %v %v", got, err)
@@ -166,15 +177,30 @@ func TestCancelRunningJob(t *testing.T) {
 	if _, err := stream.Recv(); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "cancelled") {
 		t.Fatalf("model of a cancelled job: %v", err)
 	}
+	// The job stops: its runner calls off the task eu/paris hangs in.
+	waitLogLine(t, logs, "spiffe_id=spiffe://federa.demo/site/eu/paris ", `msg="task cancelled"`, "job="+job.GetId()+" ")
 	final := waitFinal(t, c, job.GetId())
-	time.Sleep(200 * time.Millisecond) // a runner that ignored the cancel would overwrite the state now
-	again, _ := c.GetJob(context.Background(), &federav1.GetJobRequest{Id: job.GetId()})
-	if again.GetStatus() != federav1.JobStatus_JOB_STATUS_CANCELLED || final.GetRoundsCompleted() != again.GetRoundsCompleted() {
-		t.Fatalf("cancelled job changed afterwards: %v", again)
-	}
 	next := demoSpec()
 	next.Rounds = 1
 	if r := runJob(t, n, next); r.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		t.Fatalf("next job after a cancel: %s", r.GetMessage())
+	}
+	// Stopping the coordinator waits for every job runner to return, the
+	// cancelled job's too: whatever it was still going to write is stored
+	// by then, and a restart reads what is stored.
+	if err := n.StopCoordinator(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.StartCoordinator(); err != nil {
+		t.Fatal(err)
+	}
+	c2, closeFn2, err := n.Dial("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn2()
+	again, err := c2.GetJob(context.Background(), &federav1.GetJobRequest{Id: job.GetId()})
+	if err != nil || again.GetStatus() != federav1.JobStatus_JOB_STATUS_CANCELLED || again.GetMessage() != "wrong dataset" || final.GetRoundsCompleted() != again.GetRoundsCompleted() {
+		t.Fatalf("cancelled job changed afterwards: %s %q, %d rounds (%v)", again.GetStatus(), again.GetMessage(), again.GetRoundsCompleted(), err)
 	}
 }

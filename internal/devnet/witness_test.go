@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/federa-dev/federa/attest/auditlog"
 	"github.com/federa-dev/federa/coordinator"
@@ -39,7 +38,7 @@ func TestSitesCoSignTheAuditLog(t *testing.T) {
 	dir := filepath.Join(n.CoordinatorDir(), coordinator.AuditDir)
 	key := n.Coordinator().AuditKey()
 	var lastErr error
-	waitFor(t, 10*time.Second, func() bool {
+	waitFor(t, "every site to co-sign the audit log", func() bool {
 		rep, err := auditlog.Verify(dir, key, witnessKeys(t, n)...)
 		lastErr = err
 		return err == nil && len(rep.Witnessed) == 3
@@ -59,20 +58,20 @@ func TestForkedCoordinatorIsCaught(t *testing.T) {
 	if job := runJob(t, n, j); job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		t.Fatalf("job: %s", job.GetMessage())
 	}
-	// Every site has accepted some history before the rewrite.
-	waitFor(t, 10*time.Second, func() bool {
-		for _, s := range shippedSites {
-			if _, err := os.Stat(filepath.Join(n.SiteDir(s.Name), "witness", "log.vkey")); err != nil {
-				return false
-			}
-		}
-		return true
+	// Every site has accepted some history before the rewrite: a site
+	// co-signs a checkpoint only after storing it as the history it holds
+	// the coordinator to, so a co-signature from each in the coordinator's
+	// log is the proof. (Pinning the log key, log.vkey, comes before that.)
+	dir := filepath.Join(n.CoordinatorDir(), coordinator.AuditDir)
+	key := n.Coordinator().AuditKey()
+	waitFor(t, "every site to co-sign a checkpoint", func() bool {
+		rep, err := auditlog.Verify(dir, key, witnessKeys(t, n)...)
+		return err == nil && len(rep.Witnessed) == len(shippedSites)
 	})
-	time.Sleep(500 * time.Millisecond) // let the last co-signatures land
 	if err := n.StopCoordinator(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(filepath.Join(n.CoordinatorDir(), coordinator.AuditDir)); err != nil {
+	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.StartCoordinator(); err != nil {
@@ -84,7 +83,7 @@ func TestForkedCoordinatorIsCaught(t *testing.T) {
 	}
 	defer closeFn()
 	var msg string
-	waitFor(t, 30*time.Second, func() bool {
+	waitFor(t, "a job to be refused because the log was rewritten", func() bool {
 		job, err := c.SubmitJob(t.Context(), &federav1.SubmitJobRequest{Spec: j.Proto()})
 		if err != nil {
 			msg = err.Error()
