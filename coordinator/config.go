@@ -42,7 +42,9 @@ type File struct {
 	AccessPolicy      string          `yaml:"access_policy"`
 	HeartbeatInterval config.Duration `yaml:"heartbeat_interval"`
 	SiteWaitTimeout   config.Duration `yaml:"site_wait_timeout"`
-	LogLevel          string          `yaml:"log_level"`
+	// Limits bound the connections and streams peers may hold open.
+	Limits   LimitsFile `yaml:"limits"`
+	LogLevel string     `yaml:"log_level"`
 }
 
 // LoadFile reads and checks coordinator.yaml, returning a Config with the
@@ -79,6 +81,11 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 		}
 		cfg.Users[id.String()] = u.Roles
 	}
+	if l, err := f.Limits.limits(); err != nil {
+		errs = append(errs, err)
+	} else {
+		cfg.Limits = l
+	}
 	if id, err := attest.LoadSourceConfig(context.Background(), f.Identity, log); err != nil {
 		errs = append(errs, err)
 	} else {
@@ -114,7 +121,10 @@ type Config struct {
 	// SiteWaitTimeout is how long a job waits for enough of its sites to
 	// be connected before it fails.
 	SiteWaitTimeout time.Duration
-	Log             *slog.Logger
+	// Limits bound the connections and streams peers may hold open; zero
+	// fields take their defaults (see Limits).
+	Limits Limits
+	Log    *slog.Logger
 	// ServerOptions are extra gRPC server options (tests use them to watch
 	// the wire).
 	ServerOptions []grpc.ServerOption
@@ -167,6 +177,7 @@ func (c *Config) Validate() error {
 	if c.SiteWaitTimeout < 0 {
 		errs = append(errs, fmt.Errorf("field site_wait_timeout: %s is negative", c.SiteWaitTimeout))
 	}
+	errs = append(errs, c.Limits.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -202,6 +213,7 @@ func (c *Config) setDefaults() {
 	if c.SiteWaitTimeout == 0 {
 		c.SiteWaitTimeout = DefaultSiteWaitTimeout
 	}
+	c.Limits.setDefaults()
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}

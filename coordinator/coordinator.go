@@ -40,7 +40,8 @@ type Coordinator struct {
 	pending  map[string]*pendingTask
 	jobs     map[string]*jobState
 
-	access *policy.Access
+	access  *policy.Access
+	streams *perIdentity // calls open per peer (Limits.MaxStreamsPerIdentity)
 
 	signer     *sign.Signer
 	auditLog   *auditlog.Log
@@ -109,14 +110,27 @@ func New(cfg Config) (*Coordinator, error) {
 		c.auditLog.Close()
 		return nil, fmt.Errorf("coordinator listen on %s: %w", cfg.Listen, err)
 	}
-	c.lis = lis
-	creds := attest.ServerCredentials(cfg.Identity, c.authorizePeer, c.log)
+	// Limits (limits.go), in the order a connection meets them: the
+	// listener's cap, the handshake deadline, the per-identity cap in the
+	// credentials, the per-connection stream cap, then the per-identity
+	// call cap before the access check, so a refused flood costs no policy
+	// evaluation.
+	lim := cfg.Limits
+	c.lis = newLimitListener(lis, lim.MaxConnections, c.log)
+	c.streams = newPerIdentity(lim.MaxStreamsPerIdentity)
+	creds := &identityLimitCreds{
+		TransportCredentials: attest.ServerCredentials(cfg.Identity, c.authorizePeer, c.log),
+		lim:                  newPerIdentity(lim.MaxConnectionsPerIdentity),
+		log:                  c.log,
+	}
 	opts := append([]grpc.ServerOption{
 		grpc.Creds(creds),
-		grpc.ChainUnaryInterceptor(c.accessUnary),
-		grpc.ChainStreamInterceptor(c.accessStream),
+		grpc.ConnectionTimeout(lim.HandshakeTimeout),
+		grpc.MaxConcurrentStreams(uint32(lim.MaxStreamsPerConnection)),
+		grpc.ChainUnaryInterceptor(c.limitUnary, c.accessUnary),
+		grpc.ChainStreamInterceptor(c.limitStream, c.accessStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, MaxConnectionIdle: lim.IdleTimeout}),
 	}, cfg.ServerOptions...)
 	c.srv = grpc.NewServer(opts...)
 	federav1.RegisterSiteServiceServer(c.srv, &siteService{c: c})
