@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/federa-dev/federa/internal/logkeys"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
@@ -108,23 +110,29 @@ func (c *Coordinator) preCheck(ctx context.Context, job *federav1.Job) error {
 	return nil
 }
 
-// maxDecisionsPerJob bounds the decision records kept on a job record; the
-// sites keep every one durably in their own journals.
-const maxDecisionsPerJob = 20000
+// The job record keeps its most recent decision records, at most
+// maxDecisionsPerJob of them and maxDecisionBytesPerJob in all: the record
+// is rewritten at every update and sent whole by GetJob, and the audit log
+// and the sites' journals hold every decision anyway. Without the byte
+// bound a site's long reasons made GetJob fail for everyone.
+const (
+	maxDecisionsPerJob     = 2000
+	maxDecisionBytesPerJob = 1 << 20
+)
 
-// addDecision queues a site's decision record for its job; the next job
-// update stores it.
-func (c *Coordinator) addDecision(site string, r *federav1.DecisionRecord) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	js, ok := c.jobs[r.GetJobId()]
-	if !ok || isFinal(js.job.GetStatus()) {
-		return // a dry run for a job that was refused, a late record, or a stranger's id
+// trimDecisions keeps the newest decisions within both bounds.
+func trimDecisions(ds []*federav1.SiteDecision) []*federav1.SiteDecision {
+	if n := len(ds); n > maxDecisionsPerJob {
+		ds = ds[n-maxDecisionsPerJob:]
 	}
-	js.decisions = append(js.decisions, &federav1.SiteDecision{Site: site, Record: r})
-	// Appended with the next batch (a round's, a job end's): one fsync per
-	// round, not per decision; the site keeps its own durable copy.
-	c.auditQueue = append(c.auditQueue, decisionEntry(site, r))
+	total := 0
+	for i := len(ds) - 1; i >= 0; i-- {
+		total += proto.Size(ds[i])
+		if total > maxDecisionBytesPerJob {
+			return ds[i+1:]
+		}
+	}
+	return ds
 }
 
 // roleOf is the role a user submits under: data-scientist when they have

@@ -11,6 +11,7 @@ import (
 	"github.com/federa-dev/federa/attest/auditlog"
 	"github.com/federa-dev/federa/internal/logkeys"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/spec"
 )
 
 // approvalService relays site-admins' decisions on jobs held for approval.
@@ -67,6 +68,9 @@ func (s *approvalService) Decide(ctx context.Context, req *federav1.DecideReques
 	if strings.TrimSpace(req.GetReason()) == "" {
 		return nil, status.Error(codes.InvalidArgument, "field reason: required; it is recorded with the decision at the site and in the audit log")
 	}
+	if err := spec.CheckReason(req.GetReason()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "field reason: %v", err)
+	}
 	j, _, _, ok := c.snapshot(req.GetJobId())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "job %q not found", req.GetJobId())
@@ -87,7 +91,11 @@ func (s *approvalService) Decide(ctx context.Context, req *federav1.DecideReques
 	if err == nil {
 		err = c.audit(true, e)
 	}
-	c.logAuditError(err)
+	if err != nil {
+		// The site holds the decision; the log must too before anyone is
+		// told it happened. Deciding again is idempotent at the site.
+		return nil, status.Errorf(codes.Internal, "site %s recorded the decision but the audit log did not: %v; decide again once the log is writable", site, err)
+	}
 	c.log.Info("approval relayed", logkeys.Job, j.GetId(), logkeys.Site, site, "status", st, "by", who)
 	return &federav1.DecideResponse{Site: site, JobId: j.GetId(), Status: st, DecidedBy: who}, nil
 }

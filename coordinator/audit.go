@@ -44,7 +44,10 @@ func (c *Coordinator) openAudit() error {
 		return err
 	}
 	c.auditLog, c.auditKey = l, vkey
-	return nil
+	if c.decisions.key, err = loadTaskKey(keys); err != nil {
+		return fmt.Errorf("task id key: %w", err)
+	}
+	return c.recoverDecisionSeqs()
 }
 
 // AuditKey is the note verifier key of the coordinator's audit log.
@@ -53,7 +56,24 @@ func (c *Coordinator) AuditKey() string { return c.auditKey }
 // audit appends entries durably and signs a checkpoint over them. It is
 // called before the state change the entries describe is stored or
 // acknowledged, so the log never lags what a user was told.
+//
+// The queued entries (sites' decisions) were checked one by one when they
+// were queued, and the caller's are checked here before anything is
+// appended, so one bad entry never sinks another's: a caller whose entry
+// cannot be logged gets the error, and the queue stays for the next
+// append. Appends are serialized so entries land in the order they were
+// queued (sites check their decisions arrive in order).
 func (c *Coordinator) audit(checkpoint bool, entries ...auditlog.Entry) error {
+	for i := range entries {
+		if entries[i].Time.IsZero() {
+			entries[i].Time = c.cfg.Now()
+		}
+		if _, err := entries[i].Canonical(); err != nil {
+			return fmt.Errorf("audit log: %w", err)
+		}
+	}
+	c.auditMu.Lock()
+	defer c.auditMu.Unlock()
 	c.mu.Lock()
 	queued := c.auditQueue
 	c.auditQueue = nil
@@ -61,6 +81,11 @@ func (c *Coordinator) audit(checkpoint bool, entries ...auditlog.Entry) error {
 	all := append(queued, entries...)
 	if len(all) > 0 {
 		if _, err := c.auditLog.Append(all...); err != nil {
+			// Nothing of the batch was appended: put the sites' entries back
+			// in front, in order, for the next append.
+			c.mu.Lock()
+			c.auditQueue = append(queued, c.auditQueue...)
+			c.mu.Unlock()
 			return fmt.Errorf("audit log: %w", err)
 		}
 	}
@@ -140,7 +165,7 @@ func decisionEntry(site string, r *federav1.DecisionRecord) auditlog.Entry {
 	t := auditlog.TypeAdmission
 	data := map[string]any{
 		"kind": r.GetKind(), "task": r.GetTaskId(), "input_digest": r.GetInputDigest(), "allow": r.GetAllow(),
-		"reasons": r.GetReasons(), "policy_revision": r.GetPolicyRevision(),
+		"reasons": r.GetReasons(), "policy_revision": r.GetPolicyRevision(), "seq": r.GetSeq(),
 	}
 	if r.GetKind() == "egress" {
 		t = auditlog.TypeEgress
@@ -174,9 +199,13 @@ func roundEntries(id string, r int, col *collected, aggregate models.Weights) []
 
 func endEntry(j *federav1.Job) auditlog.Entry {
 	return auditlog.Entry{Type: auditlog.TypeJobEnd, Job: j.GetId(), Actor: "coordinator", Data: map[string]any{
-		"status": j.GetStatus().Name(), "message": j.GetMessage(), "rounds_completed": j.GetRoundsCompleted(),
+		// The message gathers sites' reasons; cut, it cannot outgrow an entry.
+		"status": j.GetStatus().Name(), "message": federav1.TrimText(j.GetMessage(), maxEndMessageBytes), "rounds_completed": j.GetRoundsCompleted(),
 	}}
 }
+
+// maxEndMessageBytes bounds the final message a job_end entry records.
+const maxEndMessageBytes = 16 << 10
 
 func (c *Coordinator) logAuditError(err error) {
 	if err != nil {

@@ -47,6 +47,8 @@ type Coordinator struct {
 	auditLog   *auditlog.Log
 	auditKey   string
 	auditQueue []auditlog.Entry
+	auditMu    sync.Mutex   // held from taking the queue to appending it, so entries land in queue order
+	decisions  decisionBook // sites' decision records: task key, sequence numbers (decisions.go)
 	cpReq      chan struct{}
 	cpMu       sync.Mutex
 	cpSize     int64 // tree size of the latest checkpoint this process signed

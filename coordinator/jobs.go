@@ -106,10 +106,7 @@ func (c *Coordinator) updateWith(id, event string, fn func(j *federav1.Job), per
 	queued := js.decisions
 	c.mu.Unlock()
 	fn(j)
-	j.Decisions = append(j.Decisions, queued...)
-	if n := len(j.Decisions); n > maxDecisionsPerJob {
-		j.Decisions = j.Decisions[n-maxDecisionsPerJob:]
-	}
+	j.Decisions = trimDecisions(append(j.Decisions, queued...))
 	j.UpdatedUnixMs = c.cfg.Now().UnixMilli()
 	if err := persist(j); err != nil {
 		return nil, fmt.Errorf("store job %s: %w", id, err)
@@ -309,20 +306,24 @@ func (s *jobService) CancelJob(ctx context.Context, req *federav1.CancelJobReque
 		return nil, status.Errorf(codes.FailedPrecondition, "job %s already ended (%s)", req.GetId(), j.GetStatus().Name())
 	}
 	reason := req.GetReason()
+	if err := spec.CheckReason(reason); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "field reason: %v", err)
+	}
 	if reason == "" {
 		reason = "cancelled by " + who
 	}
-	j, err := c.update(req.GetId(), "cancelled: "+reason, func(j *federav1.Job) {
+	// The end is in the audit log before it is stored or reported; if it
+	// cannot be logged the job is not cancelled.
+	j, err := c.updateWith(req.GetId(), "cancelled: "+reason, func(j *federav1.Job) {
 		j.Status = federav1.JobStatus_JOB_STATUS_CANCELLED
 		j.Message = reason
-	})
+	}, c.auditThenPut)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
 	if cancel != nil {
 		cancel()
 	}
-	c.logAuditError(c.audit(true, endEntry(j)))
 	c.log.Info("job cancelled", logkeys.Job, req.GetId(), logkeys.Reason, reason)
 	return j, nil
 }
@@ -359,4 +360,13 @@ func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.Job
 		}
 	}
 	return nil
+}
+
+// auditThenPut logs a job's end, then stores the job: the persist step of
+// an update that ends a job.
+func (c *Coordinator) auditThenPut(j *federav1.Job) error {
+	if err := c.audit(true, endEntry(j)); err != nil {
+		return err
+	}
+	return c.store.PutJob(j)
 }

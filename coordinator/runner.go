@@ -3,7 +3,6 @@ package coordinator
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -44,12 +43,12 @@ func (c *Coordinator) runJob(ctx context.Context, id string) {
 		log.Info("job paused by shutdown; it resumes at the next start")
 	default:
 		log.Warn("job failed", logkeys.Err, err)
-		j, uerr := c.update(id, "failed: "+err.Error(), func(j *federav1.Job) {
+		if _, uerr := c.updateWith(id, "failed: "+err.Error(), func(j *federav1.Job) {
 			j.Status = federav1.JobStatus_JOB_STATUS_FAILED
 			j.Message = err.Error()
-		})
-		if uerr == nil {
-			c.logAuditError(c.audit(true, endEntry(j)))
+		}, c.auditThenPut); uerr != nil && !errors.Is(uerr, errJobEnded) {
+			// Not logged, so not stored: the job resumes at the next start.
+			log.Error("record the job's failure", logkeys.Err, uerr)
 		}
 	}
 }
@@ -381,12 +380,10 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 	}
 	ch := make(chan reply, len(sites))
 	tasks := map[string]string{}
-	nonce := make([]byte, 4)
-	_, _ = rand.Read(nonce)
 	kindName := strings.ToLower(strings.TrimPrefix(kind.String(), "TASK_KIND_"))
 	for _, s := range sites {
 		t := &federav1.Task{
-			TaskId: fmt.Sprintf("%s/r%d/%s/%s/%x", id, round, kindName, s, nonce),
+			TaskId: c.newTaskID(id, round, kindName, s),
 			JobId:  id, Round: int32(round), Kind: kind, Spec: sp,
 			Requester: f.job.GetRequester(), RequesterRole: f.job.GetRequesterRole(), DryRun: f.dryRun,
 			Decision: f.decision,

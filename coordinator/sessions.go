@@ -19,10 +19,12 @@ import (
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
-// maxTransferElems bounds the float32 values one site may send for one
-// task (1 GiB of weights): a hostile or buggy site cannot make the
-// coordinator allocate without limit.
-const maxTransferElems = 1 << 28
+// A site's tensors for a task are bounded by what the task can need: an
+// update has the shape of the weights the task was sent, so a site may
+// send at most that many values (pendingTask.maxElems), and none for a
+// task sent without weights. A site claiming a 1 GiB tensor for a 62
+// parameter model is refused at its first chunk, before anything is
+// allocated.
 
 // session is one connected site's stream.
 type session struct {
@@ -67,10 +69,11 @@ type reply struct {
 }
 
 type pendingTask struct {
-	site    string
-	sess    *session
-	ch      chan<- reply
-	bytesIn int64
+	site     string
+	sess     *session
+	ch       chan<- reply
+	bytesIn  int64
+	maxElems int64 // values the site may send back: those of the weights sent
 }
 
 type siteService struct {
@@ -184,7 +187,12 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 			return err // nil: a late answer to a task that already closed
 		}
 		if r.GetWeightsFollow() && r.GetError() == "" {
-			asm[r.GetTaskId()] = &assembly{result: r, asm: federav1.NewAssembler(r.GetTaskId(), maxTransferElems)}
+			limit := c.transferLimit(r.GetTaskId())
+			if limit == 0 {
+				c.deliver(sess.site, r.GetTaskId(), reply{site: sess.site, lost: "announced weights for a task that was sent none"})
+				return nil
+			}
+			asm[r.GetTaskId()] = &assembly{result: r, asm: federav1.NewAssembler(r.GetTaskId(), limit)}
 			return nil
 		}
 		c.deliver(sess.site, r.GetTaskId(), reply{site: sess.site, result: r})
@@ -214,8 +222,7 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 		}
 		return nil
 	case *federav1.SiteMessage_Decision:
-		c.addDecision(sess.site, b.Decision)
-		return nil
+		return c.acceptDecision(sess.site, b.Decision)
 	case *federav1.SiteMessage_Cosignature:
 		c.acceptCoSignature(sess, b.Cosignature.GetCheckpoint())
 		return nil
@@ -252,6 +259,16 @@ func (c *Coordinator) countPending(sess *session, taskID string, size int64) (bo
 	}
 	p.bytesIn += size
 	return true, nil
+}
+
+// transferLimit is how many values a site may send for a pending task.
+func (c *Coordinator) transferLimit(taskID string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.pending[taskID]; ok {
+		return p.maxElems
+	}
+	return 0
 }
 
 // deliver hands a task's reply to its fan-out, exactly once.
@@ -353,7 +370,11 @@ func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, 
 		c.mu.Unlock()
 		return 0, fmt.Errorf("site %s is not connected", site)
 	}
-	c.pending[t.GetTaskId()] = &pendingTask{site: site, sess: sess, ch: ch}
+	var elems int64
+	for _, t := range w {
+		elems += int64(len(t.Data))
+	}
+	c.pending[t.GetTaskId()] = &pendingTask{site: site, sess: sess, ch: ch, maxElems: elems}
 	c.mu.Unlock()
 	fail := func(err error) (int64, error) {
 		c.mu.Lock()

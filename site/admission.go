@@ -360,20 +360,6 @@ func (ad admitted) enforced() []string {
 	return out
 }
 
-// record keeps a decision durably at the site, then reports it upstream.
-func (a *Agent) record(r *federav1.DecisionRecord) {
-	if err := a.decisions.append(r); err != nil {
-		a.log.Error("record policy decision", logkeys.Err, err)
-	}
-	a.remember(r)
-	a.mu.Lock()
-	c := a.current
-	a.mu.Unlock()
-	if c != nil {
-		_ = c.send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Decision{Decision: r}})
-	}
-}
-
 // specDigest identifies a job spec's content.
 func specDigest(sp *federav1.JobSpec) string {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(sp)

@@ -29,9 +29,6 @@ import (
 // Version is reported to the coordinator in the hello.
 const Version = "0.1.0"
 
-// maxTransferElems bounds the weights the agent accepts for one task.
-const maxTransferElems = 1 << 28
-
 // Agent is a site agent.
 type Agent struct {
 	cfg       Config
@@ -49,6 +46,7 @@ type Agent struct {
 	started    time.Time
 	reportedMu sync.Mutex
 	reported   map[string]bool // decisions reported and not yet seen in the log
+	dlog       decisionLog     // numbered decision records (decisions.go)
 
 	admitMu    sync.Mutex
 	admitCache map[string]evaluation
@@ -96,6 +94,9 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.loadReported()
+	if err := a.openDecisions(); err != nil {
+		return nil, err
+	}
 	a.egress = newJournal(cfg.StateDir, "egress.jsonl")
 	seed := [32]byte{}
 	if cfg.NoiseSeed != nil {
@@ -244,9 +245,9 @@ func (a *Agent) session(ctx context.Context) error {
 	if w == nil {
 		return errors.New("coordinator did not answer the hello with a welcome")
 	}
-	a.mu.Lock()
-	a.connected, a.current = true, c
-	a.mu.Unlock()
+	if err := a.attach(c); err != nil {
+		return err
+	}
 	defer func() {
 		a.mu.Lock()
 		a.connected, a.current = false, nil
@@ -294,7 +295,7 @@ func (a *Agent) session(ctx context.Context) error {
 				return fmt.Errorf("task %s arrived before the weights of task %s were complete", b.Task.GetTaskId(), waiting.GetTaskId())
 			}
 			if b.Task.GetWeightsFollow() {
-				waiting, asm = b.Task, federav1.NewAssembler(b.Task.GetTaskId(), maxTransferElems)
+				waiting, asm = b.Task, federav1.NewAssembler(b.Task.GetTaskId(), paramsFor(len(b.Task.GetFeatures()), len(b.Task.GetClasses())))
 				continue
 			}
 			c.start(sctx, log, b.Task, nil)

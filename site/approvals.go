@@ -115,6 +115,9 @@ func (a *Approvals) Decide(job string, approve bool, reason, by string) (*Approv
 	if reason == "" {
 		return nil, errors.New("flag --reason: required; it is recorded with the decision")
 	}
+	if len(reason) > federav1.MaxReasonBytes {
+		return nil, fmt.Errorf("flag --reason: %d bytes; at most %d", len(reason), federav1.MaxReasonBytes)
+	}
 	ap.Status = ApprovalRejected
 	if approve {
 		ap.Status = ApprovalApproved

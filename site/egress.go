@@ -72,6 +72,13 @@ func boundFor(kind string, features, classes int) int64 {
 	}
 }
 
+// paramsFor is how many values the weights of a task with these features
+// and classes hold: all the agent accepts from the coordinator for it, so
+// a coordinator cannot make a site allocate more than the model needs.
+func paramsFor(features, classes int) int64 {
+	return int64(classes) * int64(features+1)
+}
+
 // checkEgress asks the policy whether exactly these bytes may leave, and
 // records the decision. A denied release is replaced by an error result
 // that carries the reasons and nothing else.

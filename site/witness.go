@@ -131,16 +131,19 @@ func (a *Agent) auditSync(c *conn, m *federav1.AuditSync) {
 		copy(h[:], b)
 		proof = append(proof, h)
 	}
+	// The entries about this site are judged, and how far that got is
+	// saved, before the checkpoint is accepted: a crash in between shows
+	// them again, never skips them.
+	if reason := a.checkInclusions(head, m.GetInclusions()); reason != "" {
+		alarm(reason)
+		return
+	}
 	if err := wt.w.Observe(m.GetCheckpoint(), proof); err != nil {
 		if errors.Is(err, auditlog.ErrForked) {
 			alarm(err.Error())
 		} else {
 			a.log.Warn("audit checkpoint refused", logkeys.Err, err)
 		}
-		return
-	}
-	if reason := a.checkInclusions(head, m.GetInclusions()); reason != "" {
-		alarm(reason)
 		return
 	}
 	cosigned, err := auditlog.CoSign(m.GetCheckpoint(), wt.logKey, wt.signer)
@@ -167,10 +170,28 @@ func (a *Agent) remember(r *federav1.DecisionRecord) {
 }
 
 // checkInclusions verifies each entry shown is in the checkpoint's tree and
-// is a decision this site made, as it made it. Anything else means the
-// coordinator's log misrepresents the site: the reason, or "" if all is well.
+// is a decision this site made, as it made it, and that none it made is
+// missing (decisions.go). Anything else means the coordinator's log
+// misrepresents the site: the reason, or "" if all is well.
 func (a *Agent) checkInclusions(head auditlog.Checkpoint, incs []*federav1.AuditInclusion) string {
+	a.dlog.mu.Lock()
+	defer a.dlog.mu.Unlock()
+	if reason := a.judgeInclusions(head, incs); reason != "" {
+		return reason
+	}
+	if err := a.saveWitnessed(); err != nil {
+		a.log.Warn("witness state", logkeys.Err, err)
+	}
+	return ""
+}
+
+func (a *Agent) judgeInclusions(head auditlog.Checkpoint, incs []*federav1.AuditInclusion) string {
+	last := int64(-1)
 	for _, inc := range incs {
+		if inc.GetIndex() <= last {
+			return fmt.Sprintf("the entries about this site were shown out of order (entry %d after %d)", inc.GetIndex(), last)
+		}
+		last = inc.GetIndex()
 		var proof tlog.RecordProof
 		for _, b := range inc.GetProof() {
 			var h tlog.Hash
@@ -187,14 +208,24 @@ func (a *Agent) checkInclusions(head auditlog.Checkpoint, incs []*federav1.Audit
 		if e.Type != auditlog.TypeAdmission && e.Type != auditlog.TypeEgress {
 			continue // rounds and DP spend name the site but are the coordinator's own
 		}
-		key := decisionKey(fmt.Sprint(e.Data["task"]), fmt.Sprint(e.Data["kind"]), fmt.Sprint(e.Data["input_digest"]))
-		a.reportedMu.Lock()
-		ok := a.reported[key]
-		delete(a.reported, key)
-		a.reportedMu.Unlock()
-		if !ok && a.reportedSince(e) {
-			return fmt.Sprintf("entry %d claims a %s decision by this site (task %v) that this site did not report", inc.GetIndex(), e.Data["kind"], e.Data["task"])
+		if reason := a.judgeDecision(inc.GetIndex(), e); reason != "" {
+			return reason
 		}
+	}
+	return ""
+}
+
+// judgeUnnumbered checks a decision entry without a sequence number (one
+// logged before sites numbered their decisions): it must be a decision
+// this site reported, unless it predates the site's memory of them.
+func (a *Agent) judgeUnnumbered(i int64, e auditlog.Entry) string {
+	key := decisionKey(fmt.Sprint(e.Data["task"]), fmt.Sprint(e.Data["kind"]), fmt.Sprint(e.Data["input_digest"]))
+	a.reportedMu.Lock()
+	ok := a.reported[key]
+	delete(a.reported, key)
+	a.reportedMu.Unlock()
+	if !ok && a.reportedSince(e) {
+		return fmt.Sprintf("entry %d claims a %s decision by this site (task %v) that this site did not report", i, e.Data["kind"], e.Data["task"])
 	}
 	return ""
 }

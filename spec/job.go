@@ -328,6 +328,25 @@ func checkText(s string, limit int) error {
 	return nil
 }
 
+// CheckReason accepts a human's reason (to cancel, approve, reject) of at
+// most federav1.MaxReasonBytes of UTF-8 text: it is recorded in the audit
+// log and at the site. Line breaks are allowed; other control characters
+// are not.
+func CheckReason(s string) error {
+	if len(s) > federav1.MaxReasonBytes {
+		return fmt.Errorf("%d bytes; at most %d", len(s), federav1.MaxReasonBytes)
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' {
+			return fmt.Errorf("contains the control character %U", r)
+		}
+	}
+	return nil
+}
+
 func validSite(s string) bool {
 	j, n, ok := strings.Cut(s, "/")
 	// Same rule as attest.ValidateSiteName: no part starts with a dash,

@@ -1905,7 +1905,13 @@ type DecisionRecord struct {
 	EgressKind string `protobuf:"bytes,11,opt,name=egress_kind,json=egressKind,proto3" json:"egress_kind,omitempty"`
 	Bytes      int64  `protobuf:"varint,12,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	// How long the policy took to decide, in microseconds.
-	EvalUs        float64 `protobuf:"fixed64,13,opt,name=eval_us,json=evalUs,proto3" json:"eval_us,omitempty"`
+	EvalUs float64 `protobuf:"fixed64,13,opt,name=eval_us,json=evalUs,proto3" json:"eval_us,omitempty"`
+	// The site's sequence number for its decisions, 1, 2, 3, … without gaps
+	// across restarts. The coordinator logs each once, in order, and refuses
+	// one at or below the last it logged for the site; the site's witness
+	// checks the log holds every number it sent, once, so an entry the
+	// coordinator dropped is noticed as surely as one it altered.
+	Seq           uint64 `protobuf:"varint,14,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2027,6 +2033,13 @@ func (x *DecisionRecord) GetBytes() int64 {
 func (x *DecisionRecord) GetEvalUs() float64 {
 	if x != nil {
 		return x.EvalUs
+	}
+	return 0
+}
+
+func (x *DecisionRecord) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
 	}
 	return 0
 }
@@ -3790,7 +3803,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOUTCOME_ALLOW\x10\x01\x12\x10\n" +
 	"\fOUTCOME_DENY\x10\x02\x12\x1c\n" +
-	"\x18OUTCOME_PENDING_APPROVAL\x10\x03\"\x8f\x03\n" +
+	"\x18OUTCOME_PENDING_APPROVAL\x10\x03\"\xa1\x03\n" +
 	"\x0eDecisionRecord\x12\x17\n" +
 	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x15\n" +
@@ -3806,7 +3819,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\vegress_kind\x18\v \x01(\tR\n" +
 	"egressKind\x12\x14\n" +
 	"\x05bytes\x18\f \x01(\x03R\x05bytes\x12\x17\n" +
-	"\aeval_us\x18\r \x01(\x01R\x06evalUs\"\xd5\x04\n" +
+	"\aeval_us\x18\r \x01(\x01R\x06evalUs\x12\x10\n" +
+	"\x03seq\x18\x0e \x01(\x04R\x03seq\"\xd5\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\x12,\n" +

@@ -1,0 +1,98 @@
+package coordinator
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/federa-dev/federa/attest/auditlog"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// TestOneBadEntrySinksNoOther: an entry that cannot be logged (over the
+// log's size limit) fails only the operation that brought it; the sites'
+// queued entries stay queued, in order, and land with the next append.
+func TestOneBadEntrySinksNoOther(t *testing.T) {
+	l, err := auditlog.Open(t.TempDir(), auditlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c := &Coordinator{cfg: Config{Now: time.Now}, auditLog: l}
+	site := func(task string) auditlog.Entry {
+		return auditlog.Entry{Type: auditlog.TypeEgress, Job: "job-1", Site: "eu/paris", Actor: "eu/paris", Time: time.Now(),
+			Data: map[string]any{"task": task}}
+	}
+	c.auditQueue = []auditlog.Entry{site("a"), site("b")}
+	huge := auditlog.Entry{Type: auditlog.TypeJobEnd, Job: "job-2", Actor: "coordinator", Data: map[string]any{"message": strings.Repeat("x", auditlog.MaxEntrySize)}}
+	if err := c.audit(false, huge); err == nil || !strings.Contains(err.Error(), "exceeds MaxEntrySize") {
+		t.Fatalf("an entry over the size limit: %v", err)
+	}
+	if l.Size() != 0 || len(c.auditQueue) != 2 {
+		t.Fatalf("after a refused entry: log size %d, queue %d; want 0 and the 2 queued entries", l.Size(), len(c.auditQueue))
+	}
+	c.auditQueue = append(c.auditQueue, site("c"))
+	end := auditlog.Entry{Type: auditlog.TypeJobEnd, Job: "job-1", Actor: "coordinator", Data: map[string]any{"status": "succeeded"}}
+	if err := c.audit(false, end); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i := range l.Size() {
+		leaf, _ := l.Entry(i)
+		e, err := auditlog.ParseEntry(leaf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.Type+":"+e.Job+":"+fmtAny(e.Data["task"]))
+	}
+	if strings.Join(got, " ") != "egress:job-1:a egress:job-1:b egress:job-1:c job_end:job-1:" {
+		t.Fatalf("log holds %v", got)
+	}
+
+	// A failing append (here: the log closed under it) loses nothing
+	// queued either.
+	c.auditQueue = []auditlog.Entry{site("d")}
+	l.Close()
+	if err := c.audit(false, end); err == nil {
+		t.Fatal("append to a closed log succeeded")
+	}
+	if len(c.auditQueue) != 1 {
+		t.Fatalf("a failed append dropped the queue: %d left", len(c.auditQueue))
+	}
+}
+
+func fmtAny(v any) string {
+	if v == nil {
+		return ""
+	}
+	return v.(string)
+}
+
+// TestJobRecordKeepsBoundedDecisions: the decisions kept on a job record
+// are the newest, within a count and a byte bound, however many and however
+// long the sites' records are (the pen-test's 12 × 500 KB records made
+// GetJob fail for everyone).
+func TestJobRecordKeepsBoundedDecisions(t *testing.T) {
+	long := strings.Repeat("r", federav1.MaxReasonBytes)
+	var ds []*federav1.SiteDecision
+	for i := range 3000 {
+		ds = append(ds, &federav1.SiteDecision{Site: "eu/paris", Record: &federav1.DecisionRecord{Seq: uint64(i + 1), Reasons: []string{long}}})
+	}
+	kept := trimDecisions(ds)
+	size := 0
+	for _, d := range kept {
+		size += proto.Size(d)
+	}
+	if size > maxDecisionBytesPerJob || len(kept) == 0 || kept[len(kept)-1].GetRecord().GetSeq() != 3000 {
+		t.Fatalf("kept %d decisions of %d bytes, last %d", len(kept), size, kept[len(kept)-1].GetRecord().GetSeq())
+	}
+	short := ds[:10]
+	for _, d := range short {
+		d.Record.Reasons = nil
+	}
+	if got := trimDecisions(short); len(got) != 10 {
+		t.Fatalf("small records were dropped: %d of 10 kept", len(got))
+	}
+}
