@@ -96,3 +96,16 @@ func TestJobRecordKeepsBoundedDecisions(t *testing.T) {
 		t.Fatalf("small records were dropped: %d of 10 kept", len(got))
 	}
 }
+
+// TestJobRecordKeepsBoundedRounds: a 10000-round job keeps the figures of
+// its newest 1000 rounds on its record, so the record (rewritten every
+// round) stops growing.
+func TestJobRecordKeepsBoundedRounds(t *testing.T) {
+	var rounds []*federav1.RoundSummary
+	for r := 1; r <= 10000; r++ {
+		rounds = appendRound(rounds, &federav1.RoundSummary{Round: int32(r)})
+	}
+	if len(rounds) != maxRoundSummaries || rounds[0].GetRound() != 9001 || rounds[len(rounds)-1].GetRound() != 10000 {
+		t.Fatalf("kept %d rounds, %d to %d", len(rounds), rounds[0].GetRound(), rounds[len(rounds)-1].GetRound())
+	}
+}

@@ -291,7 +291,7 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, eval accuracy %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, federav1.FormatAccuracy(sum.EvalAccuracy))
 	_, err = c.updateWith(id, event, func(j *federav1.Job) {
 		j.RoundsCompleted = int32(r)
-		j.Rounds = append(j.Rounds, sum)
+		j.Rounds = appendRound(j.Rounds, sum)
 		j.Message = fmt.Sprintf("round %d of %d done", r, sp.GetRounds())
 		for _, s := range sum.Participants {
 			ss := siteSummary(j, s)
@@ -304,6 +304,21 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		addBytes(j, ecol)
 	}, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
 	return err
+}
+
+// maxRoundSummaries bounds the per-round figures a job record keeps (the
+// newest): the record is rewritten at every round and sent whole by
+// GetJob, so a 10000-round job must not grow it without end. The audit log
+// keeps a round entry for every round.
+const maxRoundSummaries = 1000
+
+// appendRound adds a round's figures, keeping the newest maxRoundSummaries.
+func appendRound(rounds []*federav1.RoundSummary, sum *federav1.RoundSummary) []*federav1.RoundSummary {
+	rounds = append(rounds, sum)
+	if n := len(rounds); n > maxRoundSummaries {
+		rounds = slices.Clone(rounds[n-maxRoundSummaries:])
+	}
+	return rounds
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -129,7 +129,7 @@ func (a *Agent) load(t *federav1.Task, ds *Dataset, features []string, ad admitt
 		}
 		train, eval := tab.Split(sp.GetEvalFraction(), SplitSeed(sp.GetSeed()))
 		if train.Rows() == 0 {
-			return nil, fmt.Errorf("dataset %q: no training rows after holding out eval_fraction %v of %d rows", ds.Name, sp.GetEvalFraction(), tab.Rows())
+			return nil, fmt.Errorf("dataset %q: no training rows after holding out eval_fraction %v", ds.Name, sp.GetEvalFraction())
 		}
 		return &prepared{train: train, eval: eval}, nil
 	})
@@ -137,7 +137,8 @@ func (a *Agent) load(t *federav1.Task, ds *Dataset, features []string, ad admitt
 		return nil, err
 	}
 	if ad.minRecords > 0 && p.train.Rows() < ad.minRecords {
-		return nil, fmt.Errorf("obligation min_records=%d: only %d training rows here", ad.minRecords, p.train.Rows())
+		// The count below the minimum is itself a small count: not said.
+		return nil, fmt.Errorf("obligation min_records=%d: fewer training rows than that here", ad.minRecords)
 	}
 	return p, nil
 }
