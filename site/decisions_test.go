@@ -48,15 +48,7 @@ func TestWitnessNoticesMissingDecisions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			signer, vkey, err := auditlog.LoadOrCreateKey(t.TempDir(), "example.org/coordinator")
-			if err != nil {
-				t.Fatal(err)
-			}
-			l, err := auditlog.Open(t.TempDir(), auditlog.Options{Signer: signer})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
+			l, vkey := signedLog(t)
 			a := &Agent{started: time.Now().Add(-time.Minute)}
 			a.dlog.path = filepath.Join(t.TempDir(), "decisions.json")
 			a.dlog.next = 1
@@ -82,16 +74,7 @@ func TestWitnessNoticesMissingDecisions(t *testing.T) {
 				}
 				var incs []*federav1.AuditInclusion
 				for i := from; i < head.Size; i++ {
-					leaf, _ := l.Entry(i)
-					proof, err := l.InclusionProof(i, head.Size)
-					if err != nil {
-						t.Fatal(err)
-					}
-					inc := &federav1.AuditInclusion{Index: i, Leaf: leaf}
-					for _, h := range proof {
-						inc.Proof = append(inc.Proof, append([]byte(nil), h[:]...))
-					}
-					incs = append(incs, inc)
+					incs = append(incs, inclusion(t, l, i, head.Size))
 				}
 				if reason = a.checkInclusions(head, incs); reason != "" {
 					break
@@ -112,4 +95,39 @@ func TestWitnessNoticesMissingDecisions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signedLog is an audit log with a checkpoint signer, closed at the end of
+// the test, and its verifier key.
+func signedLog(t *testing.T) (*auditlog.Log, string) {
+	t.Helper()
+	signer, vkey, err := auditlog.LoadOrCreateKey(t.TempDir(), "example.org/coordinator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := auditlog.Open(t.TempDir(), auditlog.Options{Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, vkey
+}
+
+// inclusion is entry i of l with its proof in the tree of size n, as a
+// witness sync carries it.
+func inclusion(t *testing.T, l *auditlog.Log, i, n int64) *federav1.AuditInclusion {
+	t.Helper()
+	leaf, err := l.Entry(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := l.InclusionProof(i, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc := &federav1.AuditInclusion{Index: i, Leaf: leaf}
+	for _, h := range proof {
+		inc.Proof = append(inc.Proof, append([]byte(nil), h[:]...))
+	}
+	return inc
 }

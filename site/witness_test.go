@@ -11,15 +11,7 @@ import (
 // TestCheckInclusions: entries about this site must be in the signed tree
 // and be decisions the site made; a forged one is caught.
 func TestCheckInclusions(t *testing.T) {
-	signer, vkey, err := auditlog.LoadOrCreateKey(t.TempDir(), "example.org/coordinator")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := auditlog.Open(t.TempDir(), auditlog.Options{Signer: signer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, vkey := signedLog(t)
 	a := &Agent{started: time.Now().Add(-time.Minute)}
 	mine := &federav1.DecisionRecord{Kind: "egress", TaskId: "job-1/r1/train/eu/paris/00", InputDigest: "sha256:aa"}
 	a.remember(mine)
@@ -38,18 +30,7 @@ func TestCheckInclusions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inc := func(i int64) *federav1.AuditInclusion {
-		leaf, _ := l.Entry(i)
-		proof, err := l.InclusionProof(i, head.Size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := &federav1.AuditInclusion{Index: i, Leaf: leaf}
-		for _, h := range proof {
-			out.Proof = append(out.Proof, append([]byte(nil), h[:]...))
-		}
-		return out
-	}
+	inc := func(i int64) *federav1.AuditInclusion { return inclusion(t, l, i, head.Size) }
 	if reason := a.checkInclusions(head, []*federav1.AuditInclusion{inc(0)}); reason != "" {
 		t.Fatalf("the site's own decision was refused: %s", reason)
 	}
