@@ -2,7 +2,10 @@ package models
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 )
 
 // Update is one site's contribution to a round: its locally trained weights
@@ -23,15 +26,41 @@ type Aggregator interface {
 	Name() string
 }
 
-// aggregatorNames lists the names NewAggregator accepts, for error messages.
-func aggregatorNames() []string { return []string{"fedavg"} }
+var (
+	aggMu       sync.RWMutex
+	aggregators = map[string]func() Aggregator{"fedavg": func() Aggregator { return FedAvg{} }}
+)
+
+// RegisterAggregator makes an aggregator available under name, for job
+// specs and NewAggregator: a new strategy is a file that registers itself,
+// and nothing else has to learn its name. Registering a name twice panics.
+func RegisterAggregator(name string, f func() Aggregator) {
+	aggMu.Lock()
+	defer aggMu.Unlock()
+	if _, dup := aggregators[name]; dup || name == "" {
+		panic(fmt.Sprintf("models: aggregator %q registered twice or unnamed", name))
+	}
+	aggregators[name] = f
+}
+
+// AggregatorNames lists the names NewAggregator accepts, sorted.
+func AggregatorNames() []string {
+	aggMu.RLock()
+	defer aggMu.RUnlock()
+	return slices.Sorted(maps.Keys(aggregators))
+}
 
 // NewAggregator returns the aggregator with the given name. The empty name
 // selects FedAvg, the default.
 func NewAggregator(name string) (Aggregator, error) {
-	switch name {
-	case "", "fedavg":
-		return FedAvg{}, nil
+	if name == "" {
+		name = "fedavg"
 	}
-	return nil, fmt.Errorf("unknown aggregator %q (valid: %s)", name, strings.Join(aggregatorNames(), ", "))
+	aggMu.RLock()
+	f, ok := aggregators[name]
+	aggMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown aggregator %q (valid: %s)", name, strings.Join(AggregatorNames(), ", "))
+	}
+	return f(), nil
 }

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/federa-dev/federa/internal/config"
+	"github.com/federa-dev/federa/models"
 	"google.golang.org/protobuf/proto"
 
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -257,8 +258,8 @@ func (j *Job) Validate() error {
 			bad("eval_fraction", "%v is out of range; want 0 ≤ eval_fraction < 1", f)
 		}
 	}
-	if j.Aggregator != "fedavg" {
-		bad("aggregator", "%q is not supported; valid: fedavg", j.Aggregator)
+	if _, err := models.NewAggregator(j.Aggregator); err != nil {
+		bad("aggregator", "%q is not supported; valid: %s", j.Aggregator, strings.Join(models.AggregatorNames(), ", "))
 	}
 	if dp := j.Privacy.DP; dp != nil {
 		if !(dp.Epsilon > 0 && dp.Epsilon <= 100) {
