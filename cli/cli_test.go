@@ -87,6 +87,21 @@ func TestDemoJSON(t *testing.T) {
 	if err != nil || ev.Accuracy != res["test_accuracy"].(float64) {
 		t.Fatalf("model eval of the exported file: %v, %v", ev, err)
 	}
+	// A row with a label no site had is scored (counted wrong), not refused.
+	test, err := os.ReadFile(filepath.Join(state, "data", "test.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testLines := strings.Split(strings.TrimSpace(string(test)), "\n")
+	last := testLines[len(testLines)-1]
+	extra := last[:strings.LastIndexByte(last, ',')] + ",unknown_class\n"
+	withUnseen := filepath.Join(t.TempDir(), "test-unseen.csv")
+	if err := os.WriteFile(withUnseen, append(test, extra...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ev2, err := evaluateModelFile(mp, withUnseen, ""); err != nil || ev2.Unseen != 1 || ev2.Rows != ev.Rows+1 || ev2.Correct != ev.Correct {
+		t.Fatalf("a label the model never saw: %+v, %v; want it scored as one wrong row", ev2, err)
+	}
 	t.Run("python reads the model with the numpy snippet in docs/models.md", func(t *testing.T) {
 		py := pythonWithNumpy(t)
 		doc, err := os.ReadFile("../docs/models.md")

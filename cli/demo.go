@@ -72,6 +72,7 @@ type demoResult struct {
 	Rounds              []demoRound  `json:"rounds"`
 	Bytes               []demoBytes  `json:"bytes"`
 	TestRows            int          `json:"test_rows"`
+	TestUnseen          int          `json:"test_unseen_label_rows"`
 	Features            []string     `json:"features"`
 	Classes             []string     `json:"classes"`
 	Timings             *demoTimings `json:"timings,omitempty"`
@@ -431,7 +432,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	if err != nil {
 		return fmt.Errorf("evaluate exported model: %w", err)
 	}
-	res.TestAccuracy, res.TestRows = ev.Accuracy, ev.Rows
+	res.TestAccuracy, res.TestRows, res.TestUnseen = ev.Accuracy, ev.Rows, ev.Unseen
 	cStart := time.Now()
 	central, err := centralAccuracy(ctx, sites, testPath, j, final.GetFeatures())
 	if err != nil {
@@ -450,6 +451,9 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	if text {
 		fmt.Fprintf(out, "\naccuracy on %s (%d rows no site had):\n", filepath.Base(testPath), ev.Rows)
 		fmt.Fprintf(out, "  federated model (exported file)   %.4f\n", res.TestAccuracy)
+		if ev.Unseen > 0 {
+			fmt.Fprintf(out, "  (%d of the rows have a label no site had; they count as wrong)\n", ev.Unseen)
+		}
 		fmt.Fprintf(out, "  same model trained centrally      %.4f   (union of the site files: what federa avoids)\n\n", central)
 		printSites(out, final)
 		var raw, left int64
@@ -586,16 +590,30 @@ func centralAccuracy(ctx context.Context, sites []devnet.SiteSpec, testPath stri
 	if err != nil {
 		return 0, err
 	}
-	ty, err := test.ClassIndex(classes)
-	if err != nil {
-		return 0, err
-	}
-	correct, _, err := models.EvaluateLogReg(res.Weights, scaler.Apply(test.X), ty)
-	if err != nil {
-		return 0, err
-	}
 	if test.Rows() == 0 {
 		return 0, errors.New("test file has no rows")
+	}
+	ty, _, err := test.ClassIndexOrUnseen(classes)
+	if err != nil {
+		return 0, err
+	}
+	// Rows of a class no site had count as wrong, as for the federated model.
+	var seen, known []int
+	for i, k := range ty {
+		if k >= 0 {
+			seen, known = append(seen, i), append(known, k)
+		}
+	}
+	if len(seen) == 0 {
+		return 0, nil
+	}
+	Xs := mat.NewDense(len(seen), len(features), nil)
+	for r, i := range seen {
+		Xs.SetRow(r, test.X.RawRowView(i))
+	}
+	correct, _, err := models.EvaluateLogReg(res.Weights, scaler.Apply(Xs), known)
+	if err != nil {
+		return 0, err
 	}
 	return float64(correct) / float64(test.Rows()), nil
 }

@@ -149,6 +149,9 @@ type evalResult struct {
 	Rows     int     `json:"rows"`
 	Correct  int     `json:"correct"`
 	Accuracy float64 `json:"accuracy"`
+	// Unseen rows have a label the model never saw (no site had that
+	// class): scored, and counted wrong.
+	Unseen int `json:"unseen_label_rows"`
 }
 
 // evaluateModelFile scores a model file on a CSV using nothing but the two
@@ -165,9 +168,9 @@ func evaluateModelFile(modelPath, dataPath, label string) (*evalResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := tab.ClassIndex(m.Classes)
+	y, unseen, err := tab.ClassIndexOrUnseen(m.Classes)
 	if err != nil {
-		return nil, fmt.Errorf("%w (the model knows classes %v)", err, m.Classes)
+		return nil, err
 	}
 	pred, err := m.Predict(tab.X)
 	if err != nil {
@@ -179,7 +182,7 @@ func evaluateModelFile(modelPath, dataPath, label string) (*evalResult, error) {
 			correct++
 		}
 	}
-	r := &evalResult{Model: modelPath, Data: dataPath, Label: label, Rows: tab.Rows(), Correct: correct}
+	r := &evalResult{Model: modelPath, Data: dataPath, Label: label, Rows: tab.Rows(), Correct: correct, Unseen: unseen}
 	if tab.Rows() > 0 {
 		r.Accuracy = float64(correct) / float64(tab.Rows())
 	}
@@ -210,6 +213,9 @@ model carries its feature names, class order and standardization.`,
 				return json.NewEncoder(g.stdout).Encode(r)
 			}
 			fmt.Fprintf(g.stdout, "accuracy %.4f (%d of %d rows of %s)\n", r.Accuracy, r.Correct, r.Rows, r.Data)
+			if r.Unseen > 0 {
+				fmt.Fprintf(g.stdout, "%d rows have a label the model never saw (no site had it); they count as wrong\n", r.Unseen)
+			}
 			return nil
 		},
 	}

@@ -424,6 +424,30 @@ func (t *Table) Classes() []string {
 	return out
 }
 
+// ClassIndexOrUnseen is ClassIndex for scoring: a row whose label is not
+// in classes (a class the model never saw, because no site had it) gets
+// index -1, which no prediction matches, and is counted in unseen instead
+// of failing the whole file.
+func (t *Table) ClassIndexOrUnseen(classes []string) (idx []int, unseen int, err error) {
+	index := make(map[string]int, len(classes))
+	for i, c := range classes {
+		if _, dup := index[c]; dup {
+			return nil, 0, &Error{Path: t.Path, Msg: fmt.Sprintf("class %q is listed twice in the class list", c)}
+		}
+		index[c] = i
+	}
+	idx = make([]int, len(t.Labels))
+	for i, l := range t.Labels {
+		k, ok := index[l]
+		if !ok {
+			k = -1
+			unseen++
+		}
+		idx[i] = k
+	}
+	return idx, unseen, nil
+}
+
 // ClassIndex maps each row's label to its index in classes, the class order a
 // model was built with (usually agreed across sites, so a site may lack some
 // classes). The error names the first label that is not in classes and the
