@@ -39,6 +39,7 @@ type demoFlags struct {
 	label     string
 	features  string
 	model     string
+	strategy  string
 	rounds    int
 	epochs    int
 	batch     int
@@ -164,6 +165,7 @@ everything it made in DIR.`,
 	fl.StringVar(&f.label, "label", "label", "label column")
 	fl.StringVar(&f.features, "features", "", "comma-separated feature columns (default: every column but the label)")
 	fl.StringVar(&f.model, "model", "logreg", "model type: logreg")
+	fl.StringVar(&f.strategy, "strategy", "fedavg", "how the coordinator combines updates: "+strings.Join(models.AggregatorNames(), ", ")+", with its default parameters (see docs/jobs.md)")
 	fl.IntVar(&f.rounds, "rounds", 10, "federated rounds")
 	fl.IntVar(&f.epochs, "local-epochs", 2, "local epochs per round")
 	fl.IntVar(&f.batch, "batch-size", 16, "minibatch size")
@@ -316,7 +318,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		Name: "demo-" + f.model, Dataset: demoDataset, Label: f.label, Features: features,
 		Model: spec.Model{Type: f.model}, Rounds: f.rounds, LocalEpochs: f.epochs, BatchSize: f.batch,
 		LearningRate: f.lr, L2: f.l2, MinSites: minSites, RoundTimeout: spec.Duration(f.timeout),
-		Sites: names, Seed: f.seed,
+		Sites: names, Seed: f.seed, Aggregator: spec.Aggregator{Name: f.strategy},
 	}
 	j.ApplyDefaults()
 	if err := j.Validate(); err != nil {

@@ -87,7 +87,7 @@ func (c *Coordinator) execute(ctx context.Context, id string, log interface {
 		}
 		log.Info("resuming from checkpoint", logkeys.Round, st.round)
 	}
-	agg, err := models.NewAggregator(sp.GetAggregator())
+	agg, err := models.NewAggregator(sp.GetAggregator(), models.AggregatorParams{Beta: sp.AggregatorBeta, F: sp.AggregatorF})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package models
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -26,19 +27,54 @@ type Aggregator interface {
 	Name() string
 }
 
+// AggregatorParams are a strategy's parameters as a job spec gives them. A
+// nil field was not given: the strategy applies its default, and a
+// strategy refuses, with a *ParamError, any parameter it does not take.
+// F is an int32 because that is its width on the wire.
+type AggregatorParams struct {
+	Beta *float64 // trimmed-mean: fraction of values dropped from each end per coordinate
+	F    *int32   // krum, multi-krum: Byzantine sites to tolerate
+}
+
+// ParamError is a bad aggregator parameter: Param names it as a job spec
+// spells it ("beta", "f") so the spec can point at the field.
+type ParamError struct {
+	Param  string
+	Reason string
+}
+
+func (e *ParamError) Error() string { return e.Param + ": " + e.Reason }
+
+// MinUpdater is implemented by aggregators that cannot combine fewer than
+// a number of updates, so a job that lists its sites can be refused at
+// submit rather than in its first round. Why says where the floor comes
+// from, e.g. "n ≥ 2f+3 with f=1".
+type MinUpdater interface {
+	MinUpdates() (n int, why string)
+}
+
 var (
 	aggMu       sync.RWMutex
-	aggregators = map[string]func() Aggregator{"fedavg": func() Aggregator { return FedAvg{} }}
+	aggregators = map[string]func(AggregatorParams) (Aggregator, error){
+		"fedavg": func(p AggregatorParams) (Aggregator, error) {
+			if err := takesOnly("fedavg", p); err != nil {
+				return nil, err
+			}
+			return FedAvg{}, nil
+		},
+	}
 )
 
 // RegisterAggregator makes an aggregator available under name, for job
 // specs and NewAggregator: a new strategy is a file that registers itself,
-// and nothing else has to learn its name. Registering a name twice panics.
-func RegisterAggregator(name string, f func() Aggregator) {
+// and nothing else has to learn its name. The factory validates the
+// parameters (returning *ParamError for a bad one) and applies defaults.
+// Registering a name twice panics.
+func RegisterAggregator(name string, f func(p AggregatorParams) (Aggregator, error)) {
 	aggMu.Lock()
 	defer aggMu.Unlock()
-	if _, dup := aggregators[name]; dup || name == "" {
-		panic(fmt.Sprintf("models: aggregator %q registered twice or unnamed", name))
+	if _, dup := aggregators[name]; dup || name == "" || f == nil {
+		panic(fmt.Sprintf("models: aggregator %q registered twice, unnamed or nil", name))
 	}
 	aggregators[name] = f
 }
@@ -50,9 +86,10 @@ func AggregatorNames() []string {
 	return slices.Sorted(maps.Keys(aggregators))
 }
 
-// NewAggregator returns the aggregator with the given name. The empty name
-// selects FedAvg, the default.
-func NewAggregator(name string) (Aggregator, error) {
+// NewAggregator returns the aggregator with the given name and parameters.
+// The empty name selects FedAvg, the default. Bad parameters are reported
+// as *ParamError values (joined when there are several).
+func NewAggregator(name string, p AggregatorParams) (Aggregator, error) {
 	if name == "" {
 		name = "fedavg"
 	}
@@ -62,5 +99,28 @@ func NewAggregator(name string) (Aggregator, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown aggregator %q (valid: %s)", name, strings.Join(AggregatorNames(), ", "))
 	}
-	return f(), nil
+	a, err := f(p)
+	if err != nil {
+		return nil, fmt.Errorf("aggregator %s: %w", name, err)
+	}
+	return a, nil
+}
+
+// takesOnly refuses every parameter set in p that strategy name does not
+// list in takes, naming what it does take.
+func takesOnly(name string, p AggregatorParams, takes ...string) error {
+	valid := "it takes no parameters"
+	if len(takes) > 0 {
+		valid = "it takes " + strings.Join(takes, ", ")
+	}
+	var errs []error
+	for _, given := range []struct {
+		param string
+		set   bool
+	}{{"beta", p.Beta != nil}, {"f", p.F != nil}} {
+		if given.set && !slices.Contains(takes, given.param) {
+			errs = append(errs, &ParamError{Param: given.param, Reason: fmt.Sprintf("%s does not take %s; %s", name, given.param, valid)})
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -2,7 +2,8 @@
 // that travel between sites and the coordinator, multinomial logistic
 // regression (trained locally with gorgonia autodiff, evaluated with plain
 // float math), standardization from federated moments, update aggregation
-// (FedAvg), and the safetensors model file format.
+// (FedAvg, and the robust median, trimmed-mean and Krum strategies), and
+// the safetensors model file format.
 //
 // The package does no network or disk I/O except the safetensors helpers,
 // which work on io.Reader/io.Writer with thin path-based wrappers

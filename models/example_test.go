@@ -54,7 +54,7 @@ func Example() {
 	scaler := moments.Scaler()
 
 	// Five rounds of FedAvg.
-	agg, err := models.NewAggregator("fedavg")
+	agg, err := models.NewAggregator("fedavg", models.AggregatorParams{})
 	if err != nil {
 		log.Fatal(err)
 	}

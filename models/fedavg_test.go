@@ -161,7 +161,7 @@ func TestFedAvgErrors(t *testing.T) {
 func TestNewAggregator(t *testing.T) {
 	for _, name := range []string{"", "fedavg"} {
 		t.Run("name="+name, func(t *testing.T) {
-			a, err := NewAggregator(name)
+			a, err := NewAggregator(name, AggregatorParams{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,8 +171,8 @@ func TestNewAggregator(t *testing.T) {
 		})
 	}
 	t.Run("unknown", func(t *testing.T) {
-		_, err := NewAggregator("fedprox")
-		if err == nil || !strings.Contains(err.Error(), `unknown aggregator "fedprox" (valid: fedavg)`) {
+		_, err := NewAggregator("fedprox", AggregatorParams{})
+		if err == nil || !strings.Contains(err.Error(), `unknown aggregator "fedprox" (valid: fedavg, krum, median, multi-krum, trimmed-mean)`) {
 			t.Fatalf("err = %v", err)
 		}
 	})

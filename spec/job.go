@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -37,24 +38,24 @@ const (
 
 // Job is a training job as written in YAML.
 type Job struct {
-	Name         string   `yaml:"name"`
-	Dataset      string   `yaml:"dataset"`
-	Label        string   `yaml:"label"`
-	Features     []string `yaml:"features"`
-	Model        Model    `yaml:"model"`
-	Rounds       int      `yaml:"rounds"`
-	LocalEpochs  int      `yaml:"local_epochs"`
-	BatchSize    int      `yaml:"batch_size"`
-	LearningRate float64  `yaml:"learning_rate"`
-	L2           float64  `yaml:"l2"`
-	MinSites     int      `yaml:"min_sites"`
-	RoundTimeout Duration `yaml:"round_timeout"`
-	Sites        []string `yaml:"sites"`
-	EvalFraction *float64 `yaml:"eval_fraction"`
-	Seed         int64    `yaml:"seed"`
-	Aggregator   string   `yaml:"aggregator"`
-	Project      string   `yaml:"project"`
-	Privacy      Privacy  `yaml:"privacy"`
+	Name         string     `yaml:"name"`
+	Dataset      string     `yaml:"dataset"`
+	Label        string     `yaml:"label"`
+	Features     []string   `yaml:"features"`
+	Model        Model      `yaml:"model"`
+	Rounds       int        `yaml:"rounds"`
+	LocalEpochs  int        `yaml:"local_epochs"`
+	BatchSize    int        `yaml:"batch_size"`
+	LearningRate float64    `yaml:"learning_rate"`
+	L2           float64    `yaml:"l2"`
+	MinSites     int        `yaml:"min_sites"`
+	RoundTimeout Duration   `yaml:"round_timeout"`
+	Sites        []string   `yaml:"sites"`
+	EvalFraction *float64   `yaml:"eval_fraction"`
+	Seed         int64      `yaml:"seed"`
+	Aggregator   Aggregator `yaml:"aggregator"`
+	Project      string     `yaml:"project"`
+	Privacy      Privacy    `yaml:"privacy"`
 }
 
 // Privacy is what the job promises about what leaves each site.
@@ -71,6 +72,163 @@ type DP struct {
 	Epsilon  float64 `yaml:"epsilon"`
 	Delta    float64 `yaml:"delta"`
 	ClipNorm float64 `yaml:"clip_norm"`
+}
+
+// Aggregator is how the coordinator combines the sites' updates: a
+// strategy registered in models, and its parameters. In YAML it is a name
+// (aggregator: median) or a mapping with the name and parameters
+// (aggregator: {name: trimmed-mean, beta: 0.2}). A nil parameter was not
+// given; the strategy then applies its default.
+type Aggregator struct {
+	Name string
+	Beta *float64 // trimmed-mean: fraction dropped from each end
+	F    *int     // krum, multi-krum: Byzantine sites tolerated
+}
+
+// aggregatorKeys are the keys of the mapping form, as docs/jobs.md lists
+// them.
+const aggregatorKeys = "name, beta, f"
+
+// UnmarshalYAML accepts the name form and the mapping form. Problems are
+// returned as a *yaml.TypeError so the decoder goes on and reports the
+// rest of the file too.
+func (a *Aggregator) UnmarshalYAML(n *yaml.Node) error {
+	bad := func(line int, format string, args ...any) error {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field aggregator: ", line) + fmt.Sprintf(format, args...)}}
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		var name string
+		if err := n.Decode(&name); err != nil {
+			return err
+		}
+		*a = Aggregator{Name: name}
+		return nil
+	case yaml.MappingNode:
+	default:
+		return bad(n.Line, "want a strategy name (e.g. median) or a mapping of %s (e.g. {name: trimmed-mean, beta: 0.2})", aggregatorKeys)
+	}
+	var out Aggregator
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if seen[k.Value] {
+			return bad(k.Line, "key %q given twice", k.Value)
+		}
+		seen[k.Value] = true
+		var err error
+		switch k.Value {
+		case "name":
+			err = v.Decode(&out.Name)
+		case "beta":
+			out.Beta = new(float64)
+			err = v.Decode(out.Beta)
+		case "f":
+			// The decoder would truncate 1.5 to 1; a count is whole.
+			if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" {
+				return bad(v.Line, "f: %q is not a whole number; want the number of Byzantine sites to tolerate, e.g. 1", v.Value)
+			}
+			out.F = new(int)
+			err = v.Decode(out.F)
+		default:
+			return bad(k.Line, "unknown key %q (valid: %s)", k.Value, aggregatorKeys)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if out.Name == "" {
+		return bad(n.Line, "the mapping form needs a name, e.g. {name: trimmed-mean, beta: 0.2}")
+	}
+	*a = out
+	return nil
+}
+
+// MarshalYAML writes the name form when no parameter is set, so specs
+// without parameters read as they always have.
+func (a Aggregator) MarshalYAML() (any, error) {
+	if a.Beta == nil && a.F == nil {
+		return a.Name, nil
+	}
+	return struct {
+		Name string   `yaml:"name"`
+		Beta *float64 `yaml:"beta,omitempty"`
+		F    *int     `yaml:"f,omitempty"`
+	}{a.Name, a.Beta, a.F}, nil
+}
+
+// params is the models form of the parameters. f is clamped into int32
+// so an absurd value is refused as out of range rather than wrapped.
+func (a Aggregator) params() models.AggregatorParams {
+	var p models.AggregatorParams
+	if a.Beta != nil {
+		p.Beta = new(*a.Beta)
+	}
+	if a.F != nil {
+		p.F = new(int32(min(max(*a.F, math.MinInt32), MaxSites+1)))
+	}
+	return p
+}
+
+// validate checks the strategy and its parameters, and, when the job
+// lists its sites, that a strategy needing a least number of updates a
+// round (krum: 2f+3) can have them.
+func (a Aggregator) validate(j *Job, bad func(field, format string, args ...any)) {
+	names := models.AggregatorNames()
+	if !slices.Contains(names, a.Name) {
+		bad("aggregator", "%q is not supported; valid: %s", a.Name, strings.Join(names, ", "))
+		return
+	}
+	agg, err := models.NewAggregator(a.Name, a.params())
+	if err != nil {
+		if pes := paramErrors(err); len(pes) > 0 {
+			for _, pe := range pes {
+				bad("aggregator."+pe.Param, "%s", pe.Reason)
+			}
+		} else {
+			bad("aggregator", "%v", err)
+		}
+		return
+	}
+	if a.F != nil && *a.F > MaxSites {
+		bad("aggregator.f", "%d is out of range; a job has at most %d sites", *a.F, MaxSites)
+		return
+	}
+	m, ok := agg.(models.MinUpdater)
+	if !ok || len(j.Sites) == 0 {
+		// Without a site list the number of updates is known only in the
+		// round; the aggregator refuses too few there and the round fails.
+		return
+	}
+	need, why := m.MinUpdates()
+	switch {
+	case len(j.Sites) < need:
+		bad("aggregator", "%s needs at least %d updates a round (%s); sites lists only %d", a.Name, need, why, len(j.Sites))
+	case j.MinSites < need:
+		bad("min_sites", "%d is less than the %d updates aggregator %s needs a round (%s); a round closing with fewer would fail, so set min_sites: %d or more", j.MinSites, need, a.Name, why, need)
+	}
+}
+
+// paramErrors collects the *models.ParamError values in err's tree.
+func paramErrors(err error) []*models.ParamError {
+	var out []*models.ParamError
+	var walk func(error)
+	walk = func(e error) {
+		if pe, ok := e.(*models.ParamError); ok {
+			out = append(out, pe)
+			return
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	return out
 }
 
 // Model names the model architecture.
@@ -160,8 +318,8 @@ func (j *Job) ApplyDefaults() {
 		f := DefaultEvalFraction
 		j.EvalFraction = &f
 	}
-	if j.Aggregator == "" {
-		j.Aggregator = DefaultAggregator
+	if j.Aggregator.Name == "" {
+		j.Aggregator.Name = DefaultAggregator
 	}
 }
 
@@ -258,9 +416,7 @@ func (j *Job) Validate() error {
 			bad("eval_fraction", "%v is out of range; want 0 ≤ eval_fraction < 1", f)
 		}
 	}
-	if _, err := models.NewAggregator(j.Aggregator); err != nil {
-		bad("aggregator", "%q is not supported; valid: %s", j.Aggregator, strings.Join(models.AggregatorNames(), ", "))
-	}
+	j.Aggregator.validate(j, bad)
 	if dp := j.Privacy.DP; dp != nil {
 		if !(dp.Epsilon > 0 && dp.Epsilon <= 100) {
 			bad("privacy.dp.epsilon", "%v is out of range; want 0 < epsilon ≤ 100", dp.Epsilon)
@@ -385,7 +541,9 @@ func (j *Job) Proto() *federav1.JobSpec {
 		Sites:          append([]string(nil), j.Sites...),
 		EvalFraction:   ef,
 		Seed:           j.Seed,
-		Aggregator:     j.Aggregator,
+		Aggregator:     j.Aggregator.Name,
+		AggregatorBeta: j.Aggregator.params().Beta,
+		AggregatorF:    j.Aggregator.params().F,
 		Project:        j.Project,
 		Privacy:        privacyProto(j.Privacy),
 	}
@@ -424,12 +582,18 @@ func FromProto(p *federav1.JobSpec) *Job {
 		Sites:        append([]string(nil), p.GetSites()...),
 		EvalFraction: &ef,
 		Seed:         p.GetSeed(),
-		Aggregator:   p.GetAggregator(),
+		Aggregator:   Aggregator{Name: p.GetAggregator()},
 		Project:      p.GetProject(),
 		Privacy: Privacy{
 			SecureAggregation: p.GetPrivacy().GetSecureAggregation(),
 			MinCount:          int(p.GetPrivacy().GetMinCount()),
 		},
+	}
+	if p.AggregatorBeta != nil {
+		j.Aggregator.Beta = new(*p.AggregatorBeta)
+	}
+	if p.AggregatorF != nil {
+		j.Aggregator.F = new(int(*p.AggregatorF))
 	}
 	if dp := p.GetPrivacy().GetDp(); dp != nil {
 		j.Privacy.DP = &DP{Epsilon: dp.GetEpsilon(), Delta: dp.GetDelta(), ClipNorm: dp.GetClipNorm()}

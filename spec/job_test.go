@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -60,7 +61,7 @@ func fullJob() *Job {
 		Sites:        []string{"eu/paris", "us/boston"},
 		EvalFraction: ptr(0.25),
 		Seed:         7,
-		Aggregator:   "fedavg",
+		Aggregator:   Aggregator{Name: "fedavg"},
 	}
 }
 
@@ -145,6 +146,106 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+func TestParseAggregator(t *testing.T) {
+	five := "sites: [eu/a, eu/b, eu/c, eu/d, eu/e]\nmin_sites: 5\n"
+	tests := []struct {
+		name string
+		yaml string
+		want Aggregator
+	}{
+		{"left out", minimal, Aggregator{Name: "fedavg"}},
+		{"name form", minimal + "aggregator: median\n", Aggregator{Name: "median"}},
+		{"mapping with name only", minimal + "aggregator: {name: median}\n", Aggregator{Name: "median"}},
+		{"trimmed-mean default beta", minimal + "aggregator: trimmed-mean\n", Aggregator{Name: "trimmed-mean"}},
+		{"trimmed-mean beta", minimal + "aggregator: {name: trimmed-mean, beta: 0.2}\n", Aggregator{Name: "trimmed-mean", Beta: ptr(0.2)}},
+		{"trimmed-mean beta zero is kept", minimal + "aggregator: {name: trimmed-mean, beta: 0}\n", Aggregator{Name: "trimmed-mean", Beta: ptr(0.0)}},
+		{"block mapping", minimal + "aggregator:\n  name: multi-krum\n  f: 1\n" + five, Aggregator{Name: "multi-krum", F: ptr(1)}},
+		{"krum f zero on three sites", minimal + "aggregator: {name: krum, f: 0}\nsites: [eu/a, eu/b, eu/c]\nmin_sites: 3\n", Aggregator{Name: "krum", F: ptr(0)}},
+		// Without a site list the count is checked in the round.
+		{"krum without sites", minimal + "aggregator: krum\n", Aggregator{Name: "krum"}},
+		{"krum default f on five sites", minimal + "aggregator: krum\n" + five, Aggregator{Name: "krum"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := Parse("job.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(j.Aggregator, tt.want) {
+				t.Errorf("aggregator = %+v, want %+v", j.Aggregator, tt.want)
+			}
+			// The wire carries exactly the parameters given, and back.
+			if back := FromProto(j.Proto()); !reflect.DeepEqual(back.Aggregator, tt.want) {
+				t.Errorf("through the wire: %+v, want %+v", back.Aggregator, tt.want)
+			}
+			// A spec written back out parses to the same job.
+			out, err := yaml.Marshal(j)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Parse("out.yaml", out)
+			if err != nil {
+				t.Fatalf("Parse(Marshal): %v\n%s", err, out)
+			}
+			if !reflect.DeepEqual(again.Aggregator, tt.want) {
+				t.Errorf("round trip: %+v, want %+v\n%s", again.Aggregator, tt.want, out)
+			}
+		})
+	}
+	t.Run("name form marshals as a name", func(t *testing.T) {
+		out, err := yaml.Marshal(Aggregator{Name: "median"})
+		if err != nil || string(out) != "median\n" {
+			t.Errorf("Marshal = %q, %v; want the plain name", out, err)
+		}
+	})
+}
+
+func TestParseAggregatorErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // every substring must appear in the error
+	}{
+		{"unknown name", minimal + "aggregator: fedprox\n", []string{"field aggregator:", `"fedprox" is not supported`, "valid: fedavg, krum, median, multi-krum, trimmed-mean"}},
+		{"unknown name in mapping", minimal + "aggregator: {name: bulyan}\n", []string{"field aggregator:", `"bulyan" is not supported`}},
+		{"unknown key", minimal + "aggregator: {name: trimmed-mean, gamma: 0.2}\n", []string{"line 3", "field aggregator", `unknown key "gamma"`, "valid: name, beta, f"}},
+		{"unknown key in block", minimal + "aggregator:\n  name: krum\n  byzantine: 1\n", []string{"line 5", `unknown key "byzantine"`}},
+		{"key twice", minimal + "aggregator: {name: krum, f: 1, f: 2}\n", []string{"line 3", `key "f" given twice`}},
+		{"mapping without name", minimal + "aggregator: {beta: 0.2}\n", []string{"line 3", "field aggregator", "needs a name"}},
+		{"a list", minimal + "aggregator: [median]\n", []string{"line 3", "field aggregator", "want a strategy name"}},
+		{"beta not a number", minimal + "aggregator: {name: trimmed-mean, beta: lots}\n", []string{"line 3", "lots", "float64"}},
+		{"f not an integer", minimal + "aggregator: {name: krum, f: 1.5}\n", []string{"line 3", "field aggregator: f:", `"1.5" is not a whole number`}},
+		{"other errors still reported", minimal + "aggregator: {name: krum, x: 1}\nrounds: ten\n", []string{`unknown key "x"`, "line 4", "ten"}},
+		{"beta one half", minimal + "aggregator: {name: trimmed-mean, beta: 0.5}\n", []string{"field aggregator.beta:", "0.5 is out of range", "0 ≤ beta < 0.5"}},
+		{"beta negative", minimal + "aggregator: {name: trimmed-mean, beta: -0.1}\n", []string{"field aggregator.beta:", "-0.1 is out of range"}},
+		{"beta NaN", minimal + "aggregator: {name: trimmed-mean, beta: .nan}\n", []string{"field aggregator.beta:", "NaN is out of range"}},
+		{"f negative", minimal + "aggregator: {name: multi-krum, f: -3}\n", []string{"field aggregator.f:", "-3 is out of range", "f ≥ 0"}},
+		{"f beyond the wire", minimal + "aggregator: {name: krum, f: 4294967296}\n", []string{"field aggregator.f:", "4294967296 is out of range", "at most 10000 sites"}},
+		{"beta to median", minimal + "aggregator: {name: median, beta: 0.2}\n", []string{"field aggregator.beta:", "median does not take beta; it takes no parameters"}},
+		{"f to trimmed-mean", minimal + "aggregator: {name: trimmed-mean, f: 1}\n", []string{"field aggregator.f:", "trimmed-mean does not take f; it takes beta"}},
+		{"beta to krum", minimal + "aggregator: {name: krum, beta: 0.1}\n", []string{"field aggregator.beta:", "krum does not take beta; it takes f"}},
+		{"both to fedavg", minimal + "aggregator: {name: fedavg, beta: 0.1, f: 1}\n", []string{"field aggregator.beta:", "field aggregator.f:", "fedavg does not take f"}},
+		{"krum on too few listed sites", minimal + "aggregator: {name: krum, f: 1}\nsites: [eu/a, eu/b, eu/c, eu/d]\nmin_sites: 4\n",
+			[]string{"field aggregator:", "krum needs at least 5 updates a round (n ≥ 2f+3 with f=1)", "sites lists only 4"}},
+		{"multi-krum default f on three sites", minimal + "aggregator: multi-krum\nsites: [eu/a, eu/b, eu/c]\n", []string{"field aggregator:", "at least 5", "f=1"}},
+		{"krum quorum below 2f+3", minimal + "aggregator: {name: krum, f: 1}\nsites: [eu/a, eu/b, eu/c, eu/d, eu/e]\nmin_sites: 4\n",
+			[]string{"field min_sites:", "4 is less than the 5 updates aggregator krum needs", "min_sites: 5"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := Parse("job.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("Parse accepted %q as %+v", tt.yaml, j)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
 func TestParseReportsEveryProblem(t *testing.T) {
 	in := "rounds: -1\nbatch_size: -1\neval_fraction: 1.5\nmodel:\n  type: cnn\nsites: [Paris]\n"
 	_, err := Parse("job.yaml", []byte(in))
@@ -202,7 +303,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 				MinSites:     DefaultMinSites,
 				RoundTimeout: Duration(DefaultRoundTimeout),
 				EvalFraction: ptr(DefaultEvalFraction),
-				Aggregator:   DefaultAggregator,
+				Aggregator:   Aggregator{Name: DefaultAggregator},
 			}
 			tt.want(want)
 			if !reflect.DeepEqual(got, want) {
@@ -222,7 +323,7 @@ func TestApplyDefaultsKeepsSetFields(t *testing.T) {
 	zero.ApplyDefaults()
 	zero.ApplyDefaults() // idempotent
 	if zero.Rounds != DefaultRounds || zero.EvalFraction == nil || *zero.EvalFraction != DefaultEvalFraction ||
-		time.Duration(zero.RoundTimeout) != DefaultRoundTimeout || zero.Aggregator != DefaultAggregator {
+		time.Duration(zero.RoundTimeout) != DefaultRoundTimeout || zero.Aggregator.Name != DefaultAggregator {
 		t.Errorf("ApplyDefaults on a zero job gave %+v", zero)
 	}
 }
@@ -404,7 +505,12 @@ func TestCheckProtoRejects(t *testing.T) {
 		{"short timeout", valid(func(p *federav1.JobSpec) { p.RoundTimeoutMs = 10 }), "field round_timeout"},
 		{"negative timeout", valid(func(p *federav1.JobSpec) { p.RoundTimeoutMs = -1000 }), "field round_timeout"},
 		{"bad model", valid(func(p *federav1.JobSpec) { p.Model = &federav1.ModelSpec{Type: "cnn"} }), "field model.type"},
-		{"bad aggregator", valid(func(p *federav1.JobSpec) { p.Aggregator = "median" }), "field aggregator"},
+		{"bad aggregator", valid(func(p *federav1.JobSpec) { p.Aggregator = "fedprox" }), "field aggregator"},
+		{"beta out of range", valid(func(p *federav1.JobSpec) { p.Aggregator, p.AggregatorBeta = "trimmed-mean", ptr(0.5) }), "field aggregator.beta"},
+		{"beta NaN", valid(func(p *federav1.JobSpec) { p.Aggregator, p.AggregatorBeta = "trimmed-mean", ptr(math.NaN()) }), "field aggregator.beta"},
+		{"beta for fedavg", valid(func(p *federav1.JobSpec) { p.AggregatorBeta = ptr(0.0) }), "field aggregator.beta: fedavg does not take beta"},
+		{"negative f", valid(func(p *federav1.JobSpec) { p.Aggregator, p.AggregatorF = "krum", ptr[int32](-1) }), "field aggregator.f"},
+		{"krum with two sites", valid(func(p *federav1.JobSpec) { p.Aggregator, p.AggregatorF = "krum", ptr[int32](0) }), "field aggregator: krum needs at least 3"},
 		{"bad site", valid(func(p *federav1.JobSpec) { p.Sites = []string{"paris"} }), "field sites[0]"},
 		{"too few sites", valid(func(p *federav1.JobSpec) { p.MinSites = 3 }), "field min_sites"},
 		{"feature is label", valid(func(p *federav1.JobSpec) { p.Features = []string{"churned"} }), "field features[0]"},

@@ -15,6 +15,7 @@ import (
 	"github.com/federa-dev/federa/internal/devnet"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/spec"
 )
 
 // skewed is the label-skewed split of the UCI digits in testdata: five
@@ -36,7 +37,7 @@ func (firstSiteOnly) Aggregate(_ models.Weights, updates []models.Update) (model
 }
 
 func init() {
-	models.RegisterAggregator("first-site-only", func() models.Aggregator { return firstSiteOnly{} })
+	models.RegisterAggregator("first-site-only", func(models.AggregatorParams) (models.Aggregator, error) { return firstSiteOnly{}, nil })
 }
 
 // TestFederationBeatsEverySiteAlone: on data where no single site can reach
@@ -116,7 +117,7 @@ func TestFederationBeatsEverySiteAlone(t *testing.T) {
 	t.Run("a broken aggregator fails the criterion", func(t *testing.T) {
 		n, _ := startNet(t, devnet.Options{Sites: sites})
 		j := demoSpec()
-		j.Dataset, j.Rounds, j.LocalEpochs, j.BatchSize, j.Aggregator = "digits", 10, 2, 16, "first-site-only"
+		j.Dataset, j.Rounds, j.LocalEpochs, j.BatchSize, j.Aggregator = "digits", 10, 2, 16, spec.Aggregator{Name: "first-site-only"}
 		j.Sites, j.MinSites = nil, len(sites)
 		for _, s := range sites {
 			j.Sites = append(j.Sites, s.Name)

@@ -323,9 +323,15 @@ type JobSpec struct {
 	Aggregator     string                 `protobuf:"bytes,16,opt,name=aggregator,proto3" json:"aggregator,omitempty"`
 	Privacy        *Privacy               `protobuf:"bytes,17,opt,name=privacy,proto3" json:"privacy,omitempty"`
 	// The project the job belongs to; sites may admit only listed projects.
-	Project       string `protobuf:"bytes,18,opt,name=project,proto3" json:"project,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Project string `protobuf:"bytes,18,opt,name=project,proto3" json:"project,omitempty"`
+	// Parameters of the aggregator, present only when the spec sets them:
+	// the strategy applies its own default otherwise, and refuses a
+	// parameter it does not take. beta is trimmed-mean's trimmed fraction
+	// per end; f is the Byzantine site count krum and multi-krum tolerate.
+	AggregatorBeta *float64 `protobuf:"fixed64,19,opt,name=aggregator_beta,json=aggregatorBeta,proto3,oneof" json:"aggregator_beta,omitempty"`
+	AggregatorF    *int32   `protobuf:"varint,20,opt,name=aggregator_f,json=aggregatorF,proto3,oneof" json:"aggregator_f,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -482,6 +488,20 @@ func (x *JobSpec) GetProject() string {
 		return x.Project
 	}
 	return ""
+}
+
+func (x *JobSpec) GetAggregatorBeta() float64 {
+	if x != nil && x.AggregatorBeta != nil {
+		return *x.AggregatorBeta
+	}
+	return 0
+}
+
+func (x *JobSpec) GetAggregatorF() int32 {
+	if x != nil && x.AggregatorF != nil {
+		return *x.AggregatorF
+	}
+	return 0
 }
 
 // Privacy is what a job promises about what leaves each site.
@@ -3655,7 +3675,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x05shape\x18\x03 \x03(\x03R\x05shape\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
-	"\x04last\x18\x06 \x01(\bR\x04last\"\xa2\x04\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\"\x9d\x05\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\adataset\x18\x02 \x01(\tR\adataset\x12\x14\n" +
@@ -3678,7 +3698,11 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"aggregator\x18\x10 \x01(\tR\n" +
 	"aggregator\x12,\n" +
 	"\aprivacy\x18\x11 \x01(\v2\x12.federa.v1.PrivacyR\aprivacy\x12\x18\n" +
-	"\aproject\x18\x12 \x01(\tR\aproject\"x\n" +
+	"\aproject\x18\x12 \x01(\tR\aproject\x12,\n" +
+	"\x0faggregator_beta\x18\x13 \x01(\x01H\x00R\x0eaggregatorBeta\x88\x01\x01\x12&\n" +
+	"\faggregator_f\x18\x14 \x01(\x05H\x01R\vaggregatorF\x88\x01\x01B\x12\n" +
+	"\x10_aggregator_betaB\x0f\n" +
+	"\r_aggregator_f\"x\n" +
 	"\aPrivacy\x12!\n" +
 	"\x02dp\x18\x01 \x01(\v2\x11.federa.v1.DPSpecR\x02dp\x12-\n" +
 	"\x12secure_aggregation\x18\x02 \x01(\bR\x11secureAggregation\x12\x1b\n" +
@@ -4110,6 +4134,7 @@ func file_federa_v1_federa_proto_init() {
 	if File_federa_v1_federa_proto != nil {
 		return
 	}
+	file_federa_v1_federa_proto_msgTypes[1].OneofWrappers = []any{}
 	file_federa_v1_federa_proto_msgTypes[5].OneofWrappers = []any{
 		(*SiteMessage_Hello)(nil),
 		(*SiteMessage_Heartbeat)(nil),
