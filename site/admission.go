@@ -16,6 +16,7 @@ import (
 	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/policy"
+	"github.com/federa-dev/federa/spec"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
@@ -152,6 +153,12 @@ func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitt
 	}
 	eng := a.policy.Current()
 	out.answer.PolicyRevision = eng.Revision()
+	// The coordinator validates specs at submit; the site checks again, so
+	// a spec no coordinator should have sent (300k features, a spaced
+	// column name) is refused here whoever sent it.
+	if _, err := spec.CheckProto(sp); err != nil {
+		return deny("the job spec is invalid: " + err.Error())
+	}
 	ds := a.findDataset(sp.GetDataset())
 	if ds == nil {
 		return deny(fmt.Sprintf("this site has no dataset %q", sp.GetDataset()))

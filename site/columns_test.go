@@ -81,8 +81,13 @@ func TestColumnNamesAreMatchedExactly(t *testing.T) {
 				t.Fatalf("admitted feature %q: %v", name, ad.answer)
 			}
 			why := strings.Join(ad.answer.GetReasons(), "; ")
-			if !strings.Contains(why, "is not a column of dataset") || strings.Contains(why, "mean_smoothness") {
-				t.Fatalf("refusal %q should say the column is not there and list none of the file's columns", why)
+			if !strings.Contains(why, "is not a column of dataset") && !strings.Contains(why, "the job spec is invalid: field features[0]") || strings.Contains(why, "mean_smoothness") {
+				t.Fatalf("refusal %q should say the name is invalid or not a column, and list none of the file's columns", why)
+			}
+			// Behind the spec check, the header check refuses the name on
+			// its own (a site must not rely on one layer).
+			if _, err := touched(&a.cfg.Datasets[0], admitTask([]string{name}, "label").GetSpec(), nil); err == nil || !strings.Contains(err.Error(), "is not a column of dataset") {
+				t.Fatalf("the header check let %q through: %v", name, err)
 			}
 			// As the label, too.
 			ad = a.admit(ctx, admitTask([]string{"mean_area"}, name), true)
@@ -191,4 +196,20 @@ func FuzzColumnName(f *testing.F) {
 			t.Fatalf("the loader read %v; the policy judged %v", tab.Features, ad.features)
 		}
 	})
+}
+
+// TestSiteChecksTheSpecItself: a spec no coordinator should send (the
+// pen-test's 300k features took 500 MB at a site) is refused by the site
+// without reading its data, whoever sent it.
+func TestSiteChecksTheSpecItself(t *testing.T) {
+	a := columnsAgent(t)
+	features := make([]string, 300_000)
+	for i := range features {
+		features[i] = "mean_area"
+	}
+	ad := a.admit(context.Background(), admitTask(features, "label"), true)
+	why := strings.Join(ad.answer.GetReasons(), "; ")
+	if ad.answer.GetOutcome() != federav1.Admission_OUTCOME_DENY || !strings.Contains(why, "field features: 300000 columns listed; at most 10000") {
+		t.Fatalf("300k features: %v", ad.answer)
+	}
 }
