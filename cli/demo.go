@@ -394,6 +394,10 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		return err
 	}
 	fedSecs := time.Since(fedStart).Seconds()
+	if text && len(final.GetRounds()) > 0 {
+		fmt.Fprintln(out)
+		printRounds(out, final.GetRounds())
+	}
 	res := &demoResult{
 		JobID: final.GetId(), Status: final.GetStatus().Name(), Message: final.GetMessage(),
 		RoundsCompleted: int(final.GetRoundsCompleted()), Sites: names, StateDir: state,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,7 +31,7 @@ var pj = protojson.MarshalOptions{UseProtoNames: true}
 
 func newJobCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Submit, inspect, watch and cancel training jobs"}
-	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobGetCmd(g), newJobWatchCmd(g), newJobCancelCmd(g))
+	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobGetCmd(g), newJobWatchCmd(g), newJobCancelCmd(g), newJobPlotCmd(g))
 	return cmd
 }
 
@@ -136,7 +137,7 @@ func newJobGetCmd(g *globals) *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
 		Use:     "get ID",
-		Short:   "Show one job: status, rounds, sites, bytes moved",
+		Short:   "Show one job: status, per-round table, sites, bytes moved",
 		Example: "  federa job get job-3f2a9c81d0e4 --identity ids/alice\n  federa job get job-3f2a9c81d0e4 -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -285,17 +286,32 @@ func printJob(w io.Writer, j *federav1.Job) {
 	}
 	if len(j.GetRounds()) > 0 {
 		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ROUND\tSITES\tTRAIN LOSS\tEVAL ACC\tEVAL LOSS\tMISSING")
-		for _, r := range j.GetRounds() {
-			fmt.Fprintf(tw, "%d\t%d\t%.4f\t%s\t%.4f\t%s\n", r.GetRound(), len(r.GetParticipants()), r.GetTrainLoss(), federav1.FormatAccuracy(r.GetEvalAccuracy()), r.GetEvalLoss(), strings.Join(r.GetMissing(), ","))
-		}
-		tw.Flush()
+		printRounds(w, j.GetRounds())
 	}
 	if len(j.GetSites()) > 0 {
 		fmt.Fprintln(w)
 		printSites(w, j)
 	}
+}
+
+// printRounds is the per-round table of a job, for job get and the demo.
+func printRounds(w io.Writer, rounds []*federav1.RoundSummary) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROUND\tSITES\tTRAIN LOSS\tEVAL ACC\tEVAL LOSS\tDURATION\tMISSING")
+	for _, r := range rounds {
+		fmt.Fprintf(tw, "%d\t%d\t%.4f\t%s\t%s\t%s\t%s\n", r.GetRound(), len(r.GetParticipants()), r.GetTrainLoss(),
+			federav1.FormatAccuracy(r.GetEvalAccuracy()), formatLoss(r.GetEvalLoss()),
+			(time.Duration(r.GetDurationMs()) * time.Millisecond).String(), strings.Join(r.GetMissing(), ","))
+	}
+	tw.Flush()
+}
+
+// formatLoss prints a loss, or "n/a" for a round nobody could score (NaN).
+func formatLoss(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.4f", v)
 }
 
 // printSites shows what federa is for: the raw data stayed, only
