@@ -18,6 +18,7 @@ import (
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/spec"
 	"github.com/federa-dev/federa/store"
 )
 
@@ -30,6 +31,7 @@ type training struct {
 	scaler   models.Scaler
 	weights  models.Weights
 	sites    []string // sites that passed the stats phase
+	aggState []byte   // a stateful aggregator's state after round, encoded; nil if none
 }
 
 // runJob drives one job to a final state. If the coordinator is shutting
@@ -87,8 +89,11 @@ func (c *Coordinator) execute(ctx context.Context, id string, log interface {
 		}
 		log.Info("resuming from checkpoint", logkeys.Round, st.round)
 	}
-	agg, err := models.NewAggregator(sp.GetAggregator(), models.AggregatorParams{Beta: sp.AggregatorBeta, F: sp.AggregatorF})
+	agg, err := models.NewAggregator(sp.GetAggregator(), spec.FromProto(sp).Aggregator.Params())
 	if err != nil {
+		return err
+	}
+	if err := restoreAggregator(agg, st); err != nil {
 		return err
 	}
 	for r := st.round + 1; r <= int(sp.GetRounds()); r++ {
@@ -178,7 +183,43 @@ func (st *training) checkpoint(id string, weights []byte) *federav1.Checkpoint {
 	return &federav1.Checkpoint{
 		JobId: id, Round: int32(st.round), Features: st.features, Classes: st.classes,
 		ScalerMean: st.scaler.Mean, ScalerScale: st.scaler.Scale, Weights: weights,
+		AggregatorState: st.aggState,
 	}
+}
+
+// restoreAggregator gives a stateful aggregator the state checkpointed
+// with st, so a resumed job steps exactly as an uninterrupted one.
+func restoreAggregator(agg models.Aggregator, st *training) error {
+	s, ok := agg.(models.Stateful)
+	if !ok || len(st.aggState) == 0 {
+		return nil
+	}
+	w, err := models.DecodeWeights(st.aggState)
+	if err != nil {
+		return fmt.Errorf("decode aggregator state of round %d: %w", st.round, err)
+	}
+	if err := s.Restore(w); err != nil {
+		return fmt.Errorf("restore aggregator state of round %d: %w", st.round, err)
+	}
+	return nil
+}
+
+// saveAggregator records a stateful aggregator's state in st, for the
+// round's checkpoint.
+func saveAggregator(agg models.Aggregator, st *training) error {
+	s, ok := agg.(models.Stateful)
+	if !ok {
+		return nil
+	}
+	st.aggState = nil
+	if w := s.State(); len(w) > 0 {
+		b, err := models.EncodeWeights(w)
+		if err != nil {
+			return fmt.Errorf("encode aggregator state: %w", err)
+		}
+		st.aggState = b
+	}
+	return nil
 }
 
 func fromCheckpoint(cp *federav1.Checkpoint, j *federav1.Job) (*training, error) {
@@ -188,8 +229,9 @@ func fromCheckpoint(cp *federav1.Checkpoint, j *federav1.Job) (*training, error)
 	}
 	st := &training{
 		round: int(cp.GetRound()), features: cp.GetFeatures(), classes: cp.GetClasses(),
-		scaler:  models.Scaler{Mean: cp.GetScalerMean(), Scale: cp.GetScalerScale()},
-		weights: w,
+		scaler:   models.Scaler{Mean: cp.GetScalerMean(), Scale: cp.GetScalerScale()},
+		weights:  w,
+		aggState: cp.GetAggregatorState(),
 	}
 	for _, s := range j.GetSites() {
 		st.sites = append(st.sites, s.GetSite())
@@ -274,6 +316,9 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	sum.DurationMs = c.cfg.Now().Sub(start).Milliseconds()
 	st.weights = next
 	st.round = r
+	if err := saveAggregator(agg, st); err != nil {
+		return err
+	}
 	cpw, err := models.EncodeWeights(next)
 	if err != nil {
 		return err

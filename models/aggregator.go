@@ -32,12 +32,17 @@ type Aggregator interface {
 // strategy refuses, with a *ParamError, any parameter it does not take.
 // F is an int32 because that is its width on the wire.
 type AggregatorParams struct {
-	Beta *float64 // trimmed-mean: fraction of values dropped from each end per coordinate
-	F    *int32   // krum, multi-krum: Byzantine sites to tolerate
+	Beta     *float64 // trimmed-mean: fraction of values dropped from each end per coordinate
+	F        *int32   // krum, multi-krum: Byzantine sites to tolerate
+	ServerLR *float64 // fedadam, fedyogi, fedadagrad: server step size η
+	Beta1    *float64 // fedadam, fedyogi, fedadagrad: first-moment decay β1
+	Beta2    *float64 // fedadam, fedyogi: second-moment decay β2
+	Tau      *float64 // fedadam, fedyogi, fedadagrad: adaptivity floor τ
+	Mu       *float64 // fedprox: proximal coefficient μ
 }
 
 // ParamError is a bad aggregator parameter: Param names it as a job spec
-// spells it ("beta", "f") so the spec can point at the field.
+// spells it ("beta", "f", "server_lr", ...) so the spec can point at the field.
 type ParamError struct {
 	Param  string
 	Reason string
@@ -117,7 +122,10 @@ func takesOnly(name string, p AggregatorParams, takes ...string) error {
 	for _, given := range []struct {
 		param string
 		set   bool
-	}{{"beta", p.Beta != nil}, {"f", p.F != nil}} {
+	}{
+		{"beta", p.Beta != nil}, {"f", p.F != nil}, {"server_lr", p.ServerLR != nil},
+		{"beta1", p.Beta1 != nil}, {"beta2", p.Beta2 != nil}, {"tau", p.Tau != nil}, {"mu", p.Mu != nil},
+	} {
 		if given.set && !slices.Contains(takes, given.param) {
 			errs = append(errs, &ParamError{Param: given.param, Reason: fmt.Sprintf("%s does not take %s; %s", name, given.param, valid)})
 		}

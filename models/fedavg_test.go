@@ -171,8 +171,8 @@ func TestNewAggregator(t *testing.T) {
 		})
 	}
 	t.Run("unknown", func(t *testing.T) {
-		_, err := NewAggregator("fedprox", AggregatorParams{})
-		if err == nil || !strings.Contains(err.Error(), `unknown aggregator "fedprox" (valid: fedavg, krum, median, multi-krum, trimmed-mean)`) {
+		_, err := NewAggregator("fedsgd", AggregatorParams{})
+		if err == nil || !strings.Contains(err.Error(), `unknown aggregator "fedsgd" (valid: fedadagrad, fedadam, fedavg, fedprox, fedyogi, krum, median, multi-krum, trimmed-mean)`) {
 			t.Fatalf("err = %v", err)
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 
 	G "gorgonia.org/gorgonia"
@@ -20,6 +21,10 @@ type TrainConfig struct {
 	LearningRate float64 // SGD step size
 	L2           float64 // L2 penalty coefficient on linear.weight (not bias)
 	Seed         int64   // shuffling seed
+	// ProxMu is FedProx's μ: the objective gains (μ/2)·‖θ − θ₀‖² over
+	// every parameter, θ₀ being the weights training starts from (the
+	// global model). 0 is plain training, bit for bit.
+	ProxMu float64
 }
 
 // TrainResult is the outcome of local training.
@@ -42,6 +47,8 @@ func (c TrainConfig) validate() error {
 		return fmt.Errorf("learning rate must be positive and finite, got %v", c.LearningRate)
 	case !(c.L2 >= 0) || math.IsInf(c.L2, 0):
 		return fmt.Errorf("l2 must be non-negative and finite, got %v", c.L2)
+	case !(c.ProxMu >= 0) || math.IsInf(c.ProxMu, 0):
+		return fmt.Errorf("proximal mu must be non-negative and finite, got %v", c.ProxMu)
 	}
 	return nil
 }
@@ -50,7 +57,8 @@ func (c TrainConfig) validate() error {
 // using gorgonia autodiff and returns the new weights; w is not modified.
 // X must already be standardized (n×F) and y holds class indices in [0,K).
 //
-// The objective per batch is mean cross-entropy + (L2/2)·‖linear.weight‖².
+// The objective per batch is mean cross-entropy + (L2/2)·‖linear.weight‖²,
+// plus (ProxMu/2)·‖θ − θ₀‖² with θ₀ = w when ProxMu > 0.
 // Rows are shuffled every epoch with a generator seeded from cfg.Seed, so a
 // fixed seed gives identical results within one build. ctx is checked before
 // every batch; on cancellation the context's error is returned (wrapped).
@@ -86,7 +94,7 @@ func TrainLogReg(ctx context.Context, w Weights, X *mat.Dense, y []int, cfg Trai
 		}
 	}()
 
-	t, err := newTrainer(m, min(cfg.BatchSize, n), cfg.L2)
+	t, err := newTrainer(m, min(cfg.BatchSize, n), cfg.L2, cfg.ProxMu)
 	if err != nil {
 		return TrainResult{}, fmt.Errorf("training logreg: building graph: %w", err)
 	}
@@ -159,6 +167,11 @@ type trainer struct {
 
 	xBuf, yBuf, exBuf []float64
 	xT, yT, exT       *tensor.Dense
+
+	// The proximal term's gradient μ·(θ − θ₀) is added by hand in step:
+	// it is elementwise and needs no graph.
+	proxMu       float64
+	proxW, proxB []float64 // θ₀ for w and b
 }
 
 // graphMu serializes building gorgonia graphs: gorgonia shares constant
@@ -168,10 +181,10 @@ type trainer struct {
 // serialized, and it is a small part of a training call.
 var graphMu sync.Mutex
 
-func newTrainer(m logReg, batch int, l2 float64) (*trainer, error) {
+func newTrainer(m logReg, batch int, l2, proxMu float64) (*trainer, error) {
 	graphMu.Lock()
 	defer graphMu.Unlock()
-	t := &trainer{batch: batch, features: m.features, classes: m.classes}
+	t := &trainer{batch: batch, features: m.features, classes: m.classes, proxMu: proxMu}
 	f, k := m.features, m.classes
 	g := G.NewGraph()
 
@@ -182,6 +195,10 @@ func newTrainer(m logReg, batch int, l2 float64) (*trainer, error) {
 	bData := make([]float64, k)
 	for i, v := range m.b {
 		bData[i] = float64(v)
+	}
+
+	if proxMu > 0 {
+		t.proxW, t.proxB = slices.Clone(wData), slices.Clone(bData)
 	}
 
 	t.xBuf = make([]float64, batch*f)
@@ -299,7 +316,7 @@ func (t *trainer) step(X *mat.Dense, y []int, rows []int, lr float64) (float64, 
 	}
 	// The update writes into the parameter nodes' own values (as gorgonia's
 	// solvers do), so the next run sees it without rebinding.
-	for _, p := range []*G.Node{t.w, t.b} {
+	for pi, p := range []*G.Node{t.w, t.b} {
 		want := p.Shape().TotalSize()
 		data, err := float64Data(p.Value(), want)
 		if err != nil {
@@ -313,8 +330,15 @@ func (t *trainer) step(X *mat.Dense, y []int, rows []int, lr float64) (float64, 
 		if err != nil {
 			return 0, fmt.Errorf("reading gradient of %s: %w", p.Name(), err)
 		}
-		for i, v := range gd {
-			data[i] -= lr * v
+		if t.proxMu > 0 {
+			ref := [][]float64{t.proxW, t.proxB}[pi]
+			for i, v := range gd {
+				data[i] -= lr * (v + t.proxMu*(data[i]-ref[i]))
+			}
+		} else {
+			for i, v := range gd {
+				data[i] -= lr * v
+			}
 		}
 		// The tape machine adds into bound gradients on every run and
 		// Reset does not clear them (gorgonia's solvers zero them after

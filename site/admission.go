@@ -16,8 +16,8 @@ import (
 	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/policy"
-	"github.com/federa-dev/federa/spec"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/spec"
 )
 
 // admitted is the outcome of an admission check: what the site answers

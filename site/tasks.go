@@ -15,6 +15,7 @@ import (
 	"github.com/federa-dev/federa/models"
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/spec"
 )
 
 // execute runs one task against local data and returns what it would
@@ -235,12 +236,17 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 		return err
 	}
 	sp := t.GetSpec()
+	mu, err := proxMu(sp)
+	if err != nil {
+		return err
+	}
 	out, err := models.TrainLogReg(ctx, w, X, y, models.TrainConfig{
 		Epochs:       int(sp.GetLocalEpochs()),
 		BatchSize:    int(sp.GetBatchSize()),
 		LearningRate: sp.GetLearningRate(),
 		L2:           sp.GetL2(),
 		Seed:         TrainSeed(sp.GetSeed(), a.cfg.Identity.ID().String(), t.GetRound()),
+		ProxMu:       mu,
 	})
 	if err != nil {
 		return fmt.Errorf("local training: %w", err)
@@ -265,6 +271,24 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 	r.maxBytes = boundFor(egressModelUpdate, len(t.GetFeatures()), len(t.GetClasses()))
 	r.input = a.taskInput(t, ad, t.GetFeatures())
 	return nil
+}
+
+// proxMu is the proximal coefficient the job's strategy asks local
+// training for (models.Proximal, e.g. fedprox), or 0. A strategy this
+// site does not know is one the coordinator alone runs, unless the job
+// sets mu: then the site cannot train as asked and says so.
+func proxMu(sp *federav1.JobSpec) (float64, error) {
+	agg, err := models.NewAggregator(sp.GetAggregator(), spec.FromProto(sp).Aggregator.Params())
+	if err != nil {
+		if sp.AggregatorMu == nil && !slices.Contains(models.AggregatorNames(), sp.GetAggregator()) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("job aggregator: %w", err)
+	}
+	if p, ok := agg.(models.Proximal); ok {
+		return p.ProxMu(), nil
+	}
+	return 0, nil
 }
 
 func (a *Agent) eval(t *federav1.Task, w models.Weights, ad admitted, r *release) error {

@@ -80,14 +80,19 @@ type DP struct {
 // (aggregator: {name: trimmed-mean, beta: 0.2}). A nil parameter was not
 // given; the strategy then applies its default.
 type Aggregator struct {
-	Name string
-	Beta *float64 // trimmed-mean: fraction dropped from each end
-	F    *int     // krum, multi-krum: Byzantine sites tolerated
+	Name     string
+	Beta     *float64 // trimmed-mean: fraction dropped from each end
+	F        *int     // krum, multi-krum: Byzantine sites tolerated
+	ServerLR *float64 // fedadam, fedyogi, fedadagrad: server step size
+	Beta1    *float64 // fedadam, fedyogi, fedadagrad: first-moment decay
+	Beta2    *float64 // fedadam, fedyogi: second-moment decay
+	Tau      *float64 // fedadam, fedyogi, fedadagrad: adaptivity floor
+	Mu       *float64 // fedprox: proximal coefficient
 }
 
 // aggregatorKeys are the keys of the mapping form, as docs/jobs.md lists
 // them.
-const aggregatorKeys = "name, beta, f"
+const aggregatorKeys = "name, beta, f, server_lr, beta1, beta2, tau, mu"
 
 // UnmarshalYAML accepts the name form and the mapping form. Problems are
 // returned as a *yaml.TypeError so the decoder goes on and reports the
@@ -120,9 +125,10 @@ func (a *Aggregator) UnmarshalYAML(n *yaml.Node) error {
 		switch k.Value {
 		case "name":
 			err = v.Decode(&out.Name)
-		case "beta":
-			out.Beta = new(float64)
-			err = v.Decode(out.Beta)
+		case "beta", "server_lr", "beta1", "beta2", "tau", "mu":
+			dst := new(float64)
+			err = v.Decode(dst)
+			*out.floatParam(k.Value) = dst
 		case "f":
 			// The decoder would truncate 1.5 to 1; a count is whole.
 			if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" {
@@ -144,30 +150,51 @@ func (a *Aggregator) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// floatParam is the field behind a float parameter's YAML key.
+func (a *Aggregator) floatParam(key string) **float64 {
+	return map[string]**float64{
+		"beta": &a.Beta, "server_lr": &a.ServerLR, "beta1": &a.Beta1,
+		"beta2": &a.Beta2, "tau": &a.Tau, "mu": &a.Mu,
+	}[key]
+}
+
 // MarshalYAML writes the name form when no parameter is set, so specs
 // without parameters read as they always have.
 func (a Aggregator) MarshalYAML() (any, error) {
-	if a.Beta == nil && a.F == nil {
+	if a == (Aggregator{Name: a.Name}) {
 		return a.Name, nil
 	}
 	return struct {
-		Name string   `yaml:"name"`
-		Beta *float64 `yaml:"beta,omitempty"`
-		F    *int     `yaml:"f,omitempty"`
-	}{a.Name, a.Beta, a.F}, nil
+		Name     string   `yaml:"name"`
+		Beta     *float64 `yaml:"beta,omitempty"`
+		F        *int     `yaml:"f,omitempty"`
+		ServerLR *float64 `yaml:"server_lr,omitempty"`
+		Beta1    *float64 `yaml:"beta1,omitempty"`
+		Beta2    *float64 `yaml:"beta2,omitempty"`
+		Tau      *float64 `yaml:"tau,omitempty"`
+		Mu       *float64 `yaml:"mu,omitempty"`
+	}{a.Name, a.Beta, a.F, a.ServerLR, a.Beta1, a.Beta2, a.Tau, a.Mu}, nil
 }
 
-// params is the models form of the parameters. f is clamped into int32
-// so an absurd value is refused as out of range rather than wrapped.
-func (a Aggregator) params() models.AggregatorParams {
-	var p models.AggregatorParams
-	if a.Beta != nil {
-		p.Beta = new(*a.Beta)
+// Params is the models form of the parameters, for models.NewAggregator.
+// f is clamped into int32 so an absurd value is refused as out of range
+// rather than wrapped.
+func (a Aggregator) Params() models.AggregatorParams {
+	p := models.AggregatorParams{
+		Beta: clonePtr(a.Beta), ServerLR: clonePtr(a.ServerLR), Beta1: clonePtr(a.Beta1),
+		Beta2: clonePtr(a.Beta2), Tau: clonePtr(a.Tau), Mu: clonePtr(a.Mu),
 	}
 	if a.F != nil {
 		p.F = new(int32(min(max(*a.F, math.MinInt32), MaxSites+1)))
 	}
 	return p
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	return new(*p)
 }
 
 // validate checks the strategy and its parameters, and, when the job
@@ -179,7 +206,7 @@ func (a Aggregator) validate(j *Job, bad func(field, format string, args ...any)
 		bad("aggregator", "%q is not supported; valid: %s", a.Name, strings.Join(names, ", "))
 		return
 	}
-	agg, err := models.NewAggregator(a.Name, a.params())
+	agg, err := models.NewAggregator(a.Name, a.Params())
 	if err != nil {
 		if pes := paramErrors(err); len(pes) > 0 {
 			for _, pe := range pes {
@@ -542,10 +569,16 @@ func (j *Job) Proto() *federav1.JobSpec {
 		EvalFraction:   ef,
 		Seed:           j.Seed,
 		Aggregator:     j.Aggregator.Name,
-		AggregatorBeta: j.Aggregator.params().Beta,
-		AggregatorF:    j.Aggregator.params().F,
-		Project:        j.Project,
-		Privacy:        privacyProto(j.Privacy),
+		AggregatorBeta: j.Aggregator.Params().Beta,
+		AggregatorF:    j.Aggregator.Params().F,
+		// The rest are float64 on both sides: passed as given.
+		AggregatorServerLr: clonePtr(j.Aggregator.ServerLR),
+		AggregatorBeta1:    clonePtr(j.Aggregator.Beta1),
+		AggregatorBeta2:    clonePtr(j.Aggregator.Beta2),
+		AggregatorTau:      clonePtr(j.Aggregator.Tau),
+		AggregatorMu:       clonePtr(j.Aggregator.Mu),
+		Project:            j.Project,
+		Privacy:            privacyProto(j.Privacy),
 	}
 }
 
@@ -595,6 +628,11 @@ func FromProto(p *federav1.JobSpec) *Job {
 	if p.AggregatorF != nil {
 		j.Aggregator.F = new(int(*p.AggregatorF))
 	}
+	j.Aggregator.ServerLR = clonePtr(p.AggregatorServerLr)
+	j.Aggregator.Beta1 = clonePtr(p.AggregatorBeta1)
+	j.Aggregator.Beta2 = clonePtr(p.AggregatorBeta2)
+	j.Aggregator.Tau = clonePtr(p.AggregatorTau)
+	j.Aggregator.Mu = clonePtr(p.AggregatorMu)
 	if dp := p.GetPrivacy().GetDp(); dp != nil {
 		j.Privacy.DP = &DP{Epsilon: dp.GetEpsilon(), Delta: dp.GetDelta(), ClipNorm: dp.GetClipNorm()}
 	}

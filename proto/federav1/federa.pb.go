@@ -330,8 +330,16 @@ type JobSpec struct {
 	// per end; f is the Byzantine site count krum and multi-krum tolerate.
 	AggregatorBeta *float64 `protobuf:"fixed64,19,opt,name=aggregator_beta,json=aggregatorBeta,proto3,oneof" json:"aggregator_beta,omitempty"`
 	AggregatorF    *int32   `protobuf:"varint,20,opt,name=aggregator_f,json=aggregatorF,proto3,oneof" json:"aggregator_f,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The server optimizers' parameters (fedadam, fedyogi, fedadagrad; Reddi
+	// et al. 2021): server step size, moment decays and adaptivity floor.
+	AggregatorServerLr *float64 `protobuf:"fixed64,21,opt,name=aggregator_server_lr,json=aggregatorServerLr,proto3,oneof" json:"aggregator_server_lr,omitempty"`
+	AggregatorBeta1    *float64 `protobuf:"fixed64,22,opt,name=aggregator_beta1,json=aggregatorBeta1,proto3,oneof" json:"aggregator_beta1,omitempty"`
+	AggregatorBeta2    *float64 `protobuf:"fixed64,23,opt,name=aggregator_beta2,json=aggregatorBeta2,proto3,oneof" json:"aggregator_beta2,omitempty"`
+	AggregatorTau      *float64 `protobuf:"fixed64,24,opt,name=aggregator_tau,json=aggregatorTau,proto3,oneof" json:"aggregator_tau,omitempty"`
+	// fedprox's proximal coefficient, applied by the sites in training.
+	AggregatorMu  *float64 `protobuf:"fixed64,25,opt,name=aggregator_mu,json=aggregatorMu,proto3,oneof" json:"aggregator_mu,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -500,6 +508,41 @@ func (x *JobSpec) GetAggregatorBeta() float64 {
 func (x *JobSpec) GetAggregatorF() int32 {
 	if x != nil && x.AggregatorF != nil {
 		return *x.AggregatorF
+	}
+	return 0
+}
+
+func (x *JobSpec) GetAggregatorServerLr() float64 {
+	if x != nil && x.AggregatorServerLr != nil {
+		return *x.AggregatorServerLr
+	}
+	return 0
+}
+
+func (x *JobSpec) GetAggregatorBeta1() float64 {
+	if x != nil && x.AggregatorBeta1 != nil {
+		return *x.AggregatorBeta1
+	}
+	return 0
+}
+
+func (x *JobSpec) GetAggregatorBeta2() float64 {
+	if x != nil && x.AggregatorBeta2 != nil {
+		return *x.AggregatorBeta2
+	}
+	return 0
+}
+
+func (x *JobSpec) GetAggregatorTau() float64 {
+	if x != nil && x.AggregatorTau != nil {
+		return *x.AggregatorTau
+	}
+	return 0
+}
+
+func (x *JobSpec) GetAggregatorMu() float64 {
+	if x != nil && x.AggregatorMu != nil {
+		return *x.AggregatorMu
 	}
 	return 0
 }
@@ -3579,9 +3622,12 @@ type Checkpoint struct {
 	ScalerMean  []float64 `protobuf:"fixed64,5,rep,packed,name=scaler_mean,json=scalerMean,proto3" json:"scaler_mean,omitempty"`
 	ScalerScale []float64 `protobuf:"fixed64,6,rep,packed,name=scaler_scale,json=scalerScale,proto3" json:"scaler_scale,omitempty"`
 	// Global weights as a safetensors blob.
-	Weights       []byte `protobuf:"bytes,7,opt,name=weights,proto3" json:"weights,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Weights []byte `protobuf:"bytes,7,opt,name=weights,proto3" json:"weights,omitempty"`
+	// A stateful aggregator's state after this round (models.Stateful), as a
+	// safetensors blob like weights; empty for a stateless one.
+	AggregatorState []byte `protobuf:"bytes,8,opt,name=aggregator_state,json=aggregatorState,proto3" json:"aggregator_state,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Checkpoint) Reset() {
@@ -3663,6 +3709,13 @@ func (x *Checkpoint) GetWeights() []byte {
 	return nil
 }
 
+func (x *Checkpoint) GetAggregatorState() []byte {
+	if x != nil {
+		return x.AggregatorState
+	}
+	return nil
+}
+
 var File_federa_v1_federa_proto protoreflect.FileDescriptor
 
 const file_federa_v1_federa_proto_rawDesc = "" +
@@ -3675,7 +3728,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x05shape\x18\x03 \x03(\x03R\x05shape\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
-	"\x04last\x18\x06 \x01(\bR\x04last\"\x9d\x05\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\"\xf2\a\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\adataset\x18\x02 \x01(\tR\adataset\x12\x14\n" +
@@ -3700,9 +3753,19 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\aprivacy\x18\x11 \x01(\v2\x12.federa.v1.PrivacyR\aprivacy\x12\x18\n" +
 	"\aproject\x18\x12 \x01(\tR\aproject\x12,\n" +
 	"\x0faggregator_beta\x18\x13 \x01(\x01H\x00R\x0eaggregatorBeta\x88\x01\x01\x12&\n" +
-	"\faggregator_f\x18\x14 \x01(\x05H\x01R\vaggregatorF\x88\x01\x01B\x12\n" +
+	"\faggregator_f\x18\x14 \x01(\x05H\x01R\vaggregatorF\x88\x01\x01\x125\n" +
+	"\x14aggregator_server_lr\x18\x15 \x01(\x01H\x02R\x12aggregatorServerLr\x88\x01\x01\x12.\n" +
+	"\x10aggregator_beta1\x18\x16 \x01(\x01H\x03R\x0faggregatorBeta1\x88\x01\x01\x12.\n" +
+	"\x10aggregator_beta2\x18\x17 \x01(\x01H\x04R\x0faggregatorBeta2\x88\x01\x01\x12*\n" +
+	"\x0eaggregator_tau\x18\x18 \x01(\x01H\x05R\raggregatorTau\x88\x01\x01\x12(\n" +
+	"\raggregator_mu\x18\x19 \x01(\x01H\x06R\faggregatorMu\x88\x01\x01B\x12\n" +
 	"\x10_aggregator_betaB\x0f\n" +
-	"\r_aggregator_f\"x\n" +
+	"\r_aggregator_fB\x17\n" +
+	"\x15_aggregator_server_lrB\x13\n" +
+	"\x11_aggregator_beta1B\x13\n" +
+	"\x11_aggregator_beta2B\x11\n" +
+	"\x0f_aggregator_tauB\x10\n" +
+	"\x0e_aggregator_mu\"x\n" +
 	"\aPrivacy\x12!\n" +
 	"\x02dp\x18\x01 \x01(\v2\x11.federa.v1.DPSpecR\x02dp\x12-\n" +
 	"\x12secure_aggregation\x18\x02 \x01(\bR\x11secureAggregation\x12\x1b\n" +
@@ -3958,7 +4021,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x0finclusion_proof\x18\x02 \x03(\fR\x0einclusionProof\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x03 \x01(\fR\n" +
-	"checkpoint\"\xcd\x01\n" +
+	"checkpoint\"\xf8\x01\n" +
 	"\n" +
 	"Checkpoint\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
@@ -3968,7 +4031,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\vscaler_mean\x18\x05 \x03(\x01R\n" +
 	"scalerMean\x12!\n" +
 	"\fscaler_scale\x18\x06 \x03(\x01R\vscalerScale\x12\x18\n" +
-	"\aweights\x18\a \x01(\fR\aweights*\x8e\x01\n" +
+	"\aweights\x18\a \x01(\fR\aweights\x12)\n" +
+	"\x10aggregator_state\x18\b \x01(\fR\x0faggregatorState*\x8e\x01\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTASK_KIND_STATS\x10\x01\x12\x13\n" +
