@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -288,11 +289,59 @@ func Parse(source string, data []byte) (*Job, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("job spec %s: more than one YAML document; put one job in a file", source)
 	}
+	errs := explicitZeros(data)
 	j.ApplyDefaults()
 	if err := j.Validate(); err != nil {
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = append(errs, joined.Unwrap()...)
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("job spec %s: %w", source, err)
 	}
 	return &j, nil
+}
+
+// defaultedFields are the fields a zero would silently turn into their
+// default, with what the default is.
+var defaultedFields = map[string]string{
+	"rounds":        fmt.Sprint(DefaultRounds),
+	"local_epochs":  fmt.Sprint(DefaultLocalEpochs),
+	"batch_size":    fmt.Sprint(DefaultBatchSize),
+	"learning_rate": fmt.Sprint(DefaultLearningRate),
+	"min_sites":     fmt.Sprint(DefaultMinSites),
+	"round_timeout": DefaultRoundTimeout.String(),
+}
+
+// explicitZeros finds fields written as 0: a user who writes `rounds: 0`
+// means something, and it is not the default of 10. Leaving a field out
+// still gets its default.
+func explicitZeros(data []byte) []error {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	var errs []error
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		def, ok := defaultedFields[k.Value]
+		if !ok || v.Kind != yaml.ScalarNode {
+			continue
+		}
+		zero := false
+		if f, err := strconv.ParseFloat(v.Value, 64); err == nil {
+			zero = f == 0
+		} else if d, err := time.ParseDuration(v.Value); err == nil {
+			zero = d == 0
+		}
+		if zero {
+			errs = append(errs, fmt.Errorf("line %d: field %s: %s is not allowed; leave the field out for the default (%s)", v.Line, k.Value, v.Value, def))
+		}
+	}
+	return errs
 }
 
 // ParseFile reads and parses a job spec file.

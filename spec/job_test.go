@@ -301,7 +301,6 @@ func TestParseAppliesDefaults(t *testing.T) {
 		want func(j *Job)
 	}{
 		{"nothing set", minimal, func(*Job) {}},
-		{"explicit zeros mean default", minimal + "rounds: 0\nbatch_size: 0\nlocal_epochs: 0\nlearning_rate: 0\nmin_sites: 0\n", func(*Job) {}},
 		{"empty strings mean default", minimal + "label: \"\"\naggregator: \"\"\nmodel:\n  type: \"\"\n", func(*Job) {}},
 		{"explicit eval_fraction zero is kept", minimal + "eval_fraction: 0\n", func(j *Job) { j.EvalFraction = ptr(0.0) }},
 		{"set values are kept", minimal + "rounds: 3\nbatch_size: 8\nround_timeout: 1m30s\n", func(j *Job) {
@@ -613,5 +612,25 @@ func TestColumnNamesAreCanonical(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
+	}
+}
+
+// TestExplicitZerosAreErrors: `rounds: 0` is a choice, not "the default";
+// it is an error naming the line and the field, while leaving the field
+// out still gets the default.
+func TestExplicitZerosAreErrors(t *testing.T) {
+	for _, f := range []string{"rounds: 0", "local_epochs: 0", "batch_size: 0", "learning_rate: 0", "learning_rate: 0.0", "min_sites: 0", "round_timeout: 0s"} {
+		_, err := Parse("job.yaml", []byte(minimal+f+"\n"))
+		field, _, _ := strings.Cut(f, ":")
+		if err == nil || !strings.Contains(err.Error(), "line 3: field "+field+": ") || !strings.Contains(err.Error(), "leave the field out for the default") {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	j, err := Parse("job.yaml", []byte(minimal))
+	if err != nil || j.Rounds != DefaultRounds || j.BatchSize != DefaultBatchSize {
+		t.Fatalf("defaults: %+v %v", j, err)
+	}
+	if _, err := Parse("job.yaml", []byte(minimal+"seed: 0\nl2: 0\n")); err != nil {
+		t.Fatalf("fields whose zero is meaningful: %v", err)
 	}
 }
