@@ -35,27 +35,29 @@ import (
 const demoDataset = "breast-cancer"
 
 type demoFlags struct {
-	data      string
-	label     string
-	features  string
-	model     string
-	strategy  string
-	rounds    int
-	epochs    int
-	batch     int
-	lr        float64
-	l2        float64
-	minSites  int
-	seed      int64
-	timeout   time.Duration
-	stateDir  string
-	output    string
-	policyDir string
-	classify  []string
-	logToFile bool
-	serve     bool
-	listen    string
-	svidTTL   time.Duration
+	data       string
+	label      string
+	features   string
+	model      string
+	strategy   string
+	hidden     []int
+	activation string
+	rounds     int
+	epochs     int
+	batch      int
+	lr         float64
+	l2         float64
+	minSites   int
+	seed       int64
+	timeout    time.Duration
+	stateDir   string
+	output     string
+	policyDir  string
+	classify   []string
+	logToFile  bool
+	serve      bool
+	listen     string
+	svidTTL    time.Duration
 }
 
 // demoResult is the last line of `federa demo --output json`.
@@ -164,7 +166,9 @@ everything it made in DIR.`,
 	fl.StringVar(&f.data, "data", "", "directory with one <jurisdiction>-<site>.csv per site plus test.csv (default: the shipped breast-cancer data)")
 	fl.StringVar(&f.label, "label", "label", "label column")
 	fl.StringVar(&f.features, "features", "", "comma-separated feature columns (default: every column but the label)")
-	fl.StringVar(&f.model, "model", "logreg", "model type: logreg")
+	fl.StringVar(&f.model, "model", "logreg", "model type: "+strings.Join(models.ArchNames(), ", "))
+	fl.IntSliceVar(&f.hidden, "hidden", nil, "hidden layer sizes of an mlp, e.g. 32 or 64,32")
+	fl.StringVar(&f.activation, "activation", "", "activation between an mlp's layers: relu (default) or tanh")
 	fl.StringVar(&f.strategy, "strategy", "fedavg", "how the coordinator combines updates: "+strings.Join(models.AggregatorNames(), ", ")+", with its default parameters (see docs/jobs.md)")
 	fl.IntVar(&f.rounds, "rounds", 10, "federated rounds")
 	fl.IntVar(&f.epochs, "local-epochs", 2, "local epochs per round")
@@ -316,7 +320,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	}
 	j := &spec.Job{
 		Name: "demo-" + f.model, Dataset: demoDataset, Label: f.label, Features: features,
-		Model: spec.Model{Type: f.model}, Rounds: f.rounds, LocalEpochs: f.epochs, BatchSize: f.batch,
+		Model: spec.Model{Type: f.model, Hidden: f.hidden, Activation: f.activation}, Rounds: f.rounds, LocalEpochs: f.epochs, BatchSize: f.batch,
 		LearningRate: f.lr, L2: f.l2, MinSites: minSites, RoundTimeout: spec.Duration(f.timeout),
 		Sites: names, Seed: f.seed, Aggregator: spec.Aggregator{Name: f.strategy},
 	}
@@ -586,7 +590,16 @@ func centralAccuracy(ctx context.Context, sites []devnet.SiteSpec, testPath stri
 		y = append(y, idx...)
 	}
 	scaler := models.ComputeMoments(X).Scaler()
-	res, err := models.TrainLogReg(ctx, models.NewLogReg(len(features), len(classes)), scaler.Apply(X), y, models.TrainConfig{
+	// The same architecture the sites trained, through the same interface.
+	arch, err := j.Model.Arch()
+	if err != nil {
+		return 0, err
+	}
+	w0, err := arch.Init(len(features), len(classes))
+	if err != nil {
+		return 0, err
+	}
+	res, err := arch.Train(ctx, w0, scaler.Apply(X), y, models.TrainConfig{
 		Epochs: j.Rounds * j.LocalEpochs, BatchSize: j.BatchSize, LearningRate: j.LearningRate, L2: j.L2, Seed: j.Seed,
 	})
 	if err != nil {
@@ -617,7 +630,7 @@ func centralAccuracy(ctx context.Context, sites []devnet.SiteSpec, testPath stri
 	for r, i := range seen {
 		Xs.SetRow(r, test.X.RawRowView(i))
 	}
-	correct, _, err := models.EvaluateLogReg(res.Weights, scaler.Apply(Xs), known)
+	correct, _, err := arch.Evaluate(res.Weights, scaler.Apply(Xs), known)
 	if err != nil {
 		return 0, err
 	}

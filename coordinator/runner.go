@@ -152,11 +152,19 @@ func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites 
 	if len(classes) < 2 {
 		return nil, fmt.Errorf("label %q has only the value(s) [%s] across all sites; a classifier needs at least 2", sp.GetLabel(), strings.Join(classes, ", "))
 	}
+	arch, err := spec.ArchOf(sp)
+	if err != nil {
+		return nil, err
+	}
+	w0, err := arch.Init(len(features), len(classes))
+	if err != nil {
+		return nil, fmt.Errorf("initial %s weights: %w", arch.Name(), err)
+	}
 	st := &training{
 		features: features,
 		classes:  classes,
 		scaler:   moments.Scaler(),
-		weights:  models.NewLogReg(len(features), len(classes)),
+		weights:  w0,
 		sites:    names,
 	}
 	cpw, err := models.EncodeWeights(st.weights)
@@ -370,8 +378,13 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // finish exports the model and marks the job succeeded, in one write.
 func (c *Coordinator) finish(id string, sp *federav1.JobSpec, st *training) error {
+	arch, err := spec.ArchOf(sp)
+	if err != nil {
+		return err
+	}
 	m := &models.Model{
-		Architecture: models.ArchLogReg,
+		Architecture: arch.Name(),
+		Params:       arch.Params(),
 		Features:     st.features,
 		Classes:      st.classes,
 		Label:        sp.GetLabel(),
@@ -396,7 +409,7 @@ func (c *Coordinator) finish(id string, sp *federav1.JobSpec, st *training) erro
 	if err := c.signRelease(id, sp, st, buf.Bytes(), hex.EncodeToString(sum[:])); err != nil {
 		return err
 	}
-	_, err := c.updateWith(id, "succeeded", func(j *federav1.Job) {
+	_, err = c.updateWith(id, "succeeded", func(j *federav1.Job) {
 		j.Status = federav1.JobStatus_JOB_STATUS_SUCCEEDED
 		j.Message = fmt.Sprintf("trained for %d rounds", st.round)
 		j.ModelSha256 = hex.EncodeToString(sum[:])

@@ -1,6 +1,7 @@
 package models
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -173,3 +174,50 @@ func checkLabels(y []int, rows, classes int) error {
 	}
 	return nil
 }
+
+func init() {
+	RegisterArch(ArchLogReg, func(p ArchParams) (Arch, error) {
+		if !p.empty() {
+			return nil, fmt.Errorf("model type logreg takes no hidden layers or activation")
+		}
+		return logRegArch{}, nil
+	})
+}
+
+// logRegArch is multinomial logistic regression behind the Arch interface.
+type logRegArch struct{}
+
+func (logRegArch) Name() string       { return ArchLogReg }
+func (logRegArch) Params() ArchParams { return ArchParams{} }
+
+func (logRegArch) Init(features, classes int) (Weights, error) {
+	if features < 1 || classes < 2 {
+		return nil, fmt.Errorf("logreg needs at least 1 feature and 2 classes, got %d and %d", features, classes)
+	}
+	return NewLogReg(features, classes), nil
+}
+
+func (logRegArch) NumParams(features, classes int) int64 {
+	return int64(classes) * int64(features+1)
+}
+
+func (logRegArch) Check(w Weights, features, classes int) error {
+	m, err := asLogReg(w)
+	if err != nil {
+		return err
+	}
+	if m.classes != classes || m.features != features {
+		return fmt.Errorf("weights are for %d classes × %d features, want %d × %d", m.classes, m.features, classes, features)
+	}
+	return nil
+}
+
+func (logRegArch) Train(ctx context.Context, w Weights, X *mat.Dense, y []int, cfg TrainConfig) (TrainResult, error) {
+	return TrainLogReg(ctx, w, X, y, cfg)
+}
+
+func (logRegArch) Evaluate(w Weights, X *mat.Dense, y []int) (int, float64, error) {
+	return EvaluateLogReg(w, X, y)
+}
+
+func (logRegArch) Predict(w Weights, X *mat.Dense) ([]int, error) { return PredictLogReg(w, X) }

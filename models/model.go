@@ -20,10 +20,11 @@ import (
 // federa.classes (JSON list) and federa.label, plus any extra Metadata.
 // The scaler is stored as F32, so it comes back rounded to float32.
 type Model struct {
-	Architecture string   // ArchLogReg
-	Features     []string // column names, in order
-	Classes      []string // label values, in output order
-	Label        string   // name of the label column
+	Architecture string     // a registered Arch name, e.g. ArchLogReg
+	Params       ArchParams // the architecture's parameters (hidden sizes, activation)
+	Features     []string   // column names, in order
+	Classes      []string   // label values, in output order
+	Label        string     // name of the label column
 	Scaler       Scaler
 	Weights      Weights
 	// Metadata is extra string metadata, e.g. "federa.job_id". It must not
@@ -40,11 +41,13 @@ const (
 	metaFeatures     = "federa.features"
 	metaClasses      = "federa.classes"
 	metaLabel        = "federa.label"
+	metaHidden       = "federa.hidden"
+	metaActivation   = "federa.activation"
 )
 
 func reservedMetadataKey(k string) bool {
 	switch k {
-	case metaArchitecture, metaFeatures, metaClasses, metaLabel:
+	case metaArchitecture, metaFeatures, metaClasses, metaLabel, metaHidden, metaActivation:
 		return true
 	}
 	return false
@@ -57,8 +60,9 @@ func (m *Model) Validate() error {
 	if m == nil {
 		return fmt.Errorf("model is nil")
 	}
-	if m.Architecture != ArchLogReg {
-		return fmt.Errorf("unsupported architecture %q (want %q)", m.Architecture, ArchLogReg)
+	arch, err := NewArch(m.Architecture, m.Params)
+	if err != nil {
+		return err
 	}
 	if m.Label == "" {
 		return fmt.Errorf("label name is empty")
@@ -75,13 +79,8 @@ func (m *Model) Validate() error {
 	if err := uniqueNames("class", m.Classes, true); err != nil {
 		return err
 	}
-	lr, err := asLogReg(m.Weights)
-	if err != nil {
+	if err := arch.Check(m.Weights, len(m.Features), len(m.Classes)); err != nil {
 		return fmt.Errorf("weights: %w", err)
-	}
-	if lr.classes != len(m.Classes) || lr.features != len(m.Features) {
-		return fmt.Errorf("weights are for %d classes × %d features, model lists %d × %d",
-			lr.classes, lr.features, len(m.Classes), len(m.Features))
 	}
 	if err := m.Scaler.check(len(m.Features)); err != nil {
 		return err
@@ -123,7 +122,11 @@ func (m *Model) Predict(raw *mat.Dense) ([]int, error) {
 	if _, c := raw.Dims(); c != len(m.Features) {
 		return nil, fmt.Errorf("predicting: feature matrix has %d columns, model has %d features", c, len(m.Features))
 	}
-	out, err := PredictLogReg(m.Weights, m.Scaler.Apply(raw))
+	arch, err := NewArch(m.Architecture, m.Params)
+	if err != nil {
+		return nil, fmt.Errorf("predicting: %w", err)
+	}
+	out, err := arch.Predict(m.Weights, m.Scaler.Apply(raw))
 	if err != nil {
 		return nil, fmt.Errorf("predicting: %w", err)
 	}
@@ -159,6 +162,13 @@ func WriteSafetensors(w io.Writer, m *Model) error {
 		return fmt.Errorf("writing model: encoding classes: %w", err)
 	}
 	meta[metaArchitecture] = m.Architecture
+	if len(m.Params.Hidden) > 0 {
+		b, _ := json.Marshal(m.Params.Hidden)
+		meta[metaHidden] = string(b)
+	}
+	if m.Params.Activation != "" {
+		meta[metaActivation] = m.Params.Activation
+	}
 	meta[metaFeatures] = string(features)
 	meta[metaClasses] = string(classes)
 	meta[metaLabel] = m.Label
@@ -210,8 +220,14 @@ func decodeModel(b []byte) (*Model, error) {
 			return nil, fmt.Errorf("missing metadata %q", k)
 		}
 	}
-	if m.Architecture != ArchLogReg {
-		return nil, fmt.Errorf("unsupported architecture %q (want %q)", m.Architecture, ArchLogReg)
+	if h, ok := meta[metaHidden]; ok {
+		if err := json.Unmarshal([]byte(h), &m.Params.Hidden); err != nil || m.Params.Hidden == nil {
+			return nil, fmt.Errorf("metadata %q: want a JSON list of layer sizes, got %q", metaHidden, h)
+		}
+	}
+	m.Params.Activation = meta[metaActivation]
+	if _, err := NewArch(m.Architecture, m.Params); err != nil {
+		return nil, err
 	}
 	if err := strictJSONList(meta[metaFeatures], &m.Features); err != nil {
 		return nil, fmt.Errorf("metadata %q: %w", metaFeatures, err)
@@ -228,13 +244,10 @@ func decodeModel(b []byte) (*Model, error) {
 		}
 	}
 
-	k, f := len(m.Classes), len(m.Features)
-	want := map[string][]int{
-		WeightName:      {k, f},
-		BiasName:        {k},
-		scalerMeanName:  {f},
-		scalerScaleName: {f},
-	}
+	// The scaler's tensors are the file's; every other tensor is a weight,
+	// and Validate has the architecture check them (names and shapes).
+	f := len(m.Features)
+	want := map[string][]int{scalerMeanName: {f}, scalerScaleName: {f}}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		t, ok := tensors[name]
 		if !ok {
@@ -244,12 +257,12 @@ func decodeModel(b []byte) (*Model, error) {
 			return nil, fmt.Errorf("tensor %q has shape %v, metadata implies %v", name, t.Shape, want[name])
 		}
 	}
+	m.Weights = Weights{}
 	for _, name := range tensors.Names() {
 		if _, ok := want[name]; !ok {
-			return nil, fmt.Errorf("unexpected tensor %q", name)
+			m.Weights[name] = tensors[name]
 		}
 	}
-	m.Weights = Weights{WeightName: tensors[WeightName], BiasName: tensors[BiasName]}
 	m.Scaler = Scaler{Mean: toFloat64s(tensors[scalerMeanName].Data), Scale: toFloat64s(tensors[scalerScaleName].Data)}
 	if err := m.Validate(); err != nil {
 		return nil, err

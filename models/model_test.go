@@ -121,14 +121,14 @@ func TestModelValidate(t *testing.T) {
 		want   string
 	}{
 		{"valid", func(*Model) {}, ""},
-		{"architecture", func(m *Model) { m.Architecture = "mlp" }, `unsupported architecture "mlp"`},
+		{"architecture", func(m *Model) { m.Architecture = "cnn" }, `unknown model type "cnn"`},
 		{"empty label", func(m *Model) { m.Label = "" }, "label name is empty"},
 		{"no features", func(m *Model) { m.Features = nil }, "no features"},
 		{"duplicate feature", func(m *Model) { m.Features[2] = "radius" }, `duplicate feature "radius"`},
 		{"empty feature", func(m *Model) { m.Features[1] = "" }, "feature 1 has an empty name"},
 		{"one class", func(m *Model) { m.Classes = m.Classes[:1] }, "at least 2 classes"},
 		{"duplicate class", func(m *Model) { m.Classes[1] = "benign" }, `duplicate class "benign"`},
-		{"class count vs weights", func(m *Model) { m.Classes = m.Classes[:2] }, "weights are for 3 classes × 3 features, model lists 2 × 3"},
+		{"class count vs weights", func(m *Model) { m.Classes = m.Classes[:2] }, "weights are for 3 classes × 3 features, want 2 × 3"},
 		{"missing weight", func(m *Model) { delete(m.Weights, BiasName) }, `missing tensor "linear.bias"`},
 		{"nan weight", func(m *Model) { m.Weights[WeightName].Data[3] = float32(math.NaN()) }, "non-finite"},
 		{"scaler length", func(m *Model) { m.Scaler.Mean = m.Scaler.Mean[:2] }, "scaler has 2 means and 3 scales, want 3"},
@@ -196,7 +196,7 @@ func TestReadSafetensorsRejects(t *testing.T) {
 			m := meta()
 			m["federa.features"] = `["radius","texture"]`
 			return m
-		}()), `tensor "linear.weight" has shape [3 3], metadata implies [3 2]`},
+		}()), `tensor "scaler.mean" has shape [3], metadata implies [2]`},
 		{"wrong dtype", rawFile(t, map[string]any{
 			"linear.bias": map[string]any{"dtype": "I32", "shape": []int{3}, "data_offsets": []int{0, 12}},
 		}, make([]byte, 12)), `tensor "linear.bias" has dtype I32, want F32`},
@@ -205,7 +205,7 @@ func TestReadSafetensorsRejects(t *testing.T) {
 		{"null classes", buildFile(t, tensors(), func() map[string]string { m := meta(); m["federa.classes"] = `null`; return m }()), `metadata "federa.classes": invalid JSON list of strings: got null`},
 		{"missing label", buildFile(t, tensors(), func() map[string]string { m := meta(); delete(m, "federa.label"); return m }()), `missing metadata "federa.label"`},
 		{"no metadata", buildFile(t, tensors(), nil), `missing metadata "federa.architecture"`},
-		{"architecture", buildFile(t, tensors(), func() map[string]string { m := meta(); m["federa.architecture"] = "mlp"; return m }()), `unsupported architecture "mlp"`},
+		{"architecture", buildFile(t, tensors(), func() map[string]string { m := meta(); m["federa.architecture"] = "cnn"; return m }()), `unknown model type "cnn"`},
 		{"zero scale", buildFile(t, func() Weights { w := tensors(); w[scalerScaleName].Data[2] = 0; return w }(), meta()), "scaler scale of column 2 is 0"},
 	}
 	for _, tc := range tests {

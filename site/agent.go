@@ -295,7 +295,7 @@ func (a *Agent) session(ctx context.Context) error {
 				return fmt.Errorf("task %s arrived before the weights of task %s were complete", b.Task.GetTaskId(), waiting.GetTaskId())
 			}
 			if b.Task.GetWeightsFollow() {
-				waiting, asm = b.Task, federav1.NewAssembler(b.Task.GetTaskId(), paramsFor(len(b.Task.GetFeatures()), len(b.Task.GetClasses())))
+				waiting, asm = b.Task, federav1.NewAssembler(b.Task.GetTaskId(), paramsFor(b.Task))
 				continue
 			}
 			c.start(sctx, log, b.Task, nil)

@@ -13,6 +13,7 @@ import (
 	"github.com/federa-dev/federa/models"
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/spec"
 )
 
 // Egress kinds, as the policy sees them.
@@ -58,13 +59,14 @@ func size(msgs []*federav1.SiteMessage) int64 {
 }
 
 // boundFor is the most bytes a release of this kind may take for the
-// declared model: 4 bytes a parameter plus a fixed envelope, so a task
-// cannot smuggle out more than the model it claims to send.
-func boundFor(kind string, features, classes int) int64 {
+// declared model (params: its parameter count, from its architecture): 4
+// bytes a parameter plus a fixed envelope, so a task cannot smuggle out
+// more than the model it claims to send.
+func boundFor(kind string, features, classes int, params int64) int64 {
 	const envelope = 16 << 10
 	switch kind {
 	case egressModelUpdate:
-		return int64(4*(classes*features+classes)) + envelope
+		return 4*params + envelope
 	case egressStatistics:
 		return int64(8*(2*features+1)) + int64(64*(features+classes)) + envelope
 	default:
@@ -72,11 +74,16 @@ func boundFor(kind string, features, classes int) int64 {
 	}
 }
 
-// paramsFor is how many values the weights of a task with these features
-// and classes hold: all the agent accepts from the coordinator for it, so
-// a coordinator cannot make a site allocate more than the model needs.
-func paramsFor(features, classes int) int64 {
-	return int64(classes) * int64(features+1)
+// paramsFor is how many values the weights of task t hold, by its job's
+// model architecture: all the agent accepts from the coordinator for it,
+// so a coordinator cannot make a site allocate more than the model needs.
+// A task whose model this agent does not know may send none.
+func paramsFor(t *federav1.Task) int64 {
+	arch, err := spec.ArchOf(t.GetSpec())
+	if err != nil {
+		return 0
+	}
+	return arch.NumParams(len(t.GetFeatures()), len(t.GetClasses()))
 }
 
 // checkEgress asks the policy whether exactly these bytes may leave, and

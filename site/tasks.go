@@ -160,7 +160,7 @@ func (a *Agent) stats(t *federav1.Task, ad admitted, r *release) error {
 	res.TrainRows, res.EvalRows = int64(p.train.Rows()), int64(p.eval.Rows())
 	res.RawBytes = p.train.Bytes
 	r.kind, r.records, r.dataset = egressStatistics, int64(p.train.Rows()), ad.dataset.Name
-	r.maxBytes = boundFor(egressStatistics, len(res.Features), len(res.Classes))
+	r.maxBytes = boundFor(egressStatistics, len(res.Features), len(res.Classes), 0)
 	r.input = a.taskInput(t, ad, res.Features)
 	return nil
 }
@@ -240,7 +240,14 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 	if err != nil {
 		return err
 	}
-	out, err := models.TrainLogReg(ctx, w, X, y, models.TrainConfig{
+	arch, err := spec.ArchOf(sp)
+	if err != nil {
+		return err
+	}
+	if err := arch.Check(w, len(t.GetFeatures()), len(t.GetClasses())); err != nil {
+		return fmt.Errorf("the task's %s weights: %w", arch.Name(), err)
+	}
+	out, err := arch.Train(ctx, w, X, y, models.TrainConfig{
 		Epochs:       int(sp.GetLocalEpochs()),
 		BatchSize:    int(sp.GetBatchSize()),
 		LearningRate: sp.GetLearningRate(),
@@ -268,7 +275,7 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 	r.res.Examples = int64(out.Examples)
 	r.res.TrainLoss = out.Loss
 	r.weights, r.kind, r.records, r.dataset = update, egressModelUpdate, int64(out.Examples), ad.dataset.Name
-	r.maxBytes = boundFor(egressModelUpdate, len(t.GetFeatures()), len(t.GetClasses()))
+	r.maxBytes = boundFor(egressModelUpdate, 0, 0, arch.NumParams(len(t.GetFeatures()), len(t.GetClasses())))
 	r.input = a.taskInput(t, ad, t.GetFeatures())
 	return nil
 }
@@ -300,7 +307,7 @@ func (a *Agent) eval(t *federav1.Task, w models.Weights, ad admitted, r *release
 		return err
 	}
 	r.kind, r.dataset = egressMetrics, ad.dataset.Name
-	r.maxBytes = boundFor(egressMetrics, 0, 0)
+	r.maxBytes = boundFor(egressMetrics, 0, 0, 0)
 	r.input = a.taskInput(t, ad, t.GetFeatures())
 	if p.eval.Rows() == 0 || (ad.minRecords > 0 && p.eval.Rows() < ad.minRecords) {
 		// Nothing held out, or too few rows to report on: send no figure.
@@ -311,7 +318,14 @@ func (a *Agent) eval(t *federav1.Task, w models.Weights, ad admitted, r *release
 	if err != nil {
 		return err
 	}
-	correct, loss, err := models.EvaluateLogReg(w, X, y)
+	arch, err := spec.ArchOf(t.GetSpec())
+	if err != nil {
+		return err
+	}
+	if err := arch.Check(w, len(t.GetFeatures()), len(t.GetClasses())); err != nil {
+		return fmt.Errorf("the task's %s weights: %w", arch.Name(), err)
+	}
+	correct, loss, err := arch.Evaluate(w, X, y)
 	if err != nil {
 		return fmt.Errorf("evaluate: %w", err)
 	}

@@ -259,9 +259,22 @@ func paramErrors(err error) []*models.ParamError {
 	return out
 }
 
-// Model names the model architecture.
+// Model names the model architecture and its parameters:
+// {type: logreg} or {type: mlp, hidden: [64, 32], activation: relu}.
 type Model struct {
-	Type string `yaml:"type"`
+	Type       string `yaml:"type"`
+	Hidden     []int  `yaml:"hidden,omitempty"`
+	Activation string `yaml:"activation,omitempty"`
+}
+
+// Arch is the model's architecture, or why it is not a valid one.
+func (m Model) Arch() (models.Arch, error) {
+	return models.NewArch(m.Type, models.ArchParams{Hidden: m.Hidden, Activation: m.Activation})
+}
+
+// ArchOf is the architecture of a wire spec's model.
+func ArchOf(p *federav1.JobSpec) (models.Arch, error) {
+	return FromProto(p).Model.Arch()
 }
 
 // Duration is a time.Duration written as "90s" or "2m" in YAML, shared
@@ -443,8 +456,10 @@ func (j *Job) Validate() error {
 		}
 		seen[f] = true
 	}
-	if j.Model.Type != "logreg" {
-		bad("model.type", "%q is not supported; valid: logreg", j.Model.Type)
+	if !slices.Contains(models.ArchNames(), j.Model.Type) {
+		bad("model.type", "%q is not supported; valid: %s", j.Model.Type, strings.Join(models.ArchNames(), ", "))
+	} else if _, err := j.Model.Arch(); err != nil {
+		bad("model", "%v", err)
 	}
 	if j.Rounds <= 0 || j.Rounds > 10000 {
 		bad("rounds", "%d is out of range; want 1..10000", j.Rounds)
@@ -606,7 +621,7 @@ func (j *Job) Proto() *federav1.JobSpec {
 		Dataset:        j.Dataset,
 		Label:          j.Label,
 		Features:       append([]string(nil), j.Features...),
-		Model:          &federav1.ModelSpec{Type: j.Model.Type},
+		Model:          modelProto(j.Model),
 		Rounds:         int32(j.Rounds),
 		LocalEpochs:    int32(j.LocalEpochs),
 		BatchSize:      int32(j.BatchSize),
@@ -653,7 +668,7 @@ func FromProto(p *federav1.JobSpec) *Job {
 		Dataset:      p.GetDataset(),
 		Label:        p.GetLabel(),
 		Features:     append([]string(nil), p.GetFeatures()...),
-		Model:        Model{Type: p.GetModel().GetType()},
+		Model:        modelFromProto(p.GetModel()),
 		Rounds:       int(p.GetRounds()),
 		LocalEpochs:  int(p.GetLocalEpochs()),
 		BatchSize:    int(p.GetBatchSize()),
@@ -703,4 +718,20 @@ func CheckProto(p *federav1.JobSpec) (*federav1.JobSpec, error) {
 		return nil, err
 	}
 	return proto.Clone(j.Proto()).(*federav1.JobSpec), nil
+}
+
+func modelProto(m Model) *federav1.ModelSpec {
+	out := &federav1.ModelSpec{Type: m.Type, Activation: m.Activation}
+	for _, h := range m.Hidden {
+		out.Hidden = append(out.Hidden, int32(min(max(h, math.MinInt32), math.MaxInt32)))
+	}
+	return out
+}
+
+func modelFromProto(p *federav1.ModelSpec) Model {
+	m := Model{Type: p.GetType(), Activation: p.GetActivation()}
+	for _, h := range p.GetHidden() {
+		m.Hidden = append(m.Hidden, int(h))
+	}
+	return m
 }

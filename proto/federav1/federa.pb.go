@@ -673,8 +673,11 @@ func (x *DPSpec) GetClipNorm() float64 {
 }
 
 type ModelSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// mlp: hidden layer sizes, and their activation (relu or tanh).
+	Hidden        []int32 `protobuf:"varint,2,rep,packed,name=hidden,proto3" json:"hidden,omitempty"`
+	Activation    string  `protobuf:"bytes,3,opt,name=activation,proto3" json:"activation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -712,6 +715,20 @@ func (*ModelSpec) Descriptor() ([]byte, []int) {
 func (x *ModelSpec) GetType() string {
 	if x != nil {
 		return x.Type
+	}
+	return ""
+}
+
+func (x *ModelSpec) GetHidden() []int32 {
+	if x != nil {
+		return x.Hidden
+	}
+	return nil
+}
+
+func (x *ModelSpec) GetActivation() string {
+	if x != nil {
+		return x.Activation
 	}
 	return ""
 }
@@ -3773,9 +3790,13 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x06DPSpec\x12\x18\n" +
 	"\aepsilon\x18\x01 \x01(\x01R\aepsilon\x12\x14\n" +
 	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12\x1b\n" +
-	"\tclip_norm\x18\x03 \x01(\x01R\bclipNorm\"\x1f\n" +
+	"\tclip_norm\x18\x03 \x01(\x01R\bclipNorm\"W\n" +
 	"\tModelSpec\x12\x12\n" +
-	"\x04type\x18\x01 \x01(\tR\x04type\"\xcb\x02\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06hidden\x18\x02 \x03(\x05R\x06hidden\x12\x1e\n" +
+	"\n" +
+	"activation\x18\x03 \x01(\tR\n" +
+	"activation\"\xcb\x02\n" +
 	"\vSiteMessage\x12(\n" +
 	"\x05hello\x18\x01 \x01(\v2\x10.federa.v1.HelloH\x00R\x05hello\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.federa.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
