@@ -133,6 +133,14 @@ func (a *Agent) policyInput(t *federav1.Task, ds *Dataset, features []string) po
 		},
 		Destination: policy.Destination{ID: a.cfg.CoordinatorID.String(), Jurisdiction: a.cfg.CoordinatorJurisdiction},
 	}
+	if m := sp.GetModel(); len(m.GetHidden()) > 0 || m.GetActivation() != "" {
+		// A policy may bound a model's shape (how much it can memorize).
+		hidden := make([]any, len(m.GetHidden()))
+		for i, h := range m.GetHidden() {
+			hidden[i] = int(h)
+		}
+		in.Job.Model.Params["hidden"], in.Job.Model.Params["activation"] = hidden, m.GetActivation()
+	}
 	if dp := sp.GetPrivacy().GetDp(); dp != nil {
 		in.Job.Privacy.DP = &policy.DP{Epsilon: dp.GetEpsilon(), Delta: dp.GetDelta(), ClipNorm: dp.GetClipNorm()}
 	}
