@@ -103,33 +103,53 @@ func TestDemoJSON(t *testing.T) {
 		t.Fatalf("a label the model never saw: %+v, %v; want it scored as one wrong row", ev2, err)
 	}
 	t.Run("python reads the model with the numpy snippet in docs/models.md", func(t *testing.T) {
-		py := pythonWithNumpy(t)
-		doc, err := os.ReadFile("../docs/models.md")
+		numpyAgrees(t, mp, filepath.Join(state, "data", "test.csv"), ev.Accuracy)
+	})
+	t.Run("an mlp, in the same snippet", func(t *testing.T) {
+		state := t.TempDir()
+		out, errs, code := execute(t, "demo", "--output", "json", "--state", state, "--model", "mlp", "--hidden", "16,8", "--activation", "tanh", "--rounds", "3")
+		if code != 0 {
+			t.Fatalf("mlp demo exit %d: %s\n%s", code, errs, out)
+		}
+		mp := filepath.Join(state, "model.safetensors")
+		ev, err := evaluateModelFile(mp, filepath.Join(state, "data", "test.csv"), "")
+		if err != nil || ev.Accuracy < 0.9 {
+			t.Fatalf("the federated mlp scores %v (%v)", ev, err)
+		}
+		numpyAgrees(t, mp, filepath.Join(state, "data", "test.csv"), ev.Accuracy)
+	})
+}
+
+// numpyAgrees runs the docs/models.md snippet on a model file and a CSV,
+// and requires the accuracy it prints to be federa's.
+func numpyAgrees(t *testing.T, model, csv string, want float64) {
+	t.Helper()
+	py := pythonWithNumpy(t)
+	doc, err := os.ReadFile("../docs/models.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(doc), "```python\n")
+	snippet, _, _ := strings.Cut(rest, "```")
+	cmd := exec.Command(py, "-c", snippet)
+	cmd.Dir = t.TempDir()
+	for _, f := range []string{model, csv} {
+		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, rest, _ := strings.Cut(string(doc), "```python\n")
-		snippet, _, _ := strings.Cut(rest, "```")
-		cmd := exec.Command(py, "-c", snippet)
-		cmd.Dir = t.TempDir()
-		for _, f := range []string{mp, filepath.Join(state, "data", "test.csv")} {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(cmd.Dir, filepath.Base(f)), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
+		if err := os.WriteFile(filepath.Join(cmd.Dir, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("python: %v\n%s", err, out)
-		}
-		got, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
-		if err != nil || math.Abs(got-ev.Accuracy) > 1e-9 {
-			t.Fatalf("python computed accuracy %q, federa %v", out, ev.Accuracy)
-		}
-	})
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	got, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil || math.Abs(got-want) > 1e-9 {
+		t.Fatalf("python computed accuracy %q, federa %v", out, want)
+	}
 }
 
 // pythonWithNumpy finds a python3 that has numpy (.ci/run installs Debian's

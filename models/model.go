@@ -139,11 +139,16 @@ func WriteSafetensors(w io.Writer, m *Model) error {
 	if err := m.Validate(); err != nil {
 		return fmt.Errorf("writing model: invalid model: %w", err)
 	}
+	// The architecture's tensors (Validate checked them) and the scaler.
 	tensors := Weights{
-		WeightName:      m.Weights[WeightName],
-		BiasName:        m.Weights[BiasName],
 		scalerMeanName:  {Name: scalerMeanName, Shape: []int{len(m.Features)}, Data: toFloat32s(m.Scaler.Mean)},
 		scalerScaleName: {Name: scalerScaleName, Shape: []int{len(m.Features)}, Data: toFloat32s(m.Scaler.Scale)},
+	}
+	for name, t := range m.Weights {
+		if _, clash := tensors[name]; clash {
+			return fmt.Errorf("writing model: weight tensor %q clashes with the scaler's", name)
+		}
+		tensors[name] = t
 	}
 	views, err := tensorViews(tensors)
 	if err != nil {
