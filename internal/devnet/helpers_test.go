@@ -223,3 +223,22 @@ func (s *tappedStream) RecvMsg(m any) error {
 func withTap(tap *wireTap) func(*coordinator.Config) {
 	return func(c *coordinator.Config) { c.ServerOptions = append(c.ServerOptions, tap.option()) }
 }
+
+// restartCoordinator stops the coordinator (which waits for every job
+// runner to return) and starts it again on the same state, and returns a
+// client for alice on the new one, closed at the end of the test.
+func restartCoordinator(t *testing.T, n *devnet.Net) federav1.JobServiceClient {
+	t.Helper()
+	if err := n.StopCoordinator(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.StartCoordinator(); err != nil {
+		t.Fatal(err)
+	}
+	c, closeFn, err := n.Dial("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	return c
+}

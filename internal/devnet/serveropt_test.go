@@ -65,17 +65,7 @@ func TestServerOptimizerResumesExactly(t *testing.T) {
 	case <-time.After(hangBound):
 		t.Fatal("round 3 never started")
 	}
-	if err := n.StopCoordinator(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.StartCoordinator(); err != nil {
-		t.Fatal(err)
-	}
-	c2, closeFn2, err := n.Dial("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFn2()
+	c2 := restartCoordinator(t, n)
 	final := waitFinal(t, c2, job.GetId())
 	if final.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		t.Fatalf("resumed job %s: %s", final.GetStatus(), final.GetMessage())

@@ -188,17 +188,7 @@ func TestCancelRunningJob(t *testing.T) {
 	// Stopping the coordinator waits for every job runner to return, the
 	// cancelled job's too: whatever it was still going to write is stored
 	// by then, and a restart reads what is stored.
-	if err := n.StopCoordinator(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.StartCoordinator(); err != nil {
-		t.Fatal(err)
-	}
-	c2, closeFn2, err := n.Dial("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFn2()
+	c2 := restartCoordinator(t, n)
 	again, err := c2.GetJob(context.Background(), &federav1.GetJobRequest{Id: job.GetId()})
 	if err != nil || again.GetStatus() != federav1.JobStatus_JOB_STATUS_CANCELLED || again.GetMessage() != "wrong dataset" || final.GetRoundsCompleted() != again.GetRoundsCompleted() {
 		t.Fatalf("cancelled job changed afterwards: %s %q, %d rounds (%v)", again.GetStatus(), again.GetMessage(), again.GetRoundsCompleted(), err)
