@@ -40,6 +40,7 @@ type demoFlags struct {
 	features   string
 	model      string
 	strategy   string
+	optimizer  string
 	hidden     []int
 	activation string
 	rounds     int
@@ -170,6 +171,7 @@ everything it made in DIR.`,
 	fl.IntSliceVar(&f.hidden, "hidden", nil, "hidden layer sizes of an mlp, e.g. 32 or 64,32")
 	fl.StringVar(&f.activation, "activation", "", "activation between an mlp's layers: relu (default) or tanh")
 	fl.StringVar(&f.strategy, "strategy", "fedavg", "how the coordinator combines updates: "+strings.Join(models.AggregatorNames(), ", ")+", with its default parameters (see docs/jobs.md)")
+	fl.StringVar(&f.optimizer, "optimizer", "sgd", "the sites' local optimizer: "+strings.Join(models.OptimizerNames(), ", ")+", with its default parameters (see docs/jobs.md)")
 	fl.IntVar(&f.rounds, "rounds", 10, "federated rounds")
 	fl.IntVar(&f.epochs, "local-epochs", 2, "local epochs per round")
 	fl.IntVar(&f.batch, "batch-size", 16, "minibatch size")
@@ -323,6 +325,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		Model: spec.Model{Type: f.model, Hidden: f.hidden, Activation: f.activation}, Rounds: f.rounds, LocalEpochs: f.epochs, BatchSize: f.batch,
 		LearningRate: f.lr, L2: f.l2, MinSites: minSites, RoundTimeout: spec.Duration(f.timeout),
 		Sites: names, Seed: f.seed, Aggregator: spec.Aggregator{Name: f.strategy},
+		Optimizer: spec.Optimizer{Name: f.optimizer},
 	}
 	j.ApplyDefaults()
 	if err := j.Validate(); err != nil {
@@ -601,6 +604,7 @@ func centralAccuracy(ctx context.Context, sites []devnet.SiteSpec, testPath stri
 	}
 	res, err := arch.Train(ctx, w0, scaler.Apply(X), y, models.TrainConfig{
 		Epochs: j.Rounds * j.LocalEpochs, BatchSize: j.BatchSize, LearningRate: j.LearningRate, L2: j.L2, Seed: j.Seed,
+		Optimizer: j.Optimizer.Config(),
 	})
 	if err != nil {
 		return 0, err

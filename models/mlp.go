@@ -360,8 +360,18 @@ func (n *mlpNet) gradient(wk *mlpWork, X *mat.Dense, y []int, rows []int, l2, mu
 	return ce * inv
 }
 
-// step applies θ ← θ − lr·∇ with the gradient in wk.
-func (n *mlpNet) step(wk *mlpWork, lr float64) {
+// step applies opt's rule with the gradient in wk; plain SGD is
+// θ ← θ − lr·∇. Layer l's weight is opt's parameter 2l, its bias 2l+1.
+func (n *mlpNet) step(wk *mlpWork, opt *optimizer) {
+	if !opt.plain() {
+		opt.begin()
+		for l := range n.w {
+			opt.update(2*l, n.w[l].RawMatrix().Data, wk.gw[l].RawMatrix().Data)
+			opt.update(2*l+1, n.b[l], wk.gb[l])
+		}
+		return
+	}
+	lr := opt.lr
 	for l := range n.w {
 		w, g := n.w[l].RawMatrix().Data, wk.gw[l].RawMatrix().Data
 		for i, v := range g {
@@ -415,6 +425,7 @@ func (a mlpArch) Train(ctx context.Context, w Weights, X *mat.Dense, y []int, cf
 
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x666564657261)) // "federa", as TrainLogReg
 	order := make([]int, n)
+	opt := newOptimizer(cfg.Optimizer, cfg.LearningRate)
 	var epochLoss float64
 	for range cfg.Epochs {
 		shuffle(rng, order)
@@ -428,7 +439,7 @@ func (a mlpArch) Train(ctx context.Context, w Weights, X *mat.Dense, y []int, cf
 			if math.IsNaN(ce) || math.IsInf(ce, 0) {
 				return TrainResult{}, fmt.Errorf("training mlp: diverged: loss is %v (try a smaller learning rate)", ce)
 			}
-			net.step(wk, cfg.LearningRate)
+			net.step(wk, opt)
 			epochLoss += ce * float64(len(rows))
 		}
 	}

@@ -25,6 +25,9 @@ type TrainConfig struct {
 	// every parameter, θ₀ being the weights training starts from (the
 	// global model). 0 is plain training, bit for bit.
 	ProxMu float64
+	// Optimizer is the update rule applied to each batch's gradient; the
+	// zero value is plain SGD. Its state starts fresh every call.
+	Optimizer OptimizerConfig
 }
 
 // TrainResult is the outcome of local training.
@@ -50,10 +53,14 @@ func (c TrainConfig) validate() error {
 	case !(c.ProxMu >= 0) || math.IsInf(c.ProxMu, 0):
 		return fmt.Errorf("proximal mu must be non-negative and finite, got %v", c.ProxMu)
 	}
+	if err := c.Optimizer.Validate(); err != nil {
+		return fmt.Errorf("optimizer: %w", err)
+	}
 	return nil
 }
 
-// TrainLogReg runs minibatch SGD on the multinomial logistic regression w
+// TrainLogReg runs minibatch training (cfg.Optimizer; plain SGD by default)
+// on the multinomial logistic regression w
 // using gorgonia autodiff and returns the new weights; w is not modified.
 // X must already be standardized (n×F) and y holds class indices in [0,K).
 //
@@ -102,6 +109,7 @@ func TrainLogReg(ctx context.Context, w Weights, X *mat.Dense, y []int, cfg Trai
 
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x666564657261)) // "federa"
 	order := make([]int, n)
+	opt := newOptimizer(cfg.Optimizer, cfg.LearningRate)
 	var epochLoss float64
 	for range cfg.Epochs {
 		shuffle(rng, order)
@@ -111,7 +119,7 @@ func TrainLogReg(ctx context.Context, w Weights, X *mat.Dense, y []int, cfg Trai
 				return TrainResult{}, fmt.Errorf("training logreg: %w", err)
 			}
 			rows := order[start:min(start+t.batch, n)]
-			ce, err := t.step(X, y, rows, cfg.LearningRate)
+			ce, err := t.step(X, y, rows, opt)
 			if err != nil {
 				return TrainResult{}, fmt.Errorf("training logreg: %w", err)
 			}
@@ -281,8 +289,8 @@ func newTrainer(m logReg, batch int, l2, proxMu float64) (*trainer, error) {
 }
 
 // step loads the given rows as one batch, runs forward and backward, applies
-// a plain SGD update in place and returns the batch's mean cross-entropy.
-func (t *trainer) step(X *mat.Dense, y []int, rows []int, lr float64) (float64, error) {
+// opt's update in place and returns the batch's mean cross-entropy.
+func (t *trainer) step(X *mat.Dense, y []int, rows []int, opt *optimizer) (float64, error) {
 	f, k := t.features, t.classes
 	clear(t.yBuf)
 	clear(t.exBuf)
@@ -316,6 +324,8 @@ func (t *trainer) step(X *mat.Dense, y []int, rows []int, lr float64) (float64, 
 	}
 	// The update writes into the parameter nodes' own values (as gorgonia's
 	// solvers do), so the next run sees it without rebinding.
+	lr := opt.lr
+	opt.begin()
 	for pi, p := range []*G.Node{t.w, t.b} {
 		want := p.Shape().TotalSize()
 		data, err := float64Data(p.Value(), want)
@@ -330,12 +340,22 @@ func (t *trainer) step(X *mat.Dense, y []int, rows []int, lr float64) (float64, 
 		if err != nil {
 			return 0, fmt.Errorf("reading gradient of %s: %w", p.Name(), err)
 		}
-		if t.proxMu > 0 {
+		switch {
+		case !opt.plain():
+			// gd is cleared below, so it can carry the whole gradient.
+			if t.proxMu > 0 {
+				ref := [][]float64{t.proxW, t.proxB}[pi]
+				for i, v := range gd {
+					gd[i] = v + t.proxMu*(data[i]-ref[i])
+				}
+			}
+			opt.update(pi, data, gd)
+		case t.proxMu > 0:
 			ref := [][]float64{t.proxW, t.proxB}[pi]
 			for i, v := range gd {
 				data[i] -= lr * (v + t.proxMu*(data[i]-ref[i]))
 			}
-		} else {
+		default:
 			for i, v := range gd {
 				data[i] -= lr * v
 			}

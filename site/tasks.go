@@ -254,6 +254,7 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 		L2:           sp.GetL2(),
 		Seed:         TrainSeed(sp.GetSeed(), a.cfg.Identity.ID().String(), t.GetRound()),
 		ProxMu:       mu,
+		Optimizer:    spec.OptimizerOf(sp),
 	})
 	if err != nil {
 		return fmt.Errorf("local training: %w", err)

@@ -34,6 +34,7 @@ const (
 	DefaultEvalFraction = 0.2
 	DefaultModel        = "logreg"
 	DefaultAggregator   = "fedavg"
+	DefaultOptimizer    = models.OptimizerSGD
 	DefaultLabel        = "label"
 )
 
@@ -55,6 +56,7 @@ type Job struct {
 	EvalFraction *float64   `yaml:"eval_fraction"`
 	Seed         int64      `yaml:"seed"`
 	Aggregator   Aggregator `yaml:"aggregator"`
+	Optimizer    Optimizer  `yaml:"optimizer"`
 	Project      string     `yaml:"project"`
 	Privacy      Privacy    `yaml:"privacy"`
 }
@@ -257,6 +259,144 @@ func paramErrors(err error) []*models.ParamError {
 	}
 	walk(err)
 	return out
+}
+
+// Optimizer is the sites' local optimizer and its parameters. In YAML it is
+// a name (optimizer: adam) or a mapping (optimizer: {name: sgd, momentum:
+// 0.9}). A nil parameter was not given; the optimizer's default applies.
+type Optimizer struct {
+	Name     string
+	Momentum *float64 // sgd: heavy-ball momentum
+	Beta1    *float64 // adam: first-moment decay
+	Beta2    *float64 // adam: second-moment decay
+	Eps      *float64 // adam: denominator floor
+}
+
+// optimizerKeys are the keys of the mapping form, as docs/jobs.md lists
+// them.
+const optimizerKeys = "name, momentum, beta1, beta2, eps"
+
+// UnmarshalYAML accepts the name form and the mapping form, reporting
+// problems as Aggregator.UnmarshalYAML does.
+func (o *Optimizer) UnmarshalYAML(n *yaml.Node) error {
+	bad := func(line int, format string, args ...any) error {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field optimizer: ", line) + fmt.Sprintf(format, args...)}}
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		var name string
+		if err := n.Decode(&name); err != nil {
+			return err
+		}
+		*o = Optimizer{Name: name}
+		return nil
+	case yaml.MappingNode:
+	default:
+		return bad(n.Line, "want an optimizer name (sgd or adam) or a mapping of %s (e.g. {name: sgd, momentum: 0.9})", optimizerKeys)
+	}
+	var out Optimizer
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if seen[k.Value] {
+			return bad(k.Line, "key %q given twice", k.Value)
+		}
+		seen[k.Value] = true
+		var err error
+		switch k.Value {
+		case "name":
+			err = v.Decode(&out.Name)
+		case "momentum", "beta1", "beta2", "eps":
+			dst := new(float64)
+			err = v.Decode(dst)
+			*out.param(k.Value) = dst
+		default:
+			return bad(k.Line, "unknown key %q (valid: %s)", k.Value, optimizerKeys)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if out.Name == "" {
+		return bad(n.Line, "the mapping form needs a name, e.g. {name: adam, beta1: 0.9}")
+	}
+	*o = out
+	return nil
+}
+
+// param is the field behind a parameter's YAML key.
+func (o *Optimizer) param(key string) **float64 {
+	return map[string]**float64{"momentum": &o.Momentum, "beta1": &o.Beta1, "beta2": &o.Beta2, "eps": &o.Eps}[key]
+}
+
+// MarshalYAML writes the name form when no parameter is set.
+func (o Optimizer) MarshalYAML() (any, error) {
+	if o == (Optimizer{Name: o.Name}) {
+		return o.Name, nil
+	}
+	return struct {
+		Name     string   `yaml:"name"`
+		Momentum *float64 `yaml:"momentum,omitempty"`
+		Beta1    *float64 `yaml:"beta1,omitempty"`
+		Beta2    *float64 `yaml:"beta2,omitempty"`
+		Eps      *float64 `yaml:"eps,omitempty"`
+	}{o.Name, o.Momentum, o.Beta1, o.Beta2, o.Eps}, nil
+}
+
+// Config is the models form with the optimizer's defaults applied to
+// parameters left out. A parameter the optimizer does not take is passed
+// through, so models refuses it.
+func (o Optimizer) Config() models.OptimizerConfig {
+	c := models.OptimizerConfig{Name: o.Name}
+	if c.Name == "" {
+		c.Name = DefaultOptimizer
+	}
+	if c.Name == models.OptimizerAdam {
+		c.Beta1, c.Beta2, c.Eps = models.DefaultAdamBeta1, models.DefaultAdamBeta2, models.DefaultAdamEps
+	}
+	for _, p := range []struct {
+		dst *float64
+		src *float64
+	}{{&c.Momentum, o.Momentum}, {&c.Beta1, o.Beta1}, {&c.Beta2, o.Beta2}, {&c.Eps, o.Eps}} {
+		if p.src != nil {
+			*p.dst = *p.src
+		}
+	}
+	return c
+}
+
+// OptimizerOf is the local optimizer of a wire spec, defaults applied.
+func OptimizerOf(p *federav1.JobSpec) models.OptimizerConfig {
+	return FromProto(p).Optimizer.Config()
+}
+
+// validate checks the name and each parameter given. A parameter the
+// optimizer does not take is refused even when written as 0, which the
+// models form could not tell from absent.
+//
+// An empty name is sgd, and is left empty rather than defaulted so that
+// specs from before optimizers existed keep their exact wire form.
+func (o Optimizer) validate(bad func(field, format string, args ...any)) {
+	name := o.Config().Name
+	names := models.OptimizerNames()
+	if !slices.Contains(names, name) {
+		bad("optimizer", "%q is not supported; valid: %s", name, strings.Join(names, ", "))
+		return
+	}
+	takes := map[string][]string{models.OptimizerSGD: {"momentum"}, models.OptimizerAdam: {"beta1", "beta2", "eps"}}[name]
+	refused := false
+	for _, k := range []string{"momentum", "beta1", "beta2", "eps"} {
+		if *o.param(k) != nil && !slices.Contains(takes, k) {
+			bad("optimizer."+k, "%s does not take %s; it takes %s", name, k, strings.Join(takes, ", "))
+			refused = true
+		}
+	}
+	if refused {
+		return
+	}
+	for _, pe := range paramErrors(o.Config().Validate()) {
+		bad("optimizer."+pe.Param, "%s", pe.Reason)
+	}
 }
 
 // Model names the model architecture and its parameters:
@@ -508,6 +648,7 @@ func (j *Job) Validate() error {
 		}
 	}
 	j.Aggregator.validate(j, bad)
+	j.Optimizer.validate(bad)
 	if dp := j.Privacy.DP; dp != nil {
 		if !(dp.Epsilon > 0 && dp.Epsilon <= 100) {
 			bad("privacy.dp.epsilon", "%v is out of range; want 0 < epsilon ≤ 100", dp.Epsilon)
@@ -643,6 +784,11 @@ func (j *Job) Proto() *federav1.JobSpec {
 		AggregatorMu:       clonePtr(j.Aggregator.Mu),
 		Project:            j.Project,
 		Privacy:            privacyProto(j.Privacy),
+		Optimizer:          j.Optimizer.Name,
+		OptimizerMomentum:  clonePtr(j.Optimizer.Momentum),
+		OptimizerBeta1:     clonePtr(j.Optimizer.Beta1),
+		OptimizerBeta2:     clonePtr(j.Optimizer.Beta2),
+		OptimizerEps:       clonePtr(j.Optimizer.Eps),
 	}
 }
 
@@ -697,6 +843,10 @@ func FromProto(p *federav1.JobSpec) *Job {
 	j.Aggregator.Beta2 = clonePtr(p.AggregatorBeta2)
 	j.Aggregator.Tau = clonePtr(p.AggregatorTau)
 	j.Aggregator.Mu = clonePtr(p.AggregatorMu)
+	j.Optimizer = Optimizer{
+		Name: p.GetOptimizer(), Momentum: clonePtr(p.OptimizerMomentum), Beta1: clonePtr(p.OptimizerBeta1),
+		Beta2: clonePtr(p.OptimizerBeta2), Eps: clonePtr(p.OptimizerEps),
+	}
 	if dp := p.GetPrivacy().GetDp(); dp != nil {
 		j.Privacy.DP = &DP{Epsilon: dp.GetEpsilon(), Delta: dp.GetDelta(), ClipNorm: dp.GetClipNorm()}
 	}

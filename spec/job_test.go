@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
@@ -632,5 +633,110 @@ func TestExplicitZerosAreErrors(t *testing.T) {
 	}
 	if _, err := Parse("job.yaml", []byte(minimal+"seed: 0\nl2: 0\n")); err != nil {
 		t.Fatalf("fields whose zero is meaningful: %v", err)
+	}
+}
+
+func TestParseOptimizer(t *testing.T) {
+	tests := []struct {
+		name   string
+		yaml   string
+		want   Optimizer
+		config models.OptimizerConfig // with defaults applied
+	}{
+		{"left out is sgd", minimal, Optimizer{}, models.OptimizerConfig{Name: "sgd"}},
+		{"name form sgd", minimal + "optimizer: sgd\n", Optimizer{Name: "sgd"}, models.OptimizerConfig{Name: "sgd"}},
+		{"sgd momentum", minimal + "optimizer: {name: sgd, momentum: 0.9}\n", Optimizer{Name: "sgd", Momentum: ptr(0.9)}, models.OptimizerConfig{Name: "sgd", Momentum: 0.9}},
+		{"sgd momentum zero is kept", minimal + "optimizer: {name: sgd, momentum: 0}\n", Optimizer{Name: "sgd", Momentum: ptr(0.0)}, models.OptimizerConfig{Name: "sgd"}},
+		{"name form adam gets torch defaults", minimal + "optimizer: adam\n", Optimizer{Name: "adam"}, models.AdamConfig()},
+		{"adam all params", minimal + "optimizer: {name: adam, beta1: 0.9, beta2: 0.999, eps: 1e-8}\n",
+			Optimizer{Name: "adam", Beta1: ptr(0.9), Beta2: ptr(0.999), Eps: ptr(1e-8)}, models.AdamConfig()},
+		{"adam block mapping, some params", minimal + "optimizer:\n  name: adam\n  beta1: 0\n  eps: 1e-6\n",
+			Optimizer{Name: "adam", Beta1: ptr(0.0), Eps: ptr(1e-6)}, models.OptimizerConfig{Name: "adam", Beta1: 0, Beta2: 0.999, Eps: 1e-6}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := Parse("job.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(j.Optimizer, tt.want) {
+				t.Errorf("optimizer = %+v, want %+v", j.Optimizer, tt.want)
+			}
+			if got := j.Optimizer.Config(); got != tt.config {
+				t.Errorf("Config() = %+v, want %+v", got, tt.config)
+			}
+			// The wire carries exactly the parameters given, and back; a
+			// site reads the same configuration off it.
+			if back := FromProto(j.Proto()); !reflect.DeepEqual(back.Optimizer, tt.want) {
+				t.Errorf("through the wire: %+v, want %+v", back.Optimizer, tt.want)
+			}
+			checked, err := CheckProto(j.Proto())
+			if err != nil {
+				t.Fatalf("CheckProto: %v", err)
+			}
+			if got := OptimizerOf(checked); got != tt.config {
+				t.Errorf("OptimizerOf(CheckProto) = %+v, want %+v", got, tt.config)
+			}
+			out, err := yaml.Marshal(j)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Parse("out.yaml", out)
+			if err != nil {
+				t.Fatalf("Parse(Marshal): %v\n%s", err, out)
+			}
+			if !reflect.DeepEqual(again.Optimizer, tt.want) {
+				t.Errorf("round trip: %+v, want %+v\n%s", again.Optimizer, tt.want, out)
+			}
+		})
+	}
+}
+
+func TestParseOptimizerErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // every substring must appear in the error
+	}{
+		{"unknown name", minimal + "optimizer: rmsprop\n", []string{"field optimizer:", `"rmsprop" is not supported`, "valid: sgd, adam"}},
+		{"unknown name in mapping", minimal + "optimizer: {name: lbfgs}\n", []string{"field optimizer:", `"lbfgs" is not supported`}},
+		{"unknown key", minimal + "optimizer: {name: sgd, nesterov: true}\n", []string{"line 3", "field optimizer", `unknown key "nesterov"`, "valid: name, momentum, beta1, beta2, eps"}},
+		{"unknown key in block", minimal + "optimizer:\n  name: adam\n  amsgrad: true\n", []string{"line 5", `unknown key "amsgrad"`}},
+		{"key twice", minimal + "optimizer: {name: sgd, momentum: 0.5, momentum: 0.9}\n", []string{"line 3", `key "momentum" given twice`}},
+		{"mapping without name", minimal + "optimizer: {momentum: 0.9}\n", []string{"line 3", "field optimizer", "needs a name"}},
+		{"a list", minimal + "optimizer: [adam]\n", []string{"line 3", "field optimizer", "want an optimizer name"}},
+		{"momentum not a number", minimal + "optimizer: {name: sgd, momentum: high}\n", []string{"line 3", "high", "float64"}},
+		{"momentum one", minimal + "optimizer: {name: sgd, momentum: 1}\n", []string{"field optimizer.momentum:", "1 is out of range", "0 ≤ momentum < 1"}},
+		{"momentum negative", minimal + "optimizer: {name: sgd, momentum: -0.1}\n", []string{"field optimizer.momentum:", "-0.1 is out of range"}},
+		{"momentum NaN", minimal + "optimizer: {name: sgd, momentum: .nan}\n", []string{"field optimizer.momentum:", "NaN is out of range"}},
+		{"beta1 one", minimal + "optimizer: {name: adam, beta1: 1}\n", []string{"field optimizer.beta1:", "1 is out of range", "0 ≤ beta1 < 1"}},
+		{"beta1 negative", minimal + "optimizer: {name: adam, beta1: -0.5}\n", []string{"field optimizer.beta1:", "-0.5 is out of range"}},
+		{"beta2 one", minimal + "optimizer: {name: adam, beta2: 1}\n", []string{"field optimizer.beta2:", "0 ≤ beta2 < 1"}},
+		{"eps zero", minimal + "optimizer: {name: adam, eps: 0}\n", []string{"field optimizer.eps:", "0 is out of range", "> 0"}},
+		{"eps negative", minimal + "optimizer: {name: adam, eps: -1e-8}\n", []string{"field optimizer.eps:", "-1e-08 is out of range"}},
+		{"eps infinite", minimal + "optimizer: {name: adam, eps: .inf}\n", []string{"field optimizer.eps:", "+Inf is out of range"}},
+		{"several bad at once", minimal + "optimizer: {name: adam, beta1: 2, eps: 0}\n", []string{"field optimizer.beta1:", "field optimizer.eps:"}},
+		{"momentum to adam", minimal + "optimizer: {name: adam, momentum: 0.9}\n", []string{"field optimizer.momentum:", "adam does not take momentum; it takes beta1, beta2, eps"}},
+		{"beta1 to sgd, even zero", minimal + "optimizer: {name: sgd, beta1: 0}\n", []string{"field optimizer.beta1:", "sgd does not take beta1; it takes momentum"}},
+		{"eps to sgd", minimal + "optimizer: {name: sgd, eps: 1e-8}\n", []string{"field optimizer.eps:", "sgd does not take eps"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := Parse("job.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("Parse accepted %q as %+v", tt.yaml, j)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	// A wire spec gets the same checks as a file.
+	bad := fullJob().Proto()
+	bad.Optimizer, bad.OptimizerEps = "adam", ptr(0.0)
+	if _, err := CheckProto(bad); err == nil || !strings.Contains(err.Error(), "field optimizer.eps:") {
+		t.Errorf("CheckProto(adam, eps 0) = %v, want a field optimizer.eps error", err)
 	}
 }

@@ -337,9 +337,18 @@ type JobSpec struct {
 	AggregatorBeta2    *float64 `protobuf:"fixed64,23,opt,name=aggregator_beta2,json=aggregatorBeta2,proto3,oneof" json:"aggregator_beta2,omitempty"`
 	AggregatorTau      *float64 `protobuf:"fixed64,24,opt,name=aggregator_tau,json=aggregatorTau,proto3,oneof" json:"aggregator_tau,omitempty"`
 	// fedprox's proximal coefficient, applied by the sites in training.
-	AggregatorMu  *float64 `protobuf:"fixed64,25,opt,name=aggregator_mu,json=aggregatorMu,proto3,oneof" json:"aggregator_mu,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AggregatorMu *float64 `protobuf:"fixed64,25,opt,name=aggregator_mu,json=aggregatorMu,proto3,oneof" json:"aggregator_mu,omitempty"`
+	// The sites' local optimizer: sgd (also when empty) or adam. Its
+	// parameters are present only when the spec sets them; the optimizer's
+	// default applies otherwise (sgd: momentum 0; adam: PyTorch's
+	// beta1 0.9, beta2 0.999, eps 1e-8).
+	Optimizer         string   `protobuf:"bytes,26,opt,name=optimizer,proto3" json:"optimizer,omitempty"`
+	OptimizerMomentum *float64 `protobuf:"fixed64,27,opt,name=optimizer_momentum,json=optimizerMomentum,proto3,oneof" json:"optimizer_momentum,omitempty"`
+	OptimizerBeta1    *float64 `protobuf:"fixed64,28,opt,name=optimizer_beta1,json=optimizerBeta1,proto3,oneof" json:"optimizer_beta1,omitempty"`
+	OptimizerBeta2    *float64 `protobuf:"fixed64,29,opt,name=optimizer_beta2,json=optimizerBeta2,proto3,oneof" json:"optimizer_beta2,omitempty"`
+	OptimizerEps      *float64 `protobuf:"fixed64,30,opt,name=optimizer_eps,json=optimizerEps,proto3,oneof" json:"optimizer_eps,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -543,6 +552,41 @@ func (x *JobSpec) GetAggregatorTau() float64 {
 func (x *JobSpec) GetAggregatorMu() float64 {
 	if x != nil && x.AggregatorMu != nil {
 		return *x.AggregatorMu
+	}
+	return 0
+}
+
+func (x *JobSpec) GetOptimizer() string {
+	if x != nil {
+		return x.Optimizer
+	}
+	return ""
+}
+
+func (x *JobSpec) GetOptimizerMomentum() float64 {
+	if x != nil && x.OptimizerMomentum != nil {
+		return *x.OptimizerMomentum
+	}
+	return 0
+}
+
+func (x *JobSpec) GetOptimizerBeta1() float64 {
+	if x != nil && x.OptimizerBeta1 != nil {
+		return *x.OptimizerBeta1
+	}
+	return 0
+}
+
+func (x *JobSpec) GetOptimizerBeta2() float64 {
+	if x != nil && x.OptimizerBeta2 != nil {
+		return *x.OptimizerBeta2
+	}
+	return 0
+}
+
+func (x *JobSpec) GetOptimizerEps() float64 {
+	if x != nil && x.OptimizerEps != nil {
+		return *x.OptimizerEps
 	}
 	return 0
 }
@@ -3745,7 +3789,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x05shape\x18\x03 \x03(\x03R\x05shape\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
-	"\x04last\x18\x06 \x01(\bR\x04last\"\xf2\a\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\"\x9b\n" +
+	"\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\adataset\x18\x02 \x01(\tR\adataset\x12\x14\n" +
@@ -3775,14 +3820,24 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x10aggregator_beta1\x18\x16 \x01(\x01H\x03R\x0faggregatorBeta1\x88\x01\x01\x12.\n" +
 	"\x10aggregator_beta2\x18\x17 \x01(\x01H\x04R\x0faggregatorBeta2\x88\x01\x01\x12*\n" +
 	"\x0eaggregator_tau\x18\x18 \x01(\x01H\x05R\raggregatorTau\x88\x01\x01\x12(\n" +
-	"\raggregator_mu\x18\x19 \x01(\x01H\x06R\faggregatorMu\x88\x01\x01B\x12\n" +
+	"\raggregator_mu\x18\x19 \x01(\x01H\x06R\faggregatorMu\x88\x01\x01\x12\x1c\n" +
+	"\toptimizer\x18\x1a \x01(\tR\toptimizer\x122\n" +
+	"\x12optimizer_momentum\x18\x1b \x01(\x01H\aR\x11optimizerMomentum\x88\x01\x01\x12,\n" +
+	"\x0foptimizer_beta1\x18\x1c \x01(\x01H\bR\x0eoptimizerBeta1\x88\x01\x01\x12,\n" +
+	"\x0foptimizer_beta2\x18\x1d \x01(\x01H\tR\x0eoptimizerBeta2\x88\x01\x01\x12(\n" +
+	"\roptimizer_eps\x18\x1e \x01(\x01H\n" +
+	"R\foptimizerEps\x88\x01\x01B\x12\n" +
 	"\x10_aggregator_betaB\x0f\n" +
 	"\r_aggregator_fB\x17\n" +
 	"\x15_aggregator_server_lrB\x13\n" +
 	"\x11_aggregator_beta1B\x13\n" +
 	"\x11_aggregator_beta2B\x11\n" +
 	"\x0f_aggregator_tauB\x10\n" +
-	"\x0e_aggregator_mu\"x\n" +
+	"\x0e_aggregator_muB\x15\n" +
+	"\x13_optimizer_momentumB\x12\n" +
+	"\x10_optimizer_beta1B\x12\n" +
+	"\x10_optimizer_beta2B\x10\n" +
+	"\x0e_optimizer_eps\"x\n" +
 	"\aPrivacy\x12!\n" +
 	"\x02dp\x18\x01 \x01(\v2\x11.federa.v1.DPSpecR\x02dp\x12-\n" +
 	"\x12secure_aggregation\x18\x02 \x01(\bR\x11secureAggregation\x12\x1b\n" +
