@@ -47,6 +47,7 @@ cosign:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoadCSV -fuzztime 20000x ./dataset/
+	$(GO) test -run '^$$' -fuzz FuzzLoadIDX -fuzztime 20000x ./dataset/
 	$(GO) test -run '^$$' -fuzz FuzzReadSafetensors -fuzztime 20000x ./models/
 	$(GO) test -run '^$$' -fuzz FuzzParseJobSpec -fuzztime 20000x ./spec/
 	$(GO) test -run '^$$' -fuzz FuzzAssembler -fuzztime 20000x ./proto/federav1/
@@ -94,8 +95,18 @@ bench:
 e2e: build
 	./$(BIN) demo --output json
 
+# Fashion-MNIST (testdata/README.md) from Debian's dataset-fashion-mnist,
+# split into ten label-skewed sites under data/fashion-mnist/ (git-ignored;
+# the demo's small data sets are committed under testdata/).
+FMNIST_DEB := .cache/data/deb
+FMNIST_IN  := $(FMNIST_DEB)/usr/share/datasets/fashion-mnist
 data:
-	@echo "the demo dataset is small and committed under testdata/; nothing to fetch"
+	@if [ ! -f $(FMNIST_IN)/train-images-idx3-ubyte.gz ]; then \
+	  mkdir -p $(FMNIST_DEB) && cd .cache/data && \
+	  { apt-get download dataset-fashion-mnist || { apt-get update && apt-get download dataset-fashion-mnist; }; } && \
+	  dpkg -x dataset-fashion-mnist_*_all.deb deb; \
+	fi
+	$(GO) run ./scripts/split-idx --in $(FMNIST_IN) --out data/fashion-mnist --seed 2017 --alpha 0.5
 
 clean:
 	rm -rf bin bench.out

@@ -1,5 +1,7 @@
 // Package dataset loads a site's local tabular data: a CSV file with a header
-// row, numeric feature columns and one string class-label column.
+// row, numeric feature columns and one string class-label column, or an IDX
+// (MNIST-format) images file and its labels file read as such a table.
+// Source is the one entry point that knows the formats.
 //
 // The files are written by people, so every problem is reported as a single
 // *Error that names the file, the line as a text editor numbers it, the column,

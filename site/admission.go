@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/federa-dev/federa/attest"
-	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -60,7 +59,7 @@ func (a *Agent) findDataset(name string) *Dataset {
 // the policy could judge a name that matches nothing it declared. The
 // refusal names only the column the job asked for, never the file's.
 func touched(ds *Dataset, sp *federav1.JobSpec, drop []string) ([]string, error) {
-	header, err := dataset.ReadHeader(ds.Path)
+	header, err := ds.source().Header()
 	if err != nil {
 		return nil, redact(err)
 	}
@@ -252,7 +251,7 @@ const maxProfiledClasses = 10000
 // distinct values, whether all are numbers, and how rare the rarest is.
 // The policy judges the label's values as a release.
 func profileLabel(ds *Dataset, label string) (*policy.LabelMeta, error) {
-	counts, truncated, err := dataset.ValueCounts(ds.Path, label, maxProfiledClasses)
+	counts, truncated, err := ds.source().ValueCounts(label, maxProfiledClasses)
 	if err != nil {
 		return nil, redact(err)
 	}

@@ -8,11 +8,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/internal/config"
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -24,11 +26,18 @@ const (
 	DefaultReconnectMax = 30 * time.Second
 )
 
-// Dataset is one local file the site serves under a name.
+// Dataset is one local file (or, for IDX, a pair of files) the site
+// serves under a name.
 type Dataset struct {
 	Name   string `yaml:"name"`
 	Path   string `yaml:"path"`
-	Format string `yaml:"format"`
+	Format string `yaml:"format"` // csv (default) or idx
+	// Labels is the IDX labels file beside the images file in Path
+	// (format idx only); relative to site.yaml like Path.
+	Labels string `yaml:"labels"`
+	// Classes names IDX label values 0, 1, … (format idx only); empty
+	// reads them as "0", "1", ….
+	Classes []string `yaml:"classes"`
 	// Label, when set, is the only label column jobs may use.
 	Label string `yaml:"label"`
 	// Columns classify columns for the site's policy (input.site.dataset);
@@ -111,6 +120,9 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 	for _, d := range f.Datasets {
 		if d.Path != "" && !filepath.IsAbs(d.Path) {
 			d.Path = filepath.Join(base, d.Path)
+		}
+		if d.Labels != "" && !filepath.IsAbs(d.Labels) {
+			d.Labels = filepath.Join(base, d.Labels)
 		}
 		cfg.Datasets = append(cfg.Datasets, d)
 	}
@@ -239,10 +251,32 @@ func (c *Config) Validate() error {
 		} else if st, err := os.Stat(d.Path); err != nil {
 			errs = append(errs, fmt.Errorf("field datasets[%d].path: %w", i, err))
 		} else if st.IsDir() {
-			errs = append(errs, fmt.Errorf("field datasets[%d].path: %s is a directory; want a CSV file", i, d.Path))
+			errs = append(errs, fmt.Errorf("field datasets[%d].path: %s is a directory; want a CSV file or an IDX images file", i, d.Path))
 		}
-		if d.Format != "" && d.Format != "csv" {
-			errs = append(errs, fmt.Errorf("field datasets[%d].format: %q is not supported; valid: csv", i, d.Format))
+		switch d.Format {
+		case "", "csv":
+			if d.Labels != "" {
+				errs = append(errs, fmt.Errorf("field datasets[%d].labels: only for format idx (a CSV file holds its label column)", i))
+			}
+			if len(d.Classes) > 0 {
+				errs = append(errs, fmt.Errorf("field datasets[%d].classes: only for format idx (a CSV file holds its class names)", i))
+			}
+		case "idx":
+			if d.Labels == "" {
+				errs = append(errs, fmt.Errorf("field datasets[%d].labels: required for format idx (the labels file, e.g. train-labels-idx1-ubyte.gz)", i))
+			} else if st, err := os.Stat(d.Labels); err != nil {
+				errs = append(errs, fmt.Errorf("field datasets[%d].labels: %w", i, err))
+			} else if st.IsDir() {
+				errs = append(errs, fmt.Errorf("field datasets[%d].labels: %s is a directory; want an IDX labels file", i, d.Labels))
+			}
+			if len(d.Classes) > 256 {
+				errs = append(errs, fmt.Errorf("field datasets[%d].classes: %d names; a label is one byte, so at most 256", i, len(d.Classes)))
+			}
+			if k := firstDup(d.Classes); k >= 0 {
+				errs = append(errs, fmt.Errorf("field datasets[%d].classes[%d]: %q is empty or listed twice; class names must be unique", i, k, d.Classes[k]))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("field datasets[%d].format: %q is not supported; valid: %s", i, d.Format, strings.Join(dataset.Formats(), ", ")))
 		}
 		if d.DefaultClassification != "" && !classifications[d.DefaultClassification] {
 			errs = append(errs, fmt.Errorf("field datasets[%d].default_classification: %q; valid: public, internal, personal, special_category", i, d.DefaultClassification))
@@ -280,4 +314,21 @@ func (c *Config) setDefaults() {
 	if c.Rand == nil {
 		c.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
+}
+
+// source is where and how the dataset's data is read.
+func (d *Dataset) source() dataset.Source {
+	return dataset.Source{Format: d.Format, Path: d.Path, Labels: d.Labels, Classes: d.Classes}
+}
+
+// firstDup is the index of the first empty or repeated name, or -1.
+func firstDup(names []string) int {
+	seen := make(map[string]bool, len(names))
+	for k, n := range names {
+		if n == "" || seen[n] {
+			return k
+		}
+		seen[n] = true
+	}
+	return -1
 }

@@ -123,7 +123,7 @@ func (a *Agent) load(t *federav1.Task, ds *Dataset, features []string, ad admitt
 	}
 	key := fmt.Sprintf("%s\x00%s\x00%s\x00%v", t.GetJobId(), ds.Name, sp.GetLabel(), features)
 	p, err := a.data.get(key, func() (*prepared, error) {
-		tab, err := dataset.LoadCSV(ds.Path, dataset.Options{Label: sp.GetLabel(), Features: features})
+		tab, err := ds.source().Load(dataset.Options{Label: sp.GetLabel(), Features: features})
 		if err != nil {
 			a.log.Warn("load dataset", "dataset", ds.Name, "err", err)
 			return nil, err
