@@ -5,6 +5,7 @@
 package devnet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,7 +35,13 @@ const DefaultTrustDomain = "federa.demo"
 type SiteSpec struct {
 	Name    string // "<jurisdiction>/<name>", e.g. "eu/paris"
 	Dataset string // the name the site serves the file under
-	Path    string // the CSV file
+	Path    string // the CSV file, or the IDX images file
+	// Format, Labels and Classes are as in site.Dataset: Format is "csv"
+	// (also when empty) or "idx"; Labels is the IDX labels file and
+	// Classes names its label values 0, 1, ….
+	Format  string
+	Labels  string
+	Classes []string
 	// Columns and DefaultClassification describe the data to the site's
 	// policy (see site.Dataset); the default here is "internal".
 	Columns               []site.Column
@@ -398,7 +405,8 @@ func (n *Net) StartSite(name string) error {
 		Identity:                p.id,
 		CoordinatorAddr:         n.addr,
 		CoordinatorID:           attest.CoordinatorID(n.td),
-		Datasets: []site.Dataset{{Name: p.spec.Dataset, Path: p.spec.Path, Format: "csv",
+		Datasets: []site.Dataset{{Name: p.spec.Dataset, Path: p.spec.Path, Format: cmp.Or(p.spec.Format, "csv"),
+			Labels: p.spec.Labels, Classes: p.spec.Classes,
 			Columns: p.spec.Columns, DefaultClassification: p.spec.DefaultClassification}},
 		StateDir:     n.SiteDir(name),
 		ReconnectMin: 100 * time.Millisecond,
