@@ -101,54 +101,31 @@ const aggregatorKeys = "name, beta, f, server_lr, beta1, beta2, tau, mu"
 // returned as a *yaml.TypeError so the decoder goes on and reports the
 // rest of the file too.
 func (a *Aggregator) UnmarshalYAML(n *yaml.Node) error {
-	bad := func(line int, format string, args ...any) error {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field aggregator: ", line) + fmt.Sprintf(format, args...)}}
-	}
-	switch n.Kind {
-	case yaml.ScalarNode:
-		var name string
-		if err := n.Decode(&name); err != nil {
-			return err
-		}
-		*a = Aggregator{Name: name}
-		return nil
-	case yaml.MappingNode:
-	default:
-		return bad(n.Line, "want a strategy name (e.g. median) or a mapping of %s (e.g. {name: trimmed-mean, beta: 0.2})", aggregatorKeys)
-	}
 	var out Aggregator
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if seen[k.Value] {
-			return bad(k.Line, "key %q given twice", k.Value)
-		}
-		seen[k.Value] = true
-		var err error
-		switch k.Value {
-		case "name":
-			err = v.Decode(&out.Name)
+	name, err := decodeNamed(n, namedForm{
+		field: "aggregator", keys: aggregatorKeys,
+		scalar:  "a strategy name (e.g. median)",
+		example: "{name: trimmed-mean, beta: 0.2}",
+	}, func(key string, v *yaml.Node, bad func(int, string, ...any) error) error {
+		switch key {
 		case "beta", "server_lr", "beta1", "beta2", "tau", "mu":
 			dst := new(float64)
-			err = v.Decode(dst)
-			*out.floatParam(k.Value) = dst
+			*out.floatParam(key) = dst
+			return v.Decode(dst)
 		case "f":
 			// The decoder would truncate 1.5 to 1; a count is whole.
 			if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" {
 				return bad(v.Line, "f: %q is not a whole number; want the number of Byzantine sites to tolerate, e.g. 1", v.Value)
 			}
 			out.F = new(int)
-			err = v.Decode(out.F)
-		default:
-			return bad(k.Line, "unknown key %q (valid: %s)", k.Value, aggregatorKeys)
+			return v.Decode(out.F)
 		}
-		if err != nil {
-			return err
-		}
+		return errUnknownKey
+	})
+	if err != nil {
+		return err
 	}
-	if out.Name == "" {
-		return bad(n.Line, "the mapping form needs a name, e.g. {name: trimmed-mean, beta: 0.2}")
-	}
+	out.Name = name
 	*a = out
 	return nil
 }
@@ -279,47 +256,24 @@ const optimizerKeys = "name, momentum, beta1, beta2, eps"
 // UnmarshalYAML accepts the name form and the mapping form, reporting
 // problems as Aggregator.UnmarshalYAML does.
 func (o *Optimizer) UnmarshalYAML(n *yaml.Node) error {
-	bad := func(line int, format string, args ...any) error {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field optimizer: ", line) + fmt.Sprintf(format, args...)}}
-	}
-	switch n.Kind {
-	case yaml.ScalarNode:
-		var name string
-		if err := n.Decode(&name); err != nil {
-			return err
-		}
-		*o = Optimizer{Name: name}
-		return nil
-	case yaml.MappingNode:
-	default:
-		return bad(n.Line, "want an optimizer name (sgd or adam) or a mapping of %s (e.g. {name: sgd, momentum: 0.9})", optimizerKeys)
-	}
 	var out Optimizer
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if seen[k.Value] {
-			return bad(k.Line, "key %q given twice", k.Value)
-		}
-		seen[k.Value] = true
-		var err error
-		switch k.Value {
-		case "name":
-			err = v.Decode(&out.Name)
+	name, err := decodeNamed(n, namedForm{
+		field: "optimizer", keys: optimizerKeys,
+		scalar:  "an optimizer name (sgd or adam)",
+		example: "{name: sgd, momentum: 0.9}",
+	}, func(key string, v *yaml.Node, _ func(int, string, ...any) error) error {
+		switch key {
 		case "momentum", "beta1", "beta2", "eps":
 			dst := new(float64)
-			err = v.Decode(dst)
-			*out.param(k.Value) = dst
-		default:
-			return bad(k.Line, "unknown key %q (valid: %s)", k.Value, optimizerKeys)
+			*out.param(key) = dst
+			return v.Decode(dst)
 		}
-		if err != nil {
-			return err
-		}
+		return errUnknownKey
+	})
+	if err != nil {
+		return err
 	}
-	if out.Name == "" {
-		return bad(n.Line, "the mapping form needs a name, e.g. {name: adam, beta1: 0.9}")
-	}
+	out.Name = name
 	*o = out
 	return nil
 }
@@ -884,4 +838,54 @@ func modelFromProto(p *federav1.ModelSpec) Model {
 		m.Hidden = append(m.Hidden, int(h))
 	}
 	return m
+}
+
+// namedForm describes a spec field written either as a name or as a
+// mapping of a name and parameters (aggregator, optimizer).
+type namedForm struct {
+	field, keys, scalar, example string
+}
+
+// errUnknownKey is what a parameter decoder returns for a key it does not
+// know.
+var errUnknownKey = errors.New("unknown key")
+
+// decodeNamed reads a name-or-mapping field: the name, and each other key
+// through param. Problems are *yaml.TypeError naming the line and the
+// field, so the decoder goes on and reports the rest of the file too.
+func decodeNamed(n *yaml.Node, f namedForm, param func(key string, v *yaml.Node, bad func(int, string, ...any) error) error) (string, error) {
+	bad := func(line int, format string, args ...any) error {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s: ", line, f.field) + fmt.Sprintf(format, args...)}}
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		var name string
+		err := n.Decode(&name)
+		return name, err
+	case yaml.MappingNode:
+	default:
+		return "", bad(n.Line, "want %s or a mapping of %s (e.g. %s)", f.scalar, f.keys, f.example)
+	}
+	var name string
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if seen[k.Value] {
+			return "", bad(k.Line, "key %q given twice", k.Value)
+		}
+		seen[k.Value] = true
+		var err error
+		if k.Value == "name" {
+			err = v.Decode(&name)
+		} else if err = param(k.Value, v, bad); errors.Is(err, errUnknownKey) {
+			return "", bad(k.Line, "unknown key %q (valid: %s)", k.Value, f.keys)
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	if name == "" {
+		return "", bad(n.Line, "the mapping form needs a name, e.g. %s", f.example)
+	}
+	return name, nil
 }
