@@ -433,8 +433,9 @@ func (t *Table) Classes() []string {
 func (t *Table) ClassIndexOrUnseen(classes []string) (idx []int, unseen int, err error) {
 	index := make(map[string]int, len(classes))
 	for i, c := range classes {
-		if _, dup := index[c]; dup {
-			return nil, 0, &Error{Path: t.Path, Msg: fmt.Sprintf("class %q is listed twice in the class list", c)}
+		if j, dup := index[c]; dup {
+			return nil, 0, &Error{Path: t.Path, Msg: fmt.Sprintf(
+				"class %q is listed twice in the class list (positions %d and %d)", c, j, i)}
 		}
 		index[c] = i
 	}
@@ -455,29 +456,19 @@ func (t *Table) ClassIndexOrUnseen(classes []string) (idx []int, unseen int, err
 // classes). The error names the first label that is not in classes and the
 // line (or, for tables not loaded from a file, the row) where it occurs.
 func (t *Table) ClassIndex(classes []string) ([]int, error) {
-	index := make(map[string]int, len(classes))
-	for i, c := range classes {
-		if j, dup := index[c]; dup {
-			return nil, &Error{Path: t.Path, Msg: fmt.Sprintf(
-				"class %q is listed twice in the class list (positions %d and %d)", c, j, i)}
-		}
-		index[c] = i
+	out, unseen, err := t.ClassIndexOrUnseen(classes)
+	if err != nil || unseen == 0 {
+		return out, err
 	}
-	out := make([]int, len(t.Labels))
-	for i, l := range t.Labels {
-		k, ok := index[l]
-		if !ok {
-			e := &Error{Path: t.Path, Value: l, Msg: fmt.Sprintf("label %q is not one of the known classes %s", l, quoteAll(classes))}
-			if i < len(t.lines) {
-				e.Line = t.lines[i]
-			} else {
-				e.Msg = fmt.Sprintf("row %d: %s", i+1, e.Msg)
-			}
-			return nil, e
-		}
-		out[i] = k
+	i := slices.Index(out, -1)
+	l := t.Labels[i]
+	e := &Error{Path: t.Path, Value: l, Msg: fmt.Sprintf("label %q is not one of the known classes %s", l, quoteAll(classes))}
+	if i < len(t.lines) {
+		e.Line = t.lines[i]
+	} else {
+		e.Msg = fmt.Sprintf("row %d: %s", i+1, e.Msg)
 	}
-	return out, nil
+	return nil, e
 }
 
 func quoteAll(ss []string) string {
