@@ -93,7 +93,6 @@ func New(cfg Config) (*Agent, error) {
 	if a.witness, err = openWitness(cfg.StateDir, cfg.Identity.ID().String()); err != nil {
 		return nil, err
 	}
-	a.loadReported()
 	if err := a.openDecisions(); err != nil {
 		return nil, err
 	}

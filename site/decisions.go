@@ -2,12 +2,14 @@ package site
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -92,12 +94,27 @@ func (a *Agent) openDecisions() error {
 		return fmt.Errorf("decision journal: %w", err)
 	}
 	defer f.Close()
+	// One pass over the journal: the numbering, the records to resend, and
+	// the memory of reported decisions that entries logged before numbering
+	// are judged by (judgeUnnumbered).
+	a.reportedMu.Lock()
+	a.reported = map[string]bool{}
+	a.reportedMu.Unlock()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	first := true
 	for sc.Scan() {
 		var r federav1.DecisionRecord
-		if json.Unmarshal(sc.Bytes(), &r) != nil || r.GetSeq() == 0 {
-			continue // a torn last line, or a record from before numbering
+		if json.Unmarshal(sc.Bytes(), &r) != nil {
+			continue // a torn last line
+		}
+		if first {
+			// Entries older than the journal cannot be judged.
+			a.started, first = time.UnixMilli(r.GetUnixMs()).Add(-time.Second), false
+		}
+		a.remember(&r)
+		if r.GetSeq() == 0 {
+			continue // a record from before numbering
 		}
 		d.next = max(d.next, r.GetSeq()+1)
 		if r.GetSeq() > d.seen.Seq {
@@ -177,23 +194,22 @@ func (a *Agent) judgeDecision(i int64, e auditlog.Entry) string {
 	case seq > d.seen.Seq+1 && seq-1 > d.forgotten:
 		return fmt.Sprintf("decisions %d to %d this site reported are missing from the log (entry %d holds decision %d)", d.seen.Seq+1, seq-1, i, seq)
 	}
-	for _, r := range d.pending {
-		if r.GetSeq() != seq {
-			continue
-		}
+	// pending is in number order: find the record without a scan, so a
+	// sync of many entries against many pending records stays cheap.
+	if k, ok := slices.BinarySearchFunc(d.pending, seq, bySeq); ok {
+		r := d.pending[k]
 		if fmt.Sprint(e.Data["task"]) != r.GetTaskId() || fmt.Sprint(e.Data["kind"]) != r.GetKind() ||
 			fmt.Sprint(e.Data["input_digest"]) != r.GetInputDigest() || fmt.Sprint(e.Data["allow"]) != strconv.FormatBool(r.GetAllow()) {
 			return fmt.Sprintf("entry %d alters decision %d of this site (task %v, kind %v)", i, seq, e.Data["task"], e.Data["kind"])
 		}
 	}
 	d.seen = witnessedDecisions{Seq: seq, NextIndex: i + 1}
-	n := 0
-	for n < len(d.pending) && d.pending[n].GetSeq() <= seq {
-		n++
-	}
+	n, _ := slices.BinarySearchFunc(d.pending, seq+1, bySeq)
 	d.pending = d.pending[n:]
 	return ""
 }
+
+func bySeq(r *federav1.DecisionRecord, seq uint64) int { return cmp.Compare(r.GetSeq(), seq) }
 
 // saveWitnessed keeps how far the log has shown this site's decisions.
 func (a *Agent) saveWitnessed() error {

@@ -1,8 +1,6 @@
 package site
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -236,37 +234,4 @@ func (a *Agent) reportedSince(e auditlog.Entry) bool {
 	a.reportedMu.Lock()
 	defer a.reportedMu.Unlock()
 	return !e.Time.Before(a.started)
-}
-
-// loadReported rebuilds the memory of reported decisions from the site's
-// journal, so a restarted site still recognises decisions it reported
-// before the restart when they reach the log.
-func (a *Agent) loadReported() {
-	if a.decisions == nil {
-		return
-	}
-	f, err := os.Open(a.decisions.path)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	a.reportedMu.Lock()
-	if a.reported == nil {
-		a.reported = map[string]bool{}
-	}
-	a.reportedMu.Unlock()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	first := true
-	for sc.Scan() {
-		var r federav1.DecisionRecord
-		if json.Unmarshal(sc.Bytes(), &r) != nil {
-			continue
-		}
-		if first {
-			// Entries older than the journal cannot be judged.
-			a.started, first = time.UnixMilli(r.GetUnixMs()).Add(-time.Second), false
-		}
-		a.remember(&r)
-	}
 }
