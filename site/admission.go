@@ -160,12 +160,6 @@ func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitt
 	}
 	eng := a.policy.Current()
 	out.answer.PolicyRevision = eng.Revision()
-	// The coordinator validates specs at submit; the site checks again, so
-	// a spec no coordinator should have sent (300k features, a spaced
-	// column name) is refused here whoever sent it.
-	if _, err := spec.CheckProto(sp); err != nil {
-		return deny("the job spec is invalid: " + err.Error())
-	}
 	ds := a.findDataset(sp.GetDataset())
 	if ds == nil {
 		return deny(fmt.Sprintf("this site has no dataset %q", sp.GetDataset()))
@@ -293,6 +287,13 @@ func (a *Agent) evaluate(ctx context.Context, eng *policy.Engine, t *federav1.Ta
 		if ok {
 			return ev, nil
 		}
+	}
+	// The coordinator validates specs at submit; the site checks again, so
+	// a spec no coordinator should have sent (300k features, a spaced
+	// column name) is refused here whoever sent it. Once per spec: the
+	// cache key holds its digest.
+	if _, err := spec.CheckProto(t.GetSpec()); err != nil {
+		return evaluation{}, fmt.Errorf("the job spec is invalid: %w", err)
 	}
 	features, err := touched(ds, t.GetSpec(), nil)
 	if err != nil {
