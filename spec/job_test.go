@@ -77,11 +77,7 @@ func TestParseFullSpec(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		yaml string
-		want []string // every substring must appear in the error
-	}{
+	tests := []parseErrorCase{
 		{"malformed YAML", "name: [churn\n", []string{"job spec job.yaml", "line 1"}},
 		{"unknown field names field and line", minimal + "nmae: typo\n", []string{"job spec job.yaml", "line 3", "nmae", "docs/jobs.md"}},
 		{"unknown model field", minimal + "model:\n  kind: cnn\n", []string{"line 4", "kind", "valid: type"}},
@@ -129,22 +125,7 @@ func TestParseErrors(t *testing.T) {
 		{"two documents", minimal + "---\n" + minimal, []string{"job spec job.yaml", "more than one YAML document"}},
 		{"trailing document separator", minimal + "---\n", []string{"more than one YAML document"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			j, err := Parse("job.yaml", []byte(tt.yaml))
-			if err == nil {
-				t.Fatalf("Parse accepted %q as %+v", tt.yaml, j)
-			}
-			if j != nil {
-				t.Errorf("Parse returned a job alongside error %v", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-		})
-	}
+	checkParseErrors(t, tests)
 }
 
 func TestParseAggregator(t *testing.T) {
@@ -209,11 +190,7 @@ func TestParseAggregator(t *testing.T) {
 }
 
 func TestParseAggregatorErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		yaml string
-		want []string // every substring must appear in the error
-	}{
+	tests := []parseErrorCase{
 		{"unknown name", minimal + "aggregator: fedsgd\n", []string{"field aggregator:", `"fedsgd" is not supported`, "valid: fedadagrad, fedadam, fedavg, fedprox, fedyogi, krum, median, multi-krum, trimmed-mean"}},
 		{"unknown name in mapping", minimal + "aggregator: {name: bulyan}\n", []string{"field aggregator:", `"bulyan" is not supported`}},
 		{"unknown key", minimal + "aggregator: {name: trimmed-mean, gamma: 0.2}\n", []string{"line 3", "field aggregator", `unknown key "gamma"`, "valid: name, beta, f"}},
@@ -255,19 +232,7 @@ func TestParseAggregatorErrors(t *testing.T) {
 		{"krum quorum below 2f+3", minimal + "aggregator: {name: krum, f: 1}\nsites: [eu/a, eu/b, eu/c, eu/d, eu/e]\nmin_sites: 4\n",
 			[]string{"field min_sites:", "4 is less than the 5 updates aggregator krum needs", "min_sites: 5"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			j, err := Parse("job.yaml", []byte(tt.yaml))
-			if err == nil {
-				t.Fatalf("Parse accepted %q as %+v", tt.yaml, j)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-		})
-	}
+	checkParseErrors(t, tests)
 }
 
 func TestParseReportsEveryProblem(t *testing.T) {
@@ -693,11 +658,7 @@ func TestParseOptimizer(t *testing.T) {
 }
 
 func TestParseOptimizerErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		yaml string
-		want []string // every substring must appear in the error
-	}{
+	tests := []parseErrorCase{
 		{"unknown name", minimal + "optimizer: rmsprop\n", []string{"field optimizer:", `"rmsprop" is not supported`, "valid: sgd, adam"}},
 		{"unknown name in mapping", minimal + "optimizer: {name: lbfgs}\n", []string{"field optimizer:", `"lbfgs" is not supported`}},
 		{"unknown key", minimal + "optimizer: {name: sgd, nesterov: true}\n", []string{"line 3", "field optimizer", `unknown key "nesterov"`, "valid: name, momentum, beta1, beta2, eps"}},
@@ -720,11 +681,34 @@ func TestParseOptimizerErrors(t *testing.T) {
 		{"beta1 to sgd, even zero", minimal + "optimizer: {name: sgd, beta1: 0}\n", []string{"field optimizer.beta1:", "sgd does not take beta1; it takes momentum"}},
 		{"eps to sgd", minimal + "optimizer: {name: sgd, eps: 1e-8}\n", []string{"field optimizer.eps:", "sgd does not take eps"}},
 	}
+	checkParseErrors(t, tests)
+	// A wire spec gets the same checks as a file.
+	bad := fullJob().Proto()
+	bad.Optimizer, bad.OptimizerEps = "adam", ptr(0.0)
+	if _, err := CheckProto(bad); err == nil || !strings.Contains(err.Error(), "field optimizer.eps:") {
+		t.Errorf("CheckProto(adam, eps 0) = %v, want a field optimizer.eps error", err)
+	}
+}
+
+// parseErrorCase is a spec Parse must refuse, and what its error must say.
+type parseErrorCase struct {
+	name string
+	yaml string
+	want []string // every substring must appear in the error
+}
+
+// checkParseErrors runs Parse on each case: it must fail, return no job,
+// and mention every wanted substring.
+func checkParseErrors(t *testing.T, tests []parseErrorCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			j, err := Parse("job.yaml", []byte(tt.yaml))
 			if err == nil {
 				t.Fatalf("Parse accepted %q as %+v", tt.yaml, j)
+			}
+			if j != nil {
+				t.Errorf("Parse returned a job alongside error %v", err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -732,11 +716,5 @@ func TestParseOptimizerErrors(t *testing.T) {
 				}
 			}
 		})
-	}
-	// A wire spec gets the same checks as a file.
-	bad := fullJob().Proto()
-	bad.Optimizer, bad.OptimizerEps = "adam", ptr(0.0)
-	if _, err := CheckProto(bad); err == nil || !strings.Contains(err.Error(), "field optimizer.eps:") {
-		t.Errorf("CheckProto(adam, eps 0) = %v, want a field optimizer.eps error", err)
 	}
 }
