@@ -32,29 +32,9 @@ const fedAvgChunk = 2048
 // fixes the expected tensor names and shapes; when it is empty the first
 // update's layout is used. Neither global nor the updates are modified.
 func (FedAvg) Aggregate(global Weights, updates []Update) (Weights, error) {
-	if len(updates) == 0 {
-		return nil, fmt.Errorf("fedavg: no updates")
-	}
-	spec, specName := global, "global"
-	if len(spec) == 0 {
-		spec, specName = updates[0].Weights, "update 0"
-	}
-	if len(spec) == 0 {
-		return nil, fmt.Errorf("fedavg: no tensors in global weights or first update")
-	}
-	names := spec.Names()
-	for _, name := range names {
-		t := spec[name]
-		if t == nil {
-			return nil, fmt.Errorf("fedavg: %s: tensor %q is nil", specName, name)
-		}
-		n, err := numElements(t.Shape)
-		if err != nil {
-			return nil, fmt.Errorf("fedavg: %s: tensor %q: %w", specName, name, err)
-		}
-		if len(t.Data) != n {
-			return nil, fmt.Errorf("fedavg: %s: tensor %q has %d values, shape %v needs %d", specName, name, len(t.Data), t.Shape, n)
-		}
+	spec, names, err := layoutOf("fedavg", global, updates)
+	if err != nil {
+		return nil, err
 	}
 
 	total := 0
@@ -166,4 +146,36 @@ func nonFiniteCulprit(updates []Update, contributing []int, name string, at int)
 		}
 	}
 	return fmt.Errorf("fedavg: tensor %q: weighted average overflowed at index %d", name, at)
+}
+
+// layoutOf is the tensor layout a round's updates must have: global's, or
+// the first update's when global is empty (the first round of a strategy
+// that keeps none), each tensor checked to hold as many values as its
+// shape says. who prefixes errors.
+func layoutOf(who string, global Weights, updates []Update) (Weights, []string, error) {
+	if len(updates) == 0 {
+		return nil, nil, fmt.Errorf("%s: no updates", who)
+	}
+	spec, specName := global, "global"
+	if len(spec) == 0 {
+		spec, specName = updates[0].Weights, "update 0"
+	}
+	if len(spec) == 0 {
+		return nil, nil, fmt.Errorf("%s: no tensors in global weights or first update", who)
+	}
+	names := spec.Names()
+	for _, name := range names {
+		t := spec[name]
+		if t == nil {
+			return nil, nil, fmt.Errorf("%s: %s: tensor %q is nil", who, specName, name)
+		}
+		n, err := numElements(t.Shape)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %s: tensor %q: %w", who, specName, name, err)
+		}
+		if len(t.Data) != n {
+			return nil, nil, fmt.Errorf("%s: %s: tensor %q has %d values, shape %v needs %d", who, specName, name, len(t.Data), t.Shape, n)
+		}
+	}
+	return spec, names, nil
 }

@@ -19,20 +19,11 @@ type robustInput struct {
 // non-finite values up front: the robust strategies sort and compare
 // values, and a NaN has no place in an order.
 func checkRobust(who string, global Weights, updates []Update) (robustInput, error) {
-	if len(updates) == 0 {
-		return robustInput{}, fmt.Errorf("%s: no updates", who)
+	layout, names, err := layoutOf(who, global, updates)
+	if err != nil {
+		return robustInput{}, err
 	}
-	layout, layoutName := global, "global"
-	if len(layout) == 0 {
-		layout, layoutName = updates[0].Weights, "update 0"
-	}
-	if len(layout) == 0 {
-		return robustInput{}, fmt.Errorf("%s: no tensors in global weights or first update", who)
-	}
-	if err := layout.Validate(layout); err != nil {
-		return robustInput{}, fmt.Errorf("%s: %s: %w", who, layoutName, err)
-	}
-	in := robustInput{layout: layout, names: layout.Names()}
+	in := robustInput{layout: layout, names: names}
 	for i, u := range updates {
 		if u.Examples < 0 {
 			return robustInput{}, fmt.Errorf("%s: update %d has negative example count %d", who, i, u.Examples)
