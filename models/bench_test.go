@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"gonum.org/v1/gonum/mat"
 )
 
 // BenchmarkFedAvg measures aggregation throughput as bytes of update data
@@ -100,8 +102,8 @@ func benchUpdates(n, p int) ([]Update, Weights) {
 }
 
 // BenchmarkTrainLogReg trains on data the size of the UCI breast cancer set
-// (569 rows, 30 features, 2 classes) with batch 32, including graph
-// construction, as one local round would.
+// (569 rows, 30 features, 2 classes) with batch 32, setup included, as one
+// local round would.
 func BenchmarkTrainLogReg(b *testing.B) {
 	X, y := blobs(1, 569, 30, 2, 1)
 	X = ComputeMoments(X).Scaler().Apply(X)
@@ -115,6 +117,178 @@ func BenchmarkTrainLogReg(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// trainSize is a local-training workload for the Train benchmarks: blobs
+// data of rows × features in classes, the MLP's hidden layers (logreg has
+// none), batch size and epochs per Train call.
+type trainSize struct {
+	name                    string
+	rows, features, classes int
+	hidden                  []int
+	batch, epochs           int
+}
+
+// trainSizes are a demo site (the shapes of the demo's small data sets)
+// and an MNIST-sized one (the 784-100-10 MLP of make bench-learning).
+var trainSizes = []trainSize{
+	{name: "demo", rows: 400, features: 30, classes: 3, hidden: []int{32}, batch: 32, epochs: 5},
+	{name: "mnist", rows: 2000, features: 784, classes: 10, hidden: []int{100}, batch: 64, epochs: 1},
+}
+
+func (s trainSize) data() (*mat.Dense, []int) {
+	X, y := blobs(uint64(s.features), s.rows, s.features, s.classes, 0.5)
+	return ComputeMoments(X).Scaler().Apply(X), y
+}
+
+func (s trainSize) config() TrainConfig {
+	return TrainConfig{Epochs: s.epochs, BatchSize: s.batch, LearningRate: 0.05, Seed: 1}
+}
+
+// kernelTrain trains a copy of start with the gonum kernel, as one Train
+// call does: widen, train, narrow to float32 tensors.
+func kernelTrain(b *testing.B, start *mlpNet, X *mat.Dense, y []int, cfg TrainConfig) Weights {
+	net := start.clone()
+	if _, err := trainLoop(context.Background(), newKernelStepper(net, min(cfg.BatchSize, len(y)), cfg.L2, cfg.ProxMu), X, y, cfg); err != nil {
+		b.Fatal(err)
+	}
+	return net.weights()
+}
+
+// graphTrain trains a copy of start through the compiled graph gn, which
+// is built once and reused across calls: the most a gorgonia training path
+// could save by caching graphs.
+func graphTrain(b *testing.B, gn *graphNet, start *mlpNet, X *mat.Dense, y []int, cfg TrainConfig) Weights {
+	net := start.clone()
+	if err := gn.load(net, net); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := trainLoop(context.Background(), gn, X, y, cfg); err != nil {
+		b.Fatal(err)
+	}
+	if err := gn.store(net); err != nil {
+		b.Fatal(err)
+	}
+	return net.weights()
+}
+
+// fastestRun times f reps times and returns the fastest, which discards
+// warm-up and scheduling noise.
+func fastestRun(reps int, f func()) time.Duration {
+	best := time.Duration(1<<63 - 1)
+	for range reps {
+		start := time.Now()
+		f()
+		best = min(best, time.Since(start))
+	}
+	return best
+}
+
+// reportTraining reports examples/s (forward and backward, rows × epochs
+// per op) and, when baseline > 0, x-vs-gonum: time per op divided by the
+// fastest of three gonum-kernel calls on the same workload timed in the
+// same process just before the loop, as BenchmarkFedAvg compares with a
+// copy. Above 1 the benchmarked path is that many times slower.
+func reportTraining(b *testing.B, s trainSize, baseline time.Duration) {
+	perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	b.ReportMetric(float64(s.rows*s.epochs)/(perOp/1e9), "examples/s")
+	if baseline > 0 {
+		b.ReportMetric(perOp/float64(baseline.Nanoseconds()), "x-vs-gonum")
+	}
+}
+
+// BenchmarkTrainLogRegVsKernel measures logreg's local training three ways
+// on each trainSize: /TrainLogReg is the production call; /gorgonia-reused
+// runs the reference graph compiled once and reused across calls (what
+// caching graphs would give); /gonum is the hand-written kernel with no
+// hidden layer. The first two report x-vs-gonum.
+func BenchmarkTrainLogRegVsKernel(b *testing.B) {
+	for _, s := range trainSizes {
+		X, y := s.data()
+		cfg := s.config()
+		w := NewLogReg(s.features, s.classes)
+		m, err := asLogReg(w)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := m.net()
+		gonum := func() { kernelTrain(b, start, X, y, cfg) }
+
+		b.Run(s.name+"/TrainLogReg", func(b *testing.B) {
+			baseline := fastestRun(3, gonum)
+			for b.Loop() {
+				if _, err := TrainLogReg(context.Background(), w, X, y, cfg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportTraining(b, s, baseline)
+		})
+		b.Run(s.name+"/gorgonia-reused", func(b *testing.B) {
+			gn, err := newGraphNet(start.sizes, false, min(s.batch, s.rows), cfg.L2, cfg.ProxMu)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer gn.Close()
+			baseline := fastestRun(3, gonum)
+			graphTrain(b, gn, start, X, y, cfg) // warm-up, as the kernel had
+			for b.Loop() {
+				graphTrain(b, gn, start, X, y, cfg)
+			}
+			reportTraining(b, s, baseline)
+		})
+		b.Run(s.name+"/gonum", func(b *testing.B) {
+			gonum()
+			for b.Loop() {
+				gonum()
+			}
+			reportTraining(b, s, 0)
+		})
+	}
+}
+
+// BenchmarkTrainMLP measures the MLP's local training on each trainSize:
+// /gorgonia-reused is its reference graph compiled once and reused across
+// calls, /gonum the hand-written kernel that Train runs; the first reports
+// x-vs-gonum.
+func BenchmarkTrainMLP(b *testing.B) {
+	for _, s := range trainSizes {
+		X, y := s.data()
+		cfg := s.config()
+		a, err := newMLP(ArchParams{Hidden: s.hidden})
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, err := a.Init(s.features, s.classes)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start, err := a.net(w)
+		if err != nil {
+			b.Fatal(err)
+		}
+		gonum := func() { kernelTrain(b, start, X, y, cfg) }
+
+		b.Run(s.name+"/gorgonia-reused", func(b *testing.B) {
+			gn, err := newGraphNet(start.sizes, start.tanh, min(s.batch, s.rows), cfg.L2, cfg.ProxMu)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer gn.Close()
+			baseline := fastestRun(3, gonum)
+			graphTrain(b, gn, start, X, y, cfg)
+			for b.Loop() {
+				graphTrain(b, gn, start, X, y, cfg)
+			}
+			reportTraining(b, s, baseline)
+		})
+		b.Run(s.name+"/gonum", func(b *testing.B) {
+			gonum()
+			for b.Loop() {
+				gonum()
+			}
+			reportTraining(b, s, 0)
 		})
 	}
 }

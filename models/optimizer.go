@@ -7,9 +7,9 @@ import (
 )
 
 // Local optimizers: the update rule a site applies to each minibatch
-// gradient in Train. Both architectures compute the gradient their own way
-// (gorgonia for logreg, gonum for mlp) and hand it to the same rule here,
-// so sgd, momentum and adam mean exactly the same thing for every model.
+// gradient in Train. Every architecture hands its gradient to the same
+// rule here, so sgd, momentum and adam mean exactly the same thing for
+// every model.
 //
 // Optimizer state (momentum buffers, Adam's moments and step count) lives
 // for one Train call: one round at one site. It starts from zero every

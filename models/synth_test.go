@@ -33,7 +33,7 @@ func blobs(seed uint64, n, f, k int, sep float64) (*mat.Dense, []int) {
 
 // referenceSGD is an independent plain-Go implementation of the training
 // loop TrainLogReg promises (same shuffling, same objective), used to check
-// gorgonia's gradients and the partial-batch handling.
+// the training kernel's gradients and the partial-batch handling.
 func referenceSGD(w Weights, X *mat.Dense, y []int, cfg TrainConfig) (Weights, float64) {
 	n, f := X.Dims()
 	k := w[BiasName].Shape[0]

@@ -187,8 +187,8 @@ func TestTrainLogRegErrors(t *testing.T) {
 }
 
 func TestTrainLogRegConcurrent(t *testing.T) {
-	// Sites may train several jobs at once; each call owns its graph, and
-	// this runs under -race to catch shared state in gorgonia.
+	// Sites may train several jobs at once; each call owns its network and
+	// buffers, and this runs under -race to catch shared state.
 	X, y := blobs(5, 100, 4, 3, 2)
 	cfg := TrainConfig{Epochs: 2, BatchSize: 16, LearningRate: 0.1, Seed: 3}
 	want, err := TrainLogReg(context.Background(), NewLogReg(4, 3), X, y, cfg)
