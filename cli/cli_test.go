@@ -13,6 +13,10 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/federa-dev/federa/dataset"
+	"github.com/federa-dev/federa/models"
 )
 
 func execute(t *testing.T, args ...string) (string, string, int) {
@@ -118,10 +122,102 @@ func TestDemoJSON(t *testing.T) {
 		}
 		numpyAgrees(t, mp, filepath.Join(state, "data", "test.csv"), ev.Accuracy)
 	})
+	t.Run("a linreg on the diabetes data", func(t *testing.T) {
+		state := t.TempDir()
+		data := filepath.Join("..", "testdata", "diabetes")
+		out, errs, code := execute(t, "demo", "--output", "json", "--state", state, "--data", data, "--model", "linreg")
+		if code != 0 {
+			t.Fatalf("linreg demo exit %d: %s\n%s", code, errs, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var res struct {
+			Status          string   `json:"status"`
+			TestRMSE        *float64 `json:"test_rmse"`
+			TestR2          *float64 `json:"test_r2"`
+			CentralizedR2   *float64 `json:"centralized_r2"`
+			CentralizedRMSE *float64 `json:"centralized_rmse"`
+			Rounds          []struct {
+				EvalRMSE *float64 `json:"eval_rmse"`
+				EvalR2   *float64 `json:"eval_r2"`
+			} `json:"rounds"`
+		}
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+			t.Fatalf("last line is not JSON: %v\n%s", err, out)
+		}
+		if res.Status != "succeeded" || res.TestRMSE == nil || res.TestR2 == nil || res.CentralizedR2 == nil || len(res.Rounds) != 10 || res.Rounds[9].EvalRMSE == nil {
+			t.Fatalf("linreg demo result: %s", lines[len(lines)-1])
+		}
+		// The exact least-squares fit on every site row is the best a
+		// linear model can do with these files; federated SGD gets close.
+		best := olsTestR2(t, data)
+		t.Logf("test R² federated %.4f, central SGD %.4f, exact least squares on the union %.4f", *res.TestR2, *res.CentralizedR2, best)
+		if *res.TestR2 < best-0.03 || *res.TestR2 > best+0.03 {
+			t.Errorf("federated linreg test R² %.4f, exact least squares %.4f: want within 0.03", *res.TestR2, best)
+		}
+		mp := filepath.Join(state, "model.safetensors")
+		ev, err := evaluateModelFile(mp, filepath.Join(data, "test.csv"), "")
+		if err != nil || ev.Kind != "regression" || ev.RMSE != *res.TestRMSE || ev.R2 != *res.TestR2 {
+			t.Fatalf("model eval of the exported linreg: %+v (%v), demo said RMSE %v R² %v", ev, err, *res.TestRMSE, *res.TestR2)
+		}
+		numpyAgrees(t, mp, filepath.Join(data, "test.csv"), ev.RMSE)
+	})
+}
+
+// olsTestR2 fits ordinary least squares exactly (gonum) on the rows of
+// every site file in dir and returns its R² on dir/test.csv.
+func olsTestR2(t *testing.T, dir string) float64 {
+	t.Helper()
+	load := func(name string) (*mat.Dense, []float64) {
+		tab, err := dataset.LoadCSV(filepath.Join(dir, name), dataset.Options{Label: "label"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := tab.LabelValues()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, c := tab.X.Dims()
+		A := mat.NewDense(r, c+1, nil)
+		for i := range r {
+			A.Set(i, 0, 1)
+			for j := range c {
+				A.Set(i, j+1, tab.X.At(i, j))
+			}
+		}
+		return A, y
+	}
+	var As []*mat.Dense
+	var ys []float64
+	for _, s := range []string{"eu-paris.csv", "us-boston.csv", "sg-singapore.csv"} {
+		A, y := load(s)
+		As, ys = append(As, A), append(ys, y...)
+	}
+	_, c := As[0].Dims()
+	A := mat.NewDense(len(ys), c, nil)
+	row := 0
+	for _, a := range As {
+		r, _ := a.Dims()
+		for i := range r {
+			A.SetRow(row, a.RawRowView(i))
+			row++
+		}
+	}
+	var beta mat.VecDense
+	if err := beta.SolveVec(A, mat.NewVecDense(len(ys), ys)); err != nil {
+		t.Fatal(err)
+	}
+	At, yt := load("test.csv")
+	var pred mat.VecDense
+	pred.MulVec(At, &beta)
+	var sse float64
+	for i, v := range yt {
+		sse += (pred.AtVec(i) - v) * (pred.AtVec(i) - v)
+	}
+	return models.SpreadOf(yt).R2(sse)
 }
 
 // numpyAgrees runs the docs/models.md snippet on a model file and a CSV,
-// and requires the accuracy it prints to be federa's.
+// and requires the accuracy (a regressor's RMSE) it prints to be federa's.
 func numpyAgrees(t *testing.T, model, csv string, want float64) {
 	t.Helper()
 	py := pythonWithNumpy(t)
@@ -147,8 +243,8 @@ func numpyAgrees(t *testing.T, model, csv string, want float64) {
 		t.Fatalf("python: %v\n%s", err, out)
 	}
 	got, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
-	if err != nil || math.Abs(got-want) > 1e-9 {
-		t.Fatalf("python computed accuracy %q, federa %v", out, want)
+	if err != nil || math.Abs(got-want) > 1e-9*max(1, math.Abs(want)) {
+		t.Fatalf("python computed %q (accuracy, or a regressor's RMSE), federa %v", out, want)
 	}
 }
 
@@ -181,6 +277,11 @@ func TestDemoBadData(t *testing.T) {
 		{"no test file", map[string]string{"eu-paris.csv": "a,label\n1,x\n"}, nil, "has no test.csv"},
 		{"no site files", map[string]string{"test.csv": "a,label\n1,x\n", "notes.csv": "x"}, nil, "no site files named <jurisdiction>-<site>.csv"},
 		{"bad output flag", map[string]string{"test.csv": "a\n"}, []string{"--output", "yaml"}, `flag --output: "yaml" is not valid`},
+		{"linreg on a text label", map[string]string{
+			"test.csv":      "a,label\n1,2\n",
+			"eu-paris.csv":  "a,label\n1,2\n2,4\n3,6\n4,8\n5,10\n6,12\n7,14\n8,16\n9,18\n10,20\n11,22\n12,24\n13,26\n14,28\n15,30\n16,32\n17,34\n18,36\n19,38\n20,40\n21,42\n22,44\n23,46\n24,48\n25,50\n26,52\n27,54\n28,56\n29,58\n",
+			"us-boston.csv": "a,label\n1,2\n2,4\n3,6\n4,8\n5,10\n6,12\n7,14\n8,16\n9,18\n10,20\n11,22\n12,24\n13,26\n14,28\n15,30\n16,32\n17,34\n18,36\n19,38\n20,40\n21,42\n22,44\n23,46\n24,48\n25,50\n26,52\n27,54\n28,56\n29,58\n30,thirty\n",
+		}, []string{"--model", "linreg", "--rounds", "1"}, `us-boston.csv:31: label: a regression model needs a number: the value (withheld; it stays at the site) is not a number`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -63,29 +66,35 @@ type demoFlags struct {
 
 // demoResult is the last line of `federa demo --output json`.
 type demoResult struct {
-	JobID               string       `json:"job_id"`
-	Status              string       `json:"status"`
-	Message             string       `json:"message,omitempty"`
-	RoundsCompleted     int          `json:"rounds_completed"`
-	Sites               []string     `json:"sites"`
-	TestAccuracy        float64      `json:"test_accuracy"`
-	CentralizedAccuracy float64      `json:"centralized_accuracy"`
-	ModelPath           string       `json:"model_path"`
-	StateDir            string       `json:"state_dir"`
-	ElapsedSeconds      float64      `json:"elapsed_seconds"`
-	Rounds              []demoRound  `json:"rounds"`
-	Bytes               []demoBytes  `json:"bytes"`
-	TestRows            int          `json:"test_rows"`
-	TestUnseen          int          `json:"test_unseen_label_rows"`
-	Features            []string     `json:"features"`
-	Classes             []string     `json:"classes"`
-	Timings             *demoTimings `json:"timings,omitempty"`
-	ModelBundle         string       `json:"model_bundle"`
-	ProvenanceBundle    string       `json:"provenance_bundle"`
-	SigningKey          string       `json:"signing_key"`
-	AuditEntries        int64        `json:"audit_entries"`
-	AuditVerified       bool         `json:"audit_verified"`
-	AuditKey            string       `json:"audit_key"`
+	JobID               string   `json:"job_id"`
+	Status              string   `json:"status"`
+	Message             string   `json:"message,omitempty"`
+	RoundsCompleted     int      `json:"rounds_completed"`
+	Sites               []string `json:"sites"`
+	TestAccuracy        float64  `json:"test_accuracy"`
+	CentralizedAccuracy float64  `json:"centralized_accuracy"`
+	// A regressor's figures (linreg): accuracy is 0 for it. R² is null
+	// when the test file's label does not vary.
+	TestRMSE         *float64     `json:"test_rmse,omitempty"`
+	TestR2           *float64     `json:"test_r2,omitempty"`
+	CentralizedRMSE  *float64     `json:"centralized_rmse,omitempty"`
+	CentralizedR2    *float64     `json:"centralized_r2,omitempty"`
+	ModelPath        string       `json:"model_path"`
+	StateDir         string       `json:"state_dir"`
+	ElapsedSeconds   float64      `json:"elapsed_seconds"`
+	Rounds           []demoRound  `json:"rounds"`
+	Bytes            []demoBytes  `json:"bytes"`
+	TestRows         int          `json:"test_rows"`
+	TestUnseen       int          `json:"test_unseen_label_rows"`
+	Features         []string     `json:"features"`
+	Classes          []string     `json:"classes"`
+	Timings          *demoTimings `json:"timings,omitempty"`
+	ModelBundle      string       `json:"model_bundle"`
+	ProvenanceBundle string       `json:"provenance_bundle"`
+	SigningKey       string       `json:"signing_key"`
+	AuditEntries     int64        `json:"audit_entries"`
+	AuditVerified    bool         `json:"audit_verified"`
+	AuditKey         string       `json:"audit_key"`
 }
 
 type demoRound struct {
@@ -93,6 +102,16 @@ type demoRound struct {
 	Sites        []string `json:"sites"`
 	TrainLoss    float64  `json:"train_loss"`
 	EvalAccuracy *float64 `json:"eval_accuracy"`
+	EvalRMSE     *float64 `json:"eval_rmse,omitempty"`
+	EvalR2       *float64 `json:"eval_r2,omitempty"`
+}
+
+// jsonFloat is v for a JSON field, or nil (null) when v is NaN.
+func jsonFloat(v float64) *float64 {
+	if math.IsNaN(v) {
+		return nil
+	}
+	return &v
 }
 
 type demoBytes struct {
@@ -412,8 +431,9 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	}
 	for _, r := range final.GetRounds() {
 		dr := demoRound{Round: int(r.GetRound()), Sites: r.GetParticipants(), TrainLoss: r.GetTrainLoss()}
-		if a := r.GetEvalAccuracy(); a == a {
-			dr.EvalAccuracy = &a
+		dr.EvalAccuracy = jsonFloat(r.GetEvalAccuracy())
+		if r.Regression() {
+			dr.EvalRMSE, dr.EvalR2 = jsonFloat(r.GetEvalRmse()), jsonFloat(r.GetEvalR2())
 		}
 		res.Rounds = append(res.Rounds, dr)
 	}
@@ -446,12 +466,19 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		return fmt.Errorf("evaluate exported model: %w", err)
 	}
 	res.TestAccuracy, res.TestRows, res.TestUnseen = ev.Accuracy, ev.Rows, ev.Unseen
+	regression := ev.Kind == models.Regressor.String()
+	if regression {
+		res.TestRMSE, res.TestR2 = jsonFloat(ev.RMSE), jsonFloat(ev.R2)
+	}
 	cStart := time.Now()
-	central, err := centralAccuracy(ctx, sites, testPath, j, final.GetFeatures())
+	central, err := centralBaseline(ctx, sites, testPath, j, final.GetFeatures())
 	if err != nil {
 		return fmt.Errorf("centralized baseline: %w", err)
 	}
-	res.CentralizedAccuracy = central
+	res.CentralizedAccuracy = central.accuracy
+	if regression {
+		res.CentralizedRMSE, res.CentralizedR2 = jsonFloat(central.rmse), jsonFloat(central.r2)
+	}
 	res.Timings = &demoTimings{FederatedSeconds: fedSecs, CentralizedSeconds: time.Since(cStart).Seconds()}
 	// End by checking the audit trail of all this, as an auditor would.
 	res.AuditKey = net.Coordinator().AuditKey()
@@ -461,13 +488,19 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	}
 	res.AuditEntries, res.AuditVerified = rep.Size, true
 	res.ElapsedSeconds = time.Since(start).Seconds()
-	if text {
+	if text && regression {
+		fmt.Fprintf(out, "\nRMSE and R² on %s (%d rows no site had):\n", filepath.Base(testPath), ev.Rows)
+		fmt.Fprintf(out, "  federated model (exported file)   RMSE %.4g   R² %s\n", ev.RMSE, federav1.FormatAccuracy(ev.R2))
+		fmt.Fprintf(out, "  same model trained centrally      RMSE %.4g   R² %s   (union of the site files: what federa avoids)\n\n", central.rmse, federav1.FormatAccuracy(central.r2))
+	} else if text {
 		fmt.Fprintf(out, "\naccuracy on %s (%d rows no site had):\n", filepath.Base(testPath), ev.Rows)
 		fmt.Fprintf(out, "  federated model (exported file)   %.4f\n", res.TestAccuracy)
 		if ev.Unseen > 0 {
 			fmt.Fprintf(out, "  (%d of the rows have a label no site had; they count as wrong)\n", ev.Unseen)
 		}
-		fmt.Fprintf(out, "  same model trained centrally      %.4f   (union of the site files: what federa avoids)\n\n", central)
+		fmt.Fprintf(out, "  same model trained centrally      %.4f   (union of the site files: what federa avoids)\n\n", central.accuracy)
+	}
+	if text {
 		printSites(out, final)
 		var raw, left int64
 		for _, b := range res.Bytes {
@@ -548,18 +581,29 @@ func progressWriter(w io.Writer, text bool) io.Writer {
 	return w
 }
 
-// centralAccuracy trains the same model on the union of exactly the rows
+// centralFigures are the centrally trained model's test figures:
+// accuracy for a classifier, RMSE and R² for a regressor.
+type centralFigures struct{ accuracy, rmse, r2 float64 }
+
+// centralBaseline trains the same model on the union of exactly the rows
 // the sites trained on — each site file split with the same seed and eval
 // fraction the sites used — for rounds × local_epochs epochs with the same
 // hyper-parameters, and scores it on the test file. It is what a central
 // copy of the data would have bought.
-func centralAccuracy(ctx context.Context, sites []devnet.SiteSpec, testPath string, j *spec.Job, features []string) (float64, error) {
+func centralBaseline(ctx context.Context, sites []devnet.SiteSpec, testPath string, j *spec.Job, features []string) (centralFigures, error) {
+	var none centralFigures
+	// The same architecture the sites trained, through the same interface.
+	arch, err := j.Model.Arch()
+	if err != nil {
+		return none, err
+	}
+	regression := arch.Kind() == models.Regressor
 	var parts []*dataset.Table
 	classSet := map[string]bool{}
 	for _, s := range sites {
 		tab, err := dataset.LoadCSV(s.Path, dataset.Options{Label: j.Label, Features: features})
 		if err != nil {
-			return 0, err
+			return none, err
 		}
 		train, eval := tab.Split(*j.EvalFraction, site.SplitSeed(j.Seed))
 		parts = append(parts, train)
@@ -570,55 +614,68 @@ func centralAccuracy(ctx context.Context, sites []devnet.SiteSpec, testPath stri
 		}
 	}
 	var classes []string
-	for c := range classSet {
-		classes = append(classes, c)
+	if !regression {
+		classes = slices.Sorted(maps.Keys(classSet))
 	}
-	sort.Strings(classes)
 	rows := 0
 	for _, p := range parts {
 		rows += p.Rows()
 	}
 	X := mat.NewDense(rows, len(features), nil)
-	var y []int
+	var y models.Targets
 	r := 0
 	for _, p := range parts {
-		idx, err := p.ClassIndex(classes)
-		if err != nil {
-			return 0, err
+		if regression {
+			v, err := p.LabelValues()
+			if err != nil {
+				return none, err
+			}
+			y.Values = append(y.Values, v...)
+		} else {
+			idx, err := p.ClassIndex(classes)
+			if err != nil {
+				return none, err
+			}
+			y.Classes = append(y.Classes, idx...)
 		}
 		for i := 0; i < p.Rows(); i++ {
 			X.SetRow(r, p.X.RawRowView(i))
 			r++
 		}
-		y = append(y, idx...)
 	}
 	scaler := models.ComputeMoments(X).Scaler()
-	// The same architecture the sites trained, through the same interface.
-	arch, err := j.Model.Arch()
-	if err != nil {
-		return 0, err
-	}
 	w0, err := arch.Init(len(features), len(classes))
 	if err != nil {
-		return 0, err
+		return none, err
 	}
 	res, err := arch.Train(ctx, w0, scaler.Apply(X), y, models.TrainConfig{
 		Epochs: j.Rounds * j.LocalEpochs, BatchSize: j.BatchSize, LearningRate: j.LearningRate, L2: j.L2, Seed: j.Seed,
 		Optimizer: j.Optimizer.Config(),
 	})
 	if err != nil {
-		return 0, err
+		return none, err
 	}
 	test, err := dataset.LoadCSV(testPath, dataset.Options{Label: j.Label, Features: features})
 	if err != nil {
-		return 0, err
+		return none, err
 	}
 	if test.Rows() == 0 {
-		return 0, errors.New("test file has no rows")
+		return none, errors.New("test file has no rows")
+	}
+	if regression {
+		ty, err := test.LabelValues()
+		if err != nil {
+			return none, err
+		}
+		sc, err := arch.Evaluate(res.Weights, scaler.Apply(test.X), models.ValueTargets(ty))
+		if err != nil {
+			return none, err
+		}
+		return centralFigures{rmse: math.Sqrt(sc.Loss), r2: models.SpreadOf(ty).R2(sc.Loss * float64(sc.Rows))}, nil
 	}
 	ty, _, err := test.ClassIndexOrUnseen(classes)
 	if err != nil {
-		return 0, err
+		return none, err
 	}
 	// Rows of a class no site had count as wrong, as for the federated model.
 	var seen, known []int
@@ -628,15 +685,15 @@ func centralAccuracy(ctx context.Context, sites []devnet.SiteSpec, testPath stri
 		}
 	}
 	if len(seen) == 0 {
-		return 0, nil
+		return none, nil
 	}
 	Xs := mat.NewDense(len(seen), len(features), nil)
 	for r, i := range seen {
 		Xs.SetRow(r, test.X.RawRowView(i))
 	}
-	correct, _, err := arch.Evaluate(res.Weights, scaler.Apply(Xs), known)
+	sc, err := arch.Evaluate(res.Weights, scaler.Apply(Xs), models.ClassTargets(known))
 	if err != nil {
-		return 0, err
+		return none, err
 	}
-	return float64(correct) / float64(test.Rows()), nil
+	return centralFigures{accuracy: float64(sc.Correct) / float64(test.Rows())}, nil
 }

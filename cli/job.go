@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -269,6 +270,9 @@ func oneLine(s string) string {
 
 func lastAccuracy(j *federav1.Job) string {
 	if n := len(j.GetRounds()); n > 0 {
+		if r := j.GetRounds()[n-1]; r.Regression() {
+			return fmt.Sprintf("RMSE %.4g", r.GetEvalRmse())
+		}
 		return federav1.FormatAccuracy(j.GetRounds()[n-1].GetEvalAccuracy())
 	}
 	return "-"
@@ -297,10 +301,23 @@ func printJob(w io.Writer, j *federav1.Job) {
 // printRounds is the per-round table of a job, for job get and the demo.
 func printRounds(w io.Writer, rounds []*federav1.RoundSummary) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROUND\tSITES\tTRAIN LOSS\tEVAL ACC\tEVAL LOSS\tDURATION\tMISSING")
+	// A regressor's rounds show RMSE and R² where a classifier's show
+	// accuracy and cross-entropy.
+	regression := slices.ContainsFunc(rounds, (*federav1.RoundSummary).Regression)
+	if regression {
+		fmt.Fprintln(tw, "ROUND\tSITES\tTRAIN MSE\tEVAL RMSE\tEVAL R²\tDURATION\tMISSING")
+	} else {
+		fmt.Fprintln(tw, "ROUND\tSITES\tTRAIN LOSS\tEVAL ACC\tEVAL LOSS\tDURATION\tMISSING")
+	}
 	for _, r := range rounds {
-		fmt.Fprintf(tw, "%d\t%d\t%.4f\t%s\t%s\t%s\t%s\n", r.GetRound(), len(r.GetParticipants()), r.GetTrainLoss(),
-			federav1.FormatAccuracy(r.GetEvalAccuracy()), formatLoss(r.GetEvalLoss()),
+		a, b := federav1.FormatAccuracy(r.GetEvalAccuracy()), formatLoss(r.GetEvalLoss())
+		if regression {
+			a, b = formatLoss(r.GetEvalRmse()), federav1.FormatAccuracy(r.GetEvalR2())
+			if r.GetEvalExamples() == 0 {
+				a, b = "n/a", "n/a"
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.4f\t%s\t%s\t%s\t%s\n", r.GetRound(), len(r.GetParticipants()), r.GetTrainLoss(), a, b,
 			(time.Duration(r.GetDurationMs()) * time.Millisecond).String(), strings.Join(r.GetMissing(), ","))
 	}
 	tw.Flush()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -141,17 +142,52 @@ func downloadModel(cmd *cobra.Command, c federav1.JobServiceClient, jobID, out s
 	return sum, len(model), nil
 }
 
-// evalResult is what `model eval` reports.
+// evalResult is what `model eval` reports: accuracy for a classifier,
+// RMSE and R² for a regressor (Kind says which; the other's fields are
+// left out of the JSON).
 type evalResult struct {
 	Model    string  `json:"model"`
 	Data     string  `json:"data"`
 	Label    string  `json:"label"`
+	Kind     string  `json:"kind"` // "classification" or "regression"
 	Rows     int     `json:"rows"`
 	Correct  int     `json:"correct"`
 	Accuracy float64 `json:"accuracy"`
 	// Unseen rows have a label the model never saw (no site had that
 	// class): scored, and counted wrong.
 	Unseen int `json:"unseen_label_rows"`
+	// A regressor's root mean squared error and R² (1 − SSE/SST with the
+	// file's own mean, as scikit-learn's r2_score).
+	RMSE float64 `json:"rmse"`
+	R2   float64 `json:"r2"`
+}
+
+// MarshalJSON leaves out the fields of the other kind of model.
+func (r evalResult) MarshalJSON() ([]byte, error) {
+	type plain evalResult
+	nanR2 := math.IsNaN(r.R2) // a constant label: R² is undefined
+	if nanR2 {
+		r.R2 = 0
+	}
+	m := map[string]any{}
+	b, err := json.Marshal(plain(r))
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	drop := []string{"rmse", "r2"}
+	if r.Kind == models.Regressor.String() {
+		drop = []string{"correct", "accuracy", "unseen_label_rows"}
+	}
+	for _, k := range drop {
+		delete(m, k)
+	}
+	if nanR2 && r.Kind == models.Regressor.String() {
+		m["r2"] = nil
+	}
+	return json.Marshal(m)
 }
 
 // evaluateModelFile scores a model file on a CSV using nothing but the two
@@ -168,25 +204,48 @@ func evaluateModelFile(modelPath, dataPath, label string) (*evalResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, unseen, err := tab.ClassIndexOrUnseen(m.Classes)
-	if err != nil {
-		return nil, err
-	}
+	r := &evalResult{Model: modelPath, Data: dataPath, Label: label, Kind: m.Kind().String(), Rows: tab.Rows()}
 	pred, err := m.Predict(tab.X)
 	if err != nil {
 		return nil, fmt.Errorf("predict: %w", err)
 	}
-	correct := 0
-	for i := range pred {
-		if pred[i] == y[i] {
-			correct++
+	if m.Kind() == models.Regressor {
+		y, err := tab.LabelValues()
+		if err != nil {
+			return nil, err
+		}
+		var sse float64
+		for i, p := range pred.Values {
+			sse += (p - y[i]) * (p - y[i])
+		}
+		if n := len(y); n > 0 {
+			r.RMSE = math.Sqrt(sse / float64(n))
+		}
+		r.R2 = models.SpreadOf(y).R2(sse)
+		return r, nil
+	}
+	y, unseen, err := tab.ClassIndexOrUnseen(m.Classes)
+	if err != nil {
+		return nil, err
+	}
+	for i := range pred.Classes {
+		if pred.Classes[i] == y[i] {
+			r.Correct++
 		}
 	}
-	r := &evalResult{Model: modelPath, Data: dataPath, Label: label, Rows: tab.Rows(), Correct: correct, Unseen: unseen}
+	r.Unseen = unseen
 	if tab.Rows() > 0 {
-		r.Accuracy = float64(correct) / float64(tab.Rows())
+		r.Accuracy = float64(r.Correct) / float64(tab.Rows())
 	}
 	return r, nil
+}
+
+// String is the text form of the figure.
+func (r *evalResult) String() string {
+	if r.Kind == models.Regressor.String() {
+		return fmt.Sprintf("RMSE %.4g, R² %s (%d rows of %s)", r.RMSE, federav1.FormatAccuracy(r.R2), r.Rows, r.Data)
+	}
+	return fmt.Sprintf("accuracy %.4f (%d of %d rows of %s)", r.Accuracy, r.Correct, r.Rows, r.Data)
 }
 
 func newModelEvalCmd(g *globals) *cobra.Command {
@@ -195,7 +254,8 @@ func newModelEvalCmd(g *globals) *cobra.Command {
 		Use:   "eval",
 		Short: "Score a model file on a labelled CSV",
 		Long: `Score a safetensors model on a CSV file. Only the two files are read: the
-model carries its feature names, class order and standardization.`,
+model carries its feature names, class order and standardization.
+A classifier is scored by accuracy; a regressor (linreg) by RMSE and R².`,
 		Example: "  federa model eval --model model.safetensors --data test.csv\n  federa model eval --model model.safetensors --data test.csv --label diagnosis -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -212,7 +272,7 @@ model carries its feature names, class order and standardization.`,
 			if output == "json" {
 				return json.NewEncoder(g.stdout).Encode(r)
 			}
-			fmt.Fprintf(g.stdout, "accuracy %.4f (%d of %d rows of %s)\n", r.Accuracy, r.Correct, r.Rows, r.Data)
+			fmt.Fprintln(g.stdout, r)
 			if r.Unseen > 0 {
 				fmt.Fprintf(g.stdout, "%d rows have a label the model never saw (no site had it); they count as wrong\n", r.Unseen)
 			}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -39,7 +40,9 @@ func newJobPlotCmd(g *globals) *cobra.Command {
 and eval loss per round (top), eval accuracy per round (bottom). The figures
 are the job's global ones, as 'federa job get' lists them: train loss is the
 mean of the sites' local training losses weighted by their examples, eval
-accuracy and eval loss are pooled over every site's held-out rows.
+accuracy and eval loss are pooled over every site's held-out rows. For a
+regression model (linreg) the losses are mean squared errors and the
+bottom panel is the eval RMSE.
 
 The coordinator keeps only these global figures per round, not each site's
 own loss or accuracy, so there are no per-site lines.
@@ -142,6 +145,8 @@ func writeJobPlot(j *federav1.Job, path string, width, height int) error {
 // jobPlots builds the two panels: losses, and accuracy.
 func jobPlots(j *federav1.Job) (loss, acc *plot.Plot, err error) {
 	var train, eval, accuracy plotter.XYs
+	// A regressor's bottom panel is its RMSE (its losses are MSEs).
+	regression := slices.ContainsFunc(j.GetRounds(), (*federav1.RoundSummary).Regression)
 	for _, r := range j.GetRounds() {
 		x := float64(r.GetRound())
 		if v := r.GetTrainLoss(); finite(v) {
@@ -150,7 +155,11 @@ func jobPlots(j *federav1.Job) (loss, acc *plot.Plot, err error) {
 		if v := r.GetEvalLoss(); finite(v) {
 			eval = append(eval, plotter.XY{X: x, Y: v})
 		}
-		if v := r.GetEvalAccuracy(); finite(v) {
+		v := r.GetEvalAccuracy()
+		if regression {
+			v = r.GetEvalRmse()
+		}
+		if finite(v) && r.GetEvalExamples() > 0 {
 			accuracy = append(accuracy, plotter.XY{X: x, Y: v})
 		}
 	}
@@ -169,6 +178,15 @@ func jobPlots(j *federav1.Job) (loss, acc *plot.Plot, err error) {
 	}
 	loss.Y.Min = 0
 
+	if regression {
+		acc = roundPlot("eval RMSE per round", "RMSE", first, last)
+		if err := addLine(acc, "eval RMSE", accuracy, 2); err != nil {
+			return nil, nil, err
+		}
+		acc.Y.Min = 0
+		acc.Legend.Top = false
+		return loss, acc, nil
+	}
 	acc = roundPlot("eval accuracy per round", "accuracy", first, last)
 	if err := addLine(acc, "eval accuracy", accuracy, 2); err != nil {
 		return nil, nil, err

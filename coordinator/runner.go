@@ -148,13 +148,18 @@ func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites 
 	if len(features) == 0 {
 		return nil, errors.New("sites reported no feature columns")
 	}
-	classes := slices.Sorted(maps.Keys(classSet))
-	if len(classes) < 2 {
-		return nil, fmt.Errorf("label %q has only the value(s) [%s] across all sites; a classifier needs at least 2", sp.GetLabel(), strings.Join(classes, ", "))
-	}
 	arch, err := spec.ArchOf(sp)
 	if err != nil {
 		return nil, err
+	}
+	classes := slices.Sorted(maps.Keys(classSet))
+	switch {
+	case arch.Kind() == models.Regressor && len(classes) > 0:
+		// A regressor's label never leaves as values; a site that sends
+		// them is not following the protocol.
+		return nil, fmt.Errorf("sites sent class names for %s, which predicts a number; refusing them", arch.Name())
+	case arch.Kind() == models.Classifier && len(classes) < 2:
+		return nil, fmt.Errorf("label %q has only the value(s) [%s] across all sites; a classifier needs at least 2", sp.GetLabel(), strings.Join(classes, ", "))
 	}
 	w0, err := arch.Init(len(features), len(classes))
 	if err != nil {
@@ -302,25 +307,19 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	}
 	sum := &federav1.RoundSummary{
 		Round: int32(r), Participants: col.Answered(), Missing: col.Missing(),
-		TrainExamples: examples, EvalAccuracy: math.NaN(), EvalLoss: math.NaN(),
+		TrainExamples: examples, EvalAccuracy: math.NaN(), EvalLoss: math.NaN(), EvalRmse: math.NaN(), EvalR2: math.NaN(),
 		TrainPhaseMs: ms(trainPhase), MaxLocalTrainMs: maxCompute, AggregateMs: ms(aggTime),
 		EvalPhaseMs: ms(c.cfg.Now().Sub(evalStart)),
 	}
 	if examples > 0 {
 		sum.TrainLoss = lossSum / float64(examples)
 	}
-	var correct, total int64
-	var evalLoss float64
-	for _, a := range ecol.Answers() {
-		correct += a.result.GetEvalCorrect()
-		total += a.result.GetEvalTotal()
-		evalLoss += a.result.GetEvalLoss() * float64(a.result.GetEvalTotal())
+	arch, err := spec.ArchOf(sp)
+	if err != nil {
+		<-logged
+		return err
 	}
-	if total > 0 {
-		sum.EvalAccuracy = float64(correct) / float64(total)
-		sum.EvalLoss = evalLoss / float64(total)
-		sum.EvalExamples = total
-	}
+	scoreRound(sum, ecol.Answers(), arch.Kind())
 	sum.DurationMs = c.cfg.Now().Sub(start).Milliseconds()
 	st.weights = next
 	st.round = r
@@ -341,7 +340,7 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	}
 	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))
 	c.requestCheckpoint()
-	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, eval accuracy %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, federav1.FormatAccuracy(sum.EvalAccuracy))
+	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, federav1.FormatEval(sum))
 	_, err = c.updateWith(id, event, func(j *federav1.Job) {
 		j.RoundsCompleted = int32(r)
 		j.Rounds = appendRound(j.Rounds, sum)
@@ -638,4 +637,33 @@ func describeDiff(a string, ca []string, b string, cb []string) string {
 		parts = append(parts, fmt.Sprintf("%s and %s have the same columns in a different order", a, b))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// scoreRound pools the sites' evaluations of a round into its summary:
+// accuracy and mean cross-entropy for a classifier; for a regressor the
+// mean squared error as EvalLoss, its root, and R² from the merged label
+// spreads. A round no site could score keeps its NaNs.
+func scoreRound(sum *federav1.RoundSummary, answers map[string]reply, kind models.Kind) {
+	var correct, total int64
+	var lossSum float64
+	var spread models.Spread
+	for _, s := range slices.Sorted(maps.Keys(answers)) {
+		res := answers[s].result
+		n := res.GetEvalTotal()
+		correct += res.GetEvalCorrect()
+		total += n
+		lossSum += res.GetEvalLoss() * float64(n)
+		spread.Merge(models.Spread{N: float64(n), Mean: res.GetEvalLabelMean(), M2: res.GetEvalLabelM2()})
+	}
+	if total == 0 {
+		return
+	}
+	sum.EvalLoss = lossSum / float64(total)
+	sum.EvalExamples = total
+	if kind == models.Regressor {
+		sum.EvalRmse = math.Sqrt(sum.EvalLoss)
+		sum.EvalR2 = spread.R2(lossSum)
+		return
+	}
+	sum.EvalAccuracy = float64(correct) / float64(total)
 }

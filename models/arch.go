@@ -18,18 +18,22 @@ import (
 // (RegisterArch), and nothing else has to learn it.
 //
 // Weights are named tensors (Weights); an Arch owns their names and shapes.
-// X is always standardized (the job's scaler applied) and y holds class
-// indices in [0, classes).
+// X is always standardized (the job's scaler applied). A classifier's
+// targets are class indices in [0, classes); a regressor's are the label's
+// numeric values, and it is built for classes = 0.
 type Arch interface {
 	// Name is the registered name, written to exported files as
 	// federa.architecture.
 	Name() string
+	// Kind says whether the model predicts a class or a number: what its
+	// targets, metrics and exported file hold.
+	Kind() Kind
 	// Params are the architecture's parameters (hidden sizes, activation),
 	// as the job spec gave them with defaults applied; exported files
 	// carry them so the file alone rebuilds the Arch.
 	Params() ArchParams
 	// Init returns the weights a job starts from for this many features
-	// and classes.
+	// and classes (0 for a regressor).
 	Init(features, classes int) (Weights, error)
 	// NumParams is how many values those weights hold: the most a site's
 	// update may carry.
@@ -39,11 +43,59 @@ type Arch interface {
 	Check(w Weights, features, classes int) error
 	// Train runs local training from w and returns new weights; w is not
 	// modified.
-	Train(ctx context.Context, w Weights, X *mat.Dense, y []int, cfg TrainConfig) (TrainResult, error)
-	// Evaluate counts correct predictions and the mean loss on (X, y).
-	Evaluate(w Weights, X *mat.Dense, y []int) (correct int, loss float64, err error)
-	// Predict returns the class index per row of X.
-	Predict(w Weights, X *mat.Dense) ([]int, error)
+	Train(ctx context.Context, w Weights, X *mat.Dense, y Targets, cfg TrainConfig) (TrainResult, error)
+	// Evaluate scores w on (X, y).
+	Evaluate(w Weights, X *mat.Dense, y Targets) (Score, error)
+	// Predict returns the prediction per row of X: class indices for a
+	// classifier, values for a regressor.
+	Predict(w Weights, X *mat.Dense) (Predictions, error)
+}
+
+// Kind is what a model predicts.
+type Kind int
+
+const (
+	// Classifier predicts one of the label's values (classes); metrics are
+	// accuracy and mean cross-entropy.
+	Classifier Kind = iota
+	// Regressor predicts the label as a number; metrics are RMSE and R².
+	Regressor
+)
+
+func (k Kind) String() string {
+	if k == Regressor {
+		return "regression"
+	}
+	return "classification"
+}
+
+// Targets are the labels of the rows of X, in the form the Arch's Kind
+// takes: Classes for a classifier, Values for a regressor.
+type Targets struct {
+	Classes []int
+	Values  []float64
+}
+
+// ClassTargets wraps class indices.
+func ClassTargets(y []int) Targets { return Targets{Classes: y} }
+
+// ValueTargets wraps numeric targets.
+func ValueTargets(y []float64) Targets { return Targets{Values: y} }
+
+// Score is an evaluation: Loss is the mean loss over Rows (cross-entropy
+// for a classifier, squared error for a regressor, so a regressor's RMSE
+// is √Loss); Correct counts a classifier's right answers.
+type Score struct {
+	Rows    int
+	Correct int
+	Loss    float64
+}
+
+// Predictions are an Arch's outputs per row: Classes for a classifier,
+// Values for a regressor.
+type Predictions struct {
+	Classes []int
+	Values  []float64
 }
 
 // ArchParams are an architecture's parameters from the job spec's model

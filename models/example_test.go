@@ -104,7 +104,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(model.Classes[pred[0]], model.Classes[pred[1]], model.Metadata["federa.job_id"])
+	fmt.Println(model.Classes[pred.Classes[0]], model.Classes[pred.Classes[1]], model.Metadata["federa.job_id"])
 	// Output:
 	// held-out accuracy above 95%: true
 	// low high example

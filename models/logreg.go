@@ -212,12 +212,18 @@ func (logRegArch) Check(w Weights, features, classes int) error {
 	return nil
 }
 
-func (logRegArch) Train(ctx context.Context, w Weights, X *mat.Dense, y []int, cfg TrainConfig) (TrainResult, error) {
-	return TrainLogReg(ctx, w, X, y, cfg)
+func (logRegArch) Kind() Kind { return Classifier }
+
+func (logRegArch) Train(ctx context.Context, w Weights, X *mat.Dense, y Targets, cfg TrainConfig) (TrainResult, error) {
+	return TrainLogReg(ctx, w, X, y.Classes, cfg)
 }
 
-func (logRegArch) Evaluate(w Weights, X *mat.Dense, y []int) (int, float64, error) {
-	return EvaluateLogReg(w, X, y)
+func (logRegArch) Evaluate(w Weights, X *mat.Dense, y Targets) (Score, error) {
+	correct, loss, err := EvaluateLogReg(w, X, y.Classes)
+	return Score{Rows: len(y.Classes), Correct: correct, Loss: loss}, err
 }
 
-func (logRegArch) Predict(w Weights, X *mat.Dense) ([]int, error) { return PredictLogReg(w, X) }
+func (logRegArch) Predict(w Weights, X *mat.Dense) (Predictions, error) {
+	p, err := PredictLogReg(w, X)
+	return Predictions{Classes: p}, err
+}

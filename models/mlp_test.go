@@ -185,14 +185,15 @@ func TestMLPLearnsXOR(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := a.Train(t.Context(), w, Xtr, ytr, cfg)
+			res, err := a.Train(t.Context(), w, Xtr, ClassTargets(ytr), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			correct, loss, err := a.Evaluate(res.Weights, Xte, yte)
+			sc, err := a.Evaluate(res.Weights, Xte, ClassTargets(yte))
 			if err != nil {
 				t.Fatal(err)
 			}
+			correct, loss := sc.Correct, sc.Loss
 			acc := float64(correct) / 400
 			t.Logf("mlp %s: test accuracy %.3f, test loss %.3f, last-epoch train loss %.3f", act, acc, loss, res.Loss)
 			if acc < 0.95 {
@@ -206,7 +207,7 @@ func TestMLPLearnsXOR(t *testing.T) {
 				t.Fatal(err)
 			}
 			agree := 0
-			for i, p := range pred {
+			for i, p := range pred.Classes {
 				if p == yte[i] {
 					agree++
 				}
@@ -233,7 +234,7 @@ func TestMLPDeterministic(t *testing.T) {
 	train := func(seed int64) Weights {
 		c := cfg
 		c.Seed = seed
-		res, err := a.Train(t.Context(), w1, X, y, c)
+		res, err := a.Train(t.Context(), w1, X, ClassTargets(y), c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,7 +258,7 @@ func TestMLPCancel(t *testing.T) {
 	X, y := blobs(1, 50, 3, 2, 2)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := a.Train(ctx, w, X, y, TrainConfig{Epochs: 1, BatchSize: 8, LearningRate: 0.1})
+	_, err := a.Train(ctx, w, X, ClassTargets(y), TrainConfig{Epochs: 1, BatchSize: 8, LearningRate: 0.1})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Train on a cancelled context: %v, want context.Canceled", err)
 	}
@@ -359,10 +360,10 @@ func TestMLPRefusesBadWeights(t *testing.T) {
 				return
 			}
 			X, y := blobs(1, 10, 3, 2, 1)
-			if _, err := a.Train(t.Context(), w, X, y, TrainConfig{Epochs: 1, BatchSize: 4, LearningRate: 0.1}); err == nil || !strings.HasPrefix(err.Error(), "training mlp: ") {
+			if _, err := a.Train(t.Context(), w, X, ClassTargets(y), TrainConfig{Epochs: 1, BatchSize: 4, LearningRate: 0.1}); err == nil || !strings.HasPrefix(err.Error(), "training mlp: ") {
 				t.Errorf("Train = %v, want a training mlp error", err)
 			}
-			if _, _, err := a.Evaluate(w, X, y); err == nil || !strings.HasPrefix(err.Error(), "evaluating mlp: ") {
+			if _, err := a.Evaluate(w, X, ClassTargets(y)); err == nil || !strings.HasPrefix(err.Error(), "evaluating mlp: ") {
 				t.Errorf("Evaluate = %v, want an evaluating mlp error", err)
 			}
 			if _, err := a.Predict(w, X); err == nil || !strings.HasPrefix(err.Error(), "predicting with mlp: ") {
@@ -391,14 +392,14 @@ func TestMLPRefusesBadInputs(t *testing.T) {
 		{"bad config", X, y, TrainConfig{Epochs: 1, BatchSize: 4}, "learning rate must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := a.Train(t.Context(), w, tc.X, tc.y, tc.cfg)
+			_, err := a.Train(t.Context(), w, tc.X, ClassTargets(tc.y), tc.cfg)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Train = %v, want an error containing %q", err, tc.want)
 			}
 			if tc.name == "bad config" {
 				return
 			}
-			if _, _, err := a.Evaluate(w, tc.X, tc.y); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := a.Evaluate(w, tc.X, ClassTargets(tc.y)); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Evaluate = %v, want an error containing %q", err, tc.want)
 			}
 		})
@@ -459,7 +460,7 @@ func TestMLPMatchesNumpyAndTorch(t *testing.T) {
 		a := mustMLP(t, []int{8, 5}, act)
 		w, _ := a.Init(4, 3)
 		X, y := blobs(11, 200, 4, 3, 1.5)
-		res, err := a.Train(t.Context(), w, X, y, TrainConfig{Epochs: 5, BatchSize: 20, LearningRate: 0.1, Seed: 1})
+		res, err := a.Train(t.Context(), w, X, ClassTargets(y), TrainConfig{Epochs: 5, BatchSize: 20, LearningRate: 0.1, Seed: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -519,8 +520,8 @@ func TestMLPMatchesNumpyAndTorch(t *testing.T) {
 				if err := json.Unmarshal(outb, &out); err != nil {
 					t.Fatalf("reading %s output %q: %v", lib, outb, err)
 				}
-				if !slices.Equal(out.Pred, pred) {
-					t.Errorf("%s predicts %v, Go predicts %v", lib, out.Pred, pred)
+				if !slices.Equal(out.Pred, pred.Classes) {
+					t.Errorf("%s predicts %v, Go predicts %v", lib, out.Pred, pred.Classes)
 				}
 				for i, row := range out.Logits {
 					for j, v := range row {

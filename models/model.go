@@ -73,8 +73,15 @@ func (m *Model) Validate() error {
 	if err := uniqueNames("feature", m.Features, false); err != nil {
 		return err
 	}
-	if len(m.Classes) < 2 {
-		return fmt.Errorf("need at least 2 classes, have %d", len(m.Classes))
+	switch arch.Kind() {
+	case Regressor:
+		if len(m.Classes) != 0 {
+			return fmt.Errorf("a %s model predicts a number and has no classes, have %d", m.Architecture, len(m.Classes))
+		}
+	default:
+		if len(m.Classes) < 2 {
+			return fmt.Errorf("need at least 2 classes, have %d", len(m.Classes))
+		}
 	}
 	if err := uniqueNames("class", m.Classes, true); err != nil {
 		return err
@@ -109,26 +116,36 @@ func uniqueNames(kind string, names []string, allowEmpty bool) error {
 	return nil
 }
 
+// Kind is what the model predicts; an unknown architecture counts as a
+// classifier (Validate refuses it).
+func (m *Model) Kind() Kind {
+	if arch, err := NewArch(m.Architecture, m.Params); err == nil {
+		return arch.Kind()
+	}
+	return Classifier
+}
+
 // Predict standardizes raw (rows in Features order, unscaled) with the
-// model's scaler and returns the argmax class index per row; index into
-// Classes for the label value.
-func (m *Model) Predict(raw *mat.Dense) ([]int, error) {
+// model's scaler and returns the prediction per row: a classifier's argmax
+// class index (index into Classes for the label value), or a regressor's
+// value.
+func (m *Model) Predict(raw *mat.Dense) (Predictions, error) {
 	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("predicting: invalid model: %w", err)
+		return Predictions{}, fmt.Errorf("predicting: invalid model: %w", err)
 	}
 	if raw == nil {
-		return nil, fmt.Errorf("predicting: nil feature matrix")
+		return Predictions{}, fmt.Errorf("predicting: nil feature matrix")
 	}
 	if _, c := raw.Dims(); c != len(m.Features) {
-		return nil, fmt.Errorf("predicting: feature matrix has %d columns, model has %d features", c, len(m.Features))
+		return Predictions{}, fmt.Errorf("predicting: feature matrix has %d columns, model has %d features", c, len(m.Features))
 	}
 	arch, err := NewArch(m.Architecture, m.Params)
 	if err != nil {
-		return nil, fmt.Errorf("predicting: %w", err)
+		return Predictions{}, fmt.Errorf("predicting: %w", err)
 	}
 	out, err := arch.Predict(m.Weights, m.Scaler.Apply(raw))
 	if err != nil {
-		return nil, fmt.Errorf("predicting: %w", err)
+		return Predictions{}, fmt.Errorf("predicting: %w", err)
 	}
 	return out, nil
 }
@@ -162,7 +179,8 @@ func WriteSafetensors(w io.Writer, m *Model) error {
 	if err != nil {
 		return fmt.Errorf("writing model: encoding features: %w", err)
 	}
-	classes, err := json.Marshal(m.Classes)
+	// A regressor has no classes: "[]", never "null".
+	classes, err := json.Marshal(append([]string{}, m.Classes...))
 	if err != nil {
 		return fmt.Errorf("writing model: encoding classes: %w", err)
 	}

@@ -231,7 +231,7 @@ func TestModelPredict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []int{0, 1, 2}; !slices.Equal(got, want) {
+	if want := []int{0, 1, 2}; !slices.Equal(got.Classes, want) {
 		t.Errorf("Predict = %v, want %v", got, want)
 	}
 	if _, err := m.Predict(mat.NewDense(1, 2, nil)); err == nil || !strings.Contains(err.Error(), "2 columns, model has 3 features") {

@@ -83,7 +83,7 @@ func TestOptimizerHandSteps(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := tc.arch.Train(t.Context(), tc.start, X, y, TrainConfig{Epochs: 2, BatchSize: 1, LearningRate: 0.1, Optimizer: tc.opt})
+			res, err := tc.arch.Train(t.Context(), tc.start, X, ClassTargets(y), TrainConfig{Epochs: 2, BatchSize: 1, LearningRate: 0.1, Optimizer: tc.opt})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,13 +111,13 @@ func TestOptimizerPlainSGDUnchanged(t *testing.T) {
 		w    Weights
 	}{{logRegArch{}, NewLogReg(4, 3)}, {mlp, mw}} {
 		base := TrainConfig{Epochs: 2, BatchSize: 16, LearningRate: 0.1, L2: 1e-3, ProxMu: 0.01, Seed: 4}
-		want, err := a.arch.Train(t.Context(), a.w, X, y, base)
+		want, err := a.arch.Train(t.Context(), a.w, X, ClassTargets(y), base)
 		if err != nil {
 			t.Fatal(err)
 		}
 		named := base
 		named.Optimizer = OptimizerConfig{Name: OptimizerSGD}
-		got, err := a.arch.Train(t.Context(), a.w, X, y, named)
+		got, err := a.arch.Train(t.Context(), a.w, X, ClassTargets(y), named)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,11 +157,12 @@ func TestAdamLearnsAsWellAsSGD(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			acc := func(cfg TrainConfig) float64 {
-				res, err := tc.arch.Train(t.Context(), tc.w, tc.Xtr, tc.ytr, cfg)
+				res, err := tc.arch.Train(t.Context(), tc.w, tc.Xtr, ClassTargets(tc.ytr), cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
-				correct, _, err := tc.arch.Evaluate(res.Weights, tc.Xte, tc.yte)
+				sc, err := tc.arch.Evaluate(res.Weights, tc.Xte, ClassTargets(tc.yte))
+				correct := sc.Correct
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -205,7 +206,7 @@ func TestOptimizerConfigRefused(t *testing.T) {
 			}
 			for _, a := range []Arch{logRegArch{}, mustMLP(t, []int{2}, "relu")} {
 				w, _ := a.Init(1, 2)
-				_, err := a.Train(t.Context(), w, X, y, TrainConfig{Epochs: 1, BatchSize: 2, LearningRate: 0.1, Optimizer: tc.opt})
+				_, err := a.Train(t.Context(), w, X, ClassTargets(y), TrainConfig{Epochs: 1, BatchSize: 2, LearningRate: 0.1, Optimizer: tc.opt})
 				if err == nil || !strings.Contains(err.Error(), "optimizer: "+tc.param) {
 					t.Errorf("%s Train: %v, want an optimizer %s error", a.Name(), err, tc.param)
 				}

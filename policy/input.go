@@ -56,7 +56,11 @@ type Requester struct {
 // Model is the declared model; Params holds local_epochs, batch_size,
 // learning_rate, l2 and the like.
 type Model struct {
-	Type   string         `json:"type"`
+	Type string `json:"type"`
+	// Task is what the model predicts: "classification" (it releases the
+	// label's values as class names) or "regression" (the label is a
+	// number that never leaves as values). The site derives it from Type.
+	Task   string         `json:"task"`
 	Params map[string]any `json:"params,omitempty"`
 }
 
@@ -166,7 +170,7 @@ func SampleInput() Input {
 			Dataset:   "admissions",
 			Features:  []string{"age", "ward", "diagnosis"},
 			Label:     "readmitted",
-			Model: Model{Type: "logreg", Params: map[string]any{
+			Model: Model{Type: "logreg", Task: "classification", Params: map[string]any{
 				"local_epochs": 1, "batch_size": 32, "learning_rate": 0.1, "l2": 0.0001,
 			}},
 			Rounds:  10,

@@ -66,7 +66,7 @@ func (b *builder) baseItems(in Input) [][2]*ast.Term {
 			b.item("clip_norm", b.float("job.privacy.dp.clip_norm", dp.ClipNorm)),
 		))}, privacy...)
 	}
-	model := [][2]*ast.Term{b.item("type", b.str("job.model.type", job.Model.Type))}
+	model := [][2]*ast.Term{b.item("type", b.str("job.model.type", job.Model.Type)), b.item("task", b.str("job.model.task", job.Model.Task))}
 	if len(job.Model.Params) > 0 {
 		model = append(model, b.item("params", b.any("job.model.params", job.Model.Params)))
 	}

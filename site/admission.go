@@ -132,6 +132,9 @@ func (a *Agent) policyInput(t *federav1.Task, ds *Dataset, features []string) po
 		},
 		Destination: policy.Destination{ID: a.cfg.CoordinatorID.String(), Jurisdiction: a.cfg.CoordinatorJurisdiction},
 	}
+	if arch, err := spec.ArchOf(sp); err == nil {
+		in.Job.Model.Task = arch.Kind().String()
+	}
 	if m := sp.GetModel(); len(m.GetHidden()) > 0 || m.GetActivation() != "" {
 		// A policy may bound a model's shape (how much it can memorize).
 		hidden := make([]any, len(m.GetHidden()))

@@ -149,12 +149,27 @@ func (a *Agent) stats(t *federav1.Task, ad admitted, r *release) error {
 	if err != nil {
 		return err
 	}
+	arch, err := spec.ArchOf(t.GetSpec())
+	if err != nil {
+		return err
+	}
 	res := r.res
 	m := models.ComputeMoments(p.train.X)
 	res.Features = p.train.Features
-	res.Classes = classesOf(p.train, p.eval)
-	if err := checkClassSizes(t.GetSpec().GetLabel(), ad.minRecords, p.train, p.eval); err != nil {
-		return err
+	if arch.Kind() == models.Regressor {
+		// A regressor's label is a number that never leaves as a value:
+		// check here that it is one, so a bad cell fails the stats phase
+		// rather than the first round.
+		for _, tab := range []*dataset.Table{p.train, p.eval} {
+			if _, err := tab.LabelValues(); err != nil {
+				return err
+			}
+		}
+	} else {
+		res.Classes = classesOf(p.train, p.eval)
+		if err := checkClassSizes(t.GetSpec().GetLabel(), ad.minRecords, p.train, p.eval); err != nil {
+			return err
+		}
 	}
 	res.Count, res.Sum, res.SumSq = m.Count, m.Sum, m.SumSq
 	res.TrainRows, res.EvalRows = int64(p.train.Rows()), int64(p.eval.Rows())
@@ -210,15 +225,22 @@ func classesOf(tabs ...*dataset.Table) []string {
 	return out
 }
 
-// standardized prepares a split for the model: agreed scaler, class indices.
-func standardized(tab *dataset.Table, t *federav1.Task) (*mat.Dense, []int, error) {
-	y, err := tab.ClassIndex(t.GetClasses())
+// standardized prepares a split for the model: the agreed scaler, and the
+// targets its kind takes (class indices, or the label's values).
+func standardized(tab *dataset.Table, t *federav1.Task, kind models.Kind) (*mat.Dense, models.Targets, error) {
+	var y models.Targets
+	var err error
+	if kind == models.Regressor {
+		y.Values, err = tab.LabelValues()
+	} else {
+		y.Classes, err = tab.ClassIndex(t.GetClasses())
+	}
 	if err != nil {
-		return nil, nil, err
+		return nil, y, err
 	}
 	s := models.Scaler{Mean: t.GetScalerMean(), Scale: t.GetScalerScale()}
 	if len(s.Mean) != len(t.GetFeatures()) || len(s.Scale) != len(t.GetFeatures()) {
-		return nil, nil, fmt.Errorf("task has a scaler for %d/%d columns but %d features", len(s.Mean), len(s.Scale), len(t.GetFeatures()))
+		return nil, y, fmt.Errorf("task has a scaler for %d/%d columns but %d features", len(s.Mean), len(s.Scale), len(t.GetFeatures()))
 	}
 	return s.Apply(tab.X), y, nil
 }
@@ -231,16 +253,16 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 	if err != nil {
 		return err
 	}
-	X, y, err := standardized(p.train, t)
-	if err != nil {
-		return err
-	}
 	sp := t.GetSpec()
-	mu, err := proxMu(sp)
+	arch, err := spec.ArchOf(sp)
 	if err != nil {
 		return err
 	}
-	arch, err := spec.ArchOf(sp)
+	X, y, err := standardized(p.train, t, arch.Kind())
+	if err != nil {
+		return err
+	}
+	mu, err := proxMu(sp)
 	if err != nil {
 		return err
 	}
@@ -315,22 +337,26 @@ func (a *Agent) eval(t *federav1.Task, w models.Weights, ad admitted, r *release
 		r.kind = ""
 		return nil
 	}
-	X, y, err := standardized(p.eval, t)
+	arch, err := spec.ArchOf(t.GetSpec())
 	if err != nil {
 		return err
 	}
-	arch, err := spec.ArchOf(t.GetSpec())
+	X, y, err := standardized(p.eval, t, arch.Kind())
 	if err != nil {
 		return err
 	}
 	if err := arch.Check(w, len(t.GetFeatures()), len(t.GetClasses())); err != nil {
 		return fmt.Errorf("the task's %s weights: %w", arch.Name(), err)
 	}
-	correct, loss, err := arch.Evaluate(w, X, y)
+	sc, err := arch.Evaluate(w, X, y)
 	if err != nil {
 		return fmt.Errorf("evaluate: %w", err)
 	}
-	r.res.EvalCorrect, r.res.EvalTotal, r.res.EvalLoss = int64(correct), int64(p.eval.Rows()), loss
+	r.res.EvalCorrect, r.res.EvalTotal, r.res.EvalLoss = int64(sc.Correct), int64(p.eval.Rows()), sc.Loss
+	if y.Values != nil {
+		sp := models.SpreadOf(y.Values)
+		r.res.EvalLabelMean, r.res.EvalLabelM2 = sp.Mean, sp.M2
+	}
 	r.records = int64(p.eval.Rows())
 	return nil
 }

@@ -115,7 +115,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty feature", minimal + "features: [age, \" \"]\n", []string{"field features[1]", "empty column name"}},
 		{"feature is the label", minimal + "label: churned\nfeatures: [age, churned]\n", []string{"field features[1]", `"churned" is the label`}},
 		{"feature is the default label", minimal + "features: [label]\n", []string{"field features[0]", "is the label"}},
-		{"unsupported model", minimal + "model:\n  type: cnn\n", []string{"field model.type", `"cnn" is not supported`, "valid: logreg"}},
+		{"unsupported model", minimal + "model:\n  type: cnn\n", []string{"field model.type", `"cnn" is not supported`, "valid: linreg, logreg"}},
 		{"unsupported aggregator", minimal + "aggregator: fedsgd\n", []string{"field aggregator", `"fedsgd" is not supported`, "valid: fedadagrad, fedadam, fedavg"}},
 		{"missing name", "dataset: customers\n", []string{"field name", "required"}},
 		{"missing dataset", "name: churn\n", []string{"field dataset", "required"}},

@@ -72,7 +72,7 @@ func accuracyOf(t *testing.T, modelPath, csv string) float64 {
 	}
 	ok := 0
 	for i := range y {
-		if pred[i] == y[i] {
+		if pred.Classes[i] == y[i] {
 			ok++
 		}
 	}

@@ -13,7 +13,7 @@ base := {
 		"dataset": "admissions",
 		"features": ["ward"],
 		"label": "readmitted",
-		"model": {"type": "logreg", "params": {"local_epochs": 1}},
+		"model": {"type": "logreg", "task": "classification", "params": {"local_epochs": 1}},
 		"rounds": 10,
 		"privacy": {"secure_aggregation": true, "min_count": 0},
 	},

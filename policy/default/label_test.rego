@@ -58,3 +58,20 @@ test_reasons_say_no_counts if {
 		not contains(r, "121")
 	}
 }
+
+test_a_regression_releases_no_label_values if {
+	measurement := with_job(with_label(base, {"classes": 400, "numeric": true, "smallest_class": 1}), {"model": {"type": "linreg", "task": "regression"}})
+	d := federa.admission with input as measurement
+	d.allow
+	e := federa.admission with input as with_job(measurement, {"model": {"type": "logreg", "task": "classification"}})
+	not e.allow
+	reason_with(e, "numeric with more than 10 distinct values")
+}
+
+test_an_undeclared_task_is_judged_as_a_classifier if {
+	d := federa.admission with input as with_job(with_label(base, {"classes": 400, "numeric": true}), {"model": {"type": "somethingnew", "task": ""}})
+	not d.allow
+	no_task := json.remove(with_label(base, {"classes": 400, "numeric": true}), ["job/model/task"])
+	e := federa.admission with input as no_task
+	not e.allow
+}

@@ -1731,8 +1731,13 @@ type TaskResult struct {
 	// DECIDE: the approval record's status after the decision ("approved"
 	// or "rejected").
 	ApprovalStatus string `protobuf:"bytes,25,opt,name=approval_status,json=approvalStatus,proto3" json:"approval_status,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// EVAL of a regressor: eval_loss is the mean squared error, and these
+	// are the label's mean and sum of squared deviations over the same rows
+	// (what R² needs; sites' values merge exactly).
+	EvalLabelMean float64 `protobuf:"fixed64,26,opt,name=eval_label_mean,json=evalLabelMean,proto3" json:"eval_label_mean,omitempty"`
+	EvalLabelM2   float64 `protobuf:"fixed64,27,opt,name=eval_label_m2,json=evalLabelM2,proto3" json:"eval_label_m2,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
@@ -1938,6 +1943,20 @@ func (x *TaskResult) GetApprovalStatus() string {
 		return x.ApprovalStatus
 	}
 	return ""
+}
+
+func (x *TaskResult) GetEvalLabelMean() float64 {
+	if x != nil {
+		return x.EvalLabelMean
+	}
+	return 0
+}
+
+func (x *TaskResult) GetEvalLabelM2() float64 {
+	if x != nil {
+		return x.EvalLabelM2
+	}
+	return 0
 }
 
 // Admission is a site's answer to "may this job run here?".
@@ -2410,7 +2429,11 @@ type RoundSummary struct {
 	EvalPhaseMs     float64 `protobuf:"fixed64,13,opt,name=eval_phase_ms,json=evalPhaseMs,proto3" json:"eval_phase_ms,omitempty"`
 	// How long the round waited for its audit entries to be durable (they
 	// are appended while the sites evaluate).
-	AuditMs       float64 `protobuf:"fixed64,14,opt,name=audit_ms,json=auditMs,proto3" json:"audit_ms,omitempty"`
+	AuditMs float64 `protobuf:"fixed64,14,opt,name=audit_ms,json=auditMs,proto3" json:"audit_ms,omitempty"`
+	// A regressor's held-out figures (eval_accuracy is NaN for it): root
+	// mean squared error and R², pooled over the sites' evaluation rows.
+	EvalRmse      float64 `protobuf:"fixed64,15,opt,name=eval_rmse,json=evalRmse,proto3" json:"eval_rmse,omitempty"`
+	EvalR2        float64 `protobuf:"fixed64,16,opt,name=eval_r2,json=evalR2,proto3" json:"eval_r2,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2539,6 +2562,20 @@ func (x *RoundSummary) GetEvalPhaseMs() float64 {
 func (x *RoundSummary) GetAuditMs() float64 {
 	if x != nil {
 		return x.AuditMs
+	}
+	return 0
+}
+
+func (x *RoundSummary) GetEvalRmse() float64 {
+	if x != nil {
+		return x.EvalRmse
+	}
+	return 0
+}
+
+func (x *RoundSummary) GetEvalR2() float64 {
+	if x != nil {
+		return x.EvalR2
 	}
 	return 0
 }
@@ -3923,7 +3960,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\n" +
 	"CancelTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x95\x06\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xe1\x06\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -3956,7 +3993,9 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\vnoise_sigma\x18\x17 \x01(\x01R\n" +
 	"noiseSigma\x12#\n" +
 	"\repsilon_spent\x18\x18 \x01(\x01R\fepsilonSpent\x12'\n" +
-	"\x0fapproval_status\x18\x19 \x01(\tR\x0eapprovalStatus\"\x98\x02\n" +
+	"\x0fapproval_status\x18\x19 \x01(\tR\x0eapprovalStatus\x12&\n" +
+	"\x0feval_label_mean\x18\x1a \x01(\x01R\revalLabelMean\x12\"\n" +
+	"\reval_label_m2\x18\x1b \x01(\x01R\vevalLabelM2\"\x98\x02\n" +
 	"\tAdmission\x126\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1c.federa.v1.Admission.OutcomeR\aoutcome\x12\x18\n" +
 	"\areasons\x18\x02 \x03(\tR\areasons\x12)\n" +
@@ -4005,7 +4044,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x0erequester_role\x18\x10 \x01(\tR\rrequesterRole\"U\n" +
 	"\fSiteDecision\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x121\n" +
-	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\xe5\x03\n" +
+	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\x9b\x04\n" +
 	"\fRoundSummary\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x05R\x05round\x12\"\n" +
 	"\fparticipants\x18\x02 \x03(\tR\fparticipants\x12\x1d\n" +
@@ -4023,7 +4062,9 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x12max_local_train_ms\x18\v \x01(\x01R\x0fmaxLocalTrainMs\x12!\n" +
 	"\faggregate_ms\x18\f \x01(\x01R\vaggregateMs\x12\"\n" +
 	"\reval_phase_ms\x18\r \x01(\x01R\vevalPhaseMs\x12\x19\n" +
-	"\baudit_ms\x18\x0e \x01(\x01R\aauditMs\"\xca\x02\n" +
+	"\baudit_ms\x18\x0e \x01(\x01R\aauditMs\x12\x1b\n" +
+	"\teval_rmse\x18\x0f \x01(\x01R\bevalRmse\x12\x17\n" +
+	"\aeval_r2\x18\x10 \x01(\x01R\x06evalR2\"\xca\x02\n" +
 	"\vSiteSummary\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1b\n" +
 	"\traw_bytes\x18\x02 \x01(\x03R\brawBytes\x12\x1d\n" +

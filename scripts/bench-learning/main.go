@@ -154,7 +154,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if res.FederatedTest, err = accuracy(test, m.Classes, func(X *mat.Dense) ([]int, error) { return m.Predict(X) }); err != nil {
+	if res.FederatedTest, err = accuracy(test, m.Classes, func(X *mat.Dense) ([]int, error) { p, err := m.Predict(X); return p.Classes, err }); err != nil {
 		return fmt.Errorf("score the federated model: %w", err)
 	}
 	say("federated model: test accuracy %.4f on %d test images", res.FederatedTest, res.TestRows)
@@ -366,7 +366,7 @@ func central(ctx context.Context, j *spec.Job, X *mat.Dense, y []int, test *data
 		return baseline{}, err
 	}
 	epochs := j.Rounds * j.LocalEpochs
-	tr, err := arch.Train(ctx, w0, scaler.Apply(X), y, models.TrainConfig{
+	tr, err := arch.Train(ctx, w0, scaler.Apply(X), models.ClassTargets(y), models.TrainConfig{
 		Epochs: epochs, BatchSize: j.BatchSize, LearningRate: j.LearningRate, L2: j.L2, Seed: j.Seed,
 		Optimizer: j.Optimizer.Config(),
 	})
@@ -374,7 +374,10 @@ func central(ctx context.Context, j *spec.Job, X *mat.Dense, y []int, test *data
 		return baseline{}, err
 	}
 	secs := time.Since(start).Seconds()
-	acc, err := accuracy(test, classes, func(X *mat.Dense) ([]int, error) { return arch.Predict(tr.Weights, scaler.Apply(X)) })
+	acc, err := accuracy(test, classes, func(X *mat.Dense) ([]int, error) {
+		p, err := arch.Predict(tr.Weights, scaler.Apply(X))
+		return p.Classes, err
+	})
 	return baseline{TestAccuracy: acc, Seconds: secs, Epochs: epochs, TrainRows: rows}, err
 }
 
