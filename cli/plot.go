@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image/color"
 	"io/fs"
+	"maps"
 	"math"
 	"path/filepath"
 	"slices"
@@ -44,8 +45,10 @@ accuracy and eval loss are pooled over every site's held-out rows. For a
 regression model (linreg) the losses are mean squared errors and the
 bottom panel is the eval RMSE.
 
-The coordinator keeps only these global figures per round, not each site's
-own loss or accuracy, so there are no per-site lines.
+Each site's own train loss and eval accuracy (or RMSE) are drawn beside
+them as thin dashed lines, one colour per site (grey, under one legend
+entry, for more than 5 sites). The coordinator keeps them for rounds of at
+most 32 sites; larger rounds show the global figures only.
 
 The format follows the extension of --out: .png (the default, also for a
 name without an extension), .svg or .pdf. Rounds nobody could score
@@ -147,8 +150,22 @@ func jobPlots(j *federav1.Job) (loss, acc *plot.Plot, err error) {
 	var train, eval, accuracy plotter.XYs
 	// A regressor's bottom panel is its RMSE (its losses are MSEs).
 	regression := slices.ContainsFunc(j.GetRounds(), (*federav1.RoundSummary).Regression)
+	// Each site's own curves, from the rounds that kept them.
+	siteTrain, siteEval := map[string]plotter.XYs{}, map[string]plotter.XYs{}
 	for _, r := range j.GetRounds() {
 		x := float64(r.GetRound())
+		for _, sr := range r.GetSiteRounds() {
+			if v := sr.GetTrainLoss(); finite(v) {
+				siteTrain[sr.GetSite()] = append(siteTrain[sr.GetSite()], plotter.XY{X: x, Y: v})
+			}
+			v := sr.GetEvalAccuracy()
+			if regression {
+				v = sr.GetEvalRmse()
+			}
+			if finite(v) && sr.GetEvalTotal() > 0 {
+				siteEval[sr.GetSite()] = append(siteEval[sr.GetSite()], plotter.XY{X: x, Y: v})
+			}
+		}
 		if v := r.GetTrainLoss(); finite(v) {
 			train = append(train, plotter.XY{X: x, Y: v})
 		}
@@ -170,6 +187,9 @@ func jobPlots(j *federav1.Job) (loss, acc *plot.Plot, err error) {
 	}
 
 	loss = roundPlot(fmt.Sprintf("%s: loss per round", title), "loss", first, last)
+	if err := addSiteLines(loss, "train loss", siteTrain); err != nil {
+		return nil, nil, err
+	}
 	if err := addLine(loss, "train loss", train, 0); err != nil {
 		return nil, nil, err
 	}
@@ -180,6 +200,9 @@ func jobPlots(j *federav1.Job) (loss, acc *plot.Plot, err error) {
 
 	if regression {
 		acc = roundPlot("eval RMSE per round", "RMSE", first, last)
+		if err := addSiteLines(acc, "eval RMSE", siteEval); err != nil {
+			return nil, nil, err
+		}
 		if err := addLine(acc, "eval RMSE", accuracy, 2); err != nil {
 			return nil, nil, err
 		}
@@ -188,6 +211,9 @@ func jobPlots(j *federav1.Job) (loss, acc *plot.Plot, err error) {
 		return loss, acc, nil
 	}
 	acc = roundPlot("eval accuracy per round", "accuracy", first, last)
+	if err := addSiteLines(acc, "eval accuracy", siteEval); err != nil {
+		return nil, nil, err
+	}
 	if err := addLine(acc, "eval accuracy", accuracy, 2); err != nil {
 		return nil, nil, err
 	}
@@ -235,6 +261,45 @@ func addLine(p *plot.Plot, name string, pts plotter.XYs, i int) error {
 	points.Color, points.Shape, points.Radius = c, draw.CircleGlyph{}, vg.Points(2.5)
 	p.Add(line, points)
 	p.Legend.Add(name, line, points)
+	return nil
+}
+
+// siteColors tell up to maxSiteLegend sites apart (the rest of the
+// Okabe–Ito palette); more sites are drawn grey under one legend entry.
+var siteColors = []color.Color{
+	color.RGBA{R: 0xE6, G: 0x9F, B: 0x00, A: 0xff}, // orange
+	color.RGBA{R: 0x56, G: 0xB4, B: 0xE9, A: 0xff}, // sky blue
+	color.RGBA{R: 0xCC, G: 0x79, B: 0xA7, A: 0xff}, // reddish purple
+	color.RGBA{R: 0xF0, G: 0xE4, B: 0x42, A: 0xff}, // yellow
+	color.RGBA{R: 0x00, G: 0x00, B: 0x00, A: 0xff}, // black
+}
+
+const maxSiteLegend = 5
+
+// addSiteLines draws each site's curve of a figure thin and dashed, under
+// the global one.
+func addSiteLines(p *plot.Plot, what string, bySite map[string]plotter.XYs) error {
+	sites := slices.Sorted(maps.Keys(bySite))
+	many := len(sites) > maxSiteLegend
+	for i, s := range sites {
+		line, err := plotter.NewLine(bySite[s])
+		if err != nil {
+			return fmt.Errorf("%s of %s: %w", what, s, err)
+		}
+		line.Width, line.Dashes = vg.Points(1), []vg.Length{vg.Points(4), vg.Points(2)}
+		if many {
+			line.Color = color.Gray{Y: 0xa0}
+		} else {
+			line.Color = siteColors[i]
+		}
+		p.Add(line)
+		switch {
+		case !many:
+			p.Legend.Add(s, line)
+		case i == 0:
+			p.Legend.Add(fmt.Sprintf("each of %d sites", len(sites)), line)
+		}
+	}
 	return nil
 }
 

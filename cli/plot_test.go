@@ -126,3 +126,108 @@ func TestPrintRounds(t *testing.T) {
 		t.Errorf("round 2 row: %q", lines[2])
 	}
 }
+
+// withSites gives every round of j each site's own figures, as the
+// coordinator keeps them.
+func withSites(j *federav1.Job) *federav1.Job {
+	for _, r := range j.GetRounds() {
+		for i, s := range r.GetParticipants() {
+			f := 1 + 0.3*float64(i)
+			r.SiteRounds = append(r.SiteRounds, &federav1.SiteRound{Site: s, TrainLoss: r.GetTrainLoss() * f, TrainExamples: 100,
+				EvalTotal: 20, EvalAccuracy: 0.6 + 0.03*float64(r.GetRound())/f, EvalLoss: r.GetEvalLoss() * f, EvalRmse: math.NaN()})
+		}
+	}
+	return j
+}
+
+// sitePixels counts the pixels of a PNG plot drawn in the first two site
+// colours.
+func sitePixels(t *testing.T, j *federav1.Job) int {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "curve.png")
+	if err := writeJobPlot(j, path, 900, 700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			for _, c := range siteColors[:2] {
+				cr, cg, cb, _ := c.RGBA()
+				if r == cr && g == cg && bl == cb {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestJobPlotDrawsEachSite: the per-site curves are in the image when the
+// rounds kept them, and named in the legend.
+func TestJobPlotDrawsEachSite(t *testing.T) {
+	if n := sitePixels(t, plotJob(6)); n != 0 {
+		t.Fatalf("%d site-coloured pixels without per-site figures", n)
+	}
+	if n := sitePixels(t, withSites(plotJob(6))); n < 100 {
+		t.Fatalf("only %d site-coloured pixels: the per-site lines are missing", n)
+	}
+	path := filepath.Join(t.TempDir(), "curve.svg")
+	if err := writeJobPlot(withSites(plotJob(4)), path, 900, 700); err != nil {
+		t.Fatal(err)
+	}
+	svg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"eu/paris", "us/boston", "eval accuracy per round"} {
+		if !bytes.Contains(svg, []byte(want)) {
+			t.Errorf("the SVG plot does not say %q", want)
+		}
+	}
+}
+
+// regressionJob is plotJob as a regressor's rounds: RMSE and R², no
+// accuracy.
+func regressionJob(rounds int) *federav1.Job {
+	j := plotJob(rounds)
+	for _, r := range j.GetRounds() {
+		r.EvalAccuracy, r.EvalExamples = math.NaN(), 40
+		r.EvalRmse, r.EvalR2 = 60/float64(r.GetRound()), 0.1*float64(r.GetRound())
+		r.EvalLoss = r.EvalRmse * r.EvalRmse
+	}
+	return j
+}
+
+func TestRegressionRoundsShowRMSE(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "curve.svg")
+	if err := writeJobPlot(regressionJob(3), path, 900, 700); err != nil {
+		t.Fatal(err)
+	}
+	svg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(svg, []byte("eval RMSE per round")) || bytes.Contains(svg, []byte("eval accuracy")) {
+		t.Errorf("a regressor's plot should show RMSE, not accuracy")
+	}
+	var b bytes.Buffer
+	printRounds(&b, regressionJob(3).GetRounds())
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if !strings.Contains(lines[0], "EVAL RMSE") || !strings.Contains(lines[0], "EVAL R²") || strings.Contains(lines[0], "EVAL ACC") {
+		t.Errorf("header %q", lines[0])
+	}
+	if f := strings.Fields(lines[2]); f[3] != "30.0000" || f[4] != "0.2000" {
+		t.Errorf("round 2 row: %q", lines[2])
+	}
+}

@@ -320,6 +320,7 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		return err
 	}
 	scoreRound(sum, ecol.Answers(), arch.Kind())
+	sum.SiteRounds = siteRounds(col.Answers(), ecol.Answers(), arch.Kind())
 	sum.DurationMs = c.cfg.Now().Sub(start).Milliseconds()
 	st.weights = next
 	st.round = r
@@ -666,4 +667,33 @@ func scoreRound(sum *federav1.RoundSummary, answers map[string]reply, kind model
 		return
 	}
 	sum.EvalAccuracy = float64(correct) / float64(total)
+}
+
+// maxSiteRounds is the most participants a round keeps per-site figures
+// for: beyond it the job record would grow with sites × rounds.
+const maxSiteRounds = 32
+
+// siteRounds are each training site's own figures in a round, sorted by
+// site, or nil for a round of more than maxSiteRounds sites.
+func siteRounds(train, eval map[string]reply, kind models.Kind) []*federav1.SiteRound {
+	if len(train) > maxSiteRounds {
+		return nil
+	}
+	out := make([]*federav1.SiteRound, 0, len(train))
+	for _, s := range slices.Sorted(maps.Keys(train)) {
+		tr := train[s].result
+		sr := &federav1.SiteRound{Site: s, TrainLoss: tr.GetTrainLoss(), TrainExamples: tr.GetExamples(),
+			EvalAccuracy: math.NaN(), EvalLoss: math.NaN(), EvalRmse: math.NaN()}
+		if e, ok := eval[s]; ok && e.result.GetEvalTotal() > 0 {
+			res := e.result
+			sr.EvalTotal, sr.EvalLoss = res.GetEvalTotal(), res.GetEvalLoss()
+			if kind == models.Regressor {
+				sr.EvalRmse = math.Sqrt(res.GetEvalLoss())
+			} else {
+				sr.EvalAccuracy = float64(res.GetEvalCorrect()) / float64(res.GetEvalTotal())
+			}
+		}
+		out = append(out, sr)
+	}
+	return out
 }

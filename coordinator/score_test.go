@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -49,5 +50,32 @@ func TestScoreRoundPoolsSites(t *testing.T) {
 	scoreRound(none, map[string]reply{}, models.Regressor)
 	if got := federav1.FormatEval(none); got != "eval accuracy n/a" || !math.IsNaN(none.EvalRmse) {
 		t.Errorf("an unscored round: %q, RMSE %v", got, none.EvalRmse)
+	}
+}
+
+func TestSiteRoundsKeepEachSitesFigures(t *testing.T) {
+	train := map[string]reply{
+		"us/b": {result: &federav1.TaskResult{TrainLoss: 0.5, Examples: 30}},
+		"eu/a": {result: &federav1.TaskResult{TrainLoss: 0.25, Examples: 10}},
+	}
+	eval := map[string]reply{"eu/a": {result: &federav1.TaskResult{EvalTotal: 4, EvalCorrect: 3, EvalLoss: 0.4}}}
+	got := siteRounds(train, eval, models.Classifier)
+	if len(got) != 2 || got[0].GetSite() != "eu/a" || got[0].GetEvalAccuracy() != 0.75 || got[0].GetTrainLoss() != 0.25 || got[0].GetTrainExamples() != 10 {
+		t.Fatalf("site rounds %v", got)
+	}
+	// us/b trained but sent no evaluation: its eval figures are NaN.
+	if b := got[1]; b.GetEvalTotal() != 0 || !math.IsNaN(b.GetEvalAccuracy()) || b.GetTrainLoss() != 0.5 {
+		t.Errorf("a site without an evaluation: %v", b)
+	}
+	reg := siteRounds(train, map[string]reply{"eu/a": {result: &federav1.TaskResult{EvalTotal: 4, EvalLoss: 9}}}, models.Regressor)
+	if reg[0].GetEvalRmse() != 3 || !math.IsNaN(reg[0].GetEvalAccuracy()) {
+		t.Errorf("a regressor's site round: %v", reg[0])
+	}
+	many := map[string]reply{}
+	for i := range maxSiteRounds + 1 {
+		many[fmt.Sprintf("eu/s%02d", i)] = reply{result: &federav1.TaskResult{}}
+	}
+	if got := siteRounds(many, nil, models.Classifier); got != nil {
+		t.Errorf("a round of %d sites kept %d site rounds; the job record must stay bounded", len(many), len(got))
 	}
 }

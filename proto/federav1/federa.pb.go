@@ -2432,8 +2432,12 @@ type RoundSummary struct {
 	AuditMs float64 `protobuf:"fixed64,14,opt,name=audit_ms,json=auditMs,proto3" json:"audit_ms,omitempty"`
 	// A regressor's held-out figures (eval_accuracy is NaN for it): root
 	// mean squared error and R², pooled over the sites' evaluation rows.
-	EvalRmse      float64 `protobuf:"fixed64,15,opt,name=eval_rmse,json=evalRmse,proto3" json:"eval_rmse,omitempty"`
-	EvalR2        float64 `protobuf:"fixed64,16,opt,name=eval_r2,json=evalR2,proto3" json:"eval_r2,omitempty"`
+	EvalRmse float64 `protobuf:"fixed64,15,opt,name=eval_rmse,json=evalRmse,proto3" json:"eval_rmse,omitempty"`
+	EvalR2   float64 `protobuf:"fixed64,16,opt,name=eval_r2,json=evalR2,proto3" json:"eval_r2,omitempty"`
+	// Each participating site's own figures, for per-site learning curves;
+	// kept for rounds of at most 32 participants (the job record's size
+	// stays bounded), empty for larger rounds.
+	SiteRounds    []*SiteRound `protobuf:"bytes,17,rep,name=site_rounds,json=siteRounds,proto3" json:"site_rounds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2580,6 +2584,110 @@ func (x *RoundSummary) GetEvalR2() float64 {
 	return 0
 }
 
+func (x *RoundSummary) GetSiteRounds() []*SiteRound {
+	if x != nil {
+		return x.SiteRounds
+	}
+	return nil
+}
+
+// SiteRound is one site's figures in one round.
+type SiteRound struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	TrainLoss     float64                `protobuf:"fixed64,2,opt,name=train_loss,json=trainLoss,proto3" json:"train_loss,omitempty"`
+	TrainExamples int64                  `protobuf:"varint,3,opt,name=train_examples,json=trainExamples,proto3" json:"train_examples,omitempty"`
+	// The site's held-out figures; eval_total is 0 when it sent none (too
+	// few rows, or it did not answer the evaluation), and then the figures
+	// are NaN. eval_accuracy is NaN for a regressor, eval_rmse for a
+	// classifier.
+	EvalTotal     int64   `protobuf:"varint,4,opt,name=eval_total,json=evalTotal,proto3" json:"eval_total,omitempty"`
+	EvalAccuracy  float64 `protobuf:"fixed64,5,opt,name=eval_accuracy,json=evalAccuracy,proto3" json:"eval_accuracy,omitempty"`
+	EvalLoss      float64 `protobuf:"fixed64,6,opt,name=eval_loss,json=evalLoss,proto3" json:"eval_loss,omitempty"`
+	EvalRmse      float64 `protobuf:"fixed64,7,opt,name=eval_rmse,json=evalRmse,proto3" json:"eval_rmse,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SiteRound) Reset() {
+	*x = SiteRound{}
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SiteRound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SiteRound) ProtoMessage() {}
+
+func (x *SiteRound) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SiteRound.ProtoReflect.Descriptor instead.
+func (*SiteRound) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SiteRound) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *SiteRound) GetTrainLoss() float64 {
+	if x != nil {
+		return x.TrainLoss
+	}
+	return 0
+}
+
+func (x *SiteRound) GetTrainExamples() int64 {
+	if x != nil {
+		return x.TrainExamples
+	}
+	return 0
+}
+
+func (x *SiteRound) GetEvalTotal() int64 {
+	if x != nil {
+		return x.EvalTotal
+	}
+	return 0
+}
+
+func (x *SiteRound) GetEvalAccuracy() float64 {
+	if x != nil {
+		return x.EvalAccuracy
+	}
+	return 0
+}
+
+func (x *SiteRound) GetEvalLoss() float64 {
+	if x != nil {
+		return x.EvalLoss
+	}
+	return 0
+}
+
+func (x *SiteRound) GetEvalRmse() float64 {
+	if x != nil {
+		return x.EvalRmse
+	}
+	return 0
+}
+
 type SiteSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Site  string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
@@ -2601,7 +2709,7 @@ type SiteSummary struct {
 
 func (x *SiteSummary) Reset() {
 	*x = SiteSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2721,7 @@ func (x *SiteSummary) String() string {
 func (*SiteSummary) ProtoMessage() {}
 
 func (x *SiteSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2734,7 @@ func (x *SiteSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteSummary.ProtoReflect.Descriptor instead.
 func (*SiteSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SiteSummary) GetSite() string {
@@ -2701,7 +2809,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2821,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2834,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -2745,7 +2853,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2757,7 +2865,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2770,7 +2878,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -2788,7 +2896,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +2908,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +2921,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
 }
 
 type ListJobsResponse struct {
@@ -2825,7 +2933,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2837,7 +2945,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2850,7 +2958,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2869,7 +2977,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2881,7 +2989,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2894,7 +3002,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -2915,7 +3023,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3035,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3048,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -2967,7 +3075,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[29]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3087,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[29]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3100,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -3022,7 +3130,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3034,7 +3142,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3047,7 +3155,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetModelRequest) GetJobId() string {
@@ -3073,7 +3181,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3193,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3206,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ModelChunk) GetData() []byte {
@@ -3117,7 +3225,7 @@ type ListPendingRequest struct {
 
 func (x *ListPendingRequest) Reset() {
 	*x = ListPendingRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3129,7 +3237,7 @@ func (x *ListPendingRequest) String() string {
 func (*ListPendingRequest) ProtoMessage() {}
 
 func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3142,7 +3250,7 @@ func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListPendingRequest) GetSite() string {
@@ -3168,7 +3276,7 @@ type PendingApproval struct {
 
 func (x *PendingApproval) Reset() {
 	*x = PendingApproval{}
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3288,7 @@ func (x *PendingApproval) String() string {
 func (*PendingApproval) ProtoMessage() {}
 
 func (x *PendingApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3193,7 +3301,7 @@ func (x *PendingApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingApproval.ProtoReflect.Descriptor instead.
 func (*PendingApproval) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PendingApproval) GetJobId() string {
@@ -3254,7 +3362,7 @@ type ListPendingResponse struct {
 
 func (x *ListPendingResponse) Reset() {
 	*x = ListPendingResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3266,7 +3374,7 @@ func (x *ListPendingResponse) String() string {
 func (*ListPendingResponse) ProtoMessage() {}
 
 func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3279,7 +3387,7 @@ func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListPendingResponse) GetPending() []*PendingApproval {
@@ -3302,7 +3410,7 @@ type DecideRequest struct {
 
 func (x *DecideRequest) Reset() {
 	*x = DecideRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3314,7 +3422,7 @@ func (x *DecideRequest) String() string {
 func (*DecideRequest) ProtoMessage() {}
 
 func (x *DecideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3327,7 +3435,7 @@ func (x *DecideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
 func (*DecideRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DecideRequest) GetSite() string {
@@ -3371,7 +3479,7 @@ type DecideResponse struct {
 
 func (x *DecideResponse) Reset() {
 	*x = DecideResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3383,7 +3491,7 @@ func (x *DecideResponse) String() string {
 func (*DecideResponse) ProtoMessage() {}
 
 func (x *DecideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3396,7 +3504,7 @@ func (x *DecideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
 func (*DecideResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DecideResponse) GetSite() string {
@@ -3435,7 +3543,7 @@ type AuditCheckpointRequest struct {
 
 func (x *AuditCheckpointRequest) Reset() {
 	*x = AuditCheckpointRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3447,7 +3555,7 @@ func (x *AuditCheckpointRequest) String() string {
 func (*AuditCheckpointRequest) ProtoMessage() {}
 
 func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3460,7 +3568,7 @@ func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
 }
 
 type AuditCheckpointResponse struct {
@@ -3473,7 +3581,7 @@ type AuditCheckpointResponse struct {
 
 func (x *AuditCheckpointResponse) Reset() {
 	*x = AuditCheckpointResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3485,7 +3593,7 @@ func (x *AuditCheckpointResponse) String() string {
 func (*AuditCheckpointResponse) ProtoMessage() {}
 
 func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3498,7 +3606,7 @@ func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
@@ -3523,7 +3631,7 @@ type AuditExportRequest struct {
 
 func (x *AuditExportRequest) Reset() {
 	*x = AuditExportRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3535,7 +3643,7 @@ func (x *AuditExportRequest) String() string {
 func (*AuditExportRequest) ProtoMessage() {}
 
 func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3548,7 +3656,7 @@ func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditExportRequest.ProtoReflect.Descriptor instead.
 func (*AuditExportRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
 }
 
 type AuditLeaf struct {
@@ -3561,7 +3669,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3573,7 +3681,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3586,7 +3694,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AuditLeaf) GetIndex() int64 {
@@ -3612,7 +3720,7 @@ type AuditProofRequest struct {
 
 func (x *AuditProofRequest) Reset() {
 	*x = AuditProofRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3624,7 +3732,7 @@ func (x *AuditProofRequest) String() string {
 func (*AuditProofRequest) ProtoMessage() {}
 
 func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3637,7 +3745,7 @@ func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofRequest.ProtoReflect.Descriptor instead.
 func (*AuditProofRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AuditProofRequest) GetIndex() int64 {
@@ -3658,7 +3766,7 @@ type AuditProofResponse struct {
 
 func (x *AuditProofResponse) Reset() {
 	*x = AuditProofResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3670,7 +3778,7 @@ func (x *AuditProofResponse) String() string {
 func (*AuditProofResponse) ProtoMessage() {}
 
 func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3683,7 +3791,7 @@ func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofResponse.ProtoReflect.Descriptor instead.
 func (*AuditProofResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AuditProofResponse) GetLeaf() []byte {
@@ -3730,7 +3838,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3742,7 +3850,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3755,7 +3863,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -4044,7 +4152,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x0erequester_role\x18\x10 \x01(\tR\rrequesterRole\"U\n" +
 	"\fSiteDecision\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x121\n" +
-	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\x9b\x04\n" +
+	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\xd2\x04\n" +
 	"\fRoundSummary\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x05R\x05round\x12\"\n" +
 	"\fparticipants\x18\x02 \x03(\tR\fparticipants\x12\x1d\n" +
@@ -4064,7 +4172,19 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\reval_phase_ms\x18\r \x01(\x01R\vevalPhaseMs\x12\x19\n" +
 	"\baudit_ms\x18\x0e \x01(\x01R\aauditMs\x12\x1b\n" +
 	"\teval_rmse\x18\x0f \x01(\x01R\bevalRmse\x12\x17\n" +
-	"\aeval_r2\x18\x10 \x01(\x01R\x06evalR2\"\xca\x02\n" +
+	"\aeval_r2\x18\x10 \x01(\x01R\x06evalR2\x125\n" +
+	"\vsite_rounds\x18\x11 \x03(\v2\x14.federa.v1.SiteRoundR\n" +
+	"siteRounds\"\xe3\x01\n" +
+	"\tSiteRound\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1d\n" +
+	"\n" +
+	"train_loss\x18\x02 \x01(\x01R\ttrainLoss\x12%\n" +
+	"\x0etrain_examples\x18\x03 \x01(\x03R\rtrainExamples\x12\x1d\n" +
+	"\n" +
+	"eval_total\x18\x04 \x01(\x03R\tevalTotal\x12#\n" +
+	"\reval_accuracy\x18\x05 \x01(\x01R\fevalAccuracy\x12\x1b\n" +
+	"\teval_loss\x18\x06 \x01(\x01R\bevalLoss\x12\x1b\n" +
+	"\teval_rmse\x18\a \x01(\x01R\bevalRmse\"\xca\x02\n" +
 	"\vSiteSummary\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1b\n" +
 	"\traw_bytes\x18\x02 \x01(\x03R\brawBytes\x12\x1d\n" +
@@ -4196,7 +4316,7 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 }
 
 var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),                   // 0: federa.v1.TaskKind
 	(JobStatus)(0),                  // 1: federa.v1.JobStatus
@@ -4223,28 +4343,29 @@ var file_federa_v1_federa_proto_goTypes = []any{
 	(*Job)(nil),                     // 22: federa.v1.Job
 	(*SiteDecision)(nil),            // 23: federa.v1.SiteDecision
 	(*RoundSummary)(nil),            // 24: federa.v1.RoundSummary
-	(*SiteSummary)(nil),             // 25: federa.v1.SiteSummary
-	(*SubmitJobRequest)(nil),        // 26: federa.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),           // 27: federa.v1.GetJobRequest
-	(*ListJobsRequest)(nil),         // 28: federa.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 29: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),         // 30: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),                // 31: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),        // 32: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),         // 33: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),              // 34: federa.v1.ModelChunk
-	(*ListPendingRequest)(nil),      // 35: federa.v1.ListPendingRequest
-	(*PendingApproval)(nil),         // 36: federa.v1.PendingApproval
-	(*ListPendingResponse)(nil),     // 37: federa.v1.ListPendingResponse
-	(*DecideRequest)(nil),           // 38: federa.v1.DecideRequest
-	(*DecideResponse)(nil),          // 39: federa.v1.DecideResponse
-	(*AuditCheckpointRequest)(nil),  // 40: federa.v1.AuditCheckpointRequest
-	(*AuditCheckpointResponse)(nil), // 41: federa.v1.AuditCheckpointResponse
-	(*AuditExportRequest)(nil),      // 42: federa.v1.AuditExportRequest
-	(*AuditLeaf)(nil),               // 43: federa.v1.AuditLeaf
-	(*AuditProofRequest)(nil),       // 44: federa.v1.AuditProofRequest
-	(*AuditProofResponse)(nil),      // 45: federa.v1.AuditProofResponse
-	(*Checkpoint)(nil),              // 46: federa.v1.Checkpoint
+	(*SiteRound)(nil),               // 25: federa.v1.SiteRound
+	(*SiteSummary)(nil),             // 26: federa.v1.SiteSummary
+	(*SubmitJobRequest)(nil),        // 27: federa.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),           // 28: federa.v1.GetJobRequest
+	(*ListJobsRequest)(nil),         // 29: federa.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 30: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),         // 31: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),                // 32: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),        // 33: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),         // 34: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),              // 35: federa.v1.ModelChunk
+	(*ListPendingRequest)(nil),      // 36: federa.v1.ListPendingRequest
+	(*PendingApproval)(nil),         // 37: federa.v1.PendingApproval
+	(*ListPendingResponse)(nil),     // 38: federa.v1.ListPendingResponse
+	(*DecideRequest)(nil),           // 39: federa.v1.DecideRequest
+	(*DecideResponse)(nil),          // 40: federa.v1.DecideResponse
+	(*AuditCheckpointRequest)(nil),  // 41: federa.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil), // 42: federa.v1.AuditCheckpointResponse
+	(*AuditExportRequest)(nil),      // 43: federa.v1.AuditExportRequest
+	(*AuditLeaf)(nil),               // 44: federa.v1.AuditLeaf
+	(*AuditProofRequest)(nil),       // 45: federa.v1.AuditProofRequest
+	(*AuditProofResponse)(nil),      // 46: federa.v1.AuditProofResponse
+	(*Checkpoint)(nil),              // 47: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
 	7,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
@@ -4271,43 +4392,44 @@ var file_federa_v1_federa_proto_depIdxs = []int32{
 	4,  // 21: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
 	1,  // 22: federa.v1.Job.status:type_name -> federa.v1.JobStatus
 	24, // 23: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
-	25, // 24: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
+	26, // 24: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
 	23, // 25: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
 	21, // 26: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
-	20, // 27: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
-	4,  // 28: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
-	22, // 29: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
-	22, // 30: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	36, // 31: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
-	8,  // 32: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	26, // 33: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	27, // 34: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	28, // 35: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	30, // 36: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	32, // 37: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	33, // 38: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	35, // 39: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
-	38, // 40: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
-	40, // 41: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
-	42, // 42: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
-	44, // 43: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
-	9,  // 44: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	22, // 45: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	22, // 46: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	29, // 47: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	31, // 48: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	22, // 49: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	34, // 50: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	37, // 51: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
-	39, // 52: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
-	41, // 53: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
-	43, // 54: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
-	45, // 55: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
-	44, // [44:56] is the sub-list for method output_type
-	32, // [32:44] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	25, // 27: federa.v1.RoundSummary.site_rounds:type_name -> federa.v1.SiteRound
+	20, // 28: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
+	4,  // 29: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
+	22, // 30: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
+	22, // 31: federa.v1.JobEvent.job:type_name -> federa.v1.Job
+	37, // 32: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
+	8,  // 33: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	27, // 34: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	28, // 35: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	29, // 36: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	31, // 37: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	33, // 38: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	34, // 39: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	36, // 40: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
+	39, // 41: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
+	41, // 42: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
+	43, // 43: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
+	45, // 44: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
+	9,  // 45: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	22, // 46: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	22, // 47: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	30, // 48: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	32, // 49: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	22, // 50: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	35, // 51: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	38, // 52: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
+	40, // 53: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
+	42, // 54: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
+	44, // 55: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
+	46, // 56: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
+	45, // [45:57] is the sub-list for method output_type
+	33, // [33:45] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -4337,7 +4459,7 @@ func file_federa_v1_federa_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
