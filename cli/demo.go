@@ -62,6 +62,9 @@ type demoFlags struct {
 	serve      bool
 	listen     string
 	svidTTL    time.Duration
+	dpEpsilon  float64
+	dpDelta    float64
+	dpClip     float64
 }
 
 // demoResult is the last line of `federa demo --output json`.
@@ -73,6 +76,9 @@ type demoResult struct {
 	Sites               []string `json:"sites"`
 	TestAccuracy        float64  `json:"test_accuracy"`
 	CentralizedAccuracy float64  `json:"centralized_accuracy"`
+	// EpsilonSpent is, under --dp-epsilon, the most any site spent on the
+	// job (each site's guarantee is about its own rows).
+	EpsilonSpent *float64 `json:"epsilon_spent,omitempty"`
 	// A regressor's figures (linreg): accuracy is 0 for it. R² is null
 	// when the test file's label does not vary.
 	TestRMSE         *float64     `json:"test_rmse,omitempty"`
@@ -172,6 +178,8 @@ everything it made in DIR.`,
 		Example: `  federa demo
   federa demo --rounds 5 --output json
   federa demo --data ./mydata --label outcome --features age,bmi,glucose
+  federa demo --dp-epsilon 4            # record-level DP-SGD, ε = 4 at each site
+  federa demo --data testdata/diabetes --model linreg
   federa demo --state ./demo-state      # keep identities, stores and model
 
   # keep a federation running and use it from another terminal
@@ -206,6 +214,9 @@ everything it made in DIR.`,
 	fl.BoolVar(&f.serve, "serve", false, "submit nothing; keep the coordinator and sites running until interrupted, and print the commands to use them")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "the coordinator's address (port 0: a free port; --serve writes it to DIR/coordinator.addr)")
 	fl.DurationVar(&f.svidTTL, "svid-ttl", 10*time.Minute, "how long the coordinator's and sites' SVIDs live; they are re-issued at half of it")
+	fl.Float64Var(&f.dpEpsilon, "dp-epsilon", 0, "train with record-level differential privacy (DP-SGD) spending at most this epsilon at each site (default: no DP; see docs/privacy.md)")
+	fl.Float64Var(&f.dpDelta, "dp-delta", 1e-5, "the delta of --dp-epsilon")
+	fl.Float64Var(&f.dpClip, "dp-clip", 1.0, "the L2 bound on each row's gradient under --dp-epsilon")
 	return cmd
 }
 
@@ -346,6 +357,9 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		Sites: names, Seed: f.seed, Aggregator: spec.Aggregator{Name: f.strategy},
 		Optimizer: spec.Optimizer{Name: f.optimizer},
 	}
+	if f.dpEpsilon != 0 {
+		j.Privacy.DP = &spec.DP{Epsilon: f.dpEpsilon, Delta: f.dpDelta, ClipNorm: f.dpClip}
+	}
 	j.ApplyDefaults()
 	if err := j.Validate(); err != nil {
 		return fmt.Errorf("demo job: %w", err)
@@ -436,6 +450,10 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 			dr.EvalRMSE, dr.EvalR2 = jsonFloat(r.GetEvalRmse()), jsonFloat(r.GetEvalR2())
 		}
 		res.Rounds = append(res.Rounds, dr)
+	}
+	if final.GetSpec().GetPrivacy().GetDp() != nil {
+		eps := epsilonSpent(final)
+		res.EpsilonSpent = &eps
 	}
 	for _, s := range final.GetSites() {
 		b := demoBytes{Site: s.GetSite(), RawBytes: s.GetRawBytes(), LeftBytes: s.GetBytesSent()}

@@ -285,6 +285,9 @@ func printJob(w io.Writer, j *federav1.Job) {
 	fmt.Fprintf(w, "Requester:  %s\n", j.GetRequester())
 	fmt.Fprintf(w, "Dataset:    %s (label %q, %d features, classes %v)\n", j.GetSpec().GetDataset(), j.GetSpec().GetLabel(), len(j.GetFeatures()), j.GetClasses())
 	fmt.Fprintf(w, "Rounds:     %d of %d\n", j.GetRoundsCompleted(), j.GetSpec().GetRounds())
+	if dp := j.GetSpec().GetPrivacy().GetDp(); dp != nil {
+		fmt.Fprintf(w, "Privacy:    DP-SGD at each site, epsilon %.4g spent of %g (delta %g; the most any site spent)\n", epsilonSpent(j), dp.GetEpsilon(), dp.GetDelta())
+	}
 	if j.GetModelSha256() != "" {
 		fmt.Fprintf(w, "Model:      sha256:%s (%d bytes)\n", j.GetModelSha256(), j.GetModelBytes())
 	}
@@ -335,11 +338,32 @@ func formatLoss(v float64) string {
 // aggregates left.
 func printSites(w io.Writer, j *federav1.Job) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "SITE\tRAW DATA (STAYED)\tLEFT THE SITE\tLEFT / RAW\tROUNDS\t")
+	// A DP job also shows what each site spent: the job's own ε, and its
+	// dataset's lifetime ε across every job and query there.
+	dp := j.GetSpec().GetPrivacy().GetDp() != nil
+	if dp {
+		fmt.Fprintln(tw, "SITE\tRAW DATA (STAYED)\tLEFT THE SITE\tLEFT / RAW\tROUNDS\tJOB ε\tDATASET ε (LIFETIME)\t")
+	} else {
+		fmt.Fprintln(tw, "SITE\tRAW DATA (STAYED)\tLEFT THE SITE\tLEFT / RAW\tROUNDS\t")
+	}
 	for _, s := range j.GetSites() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t\n", s.GetSite(), humanBytes(s.GetRawBytes()), humanBytes(s.GetBytesSent()), share(s.GetBytesSent(), s.GetRawBytes()), s.GetRoundsParticipated())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t", s.GetSite(), humanBytes(s.GetRawBytes()), humanBytes(s.GetBytesSent()), share(s.GetBytesSent(), s.GetRawBytes()), s.GetRoundsParticipated())
+		if dp {
+			fmt.Fprintf(tw, "%.4g\t%.4g\t", s.GetEpsilonSpent(), s.GetDatasetEpsilonSpent())
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+}
+
+// epsilonSpent is the most any site spent on the job: the job's ε as a
+// whole (each site's guarantee is about its own rows).
+func epsilonSpent(j *federav1.Job) float64 {
+	var most float64
+	for _, s := range j.GetSites() {
+		most = max(most, s.GetEpsilonSpent())
+	}
+	return most
 }
 
 func share(part, whole int64) string {

@@ -184,7 +184,7 @@ func roundEntries(id string, r int, col *collected, aggregate models.Weights) []
 		updates[s] = digestWeights(a.weights)
 		if eps := a.result.GetEpsilonSpent(); eps > 0 {
 			out = append(out, auditlog.Entry{Type: auditlog.TypeDPSpent, Job: id, Site: s, Actor: s, Data: map[string]any{
-				"round": r, "epsilon_spent": eps, "noise_sigma": a.result.GetNoiseSigma(),
+				"round": r, "epsilon_spent": eps, "dataset_epsilon_spent": a.result.GetDatasetEpsilonSpent(), "noise_sigma": a.result.GetNoiseSigma(),
 			}})
 		}
 	}

@@ -349,8 +349,8 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		for _, s := range sum.Participants {
 			ss := siteSummary(j, s)
 			ss.RoundsParticipated++
-			if eps := col.Answers()[s].result.GetEpsilonSpent(); eps > 0 {
-				ss.EpsilonSpent = eps
+			if res := col.Answers()[s].result; res.GetEpsilonSpent() > 0 {
+				ss.EpsilonSpent, ss.DatasetEpsilonSpent = res.GetEpsilonSpent(), res.GetDatasetEpsilonSpent()
 			}
 		}
 		addBytes(j, col)

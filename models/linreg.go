@@ -134,6 +134,9 @@ func (linRegArch) Train(ctx context.Context, w Weights, X *mat.Dense, targets Ta
 	if err := cfg.validate(); err != nil {
 		return TrainResult{}, fmt.Errorf("training linreg: %w", err)
 	}
+	if cfg.DP != nil {
+		return m.trainDP(ctx, X, y, cfg)
+	}
 	f := len(m.w)
 	anchorW, anchorB := append([]float64(nil), m.w...), m.b
 	gw, gb := make([]float64, f), make([]float64, 1)
@@ -189,6 +192,73 @@ func (linRegArch) Train(ctx context.Context, w Weights, X *mat.Dense, targets Ta
 		return TrainResult{}, fmt.Errorf("training linreg: diverged (try a smaller learning rate): %w", err)
 	}
 	return TrainResult{Weights: out, Loss: epochLoss / float64(n), Examples: n}, nil
+}
+
+// trainDP is Train under DP-SGD (dpsgd.go): a row's gradient of
+// ½(ŷ − y)² is r·[x, 1] with r the residual, of norm |r|·√(‖x‖² + 1), so
+// clipping scales r. The label is not standardized: choose clip_norm for
+// the label's units (residuals beyond clip_norm/√(‖x‖²+1) are clipped).
+func (m linReg) trainDP(ctx context.Context, X *mat.Dense, y []float64, cfg TrainConfig) (TrainResult, error) {
+	dp := cfg.DP
+	n, f := X.Dims()
+	q, steps := DPSteps(n, cfg.BatchSize, cfg.Epochs)
+	perEpoch := steps / cfg.Epochs
+	expected := q * float64(n)
+	anchorW, anchorB := append([]float64(nil), m.w...), m.b
+	gw, gb := make([]float64, f), make([]float64, 1)
+	bias := []float64{m.b}
+	opt := newOptimizer(cfg.Optimizer, cfg.LearningRate)
+	sd := dp.NoiseMultiplier * dp.ClipNorm
+	var epochLoss float64
+	var epochRows int
+	for step := range steps {
+		if step%perEpoch == 0 {
+			epochLoss, epochRows = 0, 0
+		}
+		if err := ctx.Err(); err != nil {
+			return TrainResult{}, fmt.Errorf("training linreg: %w", err)
+		}
+		clear(gw)
+		gb[0] = 0
+		m.b = bias[0]
+		for i := range n {
+			if q < 1 && dp.Noise.Float64() >= q {
+				continue
+			}
+			x := X.RawRowView(i)
+			r := m.predict(x) - y[i]
+			epochLoss += r * r
+			epochRows++
+			var xx float64
+			for _, v := range x {
+				xx += v * v
+			}
+			if norm := math.Abs(r) * math.Sqrt(xx+1); norm > dp.ClipNorm {
+				r *= dp.ClipNorm / norm
+			}
+			for j, v := range x {
+				gw[j] += r * v
+			}
+			gb[0] += r
+		}
+		for j := range gw {
+			gw[j] = (gw[j]+sd*dp.Noise.NormFloat64())/expected + cfg.L2*m.w[j] + cfg.ProxMu*(m.w[j]-anchorW[j])
+		}
+		gb[0] = (gb[0]+sd*dp.Noise.NormFloat64())/expected + cfg.ProxMu*(bias[0]-anchorB)
+		opt.begin()
+		opt.update(0, m.w, gw)
+		opt.update(1, bias, gb)
+	}
+	m.b = bias[0]
+	out := m.weights()
+	if err := out.Validate(out); err != nil {
+		return TrainResult{}, fmt.Errorf("training linreg: diverged (try a smaller learning rate): %w", err)
+	}
+	var loss float64
+	if epochRows > 0 {
+		loss = epochLoss / float64(epochRows)
+	}
+	return TrainResult{Weights: out, Loss: loss, Examples: n}, nil
 }
 
 // Evaluate reports the mean squared error over (X, y); Correct stays 0.

@@ -228,6 +228,11 @@ type mlpWork struct {
 	delta [2][]float64
 	gw    []*mat.Dense // gradients, same shapes as the net
 	gb    [][]float64
+	// DP-SGD only: every layer's backward signal (dps[l] for layer l+1's
+	// input; the last layer's is the logits buffer) and each row's
+	// clipping factor.
+	dps   [][]float64
+	norms []float64
 }
 
 func newMLPWork(n *mlpNet, rows int) *mlpWork {
@@ -341,6 +346,13 @@ func (n *mlpNet) gradient(wk *mlpWork, X *mat.Dense, y []int, rows []int, l2, mu
 		}
 		dz = next
 	}
+	n.regularize(wk, l2, mu, anchor)
+	return ce * inv
+}
+
+// regularize adds the gradient of the data-independent terms,
+// (l2/2)·Σ‖weight‖² and (mu/2)·‖θ − anchor‖², to wk's.
+func (n *mlpNet) regularize(wk *mlpWork, l2, mu float64, anchor *mlpNet) {
 	for l := range n.w {
 		g, w := wk.gw[l].RawMatrix().Data, n.w[l].RawMatrix().Data
 		if l2 > 0 {
@@ -358,7 +370,6 @@ func (n *mlpNet) gradient(wk *mlpWork, X *mat.Dense, y []int, rows []int, l2, mu
 			}
 		}
 	}
-	return ce * inv
 }
 
 // step applies opt's rule with the gradient in wk; plain SGD is

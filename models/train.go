@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -23,6 +24,9 @@ type TrainConfig struct {
 	// Optimizer is the update rule applied to each batch's gradient; the
 	// zero value is plain SGD. Its state starts fresh every call.
 	Optimizer OptimizerConfig
+	// DP, when set, trains with DP-SGD (dpsgd.go): Poisson-sampled
+	// batches, per-row clipping and Gaussian noise.
+	DP *DPSGD
 }
 
 // TrainResult is the outcome of local training.
@@ -50,6 +54,9 @@ func (c TrainConfig) validate() error {
 	}
 	if err := c.Optimizer.Validate(); err != nil {
 		return fmt.Errorf("optimizer: %w", err)
+	}
+	if c.DP != nil {
+		return c.DP.validate()
 	}
 	return nil
 }
@@ -139,6 +146,13 @@ type batchStepper interface {
 // checked before every batch. cfg must be valid, X have n > 0 rows and y
 // hold a class in range for each.
 func trainLoop(ctx context.Context, s batchStepper, X *mat.Dense, y []int, cfg TrainConfig) (float64, error) {
+	if cfg.DP != nil {
+		ks, ok := s.(*kernelStepper)
+		if !ok {
+			return 0, errors.New("dp-sgd runs on the gonum kernel only")
+		}
+		return dpTrainLoop(ctx, ks, X, y, cfg)
+	}
 	n, _ := X.Dims()
 	batch := min(cfg.BatchSize, n)
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x666564657261)) // "federa"

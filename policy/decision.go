@@ -26,15 +26,25 @@ type Decision struct {
 // Obligations the site must enforce; a site that cannot enforce one must
 // refuse the task. The zero value obliges nothing.
 type Obligations struct {
-	MinRecords  int      `json:"min_records,omitempty"`  // minimum records behind every contribution
-	RequireDP   bool     `json:"require_dp,omitempty"`   // every contribution carries DP noise
-	MaxEpsilon  float64  `json:"max_epsilon,omitempty"`  // DP required with ε ≤ this
-	MaxRounds   int      `json:"max_rounds,omitempty"`   // stop contributing after this many rounds
-	DropColumns []string `json:"drop_columns,omitempty"` // columns that must not be used as features
+	MinRecords int     `json:"min_records,omitempty"` // minimum records behind every contribution
+	RequireDP  bool    `json:"require_dp,omitempty"`  // every contribution carries DP noise
+	MaxEpsilon float64 `json:"max_epsilon,omitempty"` // DP required with ε ≤ this
+	MaxRounds  int     `json:"max_rounds,omitempty"`  // stop contributing after this many rounds
+	// PrivacyBudget is the dataset's lifetime (ε, δ): every DP release
+	// about it, across jobs, queries and restarts, composes within it.
+	// The zero Budget is none.
+	PrivacyBudget Budget   `json:"privacy_budget,omitzero"`
+	DropColumns   []string `json:"drop_columns,omitempty"` // columns that must not be used as features
 	// Unknown holds obligations this version does not know, by name. The
 	// Engine denies a decision that carries any (the site could not enforce
 	// them); they are kept here so the refusal can name them.
 	Unknown map[string]any `json:"-"`
+}
+
+// Budget is a privacy budget: (Epsilon, Delta)-differential privacy.
+type Budget struct {
+	Epsilon float64 `json:"epsilon"`
+	Delta   float64 `json:"delta"`
 }
 
 // EgressDecision is data.federa.egress: may this message leave the site.
@@ -44,7 +54,7 @@ type EgressDecision struct {
 }
 
 // knownObligations are the obligation names this version can enforce.
-var knownObligations = []string{"min_records", "require_dp", "max_epsilon", "max_rounds", "drop_columns"}
+var knownObligations = []string{"min_records", "require_dp", "max_epsilon", "max_rounds", "drop_columns", "privacy_budget"}
 
 // DecodeDecision decodes a JSON admission decision with the decoder the
 // Engine applies to data.federa.admission, for tools that replay recorded
@@ -119,6 +129,9 @@ func decodeObligations(v any) (Obligations, error) {
 		return Obligations{}, err
 	}
 	if o.DropColumns, err = optionalStrings(obj, "drop_columns", where); err != nil {
+		return Obligations{}, err
+	}
+	if o.PrivacyBudget, err = optionalBudget(obj, "privacy_budget", where); err != nil {
 		return Obligations{}, err
 	}
 	if len(o.DropColumns) == 0 {
@@ -238,6 +251,30 @@ func optionalPositive(obj map[string]any, key, where string) (float64, error) {
 		return 0, fmt.Errorf("%s.%s is %v, want a number > 0", where, key, x)
 	}
 	return f, nil
+}
+
+// optionalBudget reads {"epsilon": ε > 0, "delta": 0 < δ < 1}.
+func optionalBudget(obj map[string]any, key, where string) (Budget, error) {
+	x, ok := obj[key]
+	if !ok {
+		return Budget{}, nil
+	}
+	b, ok := x.(map[string]any)
+	if !ok || len(b) != 2 {
+		return Budget{}, fmt.Errorf("%s.%s is %v, want {\"epsilon\": ε > 0, \"delta\": 0 < δ < 1}", where, key, x)
+	}
+	eps, err := optionalPositive(b, "epsilon", where+"."+key)
+	if err != nil {
+		return Budget{}, err
+	}
+	delta, err := optionalPositive(b, "delta", where+"."+key)
+	if err != nil {
+		return Budget{}, err
+	}
+	if eps == 0 || !(delta > 0 && delta < 1) {
+		return Budget{}, fmt.Errorf("%s.%s is %v, want {\"epsilon\": ε > 0, \"delta\": 0 < δ < 1}", where, key, x)
+	}
+	return Budget{Epsilon: eps, Delta: delta}, nil
 }
 
 func number(x any) (float64, error) {

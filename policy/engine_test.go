@@ -28,7 +28,7 @@ func TestAdmissionDefaultPolicy(t *testing.T) {
 		{
 			name:        "sample input",
 			allow:       true,
-			obligations: &Obligations{MinRecords: 10, RequireDP: true, MaxEpsilon: 8, DropColumns: []string{"patient_name"}},
+			obligations: &Obligations{PrivacyBudget: budget, MinRecords: 10, RequireDP: true, MaxEpsilon: 8, DropColumns: []string{"patient_name"}},
 		},
 		{
 			name: "special_category feature without DP",
@@ -56,7 +56,7 @@ func TestAdmissionDefaultPolicy(t *testing.T) {
 				in.Job.Privacy.MinCount = 0
 			},
 			allow:       true,
-			obligations: &Obligations{MinRecords: 10, RequireDP: true, MaxEpsilon: 8},
+			obligations: &Obligations{PrivacyBudget: budget, MinRecords: 10, RequireDP: true, MaxEpsilon: 8},
 		},
 		{
 			name: "special_category with DP above the limit",
@@ -94,7 +94,7 @@ func TestAdmissionDefaultPolicy(t *testing.T) {
 				in.Destination.Jurisdiction = "us"
 			},
 			allow:       true,
-			obligations: &Obligations{MinRecords: 10, RequireDP: true, MaxEpsilon: 8},
+			obligations: &Obligations{PrivacyBudget: budget, MinRecords: 10, RequireDP: true, MaxEpsilon: 8},
 		},
 		{
 			name:   "wrong role",
@@ -125,7 +125,7 @@ func TestAdmissionDefaultPolicy(t *testing.T) {
 			name:        "empty version is filled in",
 			edit:        func(in *Input) { in.Version = "" },
 			allow:       true,
-			obligations: &Obligations{MinRecords: 10, RequireDP: true, MaxEpsilon: 8, DropColumns: []string{"patient_name"}},
+			obligations: &Obligations{PrivacyBudget: budget, MinRecords: 10, RequireDP: true, MaxEpsilon: 8, DropColumns: []string{"patient_name"}},
 		},
 		{
 			name:   "zero input",
@@ -179,7 +179,7 @@ func TestAdmissionDefaultPolicy(t *testing.T) {
 				in.Site.Dataset.Columns[3].Classification = Internal // only the (absent) tag hint would raise it
 			},
 			allow:       true,
-			obligations: &Obligations{MinRecords: 10},
+			obligations: &Obligations{PrivacyBudget: budget, MinRecords: 10},
 		},
 	}
 	for _, tt := range tests {
@@ -287,7 +287,7 @@ func TestEgressDefaultPolicy(t *testing.T) {
 		{
 			name:   "budget spent",
 			edit:   func(in *Input) { in.Egress.EpsilonSpent = 4.5 },
-			reason: "the privacy budget is spent: epsilon 4.5 would exceed the 4 the job declared",
+			reason: "the job's privacy budget is spent: epsilon 4.5 would exceed the 4 the job declared",
 		},
 		{
 			name:   "job no longer admitted",
@@ -389,6 +389,9 @@ func TestMalformedDecisionsDeny(t *testing.T) {
 		{"allow a string", `admission := {"allow": "yes"}`, "data.federa.admission.allow is a string, want a boolean"},
 		{"min_records a string", `admission := {"allow": true, "obligations": {"min_records": "10"}}`, "data.federa.admission.obligations.min_records is a string"},
 		{"max_epsilon zero", `admission := {"allow": true, "obligations": {"max_epsilon": 0}}`, "data.federa.admission.obligations.max_epsilon is 0, want a number > 0"},
+		{"privacy_budget not an object", `admission := {"allow": true, "obligations": {"privacy_budget": 8}}`, "data.federa.admission.obligations.privacy_budget is 8, want {\"epsilon\": ε > 0, \"delta\": 0 < δ < 1}"},
+		{"privacy_budget delta of 1", `admission := {"allow": true, "obligations": {"privacy_budget": {"epsilon": 8, "delta": 1}}}`, "want {\"epsilon\": ε > 0, \"delta\": 0 < δ < 1}"},
+		{"privacy_budget without delta", `admission := {"allow": true, "obligations": {"privacy_budget": {"epsilon": 8, "eps": 1}}}`, "want {\"epsilon\": ε > 0, \"delta\": 0 < δ < 1}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -619,3 +622,7 @@ func TestConcurrentEvaluation(t *testing.T) {
 		}
 	}
 }
+
+// budget is the default policy's lifetime privacy budget (data.json:
+// limits.max_epsilon at limits.max_delta).
+var budget = Budget{Epsilon: 8, Delta: 1e-5}

@@ -33,7 +33,7 @@ func Example() {
 	e, _ := engine.Egress(ctx, out)
 	fmt.Printf("egress allow=%v reasons=%q\n", e.Allow, e.Reasons)
 	// Output:
-	// allow=true obligations={MinRecords:10 RequireDP:true MaxEpsilon:8 MaxRounds:0 DropColumns:[patient_name] Unknown:map[]}
+	// allow=true obligations={MinRecords:10 RequireDP:true MaxEpsilon:8 MaxRounds:0 PrivacyBudget:{Epsilon:8 Delta:1e-05} DropColumns:[patient_name] Unknown:map[]}
 	// allow=false reasons=["column \"diagnosis\" is special-category data and may only be used with differential privacy (epsilon <= 8)"]
 	// egress allow=false reasons=["the model_update rests on 3 records; at least 10 are required"]
 }

@@ -144,7 +144,11 @@ type Egress struct {
 	MaxBytes     int64   `json:"max_bytes"`       // size bound the site computed for the declared model
 	Records      int64   `json:"records"`         // records that contributed
 	Noise        *Noise  `json:"noise,omitempty"` // noise applied, nil = none
-	EpsilonSpent float64 `json:"epsilon_spent"`   // ε spent so far on this dataset, this message included
+	EpsilonSpent float64 `json:"epsilon_spent"`   // ε the job has spent at this site, this message included (at the job's δ)
+	// DatasetEpsilonSpent is the dataset's lifetime ε across every job and
+	// query, this message included (at the site's budget δ,
+	// limits.max_delta).
+	DatasetEpsilonSpent float64 `json:"dataset_epsilon_spent"`
 }
 
 // Noise is the noise a site applied to a message.

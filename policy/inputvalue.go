@@ -148,7 +148,8 @@ func (b *builder) extraItems(in Input) [][2]*ast.Term {
 				b.item("clip_norm", b.float("egress.noise.clip_norm", n.ClipNorm)),
 			)))
 		}
-		items = append(items, b.item("epsilon_spent", b.float("egress.epsilon_spent", e.EpsilonSpent)))
+		items = append(items, b.item("epsilon_spent", b.float("egress.epsilon_spent", e.EpsilonSpent)),
+			b.item("dataset_epsilon_spent", b.float("egress.dataset_epsilon_spent", e.DatasetEpsilonSpent)))
 		doc = append(doc, b.item("egress", ast.ObjectTerm(items...)))
 	}
 	if a := in.Admission; a != nil {

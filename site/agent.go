@@ -341,22 +341,39 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 		if rel.res.GetError() != "" {
 			log.Warn("task failed", logkeys.Err, rel.res.GetError())
 		}
-		msgs, allowed := c.a.checkEgress(tctx, t, rel, rel.messages())
+		// A DP release is checked and charged in one step: the ledger stays
+		// locked from computing the spend until it is recorded, durably,
+		// before anything leaves (a crash after sending must not forget it).
+		var tx *ledgerTx
+		fail := func(msg string) []*federav1.SiteMessage {
+			return []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: &federav1.TaskResult{
+				TaskId: t.GetTaskId(), JobId: t.GetJobId(), Round: t.GetRound(), Kind: t.GetKind(), Error: msg,
+			}}}}
+		}
+		var msgs []*federav1.SiteMessage
+		allowed := true
+		if rel.dp != nil && rel.kind != "" && rel.res.GetError() == "" {
+			var err error
+			if tx, err = c.a.ledger.begin(rel.dataset, t.GetJobId(), t.GetRound(), rel.dp.budget); err != nil {
+				msgs, allowed = fail(fmt.Sprintf("at %s: %v", c.a.siteName(), err)), false
+			} else {
+				rel.epsilonJob, rel.epsilonDataset = tx.jobEpsilon, tx.datasetEpsilon
+				rel.res.EpsilonSpent, rel.res.DatasetEpsilonSpent = tx.jobEpsilon, tx.datasetEpsilon
+			}
+		}
+		if allowed {
+			msgs, allowed = c.a.checkEgress(tctx, t, rel, rel.messages())
+		}
+		if tx != nil {
+			if !allowed {
+				tx.abort()
+			} else if err := c.a.payFor(tx, t, rel); err != nil {
+				log.Error("privacy ledger", logkeys.Err, err)
+				msgs, allowed = fail(fmt.Sprintf("at %s: privacy ledger: %v; nothing was sent", c.a.siteName(), err)), false
+			}
+		}
 		if !allowed {
 			log.Warn("egress denied", logkeys.Reason, msgs[0].GetResult().GetError())
-		} else if rel.charge > 0 {
-			// The budget is spent before the release leaves, durably: a
-			// crash after sending must not forget what was spent.
-			spent, err := c.a.ledger.Charge(rel.dataset, rel.charge)
-			if err != nil {
-				log.Error("privacy ledger", logkeys.Err, err)
-				msgs = []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: &federav1.TaskResult{
-					TaskId: t.GetTaskId(), JobId: t.GetJobId(), Round: t.GetRound(), Kind: t.GetKind(),
-					Error: "the site could not record its privacy spend; nothing was sent",
-				}}}}
-			} else {
-				rel.res.EpsilonSpent = spent
-			}
 		}
 		// What leaves is recorded first, with its digest, so the site's own
 		// record never misses a message that did leave.

@@ -32,10 +32,13 @@ type release struct {
 	records  int64
 	maxBytes int64
 	noise    *policy.Noise
-	charge   float64 // ε this release spends
-	input    policy.Input
-	dataset  string
-	admitted admitted // the admission the task ran under
+	dp       *dpRelease // a differentially private release: charged to the ledger
+	// The spend with this release, from the ledger: the job's ε and the
+	// dataset's lifetime ε.
+	epsilonJob, epsilonDataset float64
+	input                      policy.Input
+	dataset                    string
+	admitted                   admitted // the admission the task ran under
 }
 
 // messages is the release as it will cross the wire.
@@ -96,7 +99,7 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 	in := r.input
 	in.Egress = &policy.Egress{
 		Kind: r.kind, Bytes: size(msgs), MaxBytes: r.maxBytes, Records: r.records, Noise: r.noise,
-		EpsilonSpent: a.ledger.Spent(r.dataset) + r.charge,
+		EpsilonSpent: r.epsilonJob, DatasetEpsilonSpent: r.epsilonDataset,
 	}
 	eng := a.policy.Current()
 	if r.admitted.revision == eng.Revision() {

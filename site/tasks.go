@@ -171,6 +171,9 @@ func (a *Agent) stats(t *federav1.Task, ad admitted, r *release) error {
 			return err
 		}
 	}
+	if err := a.planDP(t, ad, p.train.Rows()); err != nil {
+		return err
+	}
 	res.Count, res.Sum, res.SumSq = m.Count, m.Sum, m.SumSq
 	res.TrainRows, res.EvalRows = int64(p.train.Rows()), int64(p.eval.Rows())
 	res.RawBytes = p.train.Bytes
@@ -269,7 +272,7 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 	if err := arch.Check(w, len(t.GetFeatures()), len(t.GetClasses())); err != nil {
 		return fmt.Errorf("the task's %s weights: %w", arch.Name(), err)
 	}
-	out, err := arch.Train(ctx, w, X, y, models.TrainConfig{
+	cfg := models.TrainConfig{
 		Epochs:       int(sp.GetLocalEpochs()),
 		BatchSize:    int(sp.GetBatchSize()),
 		LearningRate: sp.GetLearningRate(),
@@ -277,27 +280,56 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 		Seed:         TrainSeed(sp.GetSeed(), a.cfg.Identity.ID().String(), t.GetRound()),
 		ProxMu:       mu,
 		Optimizer:    spec.OptimizerOf(sp),
-	})
+	}
+	r.dataset = ad.dataset.Name
+	if dp := sp.GetPrivacy().GetDp(); dp != nil {
+		plan := a.ledger.lookup(ad.dataset.Name, t.GetJobId())
+		if plan == nil {
+			// The plan is made in the stats phase; a job resumed from a
+			// checkpoint after this site lost it plans again here.
+			if err := a.planDP(t, ad, p.train.Rows()); err != nil {
+				return err
+			}
+			plan = a.ledger.lookup(ad.dataset.Name, t.GetJobId())
+		}
+		r.dp = &dpRelease{budget: ad.obligations.PrivacyBudget, plan: plan}
+		if _, paid := slices.BinarySearch(plan.Paid, t.GetRound()); paid {
+			// This round was released and paid for before a restart:
+			// the same release goes again, at no new cost.
+			kept, err := a.ledger.paidReleaseOf(t.GetJobId(), t.GetRound())
+			if err != nil {
+				return err
+			}
+			update, err := models.DecodeWeights(kept.Weights)
+			if err != nil {
+				return fmt.Errorf("the kept release of round %d: %w", t.GetRound(), err)
+			}
+			r.res.Examples, r.res.TrainLoss = kept.Examples, kept.TrainLoss
+			r.weights, r.kind, r.records = update, egressModelUpdate, kept.Examples
+			r.res.ObligationsEnforced = append(r.res.ObligationsEnforced, fmt.Sprintf("dp: round %d resent as paid for (no new spend)", t.GetRound()))
+			r.dpNoise(plan)
+			r.maxBytes = boundFor(egressModelUpdate, 0, 0, arch.NumParams(len(t.GetFeatures()), len(t.GetClasses())))
+			r.input = a.taskInput(t, ad, t.GetFeatures())
+			return nil
+		}
+		cfg.DP = &models.DPSGD{ClipNorm: plan.ClipNorm, NoiseMultiplier: plan.Sigma, Noise: a.noise()}
+	}
+	out, err := arch.Train(ctx, w, X, y, cfg)
 	if err != nil {
 		return fmt.Errorf("local training: %w", err)
 	}
-	update := out.Weights
-	if dp := sp.GetPrivacy().GetDp(); dp != nil {
-		params, err := models.CalibrateDP(dp.GetEpsilon(), dp.GetDelta(), dp.GetClipNorm(), int(sp.GetRounds()))
+	if r.dp != nil {
+		enc, err := models.EncodeWeights(out.Weights)
 		if err != nil {
 			return err
 		}
-		if update, err = models.Privatize(w, out.Weights, params, a.noise()); err != nil {
-			return err
-		}
-		r.noise = &policy.Noise{Mechanism: "gaussian", Sigma: params.Sigma, ClipNorm: params.Clip}
-		r.charge = params.RoundEpsilon
-		r.res.NoiseSigma = params.Sigma
-		r.res.ObligationsEnforced = append(r.res.ObligationsEnforced, fmt.Sprintf("dp: clip %g, sigma %.4g, epsilon %.4g this round", params.Clip, params.Sigma, params.RoundEpsilon))
+		r.dp.keep = &paidRelease{Round: t.GetRound(), Examples: int64(out.Examples), TrainLoss: out.Loss, Weights: enc}
+		r.dpNoise(r.dp.plan)
+		r.res.ObligationsEnforced = append(r.res.ObligationsEnforced, fmt.Sprintf("dp-sgd: clip %g, noise multiplier %.4g, sampling rate %.4g, %d steps", r.dp.plan.ClipNorm, r.dp.plan.Sigma, r.dp.plan.Q, r.dp.plan.StepsPerRelease))
 	}
 	r.res.Examples = int64(out.Examples)
 	r.res.TrainLoss = out.Loss
-	r.weights, r.kind, r.records, r.dataset = update, egressModelUpdate, int64(out.Examples), ad.dataset.Name
+	r.weights, r.kind, r.records = out.Weights, egressModelUpdate, int64(out.Examples)
 	r.maxBytes = boundFor(egressModelUpdate, 0, 0, arch.NumParams(len(t.GetFeatures()), len(t.GetClasses())))
 	r.input = a.taskInput(t, ad, t.GetFeatures())
 	return nil
@@ -332,8 +364,10 @@ func (a *Agent) eval(t *federav1.Task, w models.Weights, ad admitted, r *release
 	r.kind, r.dataset = egressMetrics, ad.dataset.Name
 	r.maxBytes = boundFor(egressMetrics, 0, 0, 0)
 	r.input = a.taskInput(t, ad, t.GetFeatures())
-	if p.eval.Rows() == 0 || (ad.minRecords > 0 && p.eval.Rows() < ad.minRecords) {
-		// Nothing held out, or too few rows to report on: send no figure.
+	if p.eval.Rows() == 0 || (ad.minRecords > 0 && p.eval.Rows() < ad.minRecords) || t.GetSpec().GetPrivacy().GetDp() != nil {
+		// Nothing held out, too few rows to report on, or a DP job (its
+		// figures would be about held-out rows, without noise): send no
+		// figure.
 		r.kind = ""
 		return nil
 	}

@@ -68,9 +68,11 @@ type Privacy struct {
 	MinCount          int  `yaml:"min_count"`
 }
 
-// DP turns on differential privacy for model updates: each site clips its
-// update to ClipNorm and adds Gaussian noise calibrated so the whole job
-// spends at most Epsilon (with Delta) at that site.
+// DP turns on record-level differential privacy: each site trains with
+// DP-SGD (every row's gradient clipped to ClipNorm, Gaussian noise added
+// to every step), its noise calibrated by a Rényi-DP accountant so the
+// whole job spends at most (Epsilon, Delta) at that site, and charged to
+// the site's lifetime budget for the dataset (docs/privacy.md).
 type DP struct {
 	Epsilon  float64 `yaml:"epsilon"`
 	Delta    float64 `yaml:"delta"`
@@ -499,6 +501,11 @@ func (j *Job) ApplyDefaults() {
 	}
 	if j.EvalFraction == nil {
 		f := DefaultEvalFraction
+		if j.Privacy.DP != nil {
+			// Per-round evaluation releases figures about the held-out
+			// rows without noise: a DP job holds none out.
+			f = 0
+		}
 		j.EvalFraction = &f
 	}
 	if j.Aggregator.Name == "" {
@@ -604,6 +611,9 @@ func (j *Job) Validate() error {
 	j.Aggregator.validate(j, bad)
 	j.Optimizer.validate(bad)
 	if dp := j.Privacy.DP; dp != nil {
+		if j.EvalFraction != nil && *j.EvalFraction > 0 {
+			bad("eval_fraction", "%v with privacy.dp: per-round evaluation would release figures about the held-out rows without noise; leave eval_fraction out (a DP job holds no rows out) and score the model on a test file (federa model eval)", *j.EvalFraction)
+		}
 		if !(dp.Epsilon > 0 && dp.Epsilon <= 100) {
 			bad("privacy.dp.epsilon", "%v is out of range; want 0 < epsilon ≤ 100", dp.Epsilon)
 		}
@@ -708,6 +718,9 @@ func validSite(s string) bool {
 // Proto is the wire form of the job.
 func (j *Job) Proto() *federav1.JobSpec {
 	ef := DefaultEvalFraction
+	if j.Privacy.DP != nil {
+		ef = 0
+	}
 	if j.EvalFraction != nil {
 		ef = *j.EvalFraction
 	}

@@ -115,6 +115,10 @@ func TestParseErrors(t *testing.T) {
 		{"empty feature", minimal + "features: [age, \" \"]\n", []string{"field features[1]", "empty column name"}},
 		{"feature is the label", minimal + "label: churned\nfeatures: [age, churned]\n", []string{"field features[1]", `"churned" is the label`}},
 		{"feature is the default label", minimal + "features: [label]\n", []string{"field features[0]", "is the label"}},
+		{"dp epsilon zero", minimal + "privacy: {dp: {epsilon: 0, delta: 1e-5, clip_norm: 1}}\n", []string{"field privacy.dp.epsilon", "want 0 < epsilon ≤ 100"}},
+		{"dp delta one", minimal + "privacy: {dp: {epsilon: 1, delta: 1, clip_norm: 1}}\n", []string{"field privacy.dp.delta", "want 0 < delta < 0.01"}},
+		{"dp clip zero", minimal + "privacy: {dp: {epsilon: 1, delta: 1e-5, clip_norm: 0}}\n", []string{"field privacy.dp.clip_norm", "want a number > 0"}},
+		{"dp with per-round evaluation", minimal + "eval_fraction: 0.2\nprivacy: {dp: {epsilon: 1, delta: 1e-5, clip_norm: 1}}\n", []string{"field eval_fraction", "0.2 with privacy.dp", "without noise"}},
 		{"unsupported model", minimal + "model:\n  type: cnn\n", []string{"field model.type", `"cnn" is not supported`, "valid: linreg, logreg"}},
 		{"unsupported aggregator", minimal + "aggregator: fedsgd\n", []string{"field aggregator", `"fedsgd" is not supported`, "valid: fedadagrad, fedadam, fedavg"}},
 		{"missing name", "dataset: customers\n", []string{"field name", "required"}},
@@ -716,5 +720,25 @@ func checkParseErrors(t *testing.T, tests []parseErrorCase) {
 				}
 			}
 		})
+	}
+}
+
+// TestDPJobsHoldNoRowsOut: per-round evaluation would release figures
+// about held-out rows without noise, so a DP job's default is none, on the
+// wire too.
+func TestDPJobsHoldNoRowsOut(t *testing.T) {
+	j, err := Parse("job.yaml", []byte(minimal+"privacy: {dp: {epsilon: 2, delta: 1e-5, clip_norm: 1}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *j.EvalFraction != 0 || j.Proto().GetEvalFraction() != 0 {
+		t.Errorf("a DP job's eval_fraction is %v (wire %v), want 0", *j.EvalFraction, j.Proto().GetEvalFraction())
+	}
+	plain, err := Parse("job.yaml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *plain.EvalFraction != DefaultEvalFraction {
+		t.Errorf("a job without DP holds out %v, want the default %v", *plain.EvalFraction, DefaultEvalFraction)
 	}
 }

@@ -40,6 +40,11 @@ obligation["require_dp"] if dp_required
 
 obligation["max_epsilon"] := site_limits.max_epsilon if dp_required
 
+# Every DP release about a dataset, across jobs, queries and restarts,
+# composes (Rényi DP) within this lifetime budget, which the site checks
+# and charges in one step before anything leaves.
+obligation["privacy_budget"] := {"epsilon": site_limits.max_epsilon, "delta": site_limits.max_delta} if dp_on
+
 obligation["max_rounds"] := site_limits.max_rounds
 
 obligation["drop_columns"] := sort(forbidden_columns) if count(forbidden_columns) > 0

@@ -101,13 +101,16 @@ valid_noise(n) if {
 	positive_number(n.clip_norm)
 }
 
-egress_deny contains sprintf("the privacy budget is spent: epsilon %v would exceed this site's limit of %v", [spent, site_limits.max_epsilon]) if {
+# The dataset's lifetime budget: every DP release about it, across jobs,
+# queries and restarts, composed (Rényi DP) by the site's ledger.
+egress_deny contains sprintf("the dataset's privacy budget is spent: its lifetime epsilon would reach %v, over this site's limit of %v", [spent, site_limits.max_epsilon]) if {
 	egress_dp
-	spent := object.get(message, "epsilon_spent", 0)
+	spent := object.get(message, "dataset_epsilon_spent", 0)
 	spent > site_limits.max_epsilon
 }
 
-egress_deny contains sprintf("the privacy budget is spent: epsilon %v would exceed the %v the job declared", [spent, dp.epsilon]) if {
+# The job's own budget: what this job has spent at this site.
+egress_deny contains sprintf("the job's privacy budget is spent: epsilon %v would exceed the %v the job declared", [spent, dp.epsilon]) if {
 	dp_on
 	spent := object.get(message, "epsilon_spent", 0)
 	spent > dp.epsilon

@@ -65,13 +65,12 @@ test_noise_must_be_real if {
 
 test_privacy_budget if {
 	doc := with_dp(features(["diagnosis"]))
-	d := federa.egress with input as egress_of(doc, {"noise": noise, "epsilon_spent": 5})
-	d.reasons == ["the privacy budget is spent: epsilon 5 would exceed the 4 the job declared"]
-	e := federa.egress with input as egress_of(doc, {"noise": noise, "epsilon_spent": 9})
-	e.reasons == [
-		"the privacy budget is spent: epsilon 9 would exceed the 4 the job declared",
-		"the privacy budget is spent: epsilon 9 would exceed this site's limit of 8",
-	]
+	d := federa.egress with input as egress_of(doc, {"noise": noise, "epsilon_spent": 5, "dataset_epsilon_spent": 5})
+	d.reasons == ["the job's privacy budget is spent: epsilon 5 would exceed the 4 the job declared"]
+	e := federa.egress with input as egress_of(doc, {"noise": noise, "epsilon_spent": 3, "dataset_epsilon_spent": 9})
+	e.reasons == ["the dataset's privacy budget is spent: its lifetime epsilon would reach 9, over this site's limit of 8"]
+	f := federa.egress with input as egress_of(doc, {"noise": noise, "epsilon_spent": 4, "dataset_epsilon_spent": 8})
+	f.allow
 }
 
 test_egress_requires_admission_now if {

@@ -16,7 +16,7 @@ test_special_category_label_without_dp_denied if {
 test_special_category_with_dp_allowed_with_obligations if {
 	d := federa.admission with input as with_dp(features(["ward", "diagnosis"]))
 	d.allow
-	d.obligations == {"min_records": 10, "require_dp": true, "max_epsilon": 8, "drop_columns": ["patient_name"]}
+	d.obligations == {"min_records": 10, "require_dp": true, "max_epsilon": 8, "drop_columns": ["patient_name"], "privacy_budget": {"epsilon": 8, "delta": 1e-05}}
 }
 
 test_special_category_epsilon_above_limit_denied if {

@@ -1736,8 +1736,12 @@ type TaskResult struct {
 	// (what R² needs; sites' values merge exactly).
 	EvalLabelMean float64 `protobuf:"fixed64,26,opt,name=eval_label_mean,json=evalLabelMean,proto3" json:"eval_label_mean,omitempty"`
 	EvalLabelM2   float64 `protobuf:"fixed64,27,opt,name=eval_label_m2,json=evalLabelM2,proto3" json:"eval_label_m2,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// A DP release: epsilon_spent is the job's own ε at this site with this
+	// release (at the job's δ); this is the dataset's lifetime ε across
+	// every job and query (at the site's budget δ).
+	DatasetEpsilonSpent float64 `protobuf:"fixed64,28,opt,name=dataset_epsilon_spent,json=datasetEpsilonSpent,proto3" json:"dataset_epsilon_spent,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
@@ -1955,6 +1959,13 @@ func (x *TaskResult) GetEvalLabelMean() float64 {
 func (x *TaskResult) GetEvalLabelM2() float64 {
 	if x != nil {
 		return x.EvalLabelM2
+	}
+	return 0
+}
+
+func (x *TaskResult) GetDatasetEpsilonSpent() float64 {
+	if x != nil {
+		return x.DatasetEpsilonSpent
 	}
 	return 0
 }
@@ -2701,10 +2712,13 @@ type SiteSummary struct {
 	EvalRows           int64 `protobuf:"varint,6,opt,name=eval_rows,json=evalRows,proto3" json:"eval_rows,omitempty"`
 	RoundsParticipated int32 `protobuf:"varint,7,opt,name=rounds_participated,json=roundsParticipated,proto3" json:"rounds_participated,omitempty"`
 	// The latest admission decision and its policy revision.
-	Admission     *Admission `protobuf:"bytes,8,opt,name=admission,proto3" json:"admission,omitempty"`
-	EpsilonSpent  float64    `protobuf:"fixed64,9,opt,name=epsilon_spent,json=epsilonSpent,proto3" json:"epsilon_spent,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Admission *Admission `protobuf:"bytes,8,opt,name=admission,proto3" json:"admission,omitempty"`
+	// Differential privacy at this site: the job's own ε spent so far, and
+	// the dataset's lifetime ε across every job and query.
+	EpsilonSpent        float64 `protobuf:"fixed64,9,opt,name=epsilon_spent,json=epsilonSpent,proto3" json:"epsilon_spent,omitempty"`
+	DatasetEpsilonSpent float64 `protobuf:"fixed64,10,opt,name=dataset_epsilon_spent,json=datasetEpsilonSpent,proto3" json:"dataset_epsilon_spent,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *SiteSummary) Reset() {
@@ -2796,6 +2810,13 @@ func (x *SiteSummary) GetAdmission() *Admission {
 func (x *SiteSummary) GetEpsilonSpent() float64 {
 	if x != nil {
 		return x.EpsilonSpent
+	}
+	return 0
+}
+
+func (x *SiteSummary) GetDatasetEpsilonSpent() float64 {
+	if x != nil {
+		return x.DatasetEpsilonSpent
 	}
 	return 0
 }
@@ -4068,7 +4089,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\n" +
 	"CancelTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xe1\x06\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x95\a\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -4103,7 +4124,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\repsilon_spent\x18\x18 \x01(\x01R\fepsilonSpent\x12'\n" +
 	"\x0fapproval_status\x18\x19 \x01(\tR\x0eapprovalStatus\x12&\n" +
 	"\x0feval_label_mean\x18\x1a \x01(\x01R\revalLabelMean\x12\"\n" +
-	"\reval_label_m2\x18\x1b \x01(\x01R\vevalLabelM2\"\x98\x02\n" +
+	"\reval_label_m2\x18\x1b \x01(\x01R\vevalLabelM2\x122\n" +
+	"\x15dataset_epsilon_spent\x18\x1c \x01(\x01R\x13datasetEpsilonSpent\"\x98\x02\n" +
 	"\tAdmission\x126\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1c.federa.v1.Admission.OutcomeR\aoutcome\x12\x18\n" +
 	"\areasons\x18\x02 \x03(\tR\areasons\x12)\n" +
@@ -4184,7 +4206,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"eval_total\x18\x04 \x01(\x03R\tevalTotal\x12#\n" +
 	"\reval_accuracy\x18\x05 \x01(\x01R\fevalAccuracy\x12\x1b\n" +
 	"\teval_loss\x18\x06 \x01(\x01R\bevalLoss\x12\x1b\n" +
-	"\teval_rmse\x18\a \x01(\x01R\bevalRmse\"\xca\x02\n" +
+	"\teval_rmse\x18\a \x01(\x01R\bevalRmse\"\xfe\x02\n" +
 	"\vSiteSummary\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1b\n" +
 	"\traw_bytes\x18\x02 \x01(\x03R\brawBytes\x12\x1d\n" +
@@ -4196,7 +4218,9 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\teval_rows\x18\x06 \x01(\x03R\bevalRows\x12/\n" +
 	"\x13rounds_participated\x18\a \x01(\x05R\x12roundsParticipated\x122\n" +
 	"\tadmission\x18\b \x01(\v2\x14.federa.v1.AdmissionR\tadmission\x12#\n" +
-	"\repsilon_spent\x18\t \x01(\x01R\fepsilonSpent\":\n" +
+	"\repsilon_spent\x18\t \x01(\x01R\fepsilonSpent\x122\n" +
+	"\x15dataset_epsilon_spent\x18\n" +
+	" \x01(\x01R\x13datasetEpsilonSpent\":\n" +
 	"\x10SubmitJobRequest\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +

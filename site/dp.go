@@ -1,0 +1,91 @@
+package site
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/federa-dev/federa/models"
+	"github.com/federa-dev/federa/policy"
+	"github.com/federa-dev/federa/privacy"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+)
+
+// maxNoiseMultiplier is the most noise (σ, per unit of clip norm) a site
+// trains with: a job that needs more to meet its ε would train on noise,
+// and is refused with what it would take instead.
+const maxNoiseMultiplier = 50
+
+// dpRelease is a DP model update on its way out: the plan it spends
+// under, the lifetime budget it spends within, and (for a new release)
+// what to keep so that a redone round resends it.
+type dpRelease struct {
+	budget policy.Budget
+	plan   *dpPlan
+	keep   *paidRelease
+}
+
+// planDP makes the job's DP plan for this dataset before its first
+// release, unless it has one: the noise multiplier the accountant needs
+// for the job's (ε, δ) over all its rounds, given this site's training
+// rows, batch size and local epochs (DP-SGD with Poisson sampling; see
+// models.DPSteps), checked against the dataset's lifetime budget.
+func (a *Agent) planDP(t *federav1.Task, ad admitted, rows int) error {
+	sp := t.GetSpec()
+	dp := sp.GetPrivacy().GetDp()
+	if dp == nil {
+		return nil
+	}
+	if a.ledger.lookup(ad.dataset.Name, t.GetJobId()) != nil {
+		return nil
+	}
+	q, steps := models.DPSteps(rows, int(sp.GetBatchSize()), int(sp.GetLocalEpochs()))
+	rounds := int(sp.GetRounds())
+	if steps == 0 {
+		return errors.New("differential privacy: no training rows to plan DP-SGD for")
+	}
+	what := fmt.Sprintf("epsilon %g at delta %g over %d rounds of %d DP-SGD steps (sampling rate %.3g of this site's %d training rows)",
+		dp.GetEpsilon(), dp.GetDelta(), rounds, steps, q, rows)
+	sigma, err := privacy.CalibrateNoise(dp.GetEpsilon(), dp.GetDelta(), q, rounds*steps, ledgerOrders)
+	if errors.Is(err, privacy.ErrNoiseAboveCap) {
+		return fmt.Errorf("differential privacy: %s cannot be met with any usable noise (%v): raise epsilon, or lower rounds or local_epochs, or use a larger batch_size", what, err)
+	}
+	if err != nil {
+		return fmt.Errorf("differential privacy: %w", err)
+	}
+	if sigma > maxNoiseMultiplier {
+		return fmt.Errorf("differential privacy: %s needs noise multiplier %.3g, above the %d a site trains with (the model would be noise): raise epsilon, or lower rounds or local_epochs, or use a larger batch_size",
+			what, sigma, maxNoiseMultiplier)
+	}
+	_, err = a.ledger.plan(ad.dataset.Name, t.GetJobId(), dpPlan{
+		Epsilon: dp.GetEpsilon(), Delta: dp.GetDelta(), Q: q, Sigma: sigma, ClipNorm: dp.GetClipNorm(),
+		StepsPerRelease: steps, Releases: rounds,
+	}, ad.obligations.PrivacyBudget)
+	if err == nil {
+		a.log.Info("differential privacy planned", "job", t.GetJobId(), "dataset", ad.dataset.Name, "noise_multiplier", sigma, "sampling_rate", q, "steps_per_round", steps)
+	}
+	return err
+}
+
+// dpNoise describes the plan's noise for the egress policy and the result.
+func (r *release) dpNoise(p *dpPlan) {
+	r.noise = &policy.Noise{Mechanism: "dp-sgd-gaussian", Sigma: p.Sigma * p.ClipNorm, ClipNorm: p.ClipNorm}
+	r.res.NoiseSigma = p.Sigma * p.ClipNorm
+}
+
+// payFor records tx's release: the release is kept first (so a redone
+// round can resend it), then the spend is committed. It ends tx.
+func (a *Agent) payFor(tx *ledgerTx, t *federav1.Task, rel *release) error {
+	if tx.paid && rel.dp.keep != nil {
+		// Only the kept release may go again for free; a new one would be
+		// a second, unpaid look at the data.
+		tx.abort()
+		return fmt.Errorf("round %d of job %s was paid for already; refusing to release a newly trained update for it", t.GetRound(), t.GetJobId())
+	}
+	if !tx.paid && rel.dp.keep != nil {
+		if err := a.ledger.keepRelease(t.GetJobId(), *rel.dp.keep); err != nil {
+			tx.abort()
+			return err
+		}
+	}
+	return tx.commit()
+}
