@@ -50,6 +50,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoadIDX -fuzztime 20000x ./dataset/
 	$(GO) test -run '^$$' -fuzz FuzzReadSafetensors -fuzztime 20000x ./models/
 	$(GO) test -run '^$$' -fuzz FuzzParseJobSpec -fuzztime 20000x ./spec/
+	$(GO) test -run '^$$' -fuzz FuzzParseQuery -fuzztime 20000x ./analytics/
 	$(GO) test -run '^$$' -fuzz FuzzAssembler -fuzztime 20000x ./proto/federav1/
 	$(GO) test -run '^$$' -fuzz FuzzColumnName -fuzztime 2000x ./site/
 	$(GO) test -run '^$$' -fuzz FuzzInput -fuzztime 20000x ./policy/
