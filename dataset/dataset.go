@@ -170,15 +170,7 @@ func LoadCSV(path string, opts Options) (*Table, error) {
 			}
 			data = append(data, v)
 		}
-		// Intern labels: the cell is a substring of the whole line, and
-		// keeping it would keep every line's text alive.
-		if l, ok := interned[label]; ok {
-			label = l
-		} else {
-			label = strings.Clone(label)
-			interned[label] = label
-		}
-		t.Labels = append(t.Labels, label)
+		t.Labels = append(t.Labels, intern(interned, label))
 		t.lines = append(t.lines, line)
 	}
 	if len(t.Labels) == 0 {
@@ -655,4 +647,16 @@ func ValueCounts(path, column string, limit int) (counts map[string]int, truncat
 		}
 		counts[v]++
 	}
+}
+
+// intern returns the one copy of label kept in seen. A cell is a substring
+// of its whole line (or a reader's buffer), and keeping it would keep that
+// alive; labels repeat, so one copy each is enough.
+func intern(seen map[string]string, label string) string {
+	if l, ok := seen[label]; ok {
+		return l
+	}
+	label = strings.Clone(label)
+	seen[label] = label
+	return label
 }

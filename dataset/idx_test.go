@@ -193,9 +193,9 @@ func TestSourceFormats(t *testing.T) {
 			t.Errorf("format %q: Load = %v", format, err)
 		}
 	}
-	_, err := Source{Format: "parquet", Path: csv}.Load(Options{Label: "label"})
-	if err == nil || !strings.Contains(err.Error(), `format "parquet" is not supported; valid: csv, idx`) {
-		t.Errorf("parquet: %v", err)
+	_, err := Source{Format: "xlsx", Path: csv}.Load(Options{Label: "label"})
+	if err == nil || !strings.Contains(err.Error(), `format "xlsx" is not supported; valid: csv, idx, parquet, postgres`) {
+		t.Errorf("xlsx: %v", err)
 	}
 	if _, err := (Source{Format: "idx", Path: csv}).Header(); err == nil || !strings.Contains(err.Error(), "needs a labels file") {
 		t.Errorf("idx without labels: %v", err)

@@ -26,12 +26,20 @@ const (
 	DefaultReconnectMax = 30 * time.Second
 )
 
-// Dataset is one local file (or, for IDX, a pair of files) the site
-// serves under a name.
+// Dataset is one local file (or, for IDX, a pair of files; for postgres, a
+// table or view) the site serves under a name.
 type Dataset struct {
 	Name   string `yaml:"name"`
 	Path   string `yaml:"path"`
-	Format string `yaml:"format"` // csv (default) or idx
+	Format string `yaml:"format"` // csv (default), idx, parquet or postgres
+	// Table is the PostgreSQL table or view (format postgres only): name
+	// or schema.name.
+	Table string `yaml:"table"`
+	// DSNEnv names the environment variable, or DSNFile the file, holding
+	// the PostgreSQL connection string (format postgres only; one of the
+	// two). The string itself never appears in site.yaml, logs or errors.
+	DSNEnv  string `yaml:"dsn_env"`
+	DSNFile string `yaml:"dsn_file"`
 	// Labels is the IDX labels file beside the images file in Path
 	// (format idx only); relative to site.yaml like Path.
 	Labels string `yaml:"labels"`
@@ -123,6 +131,9 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 		}
 		if d.Labels != "" && !filepath.IsAbs(d.Labels) {
 			d.Labels = filepath.Join(base, d.Labels)
+		}
+		if d.DSNFile != "" && !filepath.IsAbs(d.DSNFile) {
+			d.DSNFile = filepath.Join(base, d.DSNFile)
 		}
 		cfg.Datasets = append(cfg.Datasets, d)
 	}
@@ -246,20 +257,25 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("field datasets[%d].name: %q listed twice", i, d.Name))
 		}
 		seen[d.Name] = true
-		if d.Path == "" {
+		if d.Format == "postgres" {
+			errs = append(errs, checkPostgres(i, d)...)
+		} else if d.Path == "" {
 			errs = append(errs, fmt.Errorf("field datasets[%d].path: required", i))
 		} else if st, err := os.Stat(d.Path); err != nil {
 			errs = append(errs, fmt.Errorf("field datasets[%d].path: %w", i, err))
 		} else if st.IsDir() {
-			errs = append(errs, fmt.Errorf("field datasets[%d].path: %s is a directory; want a CSV file or an IDX images file", i, d.Path))
+			errs = append(errs, fmt.Errorf("field datasets[%d].path: %s is a directory; want a CSV, Parquet or IDX images file", i, d.Path))
+		}
+		if d.Format != "postgres" && (d.Table != "" || d.DSNEnv != "" || d.DSNFile != "") {
+			errs = append(errs, fmt.Errorf("field datasets[%d]: table, dsn_env and dsn_file are only for format postgres", i))
 		}
 		switch d.Format {
-		case "", "csv":
+		case "", "csv", "parquet", "postgres":
 			if d.Labels != "" {
-				errs = append(errs, fmt.Errorf("field datasets[%d].labels: only for format idx (a CSV file holds its label column)", i))
+				errs = append(errs, fmt.Errorf("field datasets[%d].labels: only for format idx (a %s dataset holds its label column)", i, d.formatName()))
 			}
 			if len(d.Classes) > 0 {
-				errs = append(errs, fmt.Errorf("field datasets[%d].classes: only for format idx (a CSV file holds its class names)", i))
+				errs = append(errs, fmt.Errorf("field datasets[%d].classes: only for format idx (a %s dataset holds its class names)", i, d.formatName()))
 			}
 		case "idx":
 			if d.Labels == "" {
@@ -316,9 +332,65 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// source is where and how the dataset's data is read.
+// source is where and how the dataset's data is read. A postgres
+// dataset's connection string is read from its variable or file each time,
+// so a rotated secret is picked up.
 func (d *Dataset) source() dataset.Source {
-	return dataset.Source{Format: d.Format, Path: d.Path, Labels: d.Labels, Classes: d.Classes}
+	s := dataset.Source{Format: d.Format, Path: d.Path, Labels: d.Labels, Classes: d.Classes, Table: d.Table}
+	if d.Format == "postgres" {
+		s.DSN, _ = d.dsn()
+	}
+	return s
+}
+
+func (d *Dataset) formatName() string {
+	if d.Format == "" {
+		return "csv"
+	}
+	return d.Format
+}
+
+// dsn reads a postgres dataset's connection string.
+func (d *Dataset) dsn() (string, error) {
+	if d.DSNEnv != "" {
+		v, ok := os.LookupEnv(d.DSNEnv)
+		if !ok || strings.TrimSpace(v) == "" {
+			return "", fmt.Errorf("environment variable %s is not set or empty", d.DSNEnv)
+		}
+		return v, nil
+	}
+	b, err := os.ReadFile(d.DSNFile)
+	if err != nil {
+		return "", err
+	}
+	if v := strings.TrimSpace(string(b)); v != "" {
+		return v, nil
+	}
+	return "", fmt.Errorf("%s is empty", d.DSNFile)
+}
+
+// checkPostgres validates a postgres dataset's fields.
+func checkPostgres(i int, d Dataset) []error {
+	var errs []error
+	if d.Path != "" {
+		errs = append(errs, fmt.Errorf("field datasets[%d].path: not for format postgres (name the table with table:)", i))
+	}
+	if d.Table == "" {
+		errs = append(errs, fmt.Errorf("field datasets[%d].table: required for format postgres (a table or view: name or schema.name)", i))
+	}
+	switch {
+	case (d.DSNEnv == "") == (d.DSNFile == ""):
+		errs = append(errs, fmt.Errorf("field datasets[%d]: set one of dsn_env (an environment variable) or dsn_file (a file) holding the PostgreSQL connection string", i))
+	default:
+		if _, err := d.dsn(); err != nil {
+			field := "dsn_env"
+			if d.DSNFile != "" {
+				field = "dsn_file"
+			}
+			errs = append(errs, fmt.Errorf("field datasets[%d].%s: %v", i, field, err))
+		}
+	}
+	return errs
 }
 
 // firstDup is the index of the first empty or repeated name, or -1.

@@ -128,7 +128,12 @@ func TestIDXConfigErrors(t *testing.T) {
 		{"labels for csv", Dataset{Name: "a", Path: csv, Labels: img}, "datasets[0].labels: only for format idx"},
 		{"classes for csv", Dataset{Name: "a", Path: csv, Classes: []string{"x"}}, "datasets[0].classes: only for format idx"},
 		{"duplicate class", Dataset{Name: "a", Format: "idx", Path: img, Labels: img, Classes: []string{"x", "y", "x"}}, `datasets[0].classes[2]: "x" is empty or listed twice`},
-		{"parquet", Dataset{Name: "a", Format: "parquet", Path: csv}, `datasets[0].format: "parquet" is not supported; valid: csv, idx`},
+		{"xlsx", Dataset{Name: "a", Format: "xlsx", Path: csv}, `datasets[0].format: "xlsx" is not supported; valid: csv, idx, parquet, postgres`},
+		{"postgres with a path", Dataset{Name: "a", Format: "postgres", Path: csv}, `datasets[0].path: not for format postgres`},
+		{"postgres without a table or dsn", Dataset{Name: "a", Format: "postgres"}, `datasets[0].table: required for format postgres`},
+		{"postgres dsn_env unset", Dataset{Name: "a", Format: "postgres", Table: "t", DSNEnv: "FEDERA_TEST_UNSET_DSN"}, `datasets[0].dsn_env: environment variable FEDERA_TEST_UNSET_DSN is not set or empty`},
+		{"table on a csv", Dataset{Name: "a", Path: csv, Table: "t"}, `table, dsn_env and dsn_file are only for format postgres`},
+		{"labels on parquet", Dataset{Name: "a", Format: "parquet", Path: csv, Labels: csv}, `labels: only for format idx (a parquet dataset`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := (&Config{Datasets: []Dataset{tc.ds}}).Validate()

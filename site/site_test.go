@@ -87,7 +87,7 @@ reconnect: {min: 5s, max: 1s}
 func TestValidateReportsEveryField(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{
-		Datasets:     []Dataset{{Name: "a", Path: filepath.Join(dir, "missing.csv"), Format: "parquet"}, {Name: "a", Path: dir}},
+		Datasets:     []Dataset{{Name: "a", Path: filepath.Join(dir, "missing.csv"), Format: "xlsx"}, {Name: "a", Path: dir}},
 		ReconnectMin: 5 * time.Second, ReconnectMax: time.Second,
 	}
 	err := cfg.Validate()

@@ -42,6 +42,10 @@ type SiteSpec struct {
 	Format  string
 	Labels  string
 	Classes []string
+	// Table and DSNEnv are a postgres dataset's table and the environment
+	// variable holding its connection string (format postgres).
+	Table  string
+	DSNEnv string
 	// Columns and DefaultClassification describe the data to the site's
 	// policy (see site.Dataset); the default here is "internal".
 	Columns               []site.Column
@@ -406,7 +410,7 @@ func (n *Net) StartSite(name string) error {
 		CoordinatorAddr:         n.addr,
 		CoordinatorID:           attest.CoordinatorID(n.td),
 		Datasets: []site.Dataset{{Name: p.spec.Dataset, Path: p.spec.Path, Format: cmp.Or(p.spec.Format, "csv"),
-			Labels: p.spec.Labels, Classes: p.spec.Classes,
+			Labels: p.spec.Labels, Classes: p.spec.Classes, Table: p.spec.Table, DSNEnv: p.spec.DSNEnv,
 			Columns: p.spec.Columns, DefaultClassification: p.spec.DefaultClassification}},
 		StateDir:     n.SiteDir(name),
 		ReconnectMin: 100 * time.Millisecond,
