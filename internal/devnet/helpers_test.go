@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -169,6 +170,7 @@ type wireTap struct {
 	msgs  [][]byte
 	peers []string // the sender's SPIFFE ID, per message
 	typed []proto.Message
+	sent  []proto.Message // what the coordinator sent the sites
 }
 
 func (w *wireTap) option() grpc.ServerOption {
@@ -190,6 +192,18 @@ func (w *wireTap) from(peer string) []*federav1.SiteMessage {
 	return out
 }
 
+func (w *wireTap) typedAll() []proto.Message {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.typed)
+}
+
+func (w *wireTap) sentAll() []proto.Message {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.sent)
+}
+
 func (w *wireTap) all() [][]byte {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -199,6 +213,15 @@ func (w *wireTap) all() [][]byte {
 type tappedStream struct {
 	grpc.ServerStream
 	tap *wireTap
+}
+
+func (s *tappedStream) SendMsg(m any) error {
+	if pm, ok := m.(proto.Message); ok {
+		s.tap.mu.Lock()
+		s.tap.sent = append(s.tap.sent, proto.Clone(pm))
+		s.tap.mu.Unlock()
+	}
+	return s.ServerStream.SendMsg(m)
 }
 
 func (s *tappedStream) RecvMsg(m any) error {

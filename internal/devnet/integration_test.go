@@ -143,6 +143,24 @@ func TestFederatedTrainingReachesCentralQuality(t *testing.T) {
 				}
 			}
 		}
+		// And in every form the coordinator could invert: standardized with
+		// the job's own scaler, columns reordered, as numbers in any kind of
+		// result (leak_test.go; TestNoRowGuardCatchesEveryForm plants each).
+		features, scaler := jobScaler(t, tap.sentAll())
+		files := map[string]string{}
+		for _, s := range shippedSites {
+			files[s.Name] = s.Path
+		}
+		typed, seen := tap.typedAll(), 0
+		for _, m := range typed {
+			seen += len(numbers(m.ProtoReflect()))
+		}
+		if seen < 10*31 {
+			t.Fatalf("the guard read only %d numbers from %d messages: it is not reading the updates", seen, len(typed))
+		}
+		if l := findLeak(indexRows(t, files, features, scaler), typed); l != "" {
+			t.Fatalf("a row reached the coordinator: %s", l)
+		}
 	})
 }
 
