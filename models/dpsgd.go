@@ -79,12 +79,7 @@ func dpTrainLoop(ctx context.Context, s *kernelStepper, X *mat.Dense, y []int, c
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		rows = rows[:0]
-		for i := range n {
-			if q >= 1 || dp.Noise.Float64() < q {
-				rows = append(rows, i)
-			}
-		}
+		rows = poissonSample(dp.Noise, n, q, rows[:0])
 		if len(rows) > s.wk.cap {
 			s.wk = newMLPWork(s.net, len(rows))
 		}
@@ -100,6 +95,30 @@ func dpTrainLoop(ctx context.Context, s *kernelStepper, X *mat.Dense, y []int, c
 		return 0, nil
 	}
 	return lastEpoch / float64(lastRows), nil
+}
+
+// poissonSample appends to dst each of 0..n−1 independently with
+// probability q, in order. It draws the gaps between chosen rows
+// (geometric with parameter q) rather than one number per row, so a step
+// costs about q·n draws, not n.
+func poissonSample(rng *rand.Rand, n int, q float64, dst []int) []int {
+	if q >= 1 {
+		for i := range n {
+			dst = append(dst, i)
+		}
+		return dst
+	}
+	lq := math.Log1p(-q)
+	for i := -1; ; {
+		// 1−U is in (0, 1], so the log is finite; the gap is the number of
+		// rows passed over before the next one chosen.
+		gap := math.Floor(math.Log(1-rng.Float64()) / lq)
+		if gap >= float64(n-1-i) {
+			return dst
+		}
+		i += int(gap) + 1
+		dst = append(dst, i)
+	}
 }
 
 // dpGradient is gradient under DP-SGD: the sum over rows of each row's

@@ -203,3 +203,39 @@ func TestDPSGDLearnsAndRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestPoissonSampleIsBernoulliPerRow: each row is chosen with probability
+// q, independently of the others (checked on the rate per row and on pairs
+// of neighbours, which gap sampling could correlate).
+func TestPoissonSampleIsBernoulliPerRow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	const n, q, trials = 50, 0.1, 40000
+	hits := make([]int, n)
+	var pairs, total int
+	var rows []int
+	for range trials {
+		rows = poissonSample(rng, n, q, rows[:0])
+		total += len(rows)
+		for k, r := range rows {
+			hits[r]++
+			if k > 0 && rows[k-1] == r-1 {
+				pairs++
+			}
+			if k > 0 && rows[k-1] >= r {
+				t.Fatalf("rows out of order: %v", rows)
+			}
+		}
+	}
+	for r, h := range hits {
+		if p := float64(h) / trials; math.Abs(p-q) > 5*math.Sqrt(q*(1-q)/trials) {
+			t.Errorf("row %d chosen with rate %.4f, want %.2f", r, p, q)
+		}
+	}
+	// Adjacent pairs: (n−1)·q² per trial if independent.
+	if want := float64((n-1)*trials) * q * q; math.Abs(float64(pairs)-want) > 5*math.Sqrt(want) {
+		t.Errorf("%d adjacent pairs, want about %.0f", pairs, want)
+	}
+	if got := poissonSample(rng, 7, 1, nil); len(got) != 7 {
+		t.Errorf("q = 1 took %v", got)
+	}
+}

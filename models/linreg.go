@@ -211,6 +211,7 @@ func (m linReg) trainDP(ctx context.Context, X *mat.Dense, y []float64, cfg Trai
 	sd := dp.NoiseMultiplier * dp.ClipNorm
 	var epochLoss float64
 	var epochRows int
+	var rows []int
 	for step := range steps {
 		if step%perEpoch == 0 {
 			epochLoss, epochRows = 0, 0
@@ -221,10 +222,8 @@ func (m linReg) trainDP(ctx context.Context, X *mat.Dense, y []float64, cfg Trai
 		clear(gw)
 		gb[0] = 0
 		m.b = bias[0]
-		for i := range n {
-			if q < 1 && dp.Noise.Float64() >= q {
-				continue
-			}
+		rows = poissonSample(dp.Noise, n, q, rows[:0])
+		for _, i := range rows {
 			x := X.RawRowView(i)
 			r := m.predict(x) - y[i]
 			epochLoss += r * r
