@@ -315,25 +315,6 @@ func (tx *ledgerTx) commit() error {
 // abort releases the ledger without charging.
 func (tx *ledgerTx) abort() { tx.l.mu.Unlock() }
 
-// spent is what job (if not "") and dataset have spent, for reporting:
-// the job's ε at its δ and the dataset's lifetime ε at the budget's δ.
-func (l *ledger) spent(dataset, job string, budget policy.Budget) (jobEps, datasetEps float64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delta := budget.Delta
-	if p := l.f.Datasets[dataset][job]; p != nil {
-		if r, err := p.rdp(len(p.Paid)); err == nil {
-			jobEps, _, _ = r.Epsilon(p.Delta)
-		}
-		delta = budgetDelta(budget, p)
-	}
-	if delta > 0 {
-		datasetEps, _ = l.datasetEpsilon(dataset, "", 0, delta)
-	} else {
-		datasetEps = l.f.Legacy[dataset]
-	}
-	return round12(jobEps), round12(datasetEps)
-}
 
 func (l *ledger) save() error {
 	if l.path == "" {

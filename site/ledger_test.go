@@ -81,7 +81,7 @@ func TestLedgerComposesJobsWithinTheDatasetsBudget(t *testing.T) {
 	}
 	// Two ε = 3 jobs compose to less than 6 under RDP, but a third would
 	// pass 8.
-	_, spent := l.spent("wards", "", testBudget)
+	spent := datasetSpent(l, "wards")
 	if spent <= 3 || spent >= 6 {
 		t.Errorf("two ε=3 jobs: dataset ε %v, want in (3, 6)", spent)
 	}
@@ -97,7 +97,7 @@ func TestLedgerComposesJobsWithinTheDatasetsBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, s := again.spent("wards", "", testBudget); s != spent {
+	if s := datasetSpent(again, "wards"); s != spent {
 		t.Errorf("after reopening: dataset ε %v, was %v", s, spent)
 	}
 	if p := again.lookup("wards", "job-a"); p == nil || len(p.Paid) != 5 {
@@ -171,7 +171,7 @@ func TestLedgerRedoneRoundIsNotPaidTwice(t *testing.T) {
 	if err := tx.commit(); err != nil {
 		t.Fatal(err)
 	}
-	first, _ := l.spent("wards", "job-1", testBudget)
+	first := jobSpent(l, "wards", "job-1")
 	l, err = openLedger(dir) // the site restarts too
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestLedgerRedoneRoundIsNotPaidTwice(t *testing.T) {
 	if !redo.paid || redo.jobEpsilon != first {
 		t.Errorf("redone round: paid %v, job ε %v; want paid, %v", redo.paid, redo.jobEpsilon, first)
 	}
-	if now, _ := l.spent("wards", "job-1", testBudget); now != first {
+	if now := jobSpent(l, "wards", "job-1"); now != first {
 		t.Errorf("the redone round cost %v more", now-first)
 	}
 	kept, err := l.paidReleaseOf("job-1", 1)
@@ -210,7 +210,7 @@ func TestLedgerReadsVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, s := l.spent("wards", "", testBudget); s != 2.5 {
+	if s := datasetSpent(l, "wards"); s != 2.5 {
 		t.Errorf("legacy spend %v, want 2.5", s)
 	}
 	if _, err := l.plan("wards", "job-1", planFor(t, 6, 2, 10, 0.05), testBudget); err == nil {
@@ -222,4 +222,29 @@ func TestLedgerReadsVersion1(t *testing.T) {
 	if _, err := openLedger(dir); err == nil || !strings.Contains(err.Error(), "privacy.json") {
 		t.Errorf("an unreadable ledger: %v", err)
 	}
+}
+
+// datasetSpent is dataset's lifetime ε at the test budget's δ.
+func datasetSpent(l *ledger, dataset string) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, err := l.datasetEpsilon(dataset, "", 0, testBudget.Delta)
+	if err != nil {
+		panic(err)
+	}
+	return round12(e)
+}
+
+// jobSpent is what job's paid releases spent, at its δ.
+func jobSpent(l *ledger, dataset, job string) float64 {
+	p := l.lookup(dataset, job)
+	r, err := p.rdp(len(p.Paid))
+	if err != nil {
+		panic(err)
+	}
+	e, _, err := r.Epsilon(p.Delta)
+	if err != nil {
+		panic(err)
+	}
+	return round12(e)
 }
