@@ -366,12 +366,20 @@ aggregates: [{name: m, fn: mean, column: mean_radius}]
 	if q.GetStatus() != federav1.JobStatus_JOB_STATUS_FAILED {
 		t.Fatalf("query %s; want failed, refused by eu/paris", q.GetStatus())
 	}
-	if !strings.Contains(q.GetMessage(), "eu/paris") || !strings.Contains(q.GetMessage(), "refused") {
-		t.Errorf("message %q does not name the refusing site", q.GetMessage())
+	msg := q.GetMessage()
+	if !strings.Contains(msg, "refused by site eu/paris") || !strings.Contains(msg, "special-category") || strings.Contains(msg, "us/boston") {
+		t.Errorf("message %q does not name the refusing site (eu/paris alone) and its policy's reason", msg)
 	}
 	if len(q.GetResultJson()) != 0 {
 		t.Error("a refused query has a result")
 	}
+	// The same statistic under DP is what eu/paris's policy asks for: it runs.
+	resultOf(t, runQuery(t, n, `
+name: admitted
+dataset: breast-cancer
+aggregates: [{name: m, fn: mean, column: mean_radius}]
+privacy: {epsilon: 1, delta: 1e-6, bounds: {mean_radius: [5, 30]}}
+`))
 }
 
 // TestQueryBadInputNamesField: a bad spec is refused at submit with the
@@ -423,8 +431,7 @@ privacy: {epsilon: 6, delta: 1e-6, bounds: {mean_radius: [5, 30]}}
 	if second.GetStatus() != federav1.JobStatus_JOB_STATUS_FAILED {
 		t.Fatalf("a second ε=6 query over a lifetime budget of 8: %s %s", second.GetStatus(), second.GetMessage())
 	}
-	t.Logf("refusal: %s", second.GetMessage())
-	if !strings.Contains(second.GetMessage(), "privacy budget") || !strings.Contains(second.GetMessage(), "spent epsilon") {
+	if !strings.Contains(second.GetMessage(), "privacy budget") || !strings.Contains(second.GetMessage(), "left of its lifetime 8") {
 		t.Errorf("refusal %q does not say how much of the budget is spent", second.GetMessage())
 	}
 }
