@@ -65,6 +65,7 @@ type demoFlags struct {
 	dpEpsilon  float64
 	dpDelta    float64
 	dpClip     float64
+	query      string
 }
 
 // demoResult is the last line of `federa demo --output json`.
@@ -217,6 +218,7 @@ everything it made in DIR.`,
 	fl.Float64Var(&f.dpEpsilon, "dp-epsilon", 0, "train with record-level differential privacy (DP-SGD) spending at most this epsilon at each site (default: no DP; see docs/privacy.md)")
 	fl.Float64Var(&f.dpDelta, "dp-delta", 1e-5, "the delta of --dp-epsilon")
 	fl.Float64Var(&f.dpClip, "dp-clip", 1.0, "the L2 bound on each row's gradient under --dp-epsilon")
+	fl.StringVar(&f.query, "query", "", "run this analytics query (YAML, docs/queries.md; dataset may be left out) across the sites instead of training; with --output json the last line is the result object")
 	return cmd
 }
 
@@ -307,6 +309,16 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	start := time.Now()
 	if err := checkOutput(f.output); err != nil {
 		return err
+	}
+	if f.serve && f.query != "" {
+		return errors.New("flag --query: not with --serve; run it against the served federation with federa query run")
+	}
+	var querySpec []byte
+	if f.query != "" {
+		var err error
+		if querySpec, err = demoQuerySpec(f.query, demoDataset); err != nil {
+			return err
+		}
 	}
 	if f.serve && f.output != "text" {
 		return errors.New("flag --output: --serve prints commands to try, as text; scripts read DIR/coordinator.addr")
@@ -412,6 +424,9 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	say("coordinator %s up; sites connected over SPIFFE mTLS: %s", net.Addr(), strings.Join(names, ", "))
 	if f.serve {
 		return serveDemo(ctx, out, net, state, opts.Users, names[0], j, f.svidTTL)
+	}
+	if querySpec != nil {
+		return demoQuery(ctx, net, querySpec, f.query, out, f.output, say)
 	}
 
 	client, closeFn, err := net.Dial("alice")

@@ -95,11 +95,20 @@ func (c *Coordinator) resourceOf(ctx context.Context, peer spiffeid.ID, rpc stri
 		return policy.Resource{}, status.Errorf(codes.NotFound, "job %q not found", id)
 	}
 	switch r := req.(type) {
-	case *federav1.SubmitJobRequest, *federav1.ListJobsRequest,
+	case *federav1.SubmitJobRequest, *federav1.ListJobsRequest, *federav1.SubmitQueryRequest, *federav1.ListQueriesRequest,
 		*federav1.AuditCheckpointRequest, *federav1.AuditExportRequest, *federav1.AuditProofRequest:
 		return policy.Resource{}, nil
 	case *federav1.GetJobRequest:
 		return jobOwner(r.GetId())
+	case *federav1.GetQueryRequest:
+		q, found := c.queryRecord(r.GetId())
+		if found {
+			return policy.Resource{JobOwner: q.GetRequester()}, nil
+		}
+		if err := c.authorizeID(ctx, peer, rpc, policy.Resource{JobOwner: peer.String()}); err != nil {
+			return policy.Resource{}, err
+		}
+		return policy.Resource{}, status.Errorf(codes.NotFound, "query %q not found", r.GetId())
 	case *federav1.WatchJobRequest:
 		return jobOwner(r.GetId())
 	case *federav1.CancelJobRequest:

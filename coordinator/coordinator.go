@@ -39,6 +39,7 @@ type Coordinator struct {
 	changed  chan struct{}       // closed and replaced when sessions change
 	pending  map[string]*pendingTask
 	jobs     map[string]*jobState
+	queries  map[string]*federav1.Query // every query's latest record (the store holds the same)
 
 	access  *policy.Access
 	streams *perIdentity // calls open per peer (Limits.MaxStreamsPerIdentity)
@@ -76,6 +77,7 @@ func New(cfg Config) (*Coordinator, error) {
 		changed:  make(chan struct{}),
 		pending:  map[string]*pendingTask{},
 		jobs:     map[string]*jobState{},
+		queries:  map[string]*federav1.Query{},
 	}
 	for _, id := range cfg.Sites {
 		name, _ := attest.SiteName(id)
@@ -103,6 +105,10 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	if err := c.loadJobs(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := c.loadQueries(); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -137,6 +143,7 @@ func New(cfg Config) (*Coordinator, error) {
 	c.srv = grpc.NewServer(opts...)
 	federav1.RegisterSiteServiceServer(c.srv, &siteService{c: c})
 	federav1.RegisterJobServiceServer(c.srv, &jobService{c: c})
+	federav1.RegisterQueryServiceServer(c.srv, &queryService{c: c})
 	federav1.RegisterAuditServiceServer(c.srv, &auditService{c: c})
 	federav1.RegisterApprovalServiceServer(c.srv, &approvalService{c: c})
 	c.runCtx, c.runCancel = context.WithCancel(context.Background())

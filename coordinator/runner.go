@@ -436,6 +436,8 @@ type fan struct {
 	timeout  time.Duration  // 0: the job's round_timeout
 	dryRun   bool
 	decision *federav1.ApprovalDecision // DECIDE only
+	// A query's ADMIT and QUERY tasks: the stage's analytics.Request, JSON.
+	queryRequest []byte
 }
 
 // fanOut sends one task kind to sites and collects the answers until the
@@ -459,7 +461,7 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			TaskId: c.newTaskID(id, round, kindName, s),
 			JobId:  id, Round: int32(round), Kind: kind, Spec: sp,
 			Requester: f.job.GetRequester(), RequesterRole: f.job.GetRequesterRole(), DryRun: f.dryRun,
-			Decision: f.decision,
+			Decision: f.decision, QueryRequest: f.queryRequest,
 		}
 		if st != nil {
 			t.Features, t.Classes = st.features, st.classes

@@ -193,7 +193,11 @@ func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitt
 		}
 		return deny(dec.Reasons...)
 	}
-	if problems := a.unenforceable(sp, dec.Obligations); len(problems) > 0 {
+	problems := a.unenforceable(sp, dec.Obligations)
+	if isQuery(t) {
+		problems = queryUnenforceable(t, dec.Obligations)
+	}
+	if len(problems) > 0 {
 		return deny(problems...)
 	}
 	out.minRecords = max(dec.Obligations.MinRecords, int(sp.GetPrivacy().GetMinCount()))
@@ -275,6 +279,9 @@ func profileLabel(ds *Dataset, label string) (*policy.LabelMeta, error) {
 // given policy and input. Asking again each task would only cost time; a
 // reload is a new revision and a fresh evaluation.
 func (a *Agent) evaluate(ctx context.Context, eng *policy.Engine, t *federav1.Task, ds *Dataset) (evaluation, error) {
+	if isQuery(t) {
+		return a.evaluateQuery(ctx, eng, t, ds)
+	}
 	// The key holds the spec itself (its digest), not only the job's id: a
 	// coordinator that sent a different spec under the same id must get a
 	// fresh decision, not the one made for the first spec.

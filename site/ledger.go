@@ -188,8 +188,8 @@ func (l *ledger) plan(dataset, job string, p dpPlan, budget policy.Budget) (*dpP
 			return nil, fmt.Errorf("privacy ledger: %w", err)
 		}
 		if after > budget.Epsilon*(1+slack) {
-			return nil, fmt.Errorf("privacy budget: dataset %q has spent epsilon %.4g of its lifetime %g (at delta %g); this job's epsilon %g over %d rounds would bring it to %.4g. Ask for less epsilon or fewer rounds, or ask the site to raise limits.max_epsilon",
-				dataset, before, budget.Epsilon, budget.Delta, p.Epsilon, p.Releases, after)
+			return nil, fmt.Errorf("privacy budget: dataset %q has spent epsilon %.4g of its lifetime %g (at delta %g), %.4g left of its lifetime %g; this job's epsilon %g over %d rounds would bring it to %.4g. Ask for less epsilon or fewer rounds, or ask the site to raise limits.max_epsilon",
+				dataset, before, budget.Epsilon, budget.Delta, math.Max(0, budget.Epsilon-before), budget.Epsilon, p.Epsilon, p.Releases, after)
 		}
 	}
 	l.addPlan(dataset, job, &p)

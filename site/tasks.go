@@ -48,6 +48,12 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 		res.ApprovalStatus, res.Error = a.decideRemote(t)
 		return r
 	}
+	if isQuery(t) != (t.GetKind() == federav1.TaskKind_TASK_KIND_QUERY) {
+		// A query's request rides only on its own tasks: a job's task
+		// carrying one would be judged by the query's admission.
+		res.Error = fmt.Sprintf("a %s task must carry a query request exactly when it is a query task; refusing", t.GetKind())
+		return r
+	}
 	ad := a.admit(ctx, t, false)
 	switch ad.answer.GetOutcome() {
 	case federav1.Admission_OUTCOME_ALLOW:
@@ -68,6 +74,8 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 		err = a.train(ctx, t, w, ad, r)
 	case federav1.TaskKind_TASK_KIND_EVAL:
 		err = a.eval(t, w, ad, r)
+	case federav1.TaskKind_TASK_KIND_QUERY:
+		err = a.query(t, ad, r)
 	default:
 		err = fmt.Errorf("task kind %s is not supported by this agent (version %s)", t.GetKind(), Version)
 	}

@@ -18,6 +18,7 @@ var (
 	bucketJobs        = []byte("jobs")
 	bucketCheckpoints = []byte("checkpoints")
 	bucketModels      = []byte("models")
+	bucketQueries     = []byte("queries")
 )
 
 // Bolt is a Store in a single bbolt file.
@@ -44,7 +45,7 @@ func OpenBolt(dir string) (*Bolt, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketJobs, bucketCheckpoints, bucketModels} {
+		for _, b := range [][]byte{bucketJobs, bucketCheckpoints, bucketModels, bucketQueries} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

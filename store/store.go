@@ -28,5 +28,11 @@ type Store interface {
 	// model's signature bundle, its provenance) by name.
 	PutArtifact(jobID, name string, data []byte) error
 	GetArtifact(jobID, name string) ([]byte, error)
+	// PutQuery creates or replaces an analytics query record (its result
+	// included).
+	PutQuery(q *federav1.Query) error
+	GetQuery(id string) (*federav1.Query, error)
+	// ListQueries returns every query, oldest first.
+	ListQueries() ([]*federav1.Query, error)
 	Close() error
 }

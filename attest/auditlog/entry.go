@@ -23,14 +23,16 @@ const MaxEntrySize = 1 << 20
 // accept types they do not know, because a log written by a newer federa
 // must still verify with an older one.
 const (
-	TypeJobSubmitted = "job_submitted" // JobSubmitted: spec digest and requester
-	TypeAdmission    = "admission"     // Admission: a site's decision on a job, with reasons
-	TypeApproval     = "approval"      // Approval: a human decision on a job
-	TypeRound        = "round"         // Round: participants, update digests, aggregate digest
-	TypeEgress       = "egress"        // Egress: bytes leaving a site, and whether that was allowed
-	TypeDPSpent      = "dp_spent"      // DPSpent: privacy budget consumed
-	TypeJobEnd       = "job_end"       // JobEnd: final status
-	TypeModelRelease = "model_release" // ModelRelease: sha256 of the released artifact
+	TypeJobSubmitted   = "job_submitted"   // JobSubmitted: spec digest and requester
+	TypeAdmission      = "admission"       // Admission: a site's decision on a job, with reasons
+	TypeApproval       = "approval"        // Approval: a human decision on a job
+	TypeRound          = "round"           // Round: participants, update digests, aggregate digest
+	TypeEgress         = "egress"          // Egress: bytes leaving a site, and whether that was allowed
+	TypeDPSpent        = "dp_spent"        // DPSpent: privacy budget consumed
+	TypeJobEnd         = "job_end"         // JobEnd: final status
+	TypeModelRelease   = "model_release"   // ModelRelease: sha256 of the released artifact
+	TypeQuerySubmitted = "query_submitted" // an analytics query: its spec digest and requester
+	TypeQueryEnd       = "query_end"       // a query's final status, sites, ε and result digest
 )
 
 // Entry is one audited event.

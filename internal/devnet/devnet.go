@@ -492,6 +492,19 @@ func (n *Net) Dial(user string) (federav1.JobServiceClient, func(), error) {
 	return federav1.NewJobServiceClient(cc), func() { cc.Close() }, nil
 }
 
+// DialQueries returns a QueryService client authenticated as user.
+func (n *Net) DialQueries(user string) (federav1.QueryServiceClient, func(), error) {
+	id, err := attest.LoadIdentity(n.IdentityDir(user))
+	if err != nil {
+		return nil, nil, err
+	}
+	cc, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(attest.ClientCredentials(id, attest.AllowIDs(attest.CoordinatorID(n.td)), nil)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return federav1.NewQueryServiceClient(cc), func() { cc.Close() }, nil
+}
+
 // Close stops, in order: the SVID rotator, every site, the coordinator,
 // and the daemons' identity watchers. Safe to call more than once.
 func (n *Net) Close() error {

@@ -12,7 +12,7 @@
 #   caller.site      a site's name ("eu/paris"), "" for others
 #   caller.listed    a site listed in the coordinator config
 #   rpc              "Service.Method", e.g. "JobService.SubmitJob"
-#   resource.job_owner  the job's submitter (job RPCs)
+#   resource.job_owner  the job's or query's submitter (job and query RPCs)
 #   resource.site       the site acted on (approvals, site streams)
 #   resource.task_site  the site a task was sent to (SiteService.AnswerTask)
 package federa.access
@@ -27,7 +27,9 @@ resource := object.get(input, "resource", {})
 
 # The RPCs this policy knows, by what they touch. An RPC missing here is
 # denied: a new RPC is closed until someone writes its rule.
-job_reads := {"JobService.GetJob", "JobService.WatchJob", "JobService.GetModel"}
+# A query is a job as far as access goes: its submitter reads it, an
+# operator reads all.
+job_reads := {"JobService.GetJob", "JobService.WatchJob", "JobService.GetModel", "QueryService.GetQuery"}
 
 job_writes := {"JobService.CancelJob"}
 
@@ -37,7 +39,11 @@ approvals := {"ApprovalService.ListPending", "ApprovalService.Decide"}
 
 site_rpcs := {"SiteService.Connect", "SiteService.AnswerTask"}
 
-known := ((((job_reads | job_writes) | audit_reads) | approvals) | site_rpcs) | {"JobService.SubmitJob", "JobService.ListJobs"}
+submits := {"JobService.SubmitJob", "QueryService.SubmitQuery"}
+
+lists := {"JobService.ListJobs", "QueryService.ListQueries"}
+
+known := (((((job_reads | job_writes) | audit_reads) | approvals) | site_rpcs) | submits) | lists
 
 is_user if caller.kind == "user"
 
@@ -58,12 +64,12 @@ owns_job if {
 default allow := false
 
 allow if {
-	input.rpc == "JobService.SubmitJob"
+	input.rpc in submits
 	has_role("data-scientist")
 }
 
 allow if {
-	input.rpc == "JobService.ListJobs"
+	input.rpc in lists
 	some r in {"data-scientist", "operator"}
 	has_role(r)
 }
@@ -111,12 +117,12 @@ reasons contains sprintf("%s is not an RPC this access policy knows; it is denie
 }
 
 reasons contains "it needs the data-scientist role (coordinator config users[].roles)" if {
-	input.rpc == "JobService.SubmitJob"
+	input.rpc in submits
 	not allow
 }
 
 reasons contains "it needs the data-scientist or operator role (coordinator config users[].roles)" if {
-	input.rpc == "JobService.ListJobs"
+	input.rpc in lists
 	not allow
 }
 

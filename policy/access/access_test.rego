@@ -131,3 +131,25 @@ test_empty_input_is_denied if {
 	d := access.decision with input as {}
 	not d.allow
 }
+
+test_data_scientist_submits_queries if allowed(alice, "QueryService.SubmitQuery", {})
+
+test_others_may_not_submit_queries if {
+	every c in [ops, auditor, admin_paris, mallory, paris] {
+		denied_because(c, "QueryService.SubmitQuery", {}, "needs the data-scientist role")
+	}
+}
+
+test_list_queries if {
+	allowed(alice, "QueryService.ListQueries", {})
+	allowed(ops, "QueryService.ListQueries", {})
+	denied_because(auditor, "QueryService.ListQueries", {}, "data-scientist or operator")
+	denied_because(mallory, "QueryService.ListQueries", {}, "data-scientist or operator")
+}
+
+test_query_owner_and_operator_read_the_query if {
+	allowed(alice, "QueryService.GetQuery", alices_job)
+	allowed(ops, "QueryService.GetQuery", alices_job)
+	denied_because(bob, "QueryService.GetQuery", alices_job, "belongs to spiffe://td/user/alice")
+	denied_because(mallory, "QueryService.GetQuery", alices_job, "data-scientist role (for its own jobs) or the operator role")
+}

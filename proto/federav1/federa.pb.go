@@ -53,6 +53,9 @@ const (
 	// Relay a site-admin's approve/reject decision on a job held for
 	// approval at the site (ApprovalService.Decide).
 	TaskKind_TASK_KIND_DECIDE TaskKind = 5
+	// Run one stage of an analytics query (query_request) over the local
+	// dataset; send back its disclosure-controlled partials.
+	TaskKind_TASK_KIND_QUERY TaskKind = 6
 )
 
 // Enum value maps for TaskKind.
@@ -64,6 +67,7 @@ var (
 		3: "TASK_KIND_EVAL",
 		4: "TASK_KIND_ADMIT",
 		5: "TASK_KIND_DECIDE",
+		6: "TASK_KIND_QUERY",
 	}
 	TaskKind_value = map[string]int32{
 		"TASK_KIND_UNSPECIFIED": 0,
@@ -72,6 +76,7 @@ var (
 		"TASK_KIND_EVAL":        3,
 		"TASK_KIND_ADMIT":       4,
 		"TASK_KIND_DECIDE":      5,
+		"TASK_KIND_QUERY":       6,
 	}
 )
 
@@ -1446,7 +1451,11 @@ type Task struct {
 	Requester     string `protobuf:"bytes,12,opt,name=requester,proto3" json:"requester,omitempty"`
 	RequesterRole string `protobuf:"bytes,13,opt,name=requester_role,json=requesterRole,proto3" json:"requester_role,omitempty"`
 	// DECIDE only: the decision to relay.
-	Decision      *ApprovalDecision `protobuf:"bytes,14,opt,name=decision,proto3" json:"decision,omitempty"`
+	Decision *ApprovalDecision `protobuf:"bytes,14,opt,name=decision,proto3" json:"decision,omitempty"`
+	// A query's ADMIT and QUERY tasks: the stage's analytics.Request as JSON
+	// (package analytics), at most MaxQueryWireBytes. Its presence is what
+	// makes an ADMIT task a query's admission.
+	QueryRequest  []byte `protobuf:"bytes,15,opt,name=query_request,json=queryRequest,proto3" json:"query_request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1575,6 +1584,13 @@ func (x *Task) GetRequesterRole() string {
 func (x *Task) GetDecision() *ApprovalDecision {
 	if x != nil {
 		return x.Decision
+	}
+	return nil
+}
+
+func (x *Task) GetQueryRequest() []byte {
+	if x != nil {
+		return x.QueryRequest
 	}
 	return nil
 }
@@ -1740,8 +1756,12 @@ type TaskResult struct {
 	// release (at the job's δ); this is the dataset's lifetime ε across
 	// every job and query (at the site's budget δ).
 	DatasetEpsilonSpent float64 `protobuf:"fixed64,28,opt,name=dataset_epsilon_spent,json=datasetEpsilonSpent,proto3" json:"dataset_epsilon_spent,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// QUERY: the stage's analytics.Partials as JSON (package analytics), at
+	// most MaxQueryWireBytes; and how many records the site's cells hold.
+	QueryPartials []byte `protobuf:"bytes,29,opt,name=query_partials,json=queryPartials,proto3" json:"query_partials,omitempty"`
+	QueryRecords  int64  `protobuf:"varint,30,opt,name=query_records,json=queryRecords,proto3" json:"query_records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
@@ -1966,6 +1986,20 @@ func (x *TaskResult) GetEvalLabelM2() float64 {
 func (x *TaskResult) GetDatasetEpsilonSpent() float64 {
 	if x != nil {
 		return x.DatasetEpsilonSpent
+	}
+	return 0
+}
+
+func (x *TaskResult) GetQueryPartials() []byte {
+	if x != nil {
+		return x.QueryPartials
+	}
+	return nil
+}
+
+func (x *TaskResult) GetQueryRecords() int64 {
+	if x != nil {
+		return x.QueryRecords
 	}
 	return 0
 }
@@ -3237,6 +3271,351 @@ func (x *ModelChunk) GetData() []byte {
 	return nil
 }
 
+type SubmitQueryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The query spec, YAML (or JSON, which is YAML), at most 1 MiB
+	// (analytics.MaxQueryBytes).
+	Spec []byte `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// What to call the spec in error messages, e.g. its file name.
+	Source        string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitQueryRequest) Reset() {
+	*x = SubmitQueryRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitQueryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitQueryRequest) ProtoMessage() {}
+
+func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitQueryRequest.ProtoReflect.Descriptor instead.
+func (*SubmitQueryRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *SubmitQueryRequest) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *SubmitQueryRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+type GetQueryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueryRequest) Reset() {
+	*x = GetQueryRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueryRequest) ProtoMessage() {}
+
+func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueryRequest.ProtoReflect.Descriptor instead.
+func (*GetQueryRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GetQueryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ListQueriesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueriesRequest) Reset() {
+	*x = ListQueriesRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueriesRequest) ProtoMessage() {}
+
+func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueriesRequest.ProtoReflect.Descriptor instead.
+func (*ListQueriesRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+}
+
+type ListQueriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queries       []*Query               `protobuf:"bytes,1,rep,name=queries,proto3" json:"queries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueriesResponse) Reset() {
+	*x = ListQueriesResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueriesResponse) ProtoMessage() {}
+
+func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueriesResponse.ProtoReflect.Descriptor instead.
+func (*ListQueriesResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListQueriesResponse) GetQueries() []*Query {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+// Query is a submitted query and, once it succeeded, its result.
+type Query struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name    string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Dataset string                 `protobuf:"bytes,3,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	// PENDING, RUNNING, SUCCEEDED or FAILED.
+	Status JobStatus `protobuf:"varint,4,opt,name=status,proto3,enum=federa.v1.JobStatus" json:"status,omitempty"`
+	// Why the query failed (naming the sites that refused or failed), or
+	// what it is doing.
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Requester     string `protobuf:"bytes,6,opt,name=requester,proto3" json:"requester,omitempty"`
+	RequesterRole string `protobuf:"bytes,7,opt,name=requester_role,json=requesterRole,proto3" json:"requester_role,omitempty"`
+	CreatedUnixMs int64  `protobuf:"varint,8,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	UpdatedUnixMs int64  `protobuf:"varint,9,opt,name=updated_unix_ms,json=updatedUnixMs,proto3" json:"updated_unix_ms,omitempty"`
+	// The validated query as JSON (analytics.Query).
+	SpecJson []byte `protobuf:"bytes,10,opt,name=spec_json,json=specJson,proto3" json:"spec_json,omitempty"`
+	// The published result as JSON (analytics.Result); set when succeeded.
+	ResultJson []byte `protobuf:"bytes,11,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"`
+	// SHA-256 of result_json, hex: what the audit log records.
+	ResultSha256 string `protobuf:"bytes,12,opt,name=result_sha256,json=resultSha256,proto3" json:"result_sha256,omitempty"`
+	// The sites whose partials the result merges.
+	Sites []string `protobuf:"bytes,13,rep,name=sites,proto3" json:"sites,omitempty"`
+	// Under privacy: the query's ε at each site (the most any site spent).
+	EpsilonSpent float64 `protobuf:"fixed64,14,opt,name=epsilon_spent,json=epsilonSpent,proto3" json:"epsilon_spent,omitempty"`
+	// Stages run (exact quantiles take more than one).
+	Stages        int32 `protobuf:"varint,15,opt,name=stages,proto3" json:"stages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Query) Reset() {
+	*x = Query{}
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Query) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Query) ProtoMessage() {}
+
+func (x *Query) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Query.ProtoReflect.Descriptor instead.
+func (*Query) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Query) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Query) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Query) GetDataset() string {
+	if x != nil {
+		return x.Dataset
+	}
+	return ""
+}
+
+func (x *Query) GetStatus() JobStatus {
+	if x != nil {
+		return x.Status
+	}
+	return JobStatus_JOB_STATUS_UNSPECIFIED
+}
+
+func (x *Query) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Query) GetRequester() string {
+	if x != nil {
+		return x.Requester
+	}
+	return ""
+}
+
+func (x *Query) GetRequesterRole() string {
+	if x != nil {
+		return x.RequesterRole
+	}
+	return ""
+}
+
+func (x *Query) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *Query) GetUpdatedUnixMs() int64 {
+	if x != nil {
+		return x.UpdatedUnixMs
+	}
+	return 0
+}
+
+func (x *Query) GetSpecJson() []byte {
+	if x != nil {
+		return x.SpecJson
+	}
+	return nil
+}
+
+func (x *Query) GetResultJson() []byte {
+	if x != nil {
+		return x.ResultJson
+	}
+	return nil
+}
+
+func (x *Query) GetResultSha256() string {
+	if x != nil {
+		return x.ResultSha256
+	}
+	return ""
+}
+
+func (x *Query) GetSites() []string {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+func (x *Query) GetEpsilonSpent() float64 {
+	if x != nil {
+		return x.EpsilonSpent
+	}
+	return 0
+}
+
+func (x *Query) GetStages() int32 {
+	if x != nil {
+		return x.Stages
+	}
+	return 0
+}
+
 type ListPendingRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
@@ -3246,7 +3625,7 @@ type ListPendingRequest struct {
 
 func (x *ListPendingRequest) Reset() {
 	*x = ListPendingRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3637,7 @@ func (x *ListPendingRequest) String() string {
 func (*ListPendingRequest) ProtoMessage() {}
 
 func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3650,7 @@ func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListPendingRequest) GetSite() string {
@@ -3297,7 +3676,7 @@ type PendingApproval struct {
 
 func (x *PendingApproval) Reset() {
 	*x = PendingApproval{}
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3309,7 +3688,7 @@ func (x *PendingApproval) String() string {
 func (*PendingApproval) ProtoMessage() {}
 
 func (x *PendingApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3322,7 +3701,7 @@ func (x *PendingApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingApproval.ProtoReflect.Descriptor instead.
 func (*PendingApproval) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PendingApproval) GetJobId() string {
@@ -3383,7 +3762,7 @@ type ListPendingResponse struct {
 
 func (x *ListPendingResponse) Reset() {
 	*x = ListPendingResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3774,7 @@ func (x *ListPendingResponse) String() string {
 func (*ListPendingResponse) ProtoMessage() {}
 
 func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3787,7 @@ func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListPendingResponse) GetPending() []*PendingApproval {
@@ -3431,7 +3810,7 @@ type DecideRequest struct {
 
 func (x *DecideRequest) Reset() {
 	*x = DecideRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3443,7 +3822,7 @@ func (x *DecideRequest) String() string {
 func (*DecideRequest) ProtoMessage() {}
 
 func (x *DecideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3456,7 +3835,7 @@ func (x *DecideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
 func (*DecideRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DecideRequest) GetSite() string {
@@ -3500,7 +3879,7 @@ type DecideResponse struct {
 
 func (x *DecideResponse) Reset() {
 	*x = DecideResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3512,7 +3891,7 @@ func (x *DecideResponse) String() string {
 func (*DecideResponse) ProtoMessage() {}
 
 func (x *DecideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3525,7 +3904,7 @@ func (x *DecideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
 func (*DecideResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DecideResponse) GetSite() string {
@@ -3564,7 +3943,7 @@ type AuditCheckpointRequest struct {
 
 func (x *AuditCheckpointRequest) Reset() {
 	*x = AuditCheckpointRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3576,7 +3955,7 @@ func (x *AuditCheckpointRequest) String() string {
 func (*AuditCheckpointRequest) ProtoMessage() {}
 
 func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3589,7 +3968,7 @@ func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
 }
 
 type AuditCheckpointResponse struct {
@@ -3602,7 +3981,7 @@ type AuditCheckpointResponse struct {
 
 func (x *AuditCheckpointResponse) Reset() {
 	*x = AuditCheckpointResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3614,7 +3993,7 @@ func (x *AuditCheckpointResponse) String() string {
 func (*AuditCheckpointResponse) ProtoMessage() {}
 
 func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3627,7 +4006,7 @@ func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
@@ -3652,7 +4031,7 @@ type AuditExportRequest struct {
 
 func (x *AuditExportRequest) Reset() {
 	*x = AuditExportRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3664,7 +4043,7 @@ func (x *AuditExportRequest) String() string {
 func (*AuditExportRequest) ProtoMessage() {}
 
 func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3677,7 +4056,7 @@ func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditExportRequest.ProtoReflect.Descriptor instead.
 func (*AuditExportRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
 }
 
 type AuditLeaf struct {
@@ -3690,7 +4069,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3702,7 +4081,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3715,7 +4094,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *AuditLeaf) GetIndex() int64 {
@@ -3741,7 +4120,7 @@ type AuditProofRequest struct {
 
 func (x *AuditProofRequest) Reset() {
 	*x = AuditProofRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3753,7 +4132,7 @@ func (x *AuditProofRequest) String() string {
 func (*AuditProofRequest) ProtoMessage() {}
 
 func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3766,7 +4145,7 @@ func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofRequest.ProtoReflect.Descriptor instead.
 func (*AuditProofRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AuditProofRequest) GetIndex() int64 {
@@ -3787,7 +4166,7 @@ type AuditProofResponse struct {
 
 func (x *AuditProofResponse) Reset() {
 	*x = AuditProofResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3799,7 +4178,7 @@ func (x *AuditProofResponse) String() string {
 func (*AuditProofResponse) ProtoMessage() {}
 
 func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3812,7 +4191,7 @@ func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofResponse.ProtoReflect.Descriptor instead.
 func (*AuditProofResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AuditProofResponse) GetLeaf() []byte {
@@ -3859,7 +4238,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3871,7 +4250,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3884,7 +4263,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -4063,7 +4442,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\"$\n" +
 	"\tHeartbeat\x12\x17\n" +
-	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\"\xd5\x03\n" +
+	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\"\xfa\x03\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -4080,7 +4459,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\adry_run\x18\v \x01(\bR\x06dryRun\x12\x1c\n" +
 	"\trequester\x18\f \x01(\tR\trequester\x12%\n" +
 	"\x0erequester_role\x18\r \x01(\tR\rrequesterRole\x127\n" +
-	"\bdecision\x18\x0e \x01(\v2\x1b.federa.v1.ApprovalDecisionR\bdecision\"c\n" +
+	"\bdecision\x18\x0e \x01(\v2\x1b.federa.v1.ApprovalDecisionR\bdecision\x12#\n" +
+	"\rquery_request\x18\x0f \x01(\fR\fqueryRequest\"c\n" +
 	"\x10ApprovalDecision\x12\x18\n" +
 	"\aapprove\x18\x01 \x01(\bR\aapprove\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
@@ -4089,7 +4469,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\n" +
 	"CancelTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x95\a\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xe1\a\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -4125,7 +4505,9 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x0fapproval_status\x18\x19 \x01(\tR\x0eapprovalStatus\x12&\n" +
 	"\x0feval_label_mean\x18\x1a \x01(\x01R\revalLabelMean\x12\"\n" +
 	"\reval_label_m2\x18\x1b \x01(\x01R\vevalLabelM2\x122\n" +
-	"\x15dataset_epsilon_spent\x18\x1c \x01(\x01R\x13datasetEpsilonSpent\"\x98\x02\n" +
+	"\x15dataset_epsilon_spent\x18\x1c \x01(\x01R\x13datasetEpsilonSpent\x12%\n" +
+	"\x0equery_partials\x18\x1d \x01(\fR\rqueryPartials\x12#\n" +
+	"\rquery_records\x18\x1e \x01(\x03R\fqueryRecords\"\x98\x02\n" +
 	"\tAdmission\x126\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1c.federa.v1.Admission.OutcomeR\aoutcome\x12\x18\n" +
 	"\areasons\x18\x02 \x03(\tR\areasons\x12)\n" +
@@ -4241,7 +4623,33 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\bartifact\x18\x02 \x01(\tR\bartifact\" \n" +
 	"\n" +
 	"ModelChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"(\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"@\n" +
+	"\x12SubmitQueryRequest\x12\x12\n" +
+	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\"!\n" +
+	"\x0fGetQueryRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
+	"\x12ListQueriesRequest\"A\n" +
+	"\x13ListQueriesResponse\x12*\n" +
+	"\aqueries\x18\x01 \x03(\v2\x10.federa.v1.QueryR\aqueries\"\xd8\x03\n" +
+	"\x05Query\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\adataset\x18\x03 \x01(\tR\adataset\x12,\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x14.federa.v1.JobStatusR\x06status\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12\x1c\n" +
+	"\trequester\x18\x06 \x01(\tR\trequester\x12%\n" +
+	"\x0erequester_role\x18\a \x01(\tR\rrequesterRole\x12&\n" +
+	"\x0fcreated_unix_ms\x18\b \x01(\x03R\rcreatedUnixMs\x12&\n" +
+	"\x0fupdated_unix_ms\x18\t \x01(\x03R\rupdatedUnixMs\x12\x1b\n" +
+	"\tspec_json\x18\n" +
+	" \x01(\fR\bspecJson\x12\x1f\n" +
+	"\vresult_json\x18\v \x01(\fR\n" +
+	"resultJson\x12#\n" +
+	"\rresult_sha256\x18\f \x01(\tR\fresultSha256\x12\x14\n" +
+	"\x05sites\x18\r \x03(\tR\x05sites\x12#\n" +
+	"\repsilon_spent\x18\x0e \x01(\x01R\fepsilonSpent\x12\x16\n" +
+	"\x06stages\x18\x0f \x01(\x05R\x06stages\"(\n" +
 	"\x12ListPendingRequest\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\"\xe6\x01\n" +
 	"\x0fPendingApproval\x12\x15\n" +
@@ -4293,14 +4701,15 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"scalerMean\x12!\n" +
 	"\fscaler_scale\x18\x06 \x03(\x01R\vscalerScale\x12\x18\n" +
 	"\aweights\x18\a \x01(\fR\aweights\x12)\n" +
-	"\x10aggregator_state\x18\b \x01(\fR\x0faggregatorState*\x8e\x01\n" +
+	"\x10aggregator_state\x18\b \x01(\fR\x0faggregatorState*\xa3\x01\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTASK_KIND_STATS\x10\x01\x12\x13\n" +
 	"\x0fTASK_KIND_TRAIN\x10\x02\x12\x12\n" +
 	"\x0eTASK_KIND_EVAL\x10\x03\x12\x13\n" +
 	"\x0fTASK_KIND_ADMIT\x10\x04\x12\x14\n" +
-	"\x10TASK_KIND_DECIDE\x10\x05*\xa2\x01\n" +
+	"\x10TASK_KIND_DECIDE\x10\x05\x12\x13\n" +
+	"\x0fTASK_KIND_QUERY\x10\x06*\xa2\x01\n" +
 	"\tJobStatus\x12\x1a\n" +
 	"\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n" +
@@ -4317,7 +4726,11 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\bListJobs\x12\x1a.federa.v1.ListJobsRequest\x1a\x1b.federa.v1.ListJobsResponse\x12=\n" +
 	"\bWatchJob\x12\x1a.federa.v1.WatchJobRequest\x1a\x13.federa.v1.JobEvent0\x01\x128\n" +
 	"\tCancelJob\x12\x1b.federa.v1.CancelJobRequest\x1a\x0e.federa.v1.Job\x12?\n" +
-	"\bGetModel\x12\x1a.federa.v1.GetModelRequest\x1a\x15.federa.v1.ModelChunk0\x012\x9e\x01\n" +
+	"\bGetModel\x12\x1a.federa.v1.GetModelRequest\x1a\x15.federa.v1.ModelChunk0\x012\xd6\x01\n" +
+	"\fQueryService\x12>\n" +
+	"\vSubmitQuery\x12\x1d.federa.v1.SubmitQueryRequest\x1a\x10.federa.v1.Query\x128\n" +
+	"\bGetQuery\x12\x1a.federa.v1.GetQueryRequest\x1a\x10.federa.v1.Query\x12L\n" +
+	"\vListQueries\x12\x1d.federa.v1.ListQueriesRequest\x1a\x1e.federa.v1.ListQueriesResponse2\x9e\x01\n" +
 	"\x0fApprovalService\x12L\n" +
 	"\vListPending\x12\x1d.federa.v1.ListPendingRequest\x1a\x1e.federa.v1.ListPendingResponse\x12=\n" +
 	"\x06Decide\x12\x18.federa.v1.DecideRequest\x1a\x19.federa.v1.DecideResponse2\xea\x01\n" +
@@ -4340,7 +4753,7 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 }
 
 var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),                   // 0: federa.v1.TaskKind
 	(JobStatus)(0),                  // 1: federa.v1.JobStatus
@@ -4378,18 +4791,23 @@ var file_federa_v1_federa_proto_goTypes = []any{
 	(*CancelJobRequest)(nil),        // 33: federa.v1.CancelJobRequest
 	(*GetModelRequest)(nil),         // 34: federa.v1.GetModelRequest
 	(*ModelChunk)(nil),              // 35: federa.v1.ModelChunk
-	(*ListPendingRequest)(nil),      // 36: federa.v1.ListPendingRequest
-	(*PendingApproval)(nil),         // 37: federa.v1.PendingApproval
-	(*ListPendingResponse)(nil),     // 38: federa.v1.ListPendingResponse
-	(*DecideRequest)(nil),           // 39: federa.v1.DecideRequest
-	(*DecideResponse)(nil),          // 40: federa.v1.DecideResponse
-	(*AuditCheckpointRequest)(nil),  // 41: federa.v1.AuditCheckpointRequest
-	(*AuditCheckpointResponse)(nil), // 42: federa.v1.AuditCheckpointResponse
-	(*AuditExportRequest)(nil),      // 43: federa.v1.AuditExportRequest
-	(*AuditLeaf)(nil),               // 44: federa.v1.AuditLeaf
-	(*AuditProofRequest)(nil),       // 45: federa.v1.AuditProofRequest
-	(*AuditProofResponse)(nil),      // 46: federa.v1.AuditProofResponse
-	(*Checkpoint)(nil),              // 47: federa.v1.Checkpoint
+	(*SubmitQueryRequest)(nil),      // 36: federa.v1.SubmitQueryRequest
+	(*GetQueryRequest)(nil),         // 37: federa.v1.GetQueryRequest
+	(*ListQueriesRequest)(nil),      // 38: federa.v1.ListQueriesRequest
+	(*ListQueriesResponse)(nil),     // 39: federa.v1.ListQueriesResponse
+	(*Query)(nil),                   // 40: federa.v1.Query
+	(*ListPendingRequest)(nil),      // 41: federa.v1.ListPendingRequest
+	(*PendingApproval)(nil),         // 42: federa.v1.PendingApproval
+	(*ListPendingResponse)(nil),     // 43: federa.v1.ListPendingResponse
+	(*DecideRequest)(nil),           // 44: federa.v1.DecideRequest
+	(*DecideResponse)(nil),          // 45: federa.v1.DecideResponse
+	(*AuditCheckpointRequest)(nil),  // 46: federa.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil), // 47: federa.v1.AuditCheckpointResponse
+	(*AuditExportRequest)(nil),      // 48: federa.v1.AuditExportRequest
+	(*AuditLeaf)(nil),               // 49: federa.v1.AuditLeaf
+	(*AuditProofRequest)(nil),       // 50: federa.v1.AuditProofRequest
+	(*AuditProofResponse)(nil),      // 51: federa.v1.AuditProofResponse
+	(*Checkpoint)(nil),              // 52: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
 	7,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
@@ -4424,36 +4842,44 @@ var file_federa_v1_federa_proto_depIdxs = []int32{
 	4,  // 29: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
 	22, // 30: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
 	22, // 31: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	37, // 32: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
-	8,  // 33: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	27, // 34: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	28, // 35: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	29, // 36: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	31, // 37: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	33, // 38: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	34, // 39: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	36, // 40: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
-	39, // 41: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
-	41, // 42: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
-	43, // 43: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
-	45, // 44: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
-	9,  // 45: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	22, // 46: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	22, // 47: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	30, // 48: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	32, // 49: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	22, // 50: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	35, // 51: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	38, // 52: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
-	40, // 53: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
-	42, // 54: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
-	44, // 55: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
-	46, // 56: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
-	45, // [45:57] is the sub-list for method output_type
-	33, // [33:45] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	40, // 32: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
+	1,  // 33: federa.v1.Query.status:type_name -> federa.v1.JobStatus
+	42, // 34: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
+	8,  // 35: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	27, // 36: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	28, // 37: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	29, // 38: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	31, // 39: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	33, // 40: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	34, // 41: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	36, // 42: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
+	37, // 43: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
+	38, // 44: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
+	41, // 45: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
+	44, // 46: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
+	46, // 47: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
+	48, // 48: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
+	50, // 49: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
+	9,  // 50: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	22, // 51: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	22, // 52: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	30, // 53: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	32, // 54: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	22, // 55: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	35, // 56: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	40, // 57: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
+	40, // 58: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
+	39, // 59: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
+	43, // 60: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
+	45, // 61: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
+	47, // 62: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
+	49, // 63: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
+	51, // 64: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
+	50, // [50:65] is the sub-list for method output_type
+	35, // [35:50] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -4483,9 +4909,9 @@ func file_federa_v1_federa_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   45,
+			NumMessages:   50,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_federa_v1_federa_proto_goTypes,
 		DependencyIndexes: file_federa_v1_federa_proto_depIdxs,

@@ -442,6 +442,196 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	QueryService_SubmitQuery_FullMethodName = "/federa.v1.QueryService/SubmitQuery"
+	QueryService_GetQuery_FullMethodName    = "/federa.v1.QueryService/GetQuery"
+	QueryService_ListQueries_FullMethodName = "/federa.v1.QueryService/ListQueries"
+)
+
+// QueryServiceClient is the client API for QueryService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// QueryService runs federated analytics queries (docs/queries.md): each
+// site computes disclosure-controlled partials of its own rows and the
+// coordinator merges them. The access policy treats queries as it treats
+// jobs: a data scientist submits and reads their own, an operator reads all.
+type QueryServiceClient interface {
+	// SubmitQuery validates a query spec and starts running it.
+	SubmitQuery(ctx context.Context, in *SubmitQueryRequest, opts ...grpc.CallOption) (*Query, error)
+	GetQuery(ctx context.Context, in *GetQueryRequest, opts ...grpc.CallOption) (*Query, error)
+	ListQueries(ctx context.Context, in *ListQueriesRequest, opts ...grpc.CallOption) (*ListQueriesResponse, error)
+}
+
+type queryServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewQueryServiceClient(cc grpc.ClientConnInterface) QueryServiceClient {
+	return &queryServiceClient{cc}
+}
+
+func (c *queryServiceClient) SubmitQuery(ctx context.Context, in *SubmitQueryRequest, opts ...grpc.CallOption) (*Query, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Query)
+	err := c.cc.Invoke(ctx, QueryService_SubmitQuery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetQuery(ctx context.Context, in *GetQueryRequest, opts ...grpc.CallOption) (*Query, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Query)
+	err := c.cc.Invoke(ctx, QueryService_GetQuery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListQueries(ctx context.Context, in *ListQueriesRequest, opts ...grpc.CallOption) (*ListQueriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListQueriesResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListQueries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// QueryServiceServer is the server API for QueryService service.
+// All implementations must embed UnimplementedQueryServiceServer
+// for forward compatibility.
+//
+// QueryService runs federated analytics queries (docs/queries.md): each
+// site computes disclosure-controlled partials of its own rows and the
+// coordinator merges them. The access policy treats queries as it treats
+// jobs: a data scientist submits and reads their own, an operator reads all.
+type QueryServiceServer interface {
+	// SubmitQuery validates a query spec and starts running it.
+	SubmitQuery(context.Context, *SubmitQueryRequest) (*Query, error)
+	GetQuery(context.Context, *GetQueryRequest) (*Query, error)
+	ListQueries(context.Context, *ListQueriesRequest) (*ListQueriesResponse, error)
+	mustEmbedUnimplementedQueryServiceServer()
+}
+
+// UnimplementedQueryServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedQueryServiceServer struct{}
+
+func (UnimplementedQueryServiceServer) SubmitQuery(context.Context, *SubmitQueryRequest) (*Query, error) {
+	return nil, status.Error(codes.Unimplemented, "method SubmitQuery not implemented")
+}
+func (UnimplementedQueryServiceServer) GetQuery(context.Context, *GetQueryRequest) (*Query, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetQuery not implemented")
+}
+func (UnimplementedQueryServiceServer) ListQueries(context.Context, *ListQueriesRequest) (*ListQueriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListQueries not implemented")
+}
+func (UnimplementedQueryServiceServer) mustEmbedUnimplementedQueryServiceServer() {}
+func (UnimplementedQueryServiceServer) testEmbeddedByValue()                      {}
+
+// UnsafeQueryServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to QueryServiceServer will
+// result in compilation errors.
+type UnsafeQueryServiceServer interface {
+	mustEmbedUnimplementedQueryServiceServer()
+}
+
+func RegisterQueryServiceServer(s grpc.ServiceRegistrar, srv QueryServiceServer) {
+	// If the following call panics, it indicates UnimplementedQueryServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&QueryService_ServiceDesc, srv)
+}
+
+func _QueryService_SubmitQuery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitQueryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).SubmitQuery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_SubmitQuery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).SubmitQuery(ctx, req.(*SubmitQueryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_GetQuery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetQueryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetQuery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetQuery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetQuery(ctx, req.(*GetQueryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_ListQueries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListQueriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListQueries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListQueries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListQueries(ctx, req.(*ListQueriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// QueryService_ServiceDesc is the grpc.ServiceDesc for QueryService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var QueryService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "federa.v1.QueryService",
+	HandlerType: (*QueryServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "SubmitQuery",
+			Handler:    _QueryService_SubmitQuery_Handler,
+		},
+		{
+			MethodName: "GetQuery",
+			Handler:    _QueryService_GetQuery_Handler,
+		},
+		{
+			MethodName: "ListQueries",
+			Handler:    _QueryService_ListQueries_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "federa/v1/federa.proto",
+}
+
+const (
 	ApprovalService_ListPending_FullMethodName = "/federa.v1.ApprovalService/ListPending"
 	ApprovalService_Decide_FullMethodName      = "/federa.v1.ApprovalService/Decide"
 )
