@@ -315,7 +315,6 @@ func (tx *ledgerTx) commit() error {
 // abort releases the ledger without charging.
 func (tx *ledgerTx) abort() { tx.l.mu.Unlock() }
 
-
 func (l *ledger) save() error {
 	if l.path == "" {
 		return nil

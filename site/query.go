@@ -159,10 +159,7 @@ func (a *Agent) query(t *federav1.Task, ad admitted, r *release) error {
 			return fmt.Errorf("the query reads column %q, which its admission did not judge; refusing", c)
 		}
 	}
-	src, err := newCSVRows(ad.dataset)
-	if err != nil {
-		return err
-	}
+	src := newSourceRows(ad.dataset)
 	k := max(q.MinCount, ad.minRecords)
 	part, err := analytics.Compute(q, req, k, src)
 	if err != nil {

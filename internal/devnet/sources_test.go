@@ -2,6 +2,7 @@ package devnet_test
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"testing"
 
@@ -15,7 +16,8 @@ import (
 // TestTrainingReadsParquetAndPostgres runs the demo job with eu/paris
 // serving its rows as a Parquet file and us/boston from a PostgreSQL table
 // (a real server), and again with every site on its CSV file: the same
-// rows in the same order train the same model, weight for weight.
+// rows in the same order train the same model, weight for weight, and
+// answer a grouped query (count, mean, variance, exact quantiles) alike.
 func TestTrainingReadsParquetAndPostgres(t *testing.T) {
 	pg := testutil.StartPostgres(t)
 	conn, err := pgx.Connect(context.Background(), pg.DSN)
@@ -28,8 +30,21 @@ func TestTrainingReadsParquetAndPostgres(t *testing.T) {
 	pq := filepath.Join(t.TempDir(), "eu-paris.parquet")
 	testutil.CSVToParquet(t, filepath.Join(shipped, "eu-paris.csv"), pq, testutil.ParquetVariant{Name: "plain"})
 
+	// Each federation trains the demo job and answers a grouped query.
+	const query = `name: by-label
+dataset: breast-cancer
+group_by: [label]
+totals: true
+aggregates:
+  - {name: n, fn: count}
+  - {name: mean_r, fn: mean, column: mean_radius}
+  - {name: var_t, fn: variance, column: mean_texture}
+  - {name: q, fn: quantile, column: mean_area, q: [0.5, 0.9]}
+`
+	answers := map[string][]byte{}
 	weights := func(sites []devnet.SiteSpec) models.Weights {
 		n, _ := startNet(t, devnet.Options{Sites: sites})
+		answers[sites[0].Format] = resultOf(t, runQuery(t, n, query)).canonical(t)
 		j := demoSpec()
 		j.Rounds = 3
 		job := runJob(t, n, j)
@@ -50,6 +65,9 @@ func TestTrainingReadsParquetAndPostgres(t *testing.T) {
 		{Name: "us/boston", Dataset: "breast-cancer", Format: "postgres", Table: "boston", DSNEnv: "FEDERA_TEST_BOSTON_DSN"},
 	}
 	got, want := weights(mixed), weights(shippedSites)
+	if string(answers["parquet"]) != string(answers[""]) {
+		t.Errorf("the query over Parquet/PostgreSQL sites answered\n%s\nover CSV sites\n%s", answers["parquet"], answers[""])
+	}
 	for name, w := range want {
 		g, ok := got[name]
 		if !ok || len(g.Data) != len(w.Data) {
@@ -61,4 +79,15 @@ func TestTrainingReadsParquetAndPostgres(t *testing.T) {
 			}
 		}
 	}
+}
+
+// canonical is the result's groups as JSON, without the query's ID: what
+// two federations over the same rows must agree on exactly.
+func (r *queryResult) canonical(t *testing.T) []byte {
+	t.Helper()
+	b, err := json.Marshal(r.Groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
