@@ -1,12 +1,7 @@
 package dataset
 
 import (
-	"bufio"
-	"encoding/csv"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
+	"github.com/federa-dev/federa/internal/testutil"
 )
 
 // The scan benchmark: count, sum, sum of squares and a histogram of one
@@ -38,178 +33,12 @@ import (
 // (writes about 0.9 GB of files under the system temp directory first,
 // removed when the run ends).
 
-const benchBins = 32
-
-// benchStats is what the analytics compute.
-type benchStats struct {
-	n          int
-	sum, sumSq float64
-	hist       [benchBins]int
-}
-
-func (s *benchStats) add(x float64) {
-	s.n++
-	s.sum += x
-	s.sumSq += x * x
-	b := int(x * (benchBins / 100.0)) // bins over [0, 100)
-	if b < 0 {
-		b = 0
-	} else if b >= benchBins {
-		b = benchBins - 1
-	}
-	s.hist[b]++
-}
-
-// benchRow is a row of the generated files; the benchmark reads x.
-type benchRow struct {
-	ID    int64   `parquet:"id"`
-	X     float64 `parquet:"x"`
-	Y     float64 `parquet:"y"`
-	Z     float64 `parquet:"z"`
-	Label string  `parquet:"label,dict"`
-}
-
-// writeBenchFiles writes the same rows as CSV and as Parquet (row groups
-// of a million rows, uncompressed: decoding rather than decompression is
-// then what a scan costs). The Parquet numbers are the CSV text parsed, so
-// both give the same sums exactly.
-func writeBenchFiles(tb testing.TB, csvPath, pqPath string, rows int) {
-	tb.Helper()
-	cf, err := os.Create(csvPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer cf.Close()
-	pf, err := os.Create(pqPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer pf.Close()
-	cw := bufio.NewWriterSize(cf, 1<<20)
-	pw := parquet.NewGenericWriter[benchRow](pf, parquet.MaxRowsPerRowGroup(1<<20))
-	rng := rand.New(rand.NewPCG(7, 11))
-	classes := []string{"benign", "malignant", "unknown"}
-	cw.WriteString("id,x,y,z,label\n")
-	batch := make([]benchRow, 0, 4096)
-	var line []byte
-	for i := range rows {
-		r := benchRow{ID: int64(i), Label: classes[rng.IntN(len(classes))]}
-		line = strconv.AppendInt(line[:0], r.ID, 10)
-		for _, p := range []*float64{&r.X, &r.Y, &r.Z} {
-			line = append(line, ',')
-			start := len(line)
-			line = strconv.AppendFloat(line, 50+15*rng.NormFloat64(), 'f', 3, 64)
-			*p, _ = strconv.ParseFloat(string(line[start:]), 64)
-		}
-		line = append(append(append(line, ','), r.Label...), '\n')
-		cw.Write(line)
-		batch = append(batch, r)
-		if len(batch) == cap(batch) || i == rows-1 {
-			if _, err := pw.Write(batch); err != nil {
-				tb.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
-	if err := cw.Flush(); err != nil {
-		tb.Fatal(err)
-	}
-	if err := pw.Close(); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// loopCSV is the plain loop over the CSV file.
-func loopCSV(path, column string) (benchStats, error) {
-	var s benchStats
-	f, err := os.Open(path)
-	if err != nil {
-		return s, err
-	}
-	defer f.Close()
-	r := csv.NewReader(bufio.NewReader(f))
-	r.ReuseRecord = true
-	header, err := r.Read()
-	if err != nil {
-		return s, err
-	}
-	j := slices.Index(header, column)
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			return s, nil
-		}
-		if err != nil {
-			return s, err
-		}
-		x, err := strconv.ParseFloat(rec[j], 64)
-		if err != nil {
-			return s, err
-		}
-		s.add(x)
-	}
-}
-
-// loopParquet is the plain loop over the Parquet file: the column's pages,
-// read as float64 slices.
-func loopParquet(path, column string) (benchStats, error) {
-	var s benchStats
-	f, err := os.Open(path)
-	if err != nil {
-		return s, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return s, err
-	}
-	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(pqReadBuffer))
-	if err != nil {
-		return s, err
-	}
-	leaf, ok := pf.Schema().Lookup(column)
-	if !ok {
-		return s, errors.New("no column " + column)
-	}
-	buf := make([]float64, 1024)
-	for _, rg := range pf.RowGroups() {
-		pages := rg.ColumnChunks()[leaf.ColumnIndex].Pages()
-		for {
-			p, err := pages.ReadPage()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				pages.Close()
-				return s, err
-			}
-			r := p.Values().(parquet.DoubleReader)
-			for {
-				n, err := r.ReadDoubles(buf)
-				for _, x := range buf[:n] {
-					s.add(x)
-				}
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					pages.Close()
-					return s, err
-				}
-			}
-			parquet.Release(p)
-		}
-		pages.Close()
-	}
-	return s, nil
-}
-
 // scanStats is the same computation through Source.Scan.
-func scanStats(src Source, column string) (benchStats, error) {
-	var s benchStats
+func scanStats(src Source, column string) (testutil.BenchStats, error) {
+	var s testutil.BenchStats
 	err := src.Scan([]string{column}, func(row []Value) error {
 		if row[0].Num {
-			s.add(row[0].F)
+			s.Add(row[0].F)
 		}
 		return nil
 	})
@@ -218,17 +47,17 @@ func scanStats(src Source, column string) (benchStats, error) {
 
 // scanHeap is scanStats that also returns the largest HeapInuse seen,
 // sampled 64 times (ReadMemStats stops the world, so not in a timed run).
-func scanHeap(src Source, column string, rows int) (benchStats, uint64, error) {
+func scanHeap(src Source, column string, rows int) (testutil.BenchStats, uint64, error) {
 	runtime.GC()
-	var s benchStats
+	var s testutil.BenchStats
 	var ms runtime.MemStats
 	var peak uint64
 	every := max(rows/64, 1)
 	err := src.Scan([]string{column}, func(row []Value) error {
 		if row[0].Num {
-			s.add(row[0].F)
+			s.Add(row[0].F)
 		}
-		if s.n%every == 0 {
+		if s.N%every == 0 {
 			runtime.ReadMemStats(&ms)
 			peak = max(peak, ms.HeapInuse)
 		}
@@ -276,7 +105,7 @@ func benchFilesFor(b *testing.B, rows int) (csvPath, pqPath string) {
 	}
 	csvPath = filepath.Join(benchDir, fmt.Sprintf("%d.csv", rows))
 	pqPath = filepath.Join(benchDir, fmt.Sprintf("%d.parquet", rows))
-	writeBenchFiles(b, csvPath, pqPath, rows)
+	testutil.WriteBenchFiles(b, csvPath, pqPath, rows)
 	benchFiles[rows] = [2]string{csvPath, pqPath}
 	return csvPath, pqPath
 }
@@ -288,10 +117,10 @@ func BenchmarkScan(b *testing.B) {
 		for _, tc := range []struct {
 			name string
 			src  Source
-			loop func(path, column string) (benchStats, error)
+			loop func(path, column string) (testutil.BenchStats, error)
 		}{
-			{"csv", Source{Path: csvPath}, loopCSV},
-			{"parquet", Source{Format: "parquet", Path: pqPath}, loopParquet},
+			{"csv", Source{Path: csvPath}, testutil.LoopCSV},
+			{"parquet", Source{Format: "parquet", Path: pqPath}, testutil.LoopParquet},
 		} {
 			b.Run(fmt.Sprintf("%s/rows=%d", tc.name, rows), func(b *testing.B) {
 				// The same answer both ways, and the heap during a scan.
@@ -303,8 +132,8 @@ func BenchmarkScan(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if got != want || got.n != rows {
-					b.Fatalf("Scan computed n=%d sum=%v, the loop n=%d sum=%v", got.n, got.sum, want.n, want.sum)
+				if got != want || got.N != rows {
+					b.Fatalf("Scan computed n=%d sum=%v, the loop n=%d sum=%v", got.N, got.Sum, want.N, want.Sum)
 				}
 
 				// Each iteration times a scan and a loop back to back, in

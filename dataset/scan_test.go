@@ -204,7 +204,7 @@ func TestScanAllocations(t *testing.T) {
 	const rows = 100_000
 	dir := t.TempDir()
 	csvPath, pqPath := filepath.Join(dir, "d.csv"), filepath.Join(dir, "d.parquet")
-	writeBenchFiles(t, csvPath, pqPath, rows)
+	testutil.WriteBenchFiles(t, csvPath, pqPath, rows)
 	for _, tt := range []struct {
 		src Source
 		max float64

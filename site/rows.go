@@ -36,9 +36,10 @@ func (s *sourceRows) Scan(columns []string, fn func(row []analytics.Value) error
 	err := s.ds.source().Scan(columns, func(vals []dataset.Value) error {
 		s.rows++
 		for i, v := range vals {
-			// Typed formats leave a number's text empty; grouping on a
-			// numeric column needs its exact value as text.
-			row[i] = analytics.Value{S: v.Text(), F: v.F, Num: v.Num}
+			// A typed format leaves a number's text empty (formatting every
+			// cell would cost an allocation per cell); analytics groups and
+			// compares numbers by F.
+			row[i] = analytics.Value{S: v.S, F: v.F, Num: v.Num}
 		}
 		fnErr = fn(row)
 		return fnErr

@@ -1,0 +1,139 @@
+package site
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/federa-dev/federa/analytics"
+	"github.com/federa-dev/federa/internal/testutil"
+)
+
+// BenchmarkQuery is what a site spends answering a count + mean +
+// histogram query over one column of a generated CSV and Parquet file, the
+// whole site path (the dataset's Scan, the query's partials), next to a
+// plain Go loop computing the same sums over the same file in the same run
+// (testutil.LoopCSV, LoopParquet). It reports rows/s of each, ratio (the
+// query's speed over the loop's, the median of back-to-back pairs; the goal
+// is ≥ 0.8) and heap-MB, the most heap in use while a query runs, at two
+// sizes so a flat figure shows memory does not grow with the file. The full
+// figure:
+//
+//	FEDERA_BENCH_ROWS=10000000 go test -run '^$' -bench BenchmarkQuery -benchtime 3x -count 5 ./site/
+func BenchmarkQuery(b *testing.B) {
+	n := 200_000
+	if v := os.Getenv("FEDERA_BENCH_ROWS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 4 {
+			b.Fatalf("FEDERA_BENCH_ROWS=%q: want a number of rows, at least 4", v)
+		}
+	}
+	q, err := analytics.ParseQuery("bench.yaml", []byte(`name: bench
+dataset: bench
+aggregates:
+  - {name: n, fn: count}
+  - {name: mean_x, fn: mean, column: x}
+  - {name: hist_x, fn: histogram, column: x, edges: [0, 12.5, 25, 37.5, 50, 62.5, 75, 87.5, 100]}
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, _, err := analytics.NewPlanner(q).Next(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	for _, rows := range []int{n / 4, n} {
+		csvPath := filepath.Join(dir, fmt.Sprintf("%d.csv", rows))
+		pqPath := filepath.Join(dir, fmt.Sprintf("%d.parquet", rows))
+		testutil.WriteBenchFiles(b, csvPath, pqPath, rows)
+		for _, tc := range []struct {
+			name string
+			ds   *Dataset
+			loop func(path, column string) (testutil.BenchStats, error)
+		}{
+			{"csv", &Dataset{Name: "bench", Path: csvPath}, testutil.LoopCSV},
+			{"parquet", &Dataset{Name: "bench", Format: "parquet", Path: pqPath}, testutil.LoopParquet},
+		} {
+			b.Run(fmt.Sprintf("%s/rows=%d", tc.name, rows), func(b *testing.B) {
+				src := newSourceRows(tc.ds)
+				query := func() {
+					if _, err := analytics.Compute(q, req, 0, src); err != nil {
+						b.Fatal(err)
+					}
+				}
+				loop := func() {
+					if _, err := tc.loop(tc.ds.Path, "x"); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if src.rows != 0 {
+					b.Fatal("fresh source counted rows")
+				}
+				peak := heapDuring(query)
+				if src.rows != int64(rows) {
+					b.Fatalf("the query read %d rows of %d", src.rows, rows)
+				}
+				var queryT, loopT time.Duration
+				ratios := make([]float64, 0, b.N)
+				b.ResetTimer()
+				for i := range b.N {
+					var tq, tl time.Duration
+					for k := range 2 {
+						start := time.Now()
+						if (i+k)%2 == 0 {
+							query()
+							tq = time.Since(start)
+						} else {
+							loop()
+							tl = time.Since(start)
+						}
+					}
+					queryT, loopT = queryT+tq, loopT+tl
+					ratios = append(ratios, tl.Seconds()/tq.Seconds())
+				}
+				b.StopTimer()
+				total := float64(rows) * float64(b.N)
+				b.ReportMetric(total/queryT.Seconds(), "query-rows/s")
+				b.ReportMetric(total/loopT.Seconds(), "loop-rows/s")
+				slices.Sort(ratios)
+				b.ReportMetric(ratios[len(ratios)/2], "ratio")
+				b.ReportMetric(float64(peak)/1e6, "heap-MB")
+			})
+		}
+	}
+}
+
+// heapDuring runs f once after a GC and returns the most heap in use seen
+// while it ran, sampled every millisecond.
+func heapDuring(f func()) uint64 {
+	runtime.GC()
+	var peak uint64
+	var mu sync.Mutex
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			mu.Lock()
+			peak = max(peak, ms.HeapInuse)
+			mu.Unlock()
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	})
+	f()
+	close(done)
+	wg.Wait()
+	return peak
+}
