@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/federa-dev/federa/internal/devnet"
+	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
@@ -220,7 +221,8 @@ aggregates:
 // quantiles, Pearson correlation and OLS, per group and in total, to 1e-9
 // relative. The result's digest is in the audit log.
 func TestQueryEqualsCentral(t *testing.T) {
-	n, _ := startNet(t, devnet.Options{})
+	tap := &wireTap{}
+	n, _ := startNet(t, devnet.Options{Coordinator: withTap(tap)})
 	q := runQuery(t, n, equivalenceQuery)
 	res := resultOf(t, q)
 	if res.QueryID != q.GetId() || res.Status != "succeeded" {
@@ -303,6 +305,18 @@ func TestQueryEqualsCentral(t *testing.T) {
 		t.Fatal("no result digest")
 	}
 	assertAuditHas(t, n, q.GetId(), q.GetResultSha256())
+	// No row in the partials the sites sent, in any form (leak_test.go):
+	// raw cells, three in sequence, in any column order. (A query has no
+	// scaler: the identity stands in for one.)
+	files := map[string]string{}
+	for _, s := range shippedSites {
+		files[s.Name] = s.Path
+	}
+	features := header[:len(header)-1]
+	identity := models.Scaler{Mean: make([]float64, len(features)), Scale: slices.Repeat([]float64{1}, len(features))}
+	if l := findLeak(indexRows(t, files, features, identity), tap.typedAll()); l != "" {
+		t.Fatalf("a row reached the coordinator in a query's partials: %s", l)
+	}
 }
 
 // assertAuditHas checks the coordinator's audit log records the query's
