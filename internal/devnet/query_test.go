@@ -363,7 +363,35 @@ aggregates: [{name: n, fn: count}, {name: m, fn: mean, column: mean_area}]
 	if !sawSuppressed {
 		t.Error("the small group is missing from the result; its existence is published, suppressed")
 	}
-	_ = sawVisible
+	if !sawVisible {
+		t.Error("benign (large everywhere) was suppressed too; nothing else needed withholding without totals")
+	}
+
+	// With totals, the total minus the visible groups would be the
+	// withheld one: complementary suppression withholds enough more that
+	// malignant's count and sum cannot be derived from what is published.
+	q = runQuery(t, n, `
+name: small-with-totals
+dataset: breast-cancer
+where: [{column: mean_radius, op: "<", value: 13}]
+group_by: [label]
+totals: true
+aggregates: [{name: n, fn: count}, {name: m, fn: mean, column: mean_area}]
+`)
+	res = resultOf(t, q)
+	visible := map[string]bool{}
+	for _, g := range res.Groups {
+		key := g.Group["label"]
+		if len(g.Group) == 0 {
+			key = "total"
+		}
+		if !g.Suppressed {
+			visible[key] = true
+		}
+	}
+	if visible["malignant"] || (visible["total"] && visible["benign"]) {
+		t.Errorf("published %v: malignant = total − benign is derivable", visible)
+	}
 }
 
 // TestQueryRefusedByPolicy: a site whose policy refuses the query fails
