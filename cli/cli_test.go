@@ -369,3 +369,60 @@ func TestDevCAAndModelEval(t *testing.T) {
 		t.Fatalf("foreign trust domain: %d %s", code, errs)
 	}
 }
+
+// TestDemoQuery runs a grouped query through the demo federation and
+// checks the JSON result's shape and its counts against the site files.
+func TestDemoQuery(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "q.yaml")
+	if err := os.WriteFile(spec, []byte(`name: radius-by-label
+where: [{column: mean_radius, op: ">=", value: 10}]
+group_by: [label]
+totals: true
+aggregates:
+  - {name: n, fn: count}
+  - {name: mean_r, fn: mean, column: mean_radius}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := execute(t, "demo", "--query", spec, "--output", "json", "--state", t.TempDir())
+	if code != 0 {
+		t.Fatalf("demo --query exit %d: %s\n%s", code, errs, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var res struct {
+		QueryID string   `json:"query_id"`
+		Status  string   `json:"status"`
+		Sites   []string `json:"sites"`
+		Groups  []struct {
+			Group      map[string]string  `json:"group"`
+			Values     map[string]float64 `json:"values"`
+			Suppressed bool               `json:"suppressed"`
+		} `json:"groups"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("last line is not the result: %v\n%s", err, out)
+	}
+	// The counts a central analyst would get from the union of the files.
+	want := map[string]float64{}
+	for _, f := range []string{"eu-paris.csv", "sg-singapore.csv", "us-boston.csv"} {
+		tab, err := dataset.LoadCSV(filepath.Join("..", "testdata", "breast-cancer", f), dataset.Options{Label: "label", Features: []string{"mean_radius"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range tab.Labels {
+			if tab.X.At(i, 0) >= 10 {
+				want[l]++
+				want[""]++
+			}
+		}
+	}
+	if res.Status != "succeeded" || !strings.HasPrefix(res.QueryID, "qry-") || len(res.Sites) != 3 || len(res.Groups) != 3 {
+		t.Fatalf("result %s", lines[len(lines)-1])
+	}
+	for _, g := range res.Groups {
+		if g.Suppressed || g.Values["n"] != want[g.Group["label"]] {
+			t.Errorf("group %v: n %v, want %v", g.Group, g.Values["n"], want[g.Group["label"]])
+		}
+	}
+}
