@@ -197,6 +197,14 @@ func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitt
 	if isQuery(t) {
 		problems = queryUnenforceable(t, dec.Obligations)
 	}
+	if t.GetKind() == federav1.TaskKind_TASK_KIND_ADMIT && !isQuery(t) {
+		// At submit: a DP job whose ε this site cannot meet, or whose plan
+		// would overspend the dataset's lifetime budget, is refused now,
+		// saying what it would take, rather than before its first round.
+		if why := a.dpFeasible(t, ds, dec.Obligations.PrivacyBudget); why != "" {
+			problems = append(problems, why)
+		}
+	}
 	if len(problems) > 0 {
 		return deny(problems...)
 	}

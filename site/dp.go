@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/models"
 	"github.com/federa-dev/federa/policy"
 	"github.com/federa-dev/federa/privacy"
@@ -25,45 +26,76 @@ type dpRelease struct {
 }
 
 // planDP makes the job's DP plan for this dataset before its first
-// release, unless it has one: the noise multiplier the accountant needs
-// for the job's (ε, δ) over all its rounds, given this site's training
-// rows, batch size and local epochs (DP-SGD with Poisson sampling; see
-// models.DPSteps), checked against the dataset's lifetime budget.
+// release, unless it has one (see dpPlanFor), checked against the
+// dataset's lifetime budget and recorded in the ledger.
 func (a *Agent) planDP(t *federav1.Task, ad admitted, rows int) error {
-	sp := t.GetSpec()
+	if t.GetSpec().GetPrivacy().GetDp() == nil || a.ledger.lookup(ad.dataset.Name, t.GetJobId()) != nil {
+		return nil
+	}
+	p, err := dpPlanFor(t.GetSpec(), rows)
+	if err != nil {
+		return err
+	}
+	if _, err := a.ledger.plan(ad.dataset.Name, t.GetJobId(), p, ad.obligations.PrivacyBudget); err != nil {
+		return err
+	}
+	a.log.Info("differential privacy planned", "job", t.GetJobId(), "dataset", ad.dataset.Name, "noise_multiplier", p.Sigma, "sampling_rate", p.Q, "steps_per_round", p.StepsPerRelease)
+	return nil
+}
+
+// dpFeasible is the plan's check at admission, so that a DP job this
+// site cannot run is refused at submit: the noise its ε needs on this
+// site's rows (a DP job holds none out, so every row trains) and whether
+// the whole plan fits the dataset's lifetime budget. It records nothing;
+// "" means feasible.
+func (a *Agent) dpFeasible(t *federav1.Task, ds *Dataset, budget policy.Budget) string {
+	if t.GetSpec().GetPrivacy().GetDp() == nil || a.ledger.lookup(ds.Name, t.GetJobId()) != nil {
+		return ""
+	}
+	rows := 0
+	label := t.GetSpec().GetLabel()
+	if err := ds.source().Scan([]string{label}, func([]dataset.Value) error { rows++; return nil }); err != nil {
+		return fmt.Sprintf("differential privacy: cannot count the dataset's rows: %v", redact(err))
+	}
+	p, err := dpPlanFor(t.GetSpec(), rows)
+	if err == nil {
+		err = a.ledger.fits(ds.Name, t.GetJobId(), p, budget)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// dpPlanFor is the DP plan of a job on rows training rows: the noise
+// multiplier the accountant needs for the job's (ε, δ) over all its rounds,
+// given the batch size and local epochs (DP-SGD with Poisson sampling; see
+// models.DPSteps). A budget no usable noise meets is an error saying what
+// it would take.
+func dpPlanFor(sp *federav1.JobSpec, rows int) (dpPlan, error) {
 	dp := sp.GetPrivacy().GetDp()
-	if dp == nil {
-		return nil
-	}
-	if a.ledger.lookup(ad.dataset.Name, t.GetJobId()) != nil {
-		return nil
-	}
 	q, steps := models.DPSteps(rows, int(sp.GetBatchSize()), int(sp.GetLocalEpochs()))
 	rounds := int(sp.GetRounds())
 	if steps == 0 {
-		return errors.New("differential privacy: no training rows to plan DP-SGD for")
+		return dpPlan{}, errors.New("differential privacy: no training rows to plan DP-SGD for")
 	}
 	what := fmt.Sprintf("epsilon %g at delta %g over %d rounds of %d DP-SGD steps (sampling rate %.3g of this site's %d training rows)",
 		dp.GetEpsilon(), dp.GetDelta(), rounds, steps, q, rows)
 	sigma, err := privacy.CalibrateNoise(dp.GetEpsilon(), dp.GetDelta(), q, rounds*steps, ledgerOrders)
 	if errors.Is(err, privacy.ErrNoiseAboveCap) {
-		return fmt.Errorf("differential privacy: %s cannot be met with any usable noise (%v): raise epsilon, or lower rounds or local_epochs, or use a larger batch_size", what, err)
+		return dpPlan{}, fmt.Errorf("differential privacy: %s cannot be met with any usable noise (%v): raise epsilon, or lower rounds or local_epochs, or use a larger batch_size", what, err)
 	}
 	if err != nil {
-		return fmt.Errorf("differential privacy: %w", err)
+		return dpPlan{}, fmt.Errorf("differential privacy: %w", err)
 	}
 	if sigma > maxNoiseMultiplier {
-		return fmt.Errorf("differential privacy: %s needs noise multiplier %.3g, above the %d a site trains with (the model would be noise): raise epsilon, or lower rounds or local_epochs, or use a larger batch_size",
+		return dpPlan{}, fmt.Errorf("differential privacy: %s needs noise multiplier %.3g, above the %d a site trains with (the model would be noise): raise epsilon, or lower rounds or local_epochs, or use a larger batch_size",
 			what, sigma, maxNoiseMultiplier)
 	}
-	_, err = a.ledger.plan(ad.dataset.Name, t.GetJobId(), dpPlan{
+	return dpPlan{
 		Epsilon: dp.GetEpsilon(), Delta: dp.GetDelta(), Q: q, Sigma: sigma, ClipNorm: dp.GetClipNorm(),
 		StepsPerRelease: steps, Releases: rounds,
-	}, ad.obligations.PrivacyBudget)
-	if err == nil {
-		a.log.Info("differential privacy planned", "job", t.GetJobId(), "dataset", ad.dataset.Name, "noise_multiplier", sigma, "sampling_rate", q, "steps_per_round", steps)
-	}
-	return err
+	}, nil
 }
 
 // dpNoise describes the plan's noise for the egress policy and the result.

@@ -179,18 +179,8 @@ func (l *ledger) plan(dataset, job string, p dpPlan, budget policy.Budget) (*dpP
 	if old := l.f.Datasets[dataset][job]; old != nil {
 		return old, nil
 	}
-	if budget.Epsilon > 0 {
-		l.addPlan(dataset, job, &p)
-		after, err := l.datasetEpsilon(dataset, job, p.Releases, budget.Delta)
-		before, err2 := l.datasetEpsilon(dataset, job, 0, budget.Delta)
-		delete(l.f.Datasets[dataset], job)
-		if err = errors.Join(err, err2); err != nil {
-			return nil, fmt.Errorf("privacy ledger: %w", err)
-		}
-		if after > budget.Epsilon*(1+slack) {
-			return nil, fmt.Errorf("privacy budget: dataset %q has spent epsilon %.4g of its lifetime %g (at delta %g), %.4g left of its lifetime %g; this job's epsilon %g over %d rounds would bring it to %.4g. Ask for less epsilon or fewer rounds, or ask the site to raise limits.max_epsilon",
-				dataset, before, budget.Epsilon, budget.Delta, math.Max(0, budget.Epsilon-before), budget.Epsilon, p.Epsilon, p.Releases, after)
-		}
+	if err := l.fitsLocked(dataset, job, &p, budget); err != nil {
+		return nil, err
 	}
 	l.addPlan(dataset, job, &p)
 	if err := l.save(); err != nil {
@@ -198,6 +188,40 @@ func (l *ledger) plan(dataset, job string, p dpPlan, budget policy.Budget) (*dpP
 		return nil, err
 	}
 	return &p, nil
+}
+
+// fits says why the whole plan p would not fit dataset's lifetime budget
+// beside everything already spent, or nil; it records nothing (the
+// admission asks it before a job is accepted).
+func (l *ledger) fits(dataset, job string, p dpPlan, budget policy.Budget) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f.Datasets[dataset][job] != nil {
+		return nil // planned already: it fitted then, and its spend is counted
+	}
+	return l.fitsLocked(dataset, job, &p, budget)
+}
+
+func (l *ledger) fitsLocked(dataset, job string, p *dpPlan, budget policy.Budget) error {
+	if budget.Epsilon <= 0 {
+		return nil
+	}
+	l.addPlan(dataset, job, p)
+	after, err := l.datasetEpsilon(dataset, job, p.Releases, budget.Delta)
+	before, err2 := l.datasetEpsilon(dataset, job, 0, budget.Delta)
+	delete(l.f.Datasets[dataset], job)
+	if err = errors.Join(err, err2); err != nil {
+		return fmt.Errorf("privacy ledger: %w", err)
+	}
+	if after > budget.Epsilon*(1+slack) {
+		what := fmt.Sprintf("this job's epsilon %g over %d rounds", p.Epsilon, p.Releases)
+		if p.Q == 1 && p.StepsPerRelease == 1 && p.Releases == 1 {
+			what = fmt.Sprintf("this query's epsilon %g", p.Epsilon)
+		}
+		return fmt.Errorf("privacy budget: dataset %q has spent epsilon %.4g (at delta %g), %.4g left of its lifetime %g; %s would bring it to %.4g. Ask for less epsilon or fewer rounds, or ask the site to raise limits.max_epsilon",
+			dataset, before, budget.Delta, math.Max(0, budget.Epsilon-before), budget.Epsilon, what, after)
+	}
+	return nil
 }
 
 func (l *ledger) addPlan(dataset, job string, p *dpPlan) {

@@ -108,9 +108,19 @@ func TestSpecialCategoryNeedsDP(t *testing.T) {
 			t.Errorf("second job at %s: job epsilon %v, dataset %v (rounds %d); want ≤ 5 and between %v and 8", s.GetSite(), e, d, s.GetRoundsParticipated(), firstSpend)
 		}
 	}
-	third := runJob(t, n, j)
-	if third.GetStatus() != federav1.JobStatus_JOB_STATUS_FAILED || !strings.Contains(third.GetMessage(), "privacy budget") || !strings.Contains(third.GetMessage(), "lifetime 8") {
-		t.Fatalf("a third DP job past the lifetime budget: %s %s", third.GetStatus(), third.GetMessage())
+	// The third is refused at submit, by the sites' admissions, saying
+	// what is spent and left; nothing is stored.
+	_, err = c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "privacy budget") || !strings.Contains(err.Error(), "left of its lifetime 8") {
+		t.Fatalf("a third DP job past the lifetime budget: %v; want refused at submit", err)
+	}
+	// And a job whose epsilon no usable noise meets is refused at submit,
+	// naming the noise it would take.
+	tiny := *j
+	tiny.Privacy.DP = &spec.DP{Epsilon: 0.05, Delta: 1e-5, ClipNorm: 1}
+	_, err = c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: tiny.Proto()})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "needs noise multiplier") || !strings.Contains(err.Error(), "raise epsilon") {
+		t.Fatalf("a job no usable noise can protect: %v; want refused at submit with the noise it needs", err)
 	}
 	var eu *federav1.SiteSummary
 	for _, s := range job.GetSites() {
