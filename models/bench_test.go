@@ -186,17 +186,60 @@ func fastestRun(reps int, f func()) time.Duration {
 	return best
 }
 
-// reportTraining reports examples/s (forward and backward, rows × epochs
-// per op) and, when baseline > 0, x-vs-gonum: time per op divided by the
-// fastest of three gonum-kernel calls on the same workload timed in the
-// same process just before the loop, as BenchmarkFedAvg compares with a
-// copy. Above 1 the benchmarked path is that many times slower.
-func reportTraining(b *testing.B, s trainSize, baseline time.Duration) {
+// timeTraining runs f in b's loop after one warm-up call and reports
+// examples/s (forward and backward, rows × epochs per op) and, with a
+// baseline, unit: time per op divided by the fastest of three baseline
+// calls on the same workload timed just before the loop, as BenchmarkFedAvg
+// compares with a copy. Above 1 f is that many times slower.
+func timeTraining(b *testing.B, s trainSize, f, baseline func(), unit string) {
+	var base time.Duration
+	if baseline != nil {
+		base = fastestRun(3, baseline)
+	}
+	f()
+	b.ResetTimer()
+	for b.Loop() {
+		f()
+	}
 	perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	b.ReportMetric(float64(s.rows*s.epochs)/(perOp/1e9), "examples/s")
-	if baseline > 0 {
-		b.ReportMetric(perOp/float64(baseline.Nanoseconds()), "x-vs-gonum")
+	if baseline != nil {
+		b.ReportMetric(perOp/float64(base.Nanoseconds()), unit)
 	}
+}
+
+// mlpStart is the MLP of s at its initial weights, for the kernel and the
+// graph.
+func mlpStart(b *testing.B, s trainSize) *mlpNet {
+	a, err := newMLP(ArchParams{Hidden: s.hidden})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := a.Init(s.features, s.classes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start, err := a.net(w)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return start
+}
+
+// graphAgainstKernel is the /gorgonia-reused and /gonum pair every
+// training benchmark has: the reference graph compiled once and reused
+// across calls, against the kernel.
+func graphAgainstKernel(b *testing.B, s trainSize, start *mlpNet, X *mat.Dense, y []int, cfg TrainConfig) {
+	gonum := func() { kernelTrain(b, start, X, y, cfg) }
+	b.Run(s.name+"/gorgonia-reused", func(b *testing.B) {
+		gn, err := newGraphNet(start.sizes, start.tanh, min(s.batch, s.rows), cfg.L2, cfg.ProxMu)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer gn.Close()
+		timeTraining(b, s, func() { graphTrain(b, gn, start, X, y, cfg) }, gonum, "x-vs-gonum")
+	})
+	b.Run(s.name+"/gonum", func(b *testing.B) { timeTraining(b, s, gonum, nil, "") })
 }
 
 // BenchmarkTrainLogRegVsKernel measures logreg's local training three ways
@@ -214,37 +257,14 @@ func BenchmarkTrainLogRegVsKernel(b *testing.B) {
 			b.Fatal(err)
 		}
 		start := m.net()
-		gonum := func() { kernelTrain(b, start, X, y, cfg) }
-
 		b.Run(s.name+"/TrainLogReg", func(b *testing.B) {
-			baseline := fastestRun(3, gonum)
-			for b.Loop() {
+			timeTraining(b, s, func() {
 				if _, err := TrainLogReg(context.Background(), w, X, y, cfg); err != nil {
 					b.Fatal(err)
 				}
-			}
-			reportTraining(b, s, baseline)
+			}, func() { kernelTrain(b, start, X, y, cfg) }, "x-vs-gonum")
 		})
-		b.Run(s.name+"/gorgonia-reused", func(b *testing.B) {
-			gn, err := newGraphNet(start.sizes, false, min(s.batch, s.rows), cfg.L2, cfg.ProxMu)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer gn.Close()
-			baseline := fastestRun(3, gonum)
-			graphTrain(b, gn, start, X, y, cfg) // warm-up, as the kernel had
-			for b.Loop() {
-				graphTrain(b, gn, start, X, y, cfg)
-			}
-			reportTraining(b, s, baseline)
-		})
-		b.Run(s.name+"/gonum", func(b *testing.B) {
-			gonum()
-			for b.Loop() {
-				gonum()
-			}
-			reportTraining(b, s, 0)
-		})
+		graphAgainstKernel(b, s, start, X, y, cfg)
 	}
 }
 
@@ -255,41 +275,7 @@ func BenchmarkTrainLogRegVsKernel(b *testing.B) {
 func BenchmarkTrainMLP(b *testing.B) {
 	for _, s := range trainSizes {
 		X, y := s.data()
-		cfg := s.config()
-		a, err := newMLP(ArchParams{Hidden: s.hidden})
-		if err != nil {
-			b.Fatal(err)
-		}
-		w, err := a.Init(s.features, s.classes)
-		if err != nil {
-			b.Fatal(err)
-		}
-		start, err := a.net(w)
-		if err != nil {
-			b.Fatal(err)
-		}
-		gonum := func() { kernelTrain(b, start, X, y, cfg) }
-
-		b.Run(s.name+"/gorgonia-reused", func(b *testing.B) {
-			gn, err := newGraphNet(start.sizes, start.tanh, min(s.batch, s.rows), cfg.L2, cfg.ProxMu)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer gn.Close()
-			baseline := fastestRun(3, gonum)
-			graphTrain(b, gn, start, X, y, cfg)
-			for b.Loop() {
-				graphTrain(b, gn, start, X, y, cfg)
-			}
-			reportTraining(b, s, baseline)
-		})
-		b.Run(s.name+"/gonum", func(b *testing.B) {
-			gonum()
-			for b.Loop() {
-				gonum()
-			}
-			reportTraining(b, s, 0)
-		})
+		graphAgainstKernel(b, s, mlpStart(b, s), X, y, s.config())
 	}
 }
 
@@ -303,37 +289,13 @@ func BenchmarkDPSGD(b *testing.B) {
 	for _, s := range trainSizes {
 		X, y := s.data()
 		cfg := s.config()
-		a, err := newMLP(ArchParams{Hidden: s.hidden})
-		if err != nil {
-			b.Fatal(err)
-		}
-		w, err := a.Init(s.features, s.classes)
-		if err != nil {
-			b.Fatal(err)
-		}
-		start, err := a.net(w)
-		if err != nil {
-			b.Fatal(err)
-		}
+		start := mlpStart(b, s)
 		plain := func() { kernelTrain(b, start, X, y, cfg) }
 		dpCfg := cfg
 		dpCfg.DP = &DPSGD{ClipNorm: 1, NoiseMultiplier: 1, Noise: rand.New(rand.NewPCG(1, 2))}
-		b.Run(s.name+"/plain", func(b *testing.B) {
-			plain()
-			for b.Loop() {
-				plain()
-			}
-			reportTraining(b, s, 0)
-		})
+		b.Run(s.name+"/plain", func(b *testing.B) { timeTraining(b, s, plain, nil, "") })
 		b.Run(s.name+"/dp-sgd", func(b *testing.B) {
-			baseline := fastestRun(3, plain)
-			kernelTrain(b, start, X, y, dpCfg)
-			for b.Loop() {
-				kernelTrain(b, start, X, y, dpCfg)
-			}
-			perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-			b.ReportMetric(float64(s.rows*s.epochs)/(perOp/1e9), "examples/s")
-			b.ReportMetric(perOp/float64(baseline.Nanoseconds()), "x-vs-plain")
+			timeTraining(b, s, func() { kernelTrain(b, start, X, y, dpCfg) }, plain, "x-vs-plain")
 		})
 	}
 }
