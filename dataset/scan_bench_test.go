@@ -5,10 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/federa-dev/federa/internal/testutil"
 )
@@ -66,17 +63,6 @@ func scanHeap(src Source, column string, rows int) (testutil.BenchStats, uint64,
 	return s, peak, err
 }
 
-func benchRows(b *testing.B) int {
-	n := 200_000
-	if v := os.Getenv("FEDERA_BENCH_ROWS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 4 {
-			b.Fatalf("FEDERA_BENCH_ROWS=%q: want a number of rows, at least 4", v)
-		}
-	}
-	return n
-}
-
 // benchFiles caches the generated files per size across the benchmark's
 // runs (-count) in benchDir, removed by TestMain.
 var (
@@ -111,7 +97,7 @@ func benchFilesFor(b *testing.B, rows int) (csvPath, pqPath string) {
 }
 
 func BenchmarkScan(b *testing.B) {
-	n := benchRows(b)
+	n := testutil.BenchRows(b)
 	for _, rows := range []int{n / 4, n} {
 		csvPath, pqPath := benchFilesFor(b, rows)
 		for _, tc := range []struct {
@@ -136,38 +122,9 @@ func BenchmarkScan(b *testing.B) {
 					b.Fatalf("Scan computed n=%d sum=%v, the loop n=%d sum=%v", got.N, got.Sum, want.N, want.Sum)
 				}
 
-				// Each iteration times a scan and a loop back to back, in
-				// alternating order; the ratio reported is the median of the
-				// iterations' ratios, which a burst of load on a shared
-				// machine moves less than the totals.
-				var scanT, loopT time.Duration
-				ratios := make([]float64, 0, b.N)
-				b.ResetTimer()
-				for i := range b.N {
-					var ts, tl time.Duration
-					for k := range 2 {
-						start := time.Now()
-						if (i+k)%2 == 0 {
-							_, err = scanStats(tc.src, "x")
-							ts = time.Since(start)
-						} else {
-							_, err = tc.loop(tc.src.Path, "x")
-							tl = time.Since(start)
-						}
-						if err != nil {
-							b.Fatal(err)
-						}
-					}
-					scanT += ts
-					loopT += tl
-					ratios = append(ratios, tl.Seconds()/ts.Seconds())
-				}
-				b.StopTimer()
-				total := float64(rows) * float64(b.N)
-				b.ReportMetric(total/scanT.Seconds(), "scan-rows/s")
-				b.ReportMetric(total/loopT.Seconds(), "loop-rows/s")
-				slices.Sort(ratios)
-				b.ReportMetric(ratios[len(ratios)/2], "ratio")
+				testutil.PairedRatio(b, rows, "scan",
+					func() error { _, err := scanStats(tc.src, "x"); return err },
+					func() error { _, err := tc.loop(tc.src.Path, "x"); return err })
 				b.ReportMetric(float64(peak)/(1<<20), "heap-MB")
 			})
 		}

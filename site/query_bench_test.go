@@ -2,11 +2,8 @@ package site
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -27,13 +24,7 @@ import (
 //
 //	FEDERA_BENCH_ROWS=10000000 go test -run '^$' -bench BenchmarkQuery -benchtime 3x -count 5 ./site/
 func BenchmarkQuery(b *testing.B) {
-	n := 200_000
-	if v := os.Getenv("FEDERA_BENCH_ROWS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 4 {
-			b.Fatalf("FEDERA_BENCH_ROWS=%q: want a number of rows, at least 4", v)
-		}
-	}
+	n := testutil.BenchRows(b)
 	q, err := analytics.ParseQuery("bench.yaml", []byte(`name: bench
 dataset: bench
 aggregates:
@@ -80,31 +71,10 @@ aggregates:
 				if src.rows != int64(rows) {
 					b.Fatalf("the query read %d rows of %d", src.rows, rows)
 				}
-				var queryT, loopT time.Duration
-				ratios := make([]float64, 0, b.N)
-				b.ResetTimer()
-				for i := range b.N {
-					var tq, tl time.Duration
-					for k := range 2 {
-						start := time.Now()
-						if (i+k)%2 == 0 {
-							query()
-							tq = time.Since(start)
-						} else {
-							loop()
-							tl = time.Since(start)
-						}
-					}
-					queryT, loopT = queryT+tq, loopT+tl
-					ratios = append(ratios, tl.Seconds()/tq.Seconds())
-				}
-				b.StopTimer()
-				total := float64(rows) * float64(b.N)
-				b.ReportMetric(total/queryT.Seconds(), "query-rows/s")
-				b.ReportMetric(total/loopT.Seconds(), "loop-rows/s")
-				slices.Sort(ratios)
-				b.ReportMetric(ratios[len(ratios)/2], "ratio")
-				b.ReportMetric(float64(peak)/1e6, "heap-MB")
+				testutil.PairedRatio(b, rows, "query",
+					func() error { query(); return nil },
+					func() error { loop(); return nil })
+				b.ReportMetric(float64(peak)/(1<<20), "heap-MB")
 			})
 		}
 	}

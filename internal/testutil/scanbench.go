@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -183,4 +184,53 @@ func LoopParquet(path, column string) (BenchStats, error) {
 		pages.Close()
 	}
 	return s, nil
+}
+
+// BenchRows is the rows a scan benchmark generates: FEDERA_BENCH_ROWS, or
+// 200 000.
+func BenchRows(b *testing.B) int {
+	n := 200_000
+	if v := os.Getenv("FEDERA_BENCH_ROWS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 4 {
+			b.Fatalf("FEDERA_BENCH_ROWS=%q: want a number of rows, at least 4", v)
+		}
+	}
+	return n
+}
+
+// PairedRatio times f (reported as name-rows/s) against the plain loop
+// (loop-rows/s) over rows rows: each iteration runs both back to back, in
+// alternating order, and ratio is the median of the iterations' loop time
+// over f's time (above 1, f is faster), which a burst of load on a shared
+// machine moves less than the totals.
+func PairedRatio(b *testing.B, rows int, name string, f, loop func() error) {
+	var fT, loopT time.Duration
+	ratios := make([]float64, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		var tf, tl time.Duration
+		for k := range 2 {
+			start := time.Now()
+			var err error
+			if (i+k)%2 == 0 {
+				err = f()
+				tf = time.Since(start)
+			} else {
+				err = loop()
+				tl = time.Since(start)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		fT, loopT = fT+tf, loopT+tl
+		ratios = append(ratios, tl.Seconds()/tf.Seconds())
+	}
+	b.StopTimer()
+	total := float64(rows) * float64(b.N)
+	b.ReportMetric(total/fT.Seconds(), name+"-rows/s")
+	b.ReportMetric(total/loopT.Seconds(), "loop-rows/s")
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "ratio")
 }
