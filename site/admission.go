@@ -201,7 +201,7 @@ func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitt
 		// At submit: a DP job whose ε this site cannot meet, or whose plan
 		// would overspend the dataset's lifetime budget, is refused now,
 		// saying what it would take, rather than before its first round.
-		if why := a.dpFeasible(t, ds, dec.Obligations.PrivacyBudget); why != "" {
+		if why := a.dpFeasible(t, ds, ev.rows, dec.Obligations.PrivacyBudget); why != "" {
 			problems = append(problems, why)
 		}
 	}
@@ -249,6 +249,9 @@ type evaluation struct {
 	features []string
 	label    *policy.LabelMeta
 	digest   string
+	// rows is the dataset's row count, read with the label profile; 0
+	// when the profile stopped counting (too many distinct labels).
+	rows int
 }
 
 // maxProfiledClasses is where the label profile stops counting distinct
@@ -260,9 +263,23 @@ const maxProfiledClasses = 10000
 // distinct values, whether all are numbers, and how rare the rarest is.
 // The policy judges the label's values as a release.
 func profileLabel(ds *Dataset, label string) (*policy.LabelMeta, error) {
+	m, _, err := profileLabelRows(ds, label)
+	return m, err
+}
+
+// profileLabelRows is profileLabel that also returns the rows it counted,
+// or 0 when it stopped counting (more distinct values than it profiles).
+func profileLabelRows(ds *Dataset, label string) (*policy.LabelMeta, int, error) {
 	counts, truncated, err := ds.source().ValueCounts(label, maxProfiledClasses)
 	if err != nil {
-		return nil, redact(err)
+		return nil, 0, redact(err)
+	}
+	rows := 0
+	for _, n := range counts {
+		rows += n
+	}
+	if truncated {
+		rows = 0
 	}
 	m := &policy.LabelMeta{Column: label, Classes: len(counts), Numeric: len(counts) > 0}
 	if truncated {
@@ -277,7 +294,7 @@ func profileLabel(ds *Dataset, label string) (*policy.LabelMeta, error) {
 			m.SmallestClass, first = n, false
 		}
 	}
-	return m, nil
+	return m, rows, nil
 }
 
 // evaluate builds the admission input for job t and evaluates it, reusing
@@ -317,13 +334,13 @@ func (a *Agent) evaluate(ctx context.Context, eng *policy.Engine, t *federav1.Ta
 	if err != nil {
 		return evaluation{}, err
 	}
-	label, err := profileLabel(ds, t.GetSpec().GetLabel())
+	label, rows, err := profileLabelRows(ds, t.GetSpec().GetLabel())
 	if err != nil {
 		return evaluation{}, err
 	}
 	in := a.policyInput(t, ds, features)
 	in.Site.Dataset.Label = label
-	ev := evaluation{features: features, label: label, digest: policy.InputDigest(in)}
+	ev := evaluation{features: features, label: label, digest: policy.InputDigest(in), rows: rows}
 	if ev.decision, err = eng.Admission(ctx, in); err != nil {
 		ev.decision = policy.Decision{Reasons: []string{"policy evaluation failed: " + err.Error()}}
 		return ev, nil // a failed evaluation denies, and is not cached

@@ -46,16 +46,18 @@ func (a *Agent) planDP(t *federav1.Task, ad admitted, rows int) error {
 // dpFeasible is the plan's check at admission, so that a DP job this
 // site cannot run is refused at submit: the noise its ε needs on this
 // site's rows (a DP job holds none out, so every row trains) and whether
-// the whole plan fits the dataset's lifetime budget. It records nothing;
-// "" means feasible.
-func (a *Agent) dpFeasible(t *federav1.Task, ds *Dataset, budget policy.Budget) string {
+// the whole plan fits the dataset's lifetime budget. rows is the count the
+// label profile read, or 0 when it stopped counting: then the label column
+// is scanned. It records nothing; "" means feasible.
+func (a *Agent) dpFeasible(t *federav1.Task, ds *Dataset, rows int, budget policy.Budget) string {
 	if t.GetSpec().GetPrivacy().GetDp() == nil || a.ledger.lookup(ds.Name, t.GetJobId()) != nil {
 		return ""
 	}
-	rows := 0
-	label := t.GetSpec().GetLabel()
-	if err := ds.source().Scan([]string{label}, func([]dataset.Value) error { rows++; return nil }); err != nil {
-		return fmt.Sprintf("differential privacy: cannot count the dataset's rows: %v", redact(err))
+	if rows == 0 {
+		label := t.GetSpec().GetLabel()
+		if err := ds.source().Scan([]string{label}, func([]dataset.Value) error { rows++; return nil }); err != nil {
+			return fmt.Sprintf("differential privacy: cannot count the dataset's rows: %v", redact(err))
+		}
 	}
 	p, err := dpPlanFor(t.GetSpec(), rows)
 	if err == nil {
