@@ -3,6 +3,7 @@ package site
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -247,4 +248,25 @@ func jobSpent(l *ledger, dataset, job string) float64 {
 		panic(err)
 	}
 	return round12(e)
+}
+
+// TestPlanSpendIsTheAccountantsExactly: the ledger's spend of n releases,
+// computed from one step's RDP, is bit for bit what the accountant gives
+// for the same steps (the calibration's figure), so the exact-budget
+// guarantee carries over.
+func TestPlanSpendIsTheAccountantsExactly(t *testing.T) {
+	p := planFor(t, 3, 7, 13, 0.07)
+	for _, n := range []int{0, 1, 4, 7} {
+		got, err := p.rdp(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := privacy.SampledGaussian(p.Q, p.Sigma, n*p.StepsPerRelease, ledgerOrders)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Eps, want.Eps) || !slices.Equal(got.Orders, want.Orders) {
+			t.Fatalf("%d releases: ledger %v, accountant %v", n, got.Eps[:3], want.Eps[:3])
+		}
+	}
 }
