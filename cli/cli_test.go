@@ -160,6 +160,15 @@ func TestDemoJSON(t *testing.T) {
 			t.Fatalf("model eval of the exported linreg: %+v (%v), demo said RMSE %v R² %v", ev, err, *res.TestRMSE, *res.TestR2)
 		}
 		numpyAgrees(t, mp, filepath.Join(data, "test.csv"), ev.RMSE)
+		// model eval -o json carries a regressor's figures, not accuracy.
+		out, errs, code = execute(t, "model", "eval", "--model", mp, "--data", filepath.Join(data, "test.csv"), "-o", "json")
+		var evj map[string]any
+		if code != 0 || json.Unmarshal([]byte(out), &evj) != nil {
+			t.Fatalf("model eval -o json: exit %d %s %s", code, out, errs)
+		}
+		if evj["kind"] != "regression" || evj["rmse"] != ev.RMSE || evj["r2"] != ev.R2 || evj["accuracy"] != nil || evj["correct"] != nil {
+			t.Errorf("model eval -o json of a regressor: %s", out)
+		}
 	})
 }
 

@@ -162,30 +162,14 @@ type evalResult struct {
 	R2   float64 `json:"r2"`
 }
 
-// MarshalJSON leaves out the fields of the other kind of model.
+// MarshalJSON leaves out the fields of the other kind of model; a
+// regressor's R² is null when the file's label does not vary.
 func (r evalResult) MarshalJSON() ([]byte, error) {
-	type plain evalResult
-	nanR2 := math.IsNaN(r.R2) // a constant label: R² is undefined
-	if nanR2 {
-		r.R2 = 0
-	}
-	m := map[string]any{}
-	b, err := json.Marshal(plain(r))
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	drop := []string{"rmse", "r2"}
+	m := map[string]any{"model": r.Model, "data": r.Data, "label": r.Label, "kind": r.Kind, "rows": r.Rows}
 	if r.Kind == models.Regressor.String() {
-		drop = []string{"correct", "accuracy", "unseen_label_rows"}
-	}
-	for _, k := range drop {
-		delete(m, k)
-	}
-	if nanR2 && r.Kind == models.Regressor.String() {
-		m["r2"] = nil
+		m["rmse"], m["r2"] = r.RMSE, jsonFloat(r.R2)
+	} else {
+		m["correct"], m["accuracy"], m["unseen_label_rows"] = r.Correct, r.Accuracy, r.Unseen
 	}
 	return json.Marshal(m)
 }
