@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -137,13 +137,7 @@ func bytesNumbers(b []byte) []float64 {
 					walk(e)
 				}
 			case map[string]any:
-				for _, k := range slices.Sorted(func(yield func(string) bool) {
-					for k := range x {
-						if !yield(k) {
-							return
-						}
-					}
-				}) {
+				for _, k := range slices.Sorted(maps.Keys(x)) {
 					walk(x[k])
 				}
 			}
@@ -259,7 +253,7 @@ func TestNoRowGuardCatchesEveryForm(t *testing.T) {
 			}
 		})
 	}
-	if strconv.Itoa(len(ix.rows)) == "0" {
+	if len(ix.rows) == 0 {
 		t.Fatal("no rows indexed")
 	}
 }
