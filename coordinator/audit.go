@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -176,24 +177,36 @@ func decisionEntry(site string, r *federav1.DecisionRecord) auditlog.Entry {
 	return auditlog.Entry{Type: t, Job: r.GetJobId(), Site: site, Actor: site, Data: data}
 }
 
-func roundEntries(id string, r int, col *collected, aggregate models.Weights) []auditlog.Entry {
+func roundEntries(id string, r int, tr *trainedRound) []auditlog.Entry {
 	updates := map[string]any{}
 	var out []auditlog.Entry
-	for _, s := range col.Answered() {
-		a := col.Answers()[s]
-		updates[s] = digestWeights(a.weights)
+	for _, s := range tr.participants {
+		a := tr.results[s]
+		if a.weights != nil {
+			updates[s] = digestWeights(a.weights)
+		}
 		if eps := a.result.GetEpsilonSpent(); eps > 0 {
 			out = append(out, auditlog.Entry{Type: auditlog.TypeDPSpent, Job: id, Site: s, Actor: s, Data: map[string]any{
 				"round": r, "epsilon_spent": eps, "dataset_epsilon_spent": a.result.GetDatasetEpsilonSpent(), "noise_sigma": a.result.GetNoiseSigma(),
 			}})
 		}
 	}
-	missing := col.Missing()
+	missing := slices.Clone(tr.missing)
 	sort.Strings(missing)
-	round := auditlog.Entry{Type: auditlog.TypeRound, Job: id, Actor: "coordinator", Data: map[string]any{
-		"round": r, "participants": col.Answered(), "missing": missing,
-		"update_digests": updates, "aggregate_digest": digestWeights(aggregate),
-	}}
+	data := map[string]any{
+		"round": r, "participants": tr.participants, "missing": missing,
+		"update_digests": updates, "aggregate_digest": digestWeights(tr.next),
+	}
+	if sa := tr.secagg; sa != nil {
+		// The coordinator saw no site's update: what it records is how the
+		// sum was formed, and whose mask keys it had to reconstruct.
+		data["secure_aggregation"] = map[string]any{
+			"threshold": sa.GetThreshold(), "neighbors": sa.GetNeighbors(), "clip": sa.GetClip(), "scale": sa.GetScale(),
+			"advertised": sa.GetAdvertised(), "shared": sa.GetShared(), "masked": sa.GetMasked(), "revealed": sa.GetRevealed(),
+			"reconstructed": sa.GetReconstructed(), "reconstructed_reason": sa.GetReconstructedReason(),
+		}
+	}
+	round := auditlog.Entry{Type: auditlog.TypeRound, Job: id, Actor: "coordinator", Data: data}
 	return append([]auditlog.Entry{round}, out...)
 }
 

@@ -252,8 +252,8 @@ func fromCheckpoint(cp *federav1.Checkpoint, j *federav1.Job) (*training, error)
 	return st, nil
 }
 
-// round runs one training round: train fan-out, aggregate, eval fan-out,
-// checkpoint.
+// round runs one training round: train fan-out (in the clear, or through
+// secure aggregation), aggregate, eval fan-out, checkpoint.
 func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training, r int, agg models.Aggregator) error {
 	id, sp := job.GetId(), job.GetSpec()
 	start := c.cfg.Now()
@@ -261,58 +261,34 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	if err != nil {
 		return err
 	}
-	trainStart := c.cfg.Now()
-	col, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_TRAIN, sites: sites, minSites: int(sp.GetMinSites()), st: st, w: st.weights})
+	var tr *trainedRound
+	if on, _, _, _ := spec.SecAggOf(sp, len(sites)); on {
+		tr, err = c.secureTrain(ctx, job, st, r, sites, agg)
+	} else {
+		tr, err = c.plainTrain(ctx, job, st, r, sites, agg)
+	}
 	if err != nil {
 		return err
 	}
-	trainPhase := c.cfg.Now().Sub(trainStart)
-	if col.Outcome() != Done {
-		return fmt.Errorf("training: %s", col.Reason())
-	}
-	var updates []models.Update
-	var lossSum float64
-	var examples int64
-	var maxCompute float64
-	for _, s := range col.Answered() {
-		a := col.Answers()[s]
-		maxCompute = max(maxCompute, a.result.GetComputeMs())
-		if err := a.weights.Validate(st.weights); err != nil {
-			return fmt.Errorf("update from %s: %w", s, err)
-		}
-		n := a.result.GetExamples()
-		updates = append(updates, models.Update{Weights: a.weights, Examples: int(n)})
-		lossSum += a.result.GetTrainLoss() * float64(n)
-		examples += n
-	}
-	aggStart := c.cfg.Now()
-	next, err := agg.Aggregate(st.weights, updates)
-	if err != nil {
-		return fmt.Errorf("aggregate: %w", err)
-	}
-	aggTime := c.cfg.Now().Sub(aggStart)
+	next := tr.next
 	// The round's entries are known once it is aggregated: append them
 	// (an fsync) while the sites evaluate, and wait for it before the round
 	// is stored or reported.
 	logged := make(chan error, 1)
-	entries := roundEntries(id, r, col, next)
-	go func() { logged <- c.audit(false, entries...) }()
+	go func() { logged <- c.audit(false, tr.entries...) }()
 	evalStart := c.cfg.Now()
 	// Evaluation is best effort: a site that cannot score this round still
 	// trained in it, so one answer is enough to report a figure.
-	ecol, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_EVAL, sites: col.Answered(), minSites: 1, st: st, w: next})
+	ecol, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_EVAL, sites: tr.participants, minSites: 1, st: st, w: next})
 	if err != nil {
 		<-logged
 		return err
 	}
 	sum := &federav1.RoundSummary{
-		Round: int32(r), Participants: col.Answered(), Missing: col.Missing(),
-		TrainExamples: examples, EvalAccuracy: math.NaN(), EvalLoss: math.NaN(), EvalRmse: math.NaN(), EvalR2: math.NaN(),
-		TrainPhaseMs: ms(trainPhase), MaxLocalTrainMs: maxCompute, AggregateMs: ms(aggTime),
-		EvalPhaseMs: ms(c.cfg.Now().Sub(evalStart)),
-	}
-	if examples > 0 {
-		sum.TrainLoss = lossSum / float64(examples)
+		Round: int32(r), Participants: tr.participants, Missing: tr.missing,
+		TrainExamples: tr.examples, TrainLoss: tr.loss, EvalAccuracy: math.NaN(), EvalLoss: math.NaN(), EvalRmse: math.NaN(), EvalR2: math.NaN(),
+		TrainPhaseMs: ms(tr.trainPhase), MaxLocalTrainMs: tr.maxCompute, AggregateMs: ms(tr.aggTime),
+		EvalPhaseMs: ms(c.cfg.Now().Sub(evalStart)), Secagg: tr.secagg,
 	}
 	arch, err := spec.ArchOf(sp)
 	if err != nil {
@@ -320,7 +296,13 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		return err
 	}
 	scoreRound(sum, ecol.Answers(), arch.Kind())
-	sum.SiteRounds = siteRounds(col.Answers(), ecol.Answers(), arch.Kind())
+	sum.SiteRounds = siteRounds(tr.results, ecol.Answers(), arch.Kind())
+	if tr.secagg != nil {
+		// No site's own training figures reach the coordinator.
+		for _, sr := range sum.SiteRounds {
+			sr.TrainLoss, sr.TrainExamples = math.NaN(), 0
+		}
+	}
 	sum.DurationMs = c.cfg.Now().Sub(start).Milliseconds()
 	st.weights = next
 	st.round = r
@@ -342,6 +324,9 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))
 	c.requestCheckpoint()
 	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, federav1.FormatEval(sum))
+	if tr.secagg != nil {
+		event += fmt.Sprintf(" (secure aggregation, threshold %d)", tr.secagg.GetThreshold())
+	}
 	_, err = c.updateWith(id, event, func(j *federav1.Job) {
 		j.RoundsCompleted = int32(r)
 		j.Rounds = appendRound(j.Rounds, sum)
@@ -349,14 +334,72 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		for _, s := range sum.Participants {
 			ss := siteSummary(j, s)
 			ss.RoundsParticipated++
-			if res := col.Answers()[s].result; res.GetEpsilonSpent() > 0 {
+			if res := tr.results[s].result; res.GetEpsilonSpent() > 0 {
 				ss.EpsilonSpent, ss.DatasetEpsilonSpent = res.GetEpsilonSpent(), res.GetDatasetEpsilonSpent()
 			}
 		}
-		addBytes(j, col)
+		for _, col := range tr.cols {
+			addBytes(j, col)
+		}
 		addBytes(j, ecol)
 	}, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
 	return err
+}
+
+// trainedRound is a round's training half: who took part, the aggregate,
+// and what the round's record and audit entries need.
+type trainedRound struct {
+	participants, missing []string
+	next                  models.Weights
+	examples              int64
+	loss                  float64 // example-weighted mean training loss
+	maxCompute            float64
+	trainPhase, aggTime   time.Duration
+	// The reply that carries each participant's release: its update in
+	// the clear, or its masked input.
+	results map[string]reply
+	cols    []*collected // every fan-out of the half, for byte counts
+	entries []auditlog.Entry
+	secagg  *federav1.SecAggRound
+}
+
+// plainTrain sends the weights, receives every site's update and
+// aggregates them.
+func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *training, r int, sites []string, agg models.Aggregator) (*trainedRound, error) {
+	sp := job.GetSpec()
+	trainStart := c.cfg.Now()
+	col, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_TRAIN, sites: sites, minSites: int(sp.GetMinSites()), st: st, w: st.weights})
+	if err != nil {
+		return nil, err
+	}
+	tr := &trainedRound{trainPhase: c.cfg.Now().Sub(trainStart), results: col.Answers(), cols: []*collected{col},
+		participants: col.Answered(), missing: col.Missing()}
+	if col.Outcome() != Done {
+		return nil, fmt.Errorf("training: %s", col.Reason())
+	}
+	var updates []models.Update
+	var lossSum float64
+	for _, s := range col.Answered() {
+		a := col.Answers()[s]
+		tr.maxCompute = max(tr.maxCompute, a.result.GetComputeMs())
+		if err := a.weights.Validate(st.weights); err != nil {
+			return nil, fmt.Errorf("update from %s: %w", s, err)
+		}
+		n := a.result.GetExamples()
+		updates = append(updates, models.Update{Weights: a.weights, Examples: int(n)})
+		lossSum += a.result.GetTrainLoss() * float64(n)
+		tr.examples += n
+	}
+	if tr.examples > 0 {
+		tr.loss = lossSum / float64(tr.examples)
+	}
+	aggStart := c.cfg.Now()
+	if tr.next, err = agg.Aggregate(st.weights, updates); err != nil {
+		return nil, fmt.Errorf("aggregate: %w", err)
+	}
+	tr.aggTime = c.cfg.Now().Sub(aggStart)
+	tr.entries = roundEntries(job.GetId(), r, tr)
+	return tr, nil
 }
 
 // maxRoundSummaries bounds the per-round figures a job record keeps (the
@@ -438,6 +481,10 @@ type fan struct {
 	decision *federav1.ApprovalDecision // DECIDE only
 	// A query's ADMIT and QUERY tasks: the stage's analytics.Request, JSON.
 	queryRequest []byte
+	// A secure-aggregation phase: the phase's task for each site, and the
+	// length of the ring vector each site sends back (MASK), or 0.
+	secagg  func(site string) *federav1.SecAggTask
+	ringLen int64
 }
 
 // fanOut sends one task kind to sites and collects the answers until the
@@ -463,11 +510,14 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			Requester: f.job.GetRequester(), RequesterRole: f.job.GetRequesterRole(), DryRun: f.dryRun,
 			Decision: f.decision, QueryRequest: f.queryRequest,
 		}
+		if f.secagg != nil {
+			t.Secagg = f.secagg(s)
+		}
 		if st != nil {
 			t.Features, t.Classes = st.features, st.classes
 			t.ScalerMean, t.ScalerScale = st.scaler.Mean, st.scaler.Scale
 		}
-		n, err := c.dispatch(s, t, w, ch)
+		n, err := c.dispatch(s, t, w, f.ringLen, ch)
 		col.bytesOut[s] += n
 		if err != nil {
 			col.Lose(s, err.Error())

@@ -64,7 +64,8 @@ type reply struct {
 	site    string
 	result  *federav1.TaskResult
 	weights models.Weights
-	lost    string // non-empty: the site will not answer, and why
+	ring    []uint32 // a secure-aggregation masked input
+	lost    string   // non-empty: the site will not answer, and why
 	bytesIn int64
 }
 
@@ -74,6 +75,7 @@ type pendingTask struct {
 	ch       chan<- reply
 	bytesIn  int64
 	maxElems int64 // values the site may send back: those of the weights sent
+	ring     bool  // the site sends back a ring vector of exactly maxElems
 }
 
 type siteService struct {
@@ -172,6 +174,7 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 type assembly struct {
 	result *federav1.TaskResult
 	asm    *federav1.Assembler
+	ring   *federav1.RingAssembler
 }
 
 // handleSiteMessage routes one message. An error is a protocol violation
@@ -187,12 +190,16 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 			return err // nil: a late answer to a task that already closed
 		}
 		if r.GetWeightsFollow() && r.GetError() == "" {
-			limit := c.transferLimit(r.GetTaskId())
+			limit, ring := c.transferLimit(r.GetTaskId())
 			if limit == 0 {
 				c.deliver(sess.site, r.GetTaskId(), reply{site: sess.site, lost: "announced weights for a task that was sent none"})
 				return nil
 			}
-			asm[r.GetTaskId()] = &assembly{result: r, asm: federav1.NewAssembler(r.GetTaskId(), limit)}
+			if ring {
+				asm[r.GetTaskId()] = &assembly{result: r, ring: federav1.NewRingAssembler(r.GetTaskId(), limit)}
+			} else {
+				asm[r.GetTaskId()] = &assembly{result: r, asm: federav1.NewAssembler(r.GetTaskId(), limit)}
+			}
 			return nil
 		}
 		c.deliver(sess.site, r.GetTaskId(), reply{site: sess.site, result: r})
@@ -210,7 +217,13 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 			delete(asm, id)
 			return err
 		}
-		done, err := a.asm.Add(b.Chunk)
+		var done bool
+		var err error
+		if a.ring != nil {
+			done, err = a.ring.Add(b.Chunk)
+		} else {
+			done, err = a.asm.Add(b.Chunk)
+		}
 		if err != nil {
 			delete(asm, id)
 			c.deliver(sess.site, id, reply{site: sess.site, lost: "sent malformed weights: " + err.Error()})
@@ -218,7 +231,13 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 		}
 		if done {
 			delete(asm, id)
-			c.deliver(sess.site, id, reply{site: sess.site, result: a.result, weights: a.asm.Weights()})
+			r := reply{site: sess.site, result: a.result}
+			if a.ring != nil {
+				r.ring = a.ring.Values()
+			} else {
+				r.weights = a.asm.Weights()
+			}
+			c.deliver(sess.site, id, r)
 		}
 		return nil
 	case *federav1.SiteMessage_Decision:
@@ -261,14 +280,16 @@ func (c *Coordinator) countPending(sess *session, taskID string, size int64) (bo
 	return true, nil
 }
 
-// transferLimit is how many values a site may send for a pending task.
-func (c *Coordinator) transferLimit(taskID string) int64 {
+// transferLimit is how many values a site may send for a pending task,
+// and whether they are a ring vector (exactly that many) rather than
+// weights.
+func (c *Coordinator) transferLimit(taskID string) (int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p, ok := c.pending[taskID]; ok {
-		return p.maxElems
+		return p.maxElems, p.ring
 	}
-	return 0
+	return 0, false
 }
 
 // deliver hands a task's reply to its fan-out, exactly once.
@@ -362,8 +383,10 @@ func (c *Coordinator) connectedSites(dataset string) ([]string, <-chan struct{})
 }
 
 // dispatch sends a task (and its weights) to a site and registers where
-// its reply goes. It returns the bytes sent.
-func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, ch chan<- reply) (int64, error) {
+// its reply goes. The site may send back as many values as the weights
+// hold, or, with ring > 0, a ring vector of exactly ring elements. It
+// returns the bytes sent.
+func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, ring int64, ch chan<- reply) (int64, error) {
 	c.mu.Lock()
 	sess := c.sessions[site]
 	if sess == nil {
@@ -374,7 +397,11 @@ func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, 
 	for _, t := range w {
 		elems += int64(len(t.Data))
 	}
-	c.pending[t.GetTaskId()] = &pendingTask{site: site, sess: sess, ch: ch, maxElems: elems}
+	p := &pendingTask{site: site, sess: sess, ch: ch, maxElems: elems}
+	if ring > 0 {
+		p.maxElems, p.ring = ring, true
+	}
+	c.pending[t.GetTaskId()] = p
 	c.mu.Unlock()
 	fail := func(err error) (int64, error) {
 		c.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,7 @@ type Agent struct {
 	decisions *journal
 	egress    *journal
 	ledger    *ledger
+	secagg    *secaggRounds
 	noiseMu   sync.Mutex
 	noiseRNG  *rand.Rand
 
@@ -84,6 +86,9 @@ func New(cfg Config) (*Agent, error) {
 	a.log = cfg.Log.With(logkeys.Component, "site", logkeys.SpiffeID, cfg.Identity.ID().String())
 	var err error
 	if a.ledger, err = openLedger(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if a.secagg, err = openSecAggRounds(cfg.StateDir); err != nil {
 		return nil, err
 	}
 	if cfg.StateDir != "" {
@@ -398,11 +403,16 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 // recordEgress appends what left to the site's own record, so the site can
 // say what it sent without trusting the coordinator.
 func (a *Agent) recordEgress(t *federav1.Task, n int64, digest string, allowed bool) {
-	err := a.egress.append(map[string]any{
+	rec := map[string]any{
 		"time": time.Now().UTC().Format(time.RFC3339Nano), "job": t.GetJobId(), "task": t.GetTaskId(),
 		"kind": t.GetKind().String(), "round": t.GetRound(), "bytes": n, "sha256": digest,
 		"egress_allowed": allowed, "to": a.cfg.CoordinatorID.String(),
-	})
+	}
+	if sa := t.GetSecagg(); sa != nil {
+		// Each phase of a secure-aggregation round is its own entry.
+		rec["secagg_phase"] = strings.ToLower(strings.TrimPrefix(sa.GetPhase().String(), "PHASE_"))
+	}
+	err := a.egress.append(rec)
 	if err != nil {
 		a.log.Warn("record egress", logkeys.Err, err)
 	}

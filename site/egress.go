@@ -28,7 +28,8 @@ const (
 type release struct {
 	res      *federav1.TaskResult
 	weights  models.Weights
-	kind     string // empty: no data leaves (an admission answer or an error)
+	ring     []uint32 // a secure-aggregation masked input, sent instead of weights
+	kind     string   // empty: no data leaves (an admission answer or an error)
 	records  int64
 	maxBytes int64
 	noise    *policy.Noise
@@ -43,12 +44,17 @@ type release struct {
 
 // messages is the release as it will cross the wire.
 func (r *release) messages() []*federav1.SiteMessage {
-	r.res.WeightsFollow = r.weights != nil && r.res.GetError() == ""
+	r.res.WeightsFollow = (r.weights != nil || r.ring != nil) && r.res.GetError() == ""
 	msgs := []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: r.res}}}
-	if r.res.WeightsFollow {
-		for _, ch := range federav1.ChunkWeights(r.res.GetTaskId(), r.weights, 0) {
-			msgs = append(msgs, &federav1.SiteMessage{Body: &federav1.SiteMessage_Chunk{Chunk: ch}})
-		}
+	if !r.res.WeightsFollow {
+		return msgs
+	}
+	chunks := federav1.ChunkWeights(r.res.GetTaskId(), r.weights, 0)
+	if r.ring != nil {
+		chunks = federav1.ChunkRing(r.res.GetTaskId(), r.ring)
+	}
+	for _, ch := range chunks {
+		msgs = append(msgs, &federav1.SiteMessage{Body: &federav1.SiteMessage_Chunk{Chunk: ch}})
 	}
 	return msgs
 }

@@ -72,6 +72,11 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 		err = a.stats(t, ad, r)
 	case federav1.TaskKind_TASK_KIND_TRAIN:
 		err = a.train(ctx, t, w, ad, r)
+		if err == nil && t.GetSecagg() != nil {
+			err = a.secaggKeys(t, w, r)
+		}
+	case federav1.TaskKind_TASK_KIND_SECAGG:
+		err = a.secaggPhase(t, r)
 	case federav1.TaskKind_TASK_KIND_EVAL:
 		err = a.eval(t, w, ad, r)
 	case federav1.TaskKind_TASK_KIND_QUERY:
@@ -81,7 +86,11 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 	}
 	if err != nil {
 		res.Error = redact(err).Error()
-		r.kind, r.weights = "", nil
+		r.kind, r.weights, r.ring = "", nil, nil
+		if r.res != res {
+			// A secure-aggregation phase swapped in its kept release.
+			r.res.Error = res.Error
+		}
 	}
 	return r
 }

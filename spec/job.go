@@ -63,9 +63,9 @@ type Job struct {
 
 // Privacy is what the job promises about what leaves each site.
 type Privacy struct {
-	DP                *DP  `yaml:"dp"`
-	SecureAggregation bool `yaml:"secure_aggregation"`
-	MinCount          int  `yaml:"min_count"`
+	DP                *DP               `yaml:"dp"`
+	SecureAggregation SecureAggregation `yaml:"secure_aggregation"`
+	MinCount          int               `yaml:"min_count"`
 }
 
 // DP turns on record-level differential privacy: each site trains with
@@ -624,9 +624,7 @@ func (j *Job) Validate() error {
 			bad("privacy.dp.clip_norm", "%v is out of range; want a number > 0 (e.g. 1.0)", dp.ClipNorm)
 		}
 	}
-	if j.Privacy.SecureAggregation {
-		bad("privacy.secure_aggregation", "secure aggregation is not implemented yet; set false (updates are protected by mTLS and, with dp, by noise)")
-	}
+	j.Privacy.SecureAggregation.validate(j, bad)
 	if j.Privacy.MinCount < 0 || j.Privacy.MinCount > 1_000_000 {
 		bad("privacy.min_count", "%d is out of range; want 0..1000000", j.Privacy.MinCount)
 	}
@@ -760,10 +758,17 @@ func (j *Job) Proto() *federav1.JobSpec {
 }
 
 func privacyProto(p Privacy) *federav1.Privacy {
-	if p.DP == nil && !p.SecureAggregation && p.MinCount == 0 {
+	sa := p.SecureAggregation
+	if p.DP == nil && !sa.On && p.MinCount == 0 {
 		return nil
 	}
-	out := &federav1.Privacy{SecureAggregation: p.SecureAggregation, MinCount: int32(p.MinCount)}
+	out := &federav1.Privacy{SecureAggregation: sa.On, MinCount: int32(p.MinCount), SecureAggregationClip: clonePtr(sa.Clip)}
+	if sa.Threshold != nil {
+		out.SecureAggregationThreshold = new(int32(*sa.Threshold))
+	}
+	if sa.Neighbors != nil {
+		out.SecureAggregationNeighbors = new(int32(*sa.Neighbors))
+	}
 	if p.DP != nil {
 		out.Dp = &federav1.DPSpec{Epsilon: p.DP.Epsilon, Delta: p.DP.Delta, ClipNorm: p.DP.ClipNorm}
 	}
@@ -795,7 +800,7 @@ func FromProto(p *federav1.JobSpec) *Job {
 		Aggregator:   Aggregator{Name: p.GetAggregator()},
 		Project:      p.GetProject(),
 		Privacy: Privacy{
-			SecureAggregation: p.GetPrivacy().GetSecureAggregation(),
+			SecureAggregation: secAggFromProto(p.GetPrivacy()),
 			MinCount:          int(p.GetPrivacy().GetMinCount()),
 		},
 	}

@@ -72,6 +72,9 @@ func (a *Assembler) Add(c *TensorChunk) (bool, error) {
 	if c.GetTransferId() != a.id {
 		return false, fmt.Errorf("tensor transfer %s: chunk belongs to transfer %q", a.id, c.GetTransferId())
 	}
+	if c.GetRing() {
+		return false, fmt.Errorf("tensor transfer %s: a ring chunk where float32 weights belong", a.id)
+	}
 	if c.GetName() == "" && (len(c.GetData()) > 0 || len(c.GetShape()) > 0) {
 		return false, fmt.Errorf("tensor transfer %s: chunk with data but no tensor name", a.id)
 	}

@@ -56,6 +56,8 @@ const (
 	// Run one stage of an analytics query (query_request) over the local
 	// dataset; send back its disclosure-controlled partials.
 	TaskKind_TASK_KIND_QUERY TaskKind = 6
+	// A phase of a secure-aggregation round after training (Task.secagg).
+	TaskKind_TASK_KIND_SECAGG TaskKind = 7
 )
 
 // Enum value maps for TaskKind.
@@ -68,6 +70,7 @@ var (
 		4: "TASK_KIND_ADMIT",
 		5: "TASK_KIND_DECIDE",
 		6: "TASK_KIND_QUERY",
+		7: "TASK_KIND_SECAGG",
 	}
 	TaskKind_value = map[string]int32{
 		"TASK_KIND_UNSPECIFIED": 0,
@@ -77,6 +80,7 @@ var (
 		"TASK_KIND_ADMIT":       4,
 		"TASK_KIND_DECIDE":      5,
 		"TASK_KIND_QUERY":       6,
+		"TASK_KIND_SECAGG":      7,
 	}
 )
 
@@ -165,6 +169,70 @@ func (JobStatus) EnumDescriptor() ([]byte, []int) {
 	return file_federa_v1_federa_proto_rawDescGZIP(), []int{1}
 }
 
+type SecAggTask_Phase int32
+
+const (
+	SecAggTask_PHASE_UNSPECIFIED SecAggTask_Phase = 0
+	// With the TRAIN task: train, then advertise two signed public keys.
+	SecAggTask_PHASE_KEYS SecAggTask_Phase = 1
+	// Here are the keys of every site that advertised: send your
+	// encrypted secret shares for your neighbours.
+	SecAggTask_PHASE_SHARE SecAggTask_Phase = 2
+	// Here are the shares addressed to you: send your masked input.
+	SecAggTask_PHASE_MASK SecAggTask_Phase = 3
+	// These sites sent masked inputs: sign the list.
+	SecAggTask_PHASE_CONFIRM SecAggTask_Phase = 4
+	// Here are the signatures on the list: reveal your shares.
+	SecAggTask_PHASE_UNMASK SecAggTask_Phase = 5
+)
+
+// Enum value maps for SecAggTask_Phase.
+var (
+	SecAggTask_Phase_name = map[int32]string{
+		0: "PHASE_UNSPECIFIED",
+		1: "PHASE_KEYS",
+		2: "PHASE_SHARE",
+		3: "PHASE_MASK",
+		4: "PHASE_CONFIRM",
+		5: "PHASE_UNMASK",
+	}
+	SecAggTask_Phase_value = map[string]int32{
+		"PHASE_UNSPECIFIED": 0,
+		"PHASE_KEYS":        1,
+		"PHASE_SHARE":       2,
+		"PHASE_MASK":        3,
+		"PHASE_CONFIRM":     4,
+		"PHASE_UNMASK":      5,
+	}
+)
+
+func (x SecAggTask_Phase) Enum() *SecAggTask_Phase {
+	p := new(SecAggTask_Phase)
+	*p = x
+	return p
+}
+
+func (x SecAggTask_Phase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SecAggTask_Phase) Descriptor() protoreflect.EnumDescriptor {
+	return file_federa_v1_federa_proto_enumTypes[2].Descriptor()
+}
+
+func (SecAggTask_Phase) Type() protoreflect.EnumType {
+	return &file_federa_v1_federa_proto_enumTypes[2]
+}
+
+func (x SecAggTask_Phase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SecAggTask_Phase.Descriptor instead.
+func (SecAggTask_Phase) EnumDescriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14, 0}
+}
+
 type Admission_Outcome int32
 
 const (
@@ -202,11 +270,11 @@ func (x Admission_Outcome) String() string {
 }
 
 func (Admission_Outcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_federa_v1_federa_proto_enumTypes[2].Descriptor()
+	return file_federa_v1_federa_proto_enumTypes[3].Descriptor()
 }
 
 func (Admission_Outcome) Type() protoreflect.EnumType {
-	return &file_federa_v1_federa_proto_enumTypes[2]
+	return &file_federa_v1_federa_proto_enumTypes[3]
 }
 
 func (x Admission_Outcome) Number() protoreflect.EnumNumber {
@@ -215,7 +283,7 @@ func (x Admission_Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Admission_Outcome.Descriptor instead.
 func (Admission_Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17, 0}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23, 0}
 }
 
 // TensorChunk carries part of one named float32 tensor. A transfer is the
@@ -228,9 +296,11 @@ type TensorChunk struct {
 	Shape []int64 `protobuf:"varint,3,rep,packed,name=shape,proto3" json:"shape,omitempty"`
 	// Element (not byte) offset of data within the tensor.
 	Offset int64 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
-	// Little-endian IEEE-754 float32 values.
+	// Little-endian IEEE-754 float32 values; with ring set, little-endian
+	// uint32 elements of Z_2^32 instead (a secure-aggregation masked input).
 	Data          []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
 	Last          bool   `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
+	Ring          bool   `protobuf:"varint,7,opt,name=ring,proto3" json:"ring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -303,6 +373,13 @@ func (x *TensorChunk) GetData() []byte {
 func (x *TensorChunk) GetLast() bool {
 	if x != nil {
 		return x.Last
+	}
+	return false
+}
+
+func (x *TensorChunk) GetRing() bool {
+	if x != nil {
+		return x.Ring
 	}
 	return false
 }
@@ -600,12 +677,20 @@ func (x *JobSpec) GetOptimizerEps() float64 {
 type Privacy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Differential privacy on model updates; absent = off.
-	Dp                *DPSpec `protobuf:"bytes,1,opt,name=dp,proto3" json:"dp,omitempty"`
-	SecureAggregation bool    `protobuf:"varint,2,opt,name=secure_aggregation,json=secureAggregation,proto3" json:"secure_aggregation,omitempty"`
+	Dp *DPSpec `protobuf:"bytes,1,opt,name=dp,proto3" json:"dp,omitempty"`
+	// The coordinator learns only the sum of the sites' updates (package
+	// secagg). Its parameters are present only when the spec sets them:
+	// threshold t (default ceil(2n/3) of the sites asked), neighbours per
+	// site for SecAgg+ (0 or absent: every pair), and the bound each update
+	// coordinate is clipped to before fixed-point encoding (default 100).
+	SecureAggregation bool `protobuf:"varint,2,opt,name=secure_aggregation,json=secureAggregation,proto3" json:"secure_aggregation,omitempty"`
 	// Least records behind any contribution a site sends.
-	MinCount      int32 `protobuf:"varint,3,opt,name=min_count,json=minCount,proto3" json:"min_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MinCount                   int32    `protobuf:"varint,3,opt,name=min_count,json=minCount,proto3" json:"min_count,omitempty"`
+	SecureAggregationThreshold *int32   `protobuf:"varint,4,opt,name=secure_aggregation_threshold,json=secureAggregationThreshold,proto3,oneof" json:"secure_aggregation_threshold,omitempty"`
+	SecureAggregationNeighbors *int32   `protobuf:"varint,5,opt,name=secure_aggregation_neighbors,json=secureAggregationNeighbors,proto3,oneof" json:"secure_aggregation_neighbors,omitempty"`
+	SecureAggregationClip      *float64 `protobuf:"fixed64,6,opt,name=secure_aggregation_clip,json=secureAggregationClip,proto3,oneof" json:"secure_aggregation_clip,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
 }
 
 func (x *Privacy) Reset() {
@@ -655,6 +740,27 @@ func (x *Privacy) GetSecureAggregation() bool {
 func (x *Privacy) GetMinCount() int32 {
 	if x != nil {
 		return x.MinCount
+	}
+	return 0
+}
+
+func (x *Privacy) GetSecureAggregationThreshold() int32 {
+	if x != nil && x.SecureAggregationThreshold != nil {
+		return *x.SecureAggregationThreshold
+	}
+	return 0
+}
+
+func (x *Privacy) GetSecureAggregationNeighbors() int32 {
+	if x != nil && x.SecureAggregationNeighbors != nil {
+		return *x.SecureAggregationNeighbors
+	}
+	return 0
+}
+
+func (x *Privacy) GetSecureAggregationClip() float64 {
+	if x != nil && x.SecureAggregationClip != nil {
+		return *x.SecureAggregationClip
 	}
 	return 0
 }
@@ -1455,7 +1561,10 @@ type Task struct {
 	// A query's ADMIT and QUERY tasks: the stage's analytics.Request as JSON
 	// (package analytics), at most MaxQueryWireBytes. Its presence is what
 	// makes an ADMIT task a query's admission.
-	QueryRequest  []byte `protobuf:"bytes,15,opt,name=query_request,json=queryRequest,proto3" json:"query_request,omitempty"`
+	QueryRequest []byte `protobuf:"bytes,15,opt,name=query_request,json=queryRequest,proto3" json:"query_request,omitempty"`
+	// A secure-aggregation round (docs/privacy.md): set on the round's TRAIN
+	// task (phase KEYS) and on every SECAGG task that follows it.
+	Secagg        *SecAggTask `protobuf:"bytes,16,opt,name=secagg,proto3" json:"secagg,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1595,6 +1704,498 @@ func (x *Task) GetQueryRequest() []byte {
 	return nil
 }
 
+func (x *Task) GetSecagg() *SecAggTask {
+	if x != nil {
+		return x.Secagg
+	}
+	return nil
+}
+
+// SecAggTask is one phase of a secure-aggregation round (package secagg:
+// Bonawitz et al. 2017, with the SecAgg+ neighbour graph of Bell et al.
+// 2020). The coordinator relays; every key and consistency signature is
+// checked by the sites against their trust bundle.
+type SecAggTask struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Phase SecAggTask_Phase       `protobuf:"varint,1,opt,name=phase,proto3,enum=federa.v1.SecAggTask_Phase" json:"phase,omitempty"`
+	// Binds every key, share and signature to this job, round and attempt.
+	Session []byte `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	// The sites asked to take part (U0), sorted.
+	Sites     []string `protobuf:"bytes,3,rep,name=sites,proto3" json:"sites,omitempty"`
+	Threshold int32    `protobuf:"varint,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// 0: every pair of sites masks (SecAgg); k: each site pairs with k
+	// neighbours (SecAgg+).
+	Neighbors int32 `protobuf:"varint,5,opt,name=neighbors,proto3" json:"neighbors,omitempty"`
+	// Fixed-point encoding of the update: each coordinate of a site's
+	// update (its weights minus the round's) is clipped to ±clip, weighted
+	// by max_weight at most, scaled by scale and rounded into Z_2^32.
+	Clip      float64 `protobuf:"fixed64,6,opt,name=clip,proto3" json:"clip,omitempty"`
+	Scale     float64 `protobuf:"fixed64,7,opt,name=scale,proto3" json:"scale,omitempty"`
+	MaxWeight int64   `protobuf:"varint,8,opt,name=max_weight,json=maxWeight,proto3" json:"max_weight,omitempty"`
+	// SHARE: every advertised key set.
+	Keys []*SecAggKeys `protobuf:"bytes,9,rep,name=keys,proto3" json:"keys,omitempty"`
+	// MASK: the encrypted shares addressed to this site.
+	Shares []*SecAggShare `protobuf:"bytes,10,rep,name=shares,proto3" json:"shares,omitempty"`
+	// CONFIRM and UNMASK: the sites whose masked inputs arrived (U3).
+	Survivors []string `protobuf:"bytes,11,rep,name=survivors,proto3" json:"survivors,omitempty"`
+	// UNMASK: the survivors' signatures on that list.
+	Confirmations []*SecAggSignature `protobuf:"bytes,12,rep,name=confirmations,proto3" json:"confirmations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggTask) Reset() {
+	*x = SecAggTask{}
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggTask) ProtoMessage() {}
+
+func (x *SecAggTask) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggTask.ProtoReflect.Descriptor instead.
+func (*SecAggTask) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SecAggTask) GetPhase() SecAggTask_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return SecAggTask_PHASE_UNSPECIFIED
+}
+
+func (x *SecAggTask) GetSession() []byte {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *SecAggTask) GetSites() []string {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+func (x *SecAggTask) GetThreshold() int32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetNeighbors() int32 {
+	if x != nil {
+		return x.Neighbors
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetClip() float64 {
+	if x != nil {
+		return x.Clip
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetScale() float64 {
+	if x != nil {
+		return x.Scale
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetMaxWeight() int64 {
+	if x != nil {
+		return x.MaxWeight
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetKeys() []*SecAggKeys {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *SecAggTask) GetShares() []*SecAggShare {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+func (x *SecAggTask) GetSurvivors() []string {
+	if x != nil {
+		return x.Survivors
+	}
+	return nil
+}
+
+func (x *SecAggTask) GetConfirmations() []*SecAggSignature {
+	if x != nil {
+		return x.Confirmations
+	}
+	return nil
+}
+
+type SecAggKeys struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Site  string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	// X25519 public keys: c encrypts shares, s agrees pairwise masks.
+	CPublic []byte `protobuf:"bytes,2,opt,name=c_public,json=cPublic,proto3" json:"c_public,omitempty"`
+	SPublic []byte `protobuf:"bytes,3,opt,name=s_public,json=sPublic,proto3" json:"s_public,omitempty"`
+	// The site's signature, with its X.509 SVID key, over
+	// secagg.KeysMessage(session, keys), and the SVID chain (DER).
+	Signature     []byte   `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
+	CertChain     [][]byte `protobuf:"bytes,5,rep,name=cert_chain,json=certChain,proto3" json:"cert_chain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggKeys) Reset() {
+	*x = SecAggKeys{}
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggKeys) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggKeys) ProtoMessage() {}
+
+func (x *SecAggKeys) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggKeys.ProtoReflect.Descriptor instead.
+func (*SecAggKeys) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SecAggKeys) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *SecAggKeys) GetCPublic() []byte {
+	if x != nil {
+		return x.CPublic
+	}
+	return nil
+}
+
+func (x *SecAggKeys) GetSPublic() []byte {
+	if x != nil {
+		return x.SPublic
+	}
+	return nil
+}
+
+func (x *SecAggKeys) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SecAggKeys) GetCertChain() [][]byte {
+	if x != nil {
+		return x.CertChain
+	}
+	return nil
+}
+
+type SecAggShare struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Ciphertext    []byte                 `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggShare) Reset() {
+	*x = SecAggShare{}
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggShare) ProtoMessage() {}
+
+func (x *SecAggShare) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggShare.ProtoReflect.Descriptor instead.
+func (*SecAggShare) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SecAggShare) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *SecAggShare) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *SecAggShare) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+type SecAggSignature struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	CertChain     [][]byte               `protobuf:"bytes,3,rep,name=cert_chain,json=certChain,proto3" json:"cert_chain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggSignature) Reset() {
+	*x = SecAggSignature{}
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggSignature) ProtoMessage() {}
+
+func (x *SecAggSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggSignature.ProtoReflect.Descriptor instead.
+func (*SecAggSignature) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SecAggSignature) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *SecAggSignature) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SecAggSignature) GetCertChain() [][]byte {
+	if x != nil {
+		return x.CertChain
+	}
+	return nil
+}
+
+type SecAggReveal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Of    string                 `protobuf:"bytes,1,opt,name=of,proto3" json:"of,omitempty"`
+	// 1: a share of a survivor's self-mask seed; 2: a share of a dropped
+	// site's mask key.
+	Kind          int32  `protobuf:"varint,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Share         []byte `protobuf:"bytes,3,opt,name=share,proto3" json:"share,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggReveal) Reset() {
+	*x = SecAggReveal{}
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggReveal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggReveal) ProtoMessage() {}
+
+func (x *SecAggReveal) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggReveal.ProtoReflect.Descriptor instead.
+func (*SecAggReveal) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SecAggReveal) GetOf() string {
+	if x != nil {
+		return x.Of
+	}
+	return ""
+}
+
+func (x *SecAggReveal) GetKind() int32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *SecAggReveal) GetShare() []byte {
+	if x != nil {
+		return x.Share
+	}
+	return nil
+}
+
+// SecAggResult is a site's answer to one phase.
+type SecAggResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Phase         SecAggTask_Phase       `protobuf:"varint,1,opt,name=phase,proto3,enum=federa.v1.SecAggTask_Phase" json:"phase,omitempty"`
+	Keys          *SecAggKeys            `protobuf:"bytes,2,opt,name=keys,proto3" json:"keys,omitempty"`
+	Shares        []*SecAggShare         `protobuf:"bytes,3,rep,name=shares,proto3" json:"shares,omitempty"`
+	Confirmation  *SecAggSignature       `protobuf:"bytes,4,opt,name=confirmation,proto3" json:"confirmation,omitempty"`
+	Reveals       []*SecAggReveal        `protobuf:"bytes,5,rep,name=reveals,proto3" json:"reveals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggResult) Reset() {
+	*x = SecAggResult{}
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggResult) ProtoMessage() {}
+
+func (x *SecAggResult) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggResult.ProtoReflect.Descriptor instead.
+func (*SecAggResult) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SecAggResult) GetPhase() SecAggTask_Phase {
+	if x != nil {
+		return x.Phase
+	}
+	return SecAggTask_PHASE_UNSPECIFIED
+}
+
+func (x *SecAggResult) GetKeys() *SecAggKeys {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *SecAggResult) GetShares() []*SecAggShare {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+func (x *SecAggResult) GetConfirmation() *SecAggSignature {
+	if x != nil {
+		return x.Confirmation
+	}
+	return nil
+}
+
+func (x *SecAggResult) GetReveals() []*SecAggReveal {
+	if x != nil {
+		return x.Reveals
+	}
+	return nil
+}
+
 // ApprovalDecision is a site-admin's decision on a job held for approval.
 type ApprovalDecision struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1608,7 +2209,7 @@ type ApprovalDecision struct {
 
 func (x *ApprovalDecision) Reset() {
 	*x = ApprovalDecision{}
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +2221,7 @@ func (x *ApprovalDecision) String() string {
 func (*ApprovalDecision) ProtoMessage() {}
 
 func (x *ApprovalDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +2234,7 @@ func (x *ApprovalDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalDecision.ProtoReflect.Descriptor instead.
 func (*ApprovalDecision) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApprovalDecision) GetApprove() bool {
@@ -1667,7 +2268,7 @@ type CancelTask struct {
 
 func (x *CancelTask) Reset() {
 	*x = CancelTask{}
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +2280,7 @@ func (x *CancelTask) String() string {
 func (*CancelTask) ProtoMessage() {}
 
 func (x *CancelTask) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +2293,7 @@ func (x *CancelTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTask.ProtoReflect.Descriptor instead.
 func (*CancelTask) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelTask) GetTaskId() string {
@@ -1760,13 +2361,16 @@ type TaskResult struct {
 	// most MaxQueryWireBytes; and how many records the site's cells hold.
 	QueryPartials []byte `protobuf:"bytes,29,opt,name=query_partials,json=queryPartials,proto3" json:"query_partials,omitempty"`
 	QueryRecords  int64  `protobuf:"varint,30,opt,name=query_records,json=queryRecords,proto3" json:"query_records,omitempty"`
+	// A secure-aggregation phase's answer. In phase MASK a ring transfer
+	// (TensorChunk.ring) of the masked input follows, weights_follow set.
+	Secagg        *SecAggResult `protobuf:"bytes,31,opt,name=secagg,proto3" json:"secagg,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +2382,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +2395,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -2004,6 +2608,13 @@ func (x *TaskResult) GetQueryRecords() int64 {
 	return 0
 }
 
+func (x *TaskResult) GetSecagg() *SecAggResult {
+	if x != nil {
+		return x.Secagg
+	}
+	return nil
+}
+
 // Admission is a site's answer to "may this job run here?".
 type Admission struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -2019,7 +2630,7 @@ type Admission struct {
 
 func (x *Admission) Reset() {
 	*x = Admission{}
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2642,7 @@ func (x *Admission) String() string {
 func (*Admission) ProtoMessage() {}
 
 func (x *Admission) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2655,7 @@ func (x *Admission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Admission.ProtoReflect.Descriptor instead.
 func (*Admission) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Admission) GetOutcome() Admission_Outcome {
@@ -2106,7 +2717,7 @@ type DecisionRecord struct {
 
 func (x *DecisionRecord) Reset() {
 	*x = DecisionRecord{}
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2118,7 +2729,7 @@ func (x *DecisionRecord) String() string {
 func (*DecisionRecord) ProtoMessage() {}
 
 func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2131,7 +2742,7 @@ func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionRecord.ProtoReflect.Descriptor instead.
 func (*DecisionRecord) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DecisionRecord) GetUnixMs() int64 {
@@ -2260,7 +2871,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2883,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2896,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Job) GetId() string {
@@ -2410,7 +3021,7 @@ type SiteDecision struct {
 
 func (x *SiteDecision) Reset() {
 	*x = SiteDecision{}
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +3033,7 @@ func (x *SiteDecision) String() string {
 func (*SiteDecision) ProtoMessage() {}
 
 func (x *SiteDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +3046,7 @@ func (x *SiteDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteDecision.ProtoReflect.Descriptor instead.
 func (*SiteDecision) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SiteDecision) GetSite() string {
@@ -2482,14 +3093,16 @@ type RoundSummary struct {
 	// Each participating site's own figures, for per-site learning curves;
 	// kept for rounds of at most 32 participants (the job record's size
 	// stays bounded), empty for larger rounds.
-	SiteRounds    []*SiteRound `protobuf:"bytes,17,rep,name=site_rounds,json=siteRounds,proto3" json:"site_rounds,omitempty"`
+	SiteRounds []*SiteRound `protobuf:"bytes,17,rep,name=site_rounds,json=siteRounds,proto3" json:"site_rounds,omitempty"`
+	// A secure-aggregation round: what it ran with and what was recovered.
+	Secagg        *SecAggRound `protobuf:"bytes,18,opt,name=secagg,proto3" json:"secagg,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoundSummary) Reset() {
 	*x = RoundSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2501,7 +3114,7 @@ func (x *RoundSummary) String() string {
 func (*RoundSummary) ProtoMessage() {}
 
 func (x *RoundSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2514,7 +3127,7 @@ func (x *RoundSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundSummary.ProtoReflect.Descriptor instead.
 func (*RoundSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RoundSummary) GetRound() int32 {
@@ -2636,6 +3249,145 @@ func (x *RoundSummary) GetSiteRounds() []*SiteRound {
 	return nil
 }
 
+func (x *RoundSummary) GetSecagg() *SecAggRound {
+	if x != nil {
+		return x.Secagg
+	}
+	return nil
+}
+
+// SecAggRound records a secure-aggregation round: its parameters, which
+// sites dropped at which phase, and whose mask keys were reconstructed
+// (theirs: sites that shared keys but sent no masked input).
+type SecAggRound struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Threshold int32                  `protobuf:"varint,1,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Neighbors int32                  `protobuf:"varint,2,opt,name=neighbors,proto3" json:"neighbors,omitempty"`
+	Clip      float64                `protobuf:"fixed64,3,opt,name=clip,proto3" json:"clip,omitempty"`
+	Scale     float64                `protobuf:"fixed64,4,opt,name=scale,proto3" json:"scale,omitempty"`
+	// The sites in each phase's answer set: advertised keys (U1), shared
+	// (U2), sent masked inputs (U3), revealed shares.
+	Advertised []string `protobuf:"bytes,5,rep,name=advertised,proto3" json:"advertised,omitempty"`
+	Shared     []string `protobuf:"bytes,6,rep,name=shared,proto3" json:"shared,omitempty"`
+	Masked     []string `protobuf:"bytes,7,rep,name=masked,proto3" json:"masked,omitempty"`
+	Revealed   []string `protobuf:"bytes,8,rep,name=revealed,proto3" json:"revealed,omitempty"`
+	// Sites whose pairwise mask keys were reconstructed because they dropped
+	// after sharing, and why.
+	Reconstructed       []string `protobuf:"bytes,9,rep,name=reconstructed,proto3" json:"reconstructed,omitempty"`
+	ReconstructedReason string   `protobuf:"bytes,10,opt,name=reconstructed_reason,json=reconstructedReason,proto3" json:"reconstructed_reason,omitempty"`
+	// Time in the protocol's phases after training, total.
+	ProtocolMs    float64 `protobuf:"fixed64,11,opt,name=protocol_ms,json=protocolMs,proto3" json:"protocol_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggRound) Reset() {
+	*x = SecAggRound{}
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggRound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggRound) ProtoMessage() {}
+
+func (x *SecAggRound) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggRound.ProtoReflect.Descriptor instead.
+func (*SecAggRound) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SecAggRound) GetThreshold() int32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *SecAggRound) GetNeighbors() int32 {
+	if x != nil {
+		return x.Neighbors
+	}
+	return 0
+}
+
+func (x *SecAggRound) GetClip() float64 {
+	if x != nil {
+		return x.Clip
+	}
+	return 0
+}
+
+func (x *SecAggRound) GetScale() float64 {
+	if x != nil {
+		return x.Scale
+	}
+	return 0
+}
+
+func (x *SecAggRound) GetAdvertised() []string {
+	if x != nil {
+		return x.Advertised
+	}
+	return nil
+}
+
+func (x *SecAggRound) GetShared() []string {
+	if x != nil {
+		return x.Shared
+	}
+	return nil
+}
+
+func (x *SecAggRound) GetMasked() []string {
+	if x != nil {
+		return x.Masked
+	}
+	return nil
+}
+
+func (x *SecAggRound) GetRevealed() []string {
+	if x != nil {
+		return x.Revealed
+	}
+	return nil
+}
+
+func (x *SecAggRound) GetReconstructed() []string {
+	if x != nil {
+		return x.Reconstructed
+	}
+	return nil
+}
+
+func (x *SecAggRound) GetReconstructedReason() string {
+	if x != nil {
+		return x.ReconstructedReason
+	}
+	return ""
+}
+
+func (x *SecAggRound) GetProtocolMs() float64 {
+	if x != nil {
+		return x.ProtocolMs
+	}
+	return 0
+}
+
 // SiteRound is one site's figures in one round.
 type SiteRound struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2656,7 +3408,7 @@ type SiteRound struct {
 
 func (x *SiteRound) Reset() {
 	*x = SiteRound{}
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2668,7 +3420,7 @@ func (x *SiteRound) String() string {
 func (*SiteRound) ProtoMessage() {}
 
 func (x *SiteRound) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2681,7 +3433,7 @@ func (x *SiteRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteRound.ProtoReflect.Descriptor instead.
 func (*SiteRound) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SiteRound) GetSite() string {
@@ -2757,7 +3509,7 @@ type SiteSummary struct {
 
 func (x *SiteSummary) Reset() {
 	*x = SiteSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2769,7 +3521,7 @@ func (x *SiteSummary) String() string {
 func (*SiteSummary) ProtoMessage() {}
 
 func (x *SiteSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2782,7 +3534,7 @@ func (x *SiteSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteSummary.ProtoReflect.Descriptor instead.
 func (*SiteSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SiteSummary) GetSite() string {
@@ -2864,7 +3616,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +3628,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +3641,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -2908,7 +3660,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2920,7 +3672,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2933,7 +3685,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -2951,7 +3703,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3715,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3728,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
 }
 
 type ListJobsResponse struct {
@@ -2988,7 +3740,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3000,7 +3752,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3013,7 +3765,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -3032,7 +3784,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3044,7 +3796,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3057,7 +3809,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -3078,7 +3830,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_federa_v1_federa_proto_msgTypes[29]
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3090,7 +3842,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[29]
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3103,7 +3855,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -3130,7 +3882,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3894,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3907,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -3185,7 +3937,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3197,7 +3949,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3210,7 +3962,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetModelRequest) GetJobId() string {
@@ -3236,7 +3988,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +4000,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +4013,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ModelChunk) GetData() []byte {
@@ -3284,7 +4036,7 @@ type SubmitQueryRequest struct {
 
 func (x *SubmitQueryRequest) Reset() {
 	*x = SubmitQueryRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3296,7 +4048,7 @@ func (x *SubmitQueryRequest) String() string {
 func (*SubmitQueryRequest) ProtoMessage() {}
 
 func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3309,7 +4061,7 @@ func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryRequest.ProtoReflect.Descriptor instead.
 func (*SubmitQueryRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SubmitQueryRequest) GetSpec() []byte {
@@ -3335,7 +4087,7 @@ type GetQueryRequest struct {
 
 func (x *GetQueryRequest) Reset() {
 	*x = GetQueryRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3347,7 +4099,7 @@ func (x *GetQueryRequest) String() string {
 func (*GetQueryRequest) ProtoMessage() {}
 
 func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3360,7 +4112,7 @@ func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueryRequest.ProtoReflect.Descriptor instead.
 func (*GetQueryRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetQueryRequest) GetId() string {
@@ -3378,7 +4130,7 @@ type ListQueriesRequest struct {
 
 func (x *ListQueriesRequest) Reset() {
 	*x = ListQueriesRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3390,7 +4142,7 @@ func (x *ListQueriesRequest) String() string {
 func (*ListQueriesRequest) ProtoMessage() {}
 
 func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3403,7 +4155,7 @@ func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueriesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueriesRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
 }
 
 type ListQueriesResponse struct {
@@ -3415,7 +4167,7 @@ type ListQueriesResponse struct {
 
 func (x *ListQueriesResponse) Reset() {
 	*x = ListQueriesResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3427,7 +4179,7 @@ func (x *ListQueriesResponse) String() string {
 func (*ListQueriesResponse) ProtoMessage() {}
 
 func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3440,7 +4192,7 @@ func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueriesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueriesResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListQueriesResponse) GetQueries() []*Query {
@@ -3483,7 +4235,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3495,7 +4247,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3508,7 +4260,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Query) GetId() string {
@@ -3625,7 +4377,7 @@ type ListPendingRequest struct {
 
 func (x *ListPendingRequest) Reset() {
 	*x = ListPendingRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3637,7 +4389,7 @@ func (x *ListPendingRequest) String() string {
 func (*ListPendingRequest) ProtoMessage() {}
 
 func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3650,7 +4402,7 @@ func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListPendingRequest) GetSite() string {
@@ -3676,7 +4428,7 @@ type PendingApproval struct {
 
 func (x *PendingApproval) Reset() {
 	*x = PendingApproval{}
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3688,7 +4440,7 @@ func (x *PendingApproval) String() string {
 func (*PendingApproval) ProtoMessage() {}
 
 func (x *PendingApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3701,7 +4453,7 @@ func (x *PendingApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingApproval.ProtoReflect.Descriptor instead.
 func (*PendingApproval) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PendingApproval) GetJobId() string {
@@ -3762,7 +4514,7 @@ type ListPendingResponse struct {
 
 func (x *ListPendingResponse) Reset() {
 	*x = ListPendingResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3774,7 +4526,7 @@ func (x *ListPendingResponse) String() string {
 func (*ListPendingResponse) ProtoMessage() {}
 
 func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3787,7 +4539,7 @@ func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListPendingResponse) GetPending() []*PendingApproval {
@@ -3810,7 +4562,7 @@ type DecideRequest struct {
 
 func (x *DecideRequest) Reset() {
 	*x = DecideRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +4574,7 @@ func (x *DecideRequest) String() string {
 func (*DecideRequest) ProtoMessage() {}
 
 func (x *DecideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +4587,7 @@ func (x *DecideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
 func (*DecideRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DecideRequest) GetSite() string {
@@ -3879,7 +4631,7 @@ type DecideResponse struct {
 
 func (x *DecideResponse) Reset() {
 	*x = DecideResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3891,7 +4643,7 @@ func (x *DecideResponse) String() string {
 func (*DecideResponse) ProtoMessage() {}
 
 func (x *DecideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3904,7 +4656,7 @@ func (x *DecideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
 func (*DecideResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DecideResponse) GetSite() string {
@@ -3943,7 +4695,7 @@ type AuditCheckpointRequest struct {
 
 func (x *AuditCheckpointRequest) Reset() {
 	*x = AuditCheckpointRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3955,7 +4707,7 @@ func (x *AuditCheckpointRequest) String() string {
 func (*AuditCheckpointRequest) ProtoMessage() {}
 
 func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3968,7 +4720,7 @@ func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{50}
 }
 
 type AuditCheckpointResponse struct {
@@ -3981,7 +4733,7 @@ type AuditCheckpointResponse struct {
 
 func (x *AuditCheckpointResponse) Reset() {
 	*x = AuditCheckpointResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3993,7 +4745,7 @@ func (x *AuditCheckpointResponse) String() string {
 func (*AuditCheckpointResponse) ProtoMessage() {}
 
 func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4006,7 +4758,7 @@ func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
@@ -4031,7 +4783,7 @@ type AuditExportRequest struct {
 
 func (x *AuditExportRequest) Reset() {
 	*x = AuditExportRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[45]
+	mi := &file_federa_v1_federa_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4043,7 +4795,7 @@ func (x *AuditExportRequest) String() string {
 func (*AuditExportRequest) ProtoMessage() {}
 
 func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[45]
+	mi := &file_federa_v1_federa_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4056,7 +4808,7 @@ func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditExportRequest.ProtoReflect.Descriptor instead.
 func (*AuditExportRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{52}
 }
 
 type AuditLeaf struct {
@@ -4069,7 +4821,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_federa_v1_federa_proto_msgTypes[46]
+	mi := &file_federa_v1_federa_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4081,7 +4833,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[46]
+	mi := &file_federa_v1_federa_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4094,7 +4846,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AuditLeaf) GetIndex() int64 {
@@ -4120,7 +4872,7 @@ type AuditProofRequest struct {
 
 func (x *AuditProofRequest) Reset() {
 	*x = AuditProofRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[47]
+	mi := &file_federa_v1_federa_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4132,7 +4884,7 @@ func (x *AuditProofRequest) String() string {
 func (*AuditProofRequest) ProtoMessage() {}
 
 func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[47]
+	mi := &file_federa_v1_federa_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4145,7 +4897,7 @@ func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofRequest.ProtoReflect.Descriptor instead.
 func (*AuditProofRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *AuditProofRequest) GetIndex() int64 {
@@ -4166,7 +4918,7 @@ type AuditProofResponse struct {
 
 func (x *AuditProofResponse) Reset() {
 	*x = AuditProofResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[48]
+	mi := &file_federa_v1_federa_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4178,7 +4930,7 @@ func (x *AuditProofResponse) String() string {
 func (*AuditProofResponse) ProtoMessage() {}
 
 func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[48]
+	mi := &file_federa_v1_federa_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4191,7 +4943,7 @@ func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofResponse.ProtoReflect.Descriptor instead.
 func (*AuditProofResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AuditProofResponse) GetLeaf() []byte {
@@ -4238,7 +4990,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[49]
+	mi := &file_federa_v1_federa_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4250,7 +5002,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[49]
+	mi := &file_federa_v1_federa_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4263,7 +5015,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -4326,7 +5078,7 @@ var File_federa_v1_federa_proto protoreflect.FileDescriptor
 
 const file_federa_v1_federa_proto_rawDesc = "" +
 	"\n" +
-	"\x16federa/v1/federa.proto\x12\tfedera.v1\"\x98\x01\n" +
+	"\x16federa/v1/federa.proto\x12\tfedera.v1\"\xac\x01\n" +
 	"\vTensorChunk\x12\x1f\n" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x12\n" +
@@ -4334,7 +5086,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x05shape\x18\x03 \x03(\x03R\x05shape\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
-	"\x04last\x18\x06 \x01(\bR\x04last\"\x9b\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\x12\x12\n" +
+	"\x04ring\x18\a \x01(\bR\x04ring\"\x9b\n" +
 	"\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -4382,11 +5135,17 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x13_optimizer_momentumB\x12\n" +
 	"\x10_optimizer_beta1B\x12\n" +
 	"\x10_optimizer_beta2B\x10\n" +
-	"\x0e_optimizer_eps\"x\n" +
+	"\x0e_optimizer_eps\"\xa1\x03\n" +
 	"\aPrivacy\x12!\n" +
 	"\x02dp\x18\x01 \x01(\v2\x11.federa.v1.DPSpecR\x02dp\x12-\n" +
 	"\x12secure_aggregation\x18\x02 \x01(\bR\x11secureAggregation\x12\x1b\n" +
-	"\tmin_count\x18\x03 \x01(\x05R\bminCount\"U\n" +
+	"\tmin_count\x18\x03 \x01(\x05R\bminCount\x12E\n" +
+	"\x1csecure_aggregation_threshold\x18\x04 \x01(\x05H\x00R\x1asecureAggregationThreshold\x88\x01\x01\x12E\n" +
+	"\x1csecure_aggregation_neighbors\x18\x05 \x01(\x05H\x01R\x1asecureAggregationNeighbors\x88\x01\x01\x12;\n" +
+	"\x17secure_aggregation_clip\x18\x06 \x01(\x01H\x02R\x15secureAggregationClip\x88\x01\x01B\x1f\n" +
+	"\x1d_secure_aggregation_thresholdB\x1f\n" +
+	"\x1d_secure_aggregation_neighborsB\x1a\n" +
+	"\x18_secure_aggregation_clip\"U\n" +
 	"\x06DPSpec\x12\x18\n" +
 	"\aepsilon\x18\x01 \x01(\x01R\aepsilon\x12\x14\n" +
 	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12\x1b\n" +
@@ -4442,7 +5201,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\"$\n" +
 	"\tHeartbeat\x12\x17\n" +
-	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\"\xfa\x03\n" +
+	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\"\xa9\x04\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -4460,7 +5219,62 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\trequester\x18\f \x01(\tR\trequester\x12%\n" +
 	"\x0erequester_role\x18\r \x01(\tR\rrequesterRole\x127\n" +
 	"\bdecision\x18\x0e \x01(\v2\x1b.federa.v1.ApprovalDecisionR\bdecision\x12#\n" +
-	"\rquery_request\x18\x0f \x01(\fR\fqueryRequest\"c\n" +
+	"\rquery_request\x18\x0f \x01(\fR\fqueryRequest\x12-\n" +
+	"\x06secagg\x18\x10 \x01(\v2\x15.federa.v1.SecAggTaskR\x06secagg\"\xa5\x04\n" +
+	"\n" +
+	"SecAggTask\x121\n" +
+	"\x05phase\x18\x01 \x01(\x0e2\x1b.federa.v1.SecAggTask.PhaseR\x05phase\x12\x18\n" +
+	"\asession\x18\x02 \x01(\fR\asession\x12\x14\n" +
+	"\x05sites\x18\x03 \x03(\tR\x05sites\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\x05R\tthreshold\x12\x1c\n" +
+	"\tneighbors\x18\x05 \x01(\x05R\tneighbors\x12\x12\n" +
+	"\x04clip\x18\x06 \x01(\x01R\x04clip\x12\x14\n" +
+	"\x05scale\x18\a \x01(\x01R\x05scale\x12\x1d\n" +
+	"\n" +
+	"max_weight\x18\b \x01(\x03R\tmaxWeight\x12)\n" +
+	"\x04keys\x18\t \x03(\v2\x15.federa.v1.SecAggKeysR\x04keys\x12.\n" +
+	"\x06shares\x18\n" +
+	" \x03(\v2\x16.federa.v1.SecAggShareR\x06shares\x12\x1c\n" +
+	"\tsurvivors\x18\v \x03(\tR\tsurvivors\x12@\n" +
+	"\rconfirmations\x18\f \x03(\v2\x1a.federa.v1.SecAggSignatureR\rconfirmations\"t\n" +
+	"\x05Phase\x12\x15\n" +
+	"\x11PHASE_UNSPECIFIED\x10\x00\x12\x0e\n" +
+	"\n" +
+	"PHASE_KEYS\x10\x01\x12\x0f\n" +
+	"\vPHASE_SHARE\x10\x02\x12\x0e\n" +
+	"\n" +
+	"PHASE_MASK\x10\x03\x12\x11\n" +
+	"\rPHASE_CONFIRM\x10\x04\x12\x10\n" +
+	"\fPHASE_UNMASK\x10\x05\"\x93\x01\n" +
+	"\n" +
+	"SecAggKeys\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x19\n" +
+	"\bc_public\x18\x02 \x01(\fR\acPublic\x12\x19\n" +
+	"\bs_public\x18\x03 \x01(\fR\asPublic\x12\x1c\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\x12\x1d\n" +
+	"\n" +
+	"cert_chain\x18\x05 \x03(\fR\tcertChain\"Q\n" +
+	"\vSecAggShare\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x03 \x01(\fR\n" +
+	"ciphertext\"b\n" +
+	"\x0fSecAggSignature\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1d\n" +
+	"\n" +
+	"cert_chain\x18\x03 \x03(\fR\tcertChain\"H\n" +
+	"\fSecAggReveal\x12\x0e\n" +
+	"\x02of\x18\x01 \x01(\tR\x02of\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\x05R\x04kind\x12\x14\n" +
+	"\x05share\x18\x03 \x01(\fR\x05share\"\x8f\x02\n" +
+	"\fSecAggResult\x121\n" +
+	"\x05phase\x18\x01 \x01(\x0e2\x1b.federa.v1.SecAggTask.PhaseR\x05phase\x12)\n" +
+	"\x04keys\x18\x02 \x01(\v2\x15.federa.v1.SecAggKeysR\x04keys\x12.\n" +
+	"\x06shares\x18\x03 \x03(\v2\x16.federa.v1.SecAggShareR\x06shares\x12>\n" +
+	"\fconfirmation\x18\x04 \x01(\v2\x1a.federa.v1.SecAggSignatureR\fconfirmation\x121\n" +
+	"\areveals\x18\x05 \x03(\v2\x17.federa.v1.SecAggRevealR\areveals\"c\n" +
 	"\x10ApprovalDecision\x12\x18\n" +
 	"\aapprove\x18\x01 \x01(\bR\aapprove\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
@@ -4469,7 +5283,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\n" +
 	"CancelTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xe1\a\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x92\b\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -4507,7 +5321,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\reval_label_m2\x18\x1b \x01(\x01R\vevalLabelM2\x122\n" +
 	"\x15dataset_epsilon_spent\x18\x1c \x01(\x01R\x13datasetEpsilonSpent\x12%\n" +
 	"\x0equery_partials\x18\x1d \x01(\fR\rqueryPartials\x12#\n" +
-	"\rquery_records\x18\x1e \x01(\x03R\fqueryRecords\"\x98\x02\n" +
+	"\rquery_records\x18\x1e \x01(\x03R\fqueryRecords\x12/\n" +
+	"\x06secagg\x18\x1f \x01(\v2\x17.federa.v1.SecAggResultR\x06secagg\"\x98\x02\n" +
 	"\tAdmission\x126\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1c.federa.v1.Admission.OutcomeR\aoutcome\x12\x18\n" +
 	"\areasons\x18\x02 \x03(\tR\areasons\x12)\n" +
@@ -4556,7 +5371,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x0erequester_role\x18\x10 \x01(\tR\rrequesterRole\"U\n" +
 	"\fSiteDecision\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x121\n" +
-	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\xd2\x04\n" +
+	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\x82\x05\n" +
 	"\fRoundSummary\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x05R\x05round\x12\"\n" +
 	"\fparticipants\x18\x02 \x03(\tR\fparticipants\x12\x1d\n" +
@@ -4578,7 +5393,24 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\teval_rmse\x18\x0f \x01(\x01R\bevalRmse\x12\x17\n" +
 	"\aeval_r2\x18\x10 \x01(\x01R\x06evalR2\x125\n" +
 	"\vsite_rounds\x18\x11 \x03(\v2\x14.federa.v1.SiteRoundR\n" +
-	"siteRounds\"\xe3\x01\n" +
+	"siteRounds\x12.\n" +
+	"\x06secagg\x18\x12 \x01(\v2\x16.federa.v1.SecAggRoundR\x06secagg\"\xd9\x02\n" +
+	"\vSecAggRound\x12\x1c\n" +
+	"\tthreshold\x18\x01 \x01(\x05R\tthreshold\x12\x1c\n" +
+	"\tneighbors\x18\x02 \x01(\x05R\tneighbors\x12\x12\n" +
+	"\x04clip\x18\x03 \x01(\x01R\x04clip\x12\x14\n" +
+	"\x05scale\x18\x04 \x01(\x01R\x05scale\x12\x1e\n" +
+	"\n" +
+	"advertised\x18\x05 \x03(\tR\n" +
+	"advertised\x12\x16\n" +
+	"\x06shared\x18\x06 \x03(\tR\x06shared\x12\x16\n" +
+	"\x06masked\x18\a \x03(\tR\x06masked\x12\x1a\n" +
+	"\brevealed\x18\b \x03(\tR\brevealed\x12$\n" +
+	"\rreconstructed\x18\t \x03(\tR\rreconstructed\x121\n" +
+	"\x14reconstructed_reason\x18\n" +
+	" \x01(\tR\x13reconstructedReason\x12\x1f\n" +
+	"\vprotocol_ms\x18\v \x01(\x01R\n" +
+	"protocolMs\"\xe3\x01\n" +
 	"\tSiteRound\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1d\n" +
 	"\n" +
@@ -4701,7 +5533,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"scalerMean\x12!\n" +
 	"\fscaler_scale\x18\x06 \x03(\x01R\vscalerScale\x12\x18\n" +
 	"\aweights\x18\a \x01(\fR\aweights\x12)\n" +
-	"\x10aggregator_state\x18\b \x01(\fR\x0faggregatorState*\xa3\x01\n" +
+	"\x10aggregator_state\x18\b \x01(\fR\x0faggregatorState*\xb9\x01\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTASK_KIND_STATS\x10\x01\x12\x13\n" +
@@ -4709,7 +5541,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x0eTASK_KIND_EVAL\x10\x03\x12\x13\n" +
 	"\x0fTASK_KIND_ADMIT\x10\x04\x12\x14\n" +
 	"\x10TASK_KIND_DECIDE\x10\x05\x12\x13\n" +
-	"\x0fTASK_KIND_QUERY\x10\x06*\xa2\x01\n" +
+	"\x0fTASK_KIND_QUERY\x10\x06\x12\x14\n" +
+	"\x10TASK_KIND_SECAGG\x10\a*\xa2\x01\n" +
 	"\tJobStatus\x12\x1a\n" +
 	"\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n" +
@@ -4752,134 +5585,154 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 	return file_federa_v1_federa_proto_rawDescData
 }
 
-var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),                   // 0: federa.v1.TaskKind
 	(JobStatus)(0),                  // 1: federa.v1.JobStatus
-	(Admission_Outcome)(0),          // 2: federa.v1.Admission.Outcome
-	(*TensorChunk)(nil),             // 3: federa.v1.TensorChunk
-	(*JobSpec)(nil),                 // 4: federa.v1.JobSpec
-	(*Privacy)(nil),                 // 5: federa.v1.Privacy
-	(*DPSpec)(nil),                  // 6: federa.v1.DPSpec
-	(*ModelSpec)(nil),               // 7: federa.v1.ModelSpec
-	(*SiteMessage)(nil),             // 8: federa.v1.SiteMessage
-	(*CoordinatorMessage)(nil),      // 9: federa.v1.CoordinatorMessage
-	(*AuditSync)(nil),               // 10: federa.v1.AuditSync
-	(*AuditInclusion)(nil),          // 11: federa.v1.AuditInclusion
-	(*CoSignature)(nil),             // 12: federa.v1.CoSignature
-	(*Hello)(nil),                   // 13: federa.v1.Hello
-	(*Welcome)(nil),                 // 14: federa.v1.Welcome
-	(*Heartbeat)(nil),               // 15: federa.v1.Heartbeat
-	(*Task)(nil),                    // 16: federa.v1.Task
-	(*ApprovalDecision)(nil),        // 17: federa.v1.ApprovalDecision
-	(*CancelTask)(nil),              // 18: federa.v1.CancelTask
-	(*TaskResult)(nil),              // 19: federa.v1.TaskResult
-	(*Admission)(nil),               // 20: federa.v1.Admission
-	(*DecisionRecord)(nil),          // 21: federa.v1.DecisionRecord
-	(*Job)(nil),                     // 22: federa.v1.Job
-	(*SiteDecision)(nil),            // 23: federa.v1.SiteDecision
-	(*RoundSummary)(nil),            // 24: federa.v1.RoundSummary
-	(*SiteRound)(nil),               // 25: federa.v1.SiteRound
-	(*SiteSummary)(nil),             // 26: federa.v1.SiteSummary
-	(*SubmitJobRequest)(nil),        // 27: federa.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),           // 28: federa.v1.GetJobRequest
-	(*ListJobsRequest)(nil),         // 29: federa.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 30: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),         // 31: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),                // 32: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),        // 33: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),         // 34: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),              // 35: federa.v1.ModelChunk
-	(*SubmitQueryRequest)(nil),      // 36: federa.v1.SubmitQueryRequest
-	(*GetQueryRequest)(nil),         // 37: federa.v1.GetQueryRequest
-	(*ListQueriesRequest)(nil),      // 38: federa.v1.ListQueriesRequest
-	(*ListQueriesResponse)(nil),     // 39: federa.v1.ListQueriesResponse
-	(*Query)(nil),                   // 40: federa.v1.Query
-	(*ListPendingRequest)(nil),      // 41: federa.v1.ListPendingRequest
-	(*PendingApproval)(nil),         // 42: federa.v1.PendingApproval
-	(*ListPendingResponse)(nil),     // 43: federa.v1.ListPendingResponse
-	(*DecideRequest)(nil),           // 44: federa.v1.DecideRequest
-	(*DecideResponse)(nil),          // 45: federa.v1.DecideResponse
-	(*AuditCheckpointRequest)(nil),  // 46: federa.v1.AuditCheckpointRequest
-	(*AuditCheckpointResponse)(nil), // 47: federa.v1.AuditCheckpointResponse
-	(*AuditExportRequest)(nil),      // 48: federa.v1.AuditExportRequest
-	(*AuditLeaf)(nil),               // 49: federa.v1.AuditLeaf
-	(*AuditProofRequest)(nil),       // 50: federa.v1.AuditProofRequest
-	(*AuditProofResponse)(nil),      // 51: federa.v1.AuditProofResponse
-	(*Checkpoint)(nil),              // 52: federa.v1.Checkpoint
+	(SecAggTask_Phase)(0),           // 2: federa.v1.SecAggTask.Phase
+	(Admission_Outcome)(0),          // 3: federa.v1.Admission.Outcome
+	(*TensorChunk)(nil),             // 4: federa.v1.TensorChunk
+	(*JobSpec)(nil),                 // 5: federa.v1.JobSpec
+	(*Privacy)(nil),                 // 6: federa.v1.Privacy
+	(*DPSpec)(nil),                  // 7: federa.v1.DPSpec
+	(*ModelSpec)(nil),               // 8: federa.v1.ModelSpec
+	(*SiteMessage)(nil),             // 9: federa.v1.SiteMessage
+	(*CoordinatorMessage)(nil),      // 10: federa.v1.CoordinatorMessage
+	(*AuditSync)(nil),               // 11: federa.v1.AuditSync
+	(*AuditInclusion)(nil),          // 12: federa.v1.AuditInclusion
+	(*CoSignature)(nil),             // 13: federa.v1.CoSignature
+	(*Hello)(nil),                   // 14: federa.v1.Hello
+	(*Welcome)(nil),                 // 15: federa.v1.Welcome
+	(*Heartbeat)(nil),               // 16: federa.v1.Heartbeat
+	(*Task)(nil),                    // 17: federa.v1.Task
+	(*SecAggTask)(nil),              // 18: federa.v1.SecAggTask
+	(*SecAggKeys)(nil),              // 19: federa.v1.SecAggKeys
+	(*SecAggShare)(nil),             // 20: federa.v1.SecAggShare
+	(*SecAggSignature)(nil),         // 21: federa.v1.SecAggSignature
+	(*SecAggReveal)(nil),            // 22: federa.v1.SecAggReveal
+	(*SecAggResult)(nil),            // 23: federa.v1.SecAggResult
+	(*ApprovalDecision)(nil),        // 24: federa.v1.ApprovalDecision
+	(*CancelTask)(nil),              // 25: federa.v1.CancelTask
+	(*TaskResult)(nil),              // 26: federa.v1.TaskResult
+	(*Admission)(nil),               // 27: federa.v1.Admission
+	(*DecisionRecord)(nil),          // 28: federa.v1.DecisionRecord
+	(*Job)(nil),                     // 29: federa.v1.Job
+	(*SiteDecision)(nil),            // 30: federa.v1.SiteDecision
+	(*RoundSummary)(nil),            // 31: federa.v1.RoundSummary
+	(*SecAggRound)(nil),             // 32: federa.v1.SecAggRound
+	(*SiteRound)(nil),               // 33: federa.v1.SiteRound
+	(*SiteSummary)(nil),             // 34: federa.v1.SiteSummary
+	(*SubmitJobRequest)(nil),        // 35: federa.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),           // 36: federa.v1.GetJobRequest
+	(*ListJobsRequest)(nil),         // 37: federa.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 38: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),         // 39: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),                // 40: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),        // 41: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),         // 42: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),              // 43: federa.v1.ModelChunk
+	(*SubmitQueryRequest)(nil),      // 44: federa.v1.SubmitQueryRequest
+	(*GetQueryRequest)(nil),         // 45: federa.v1.GetQueryRequest
+	(*ListQueriesRequest)(nil),      // 46: federa.v1.ListQueriesRequest
+	(*ListQueriesResponse)(nil),     // 47: federa.v1.ListQueriesResponse
+	(*Query)(nil),                   // 48: federa.v1.Query
+	(*ListPendingRequest)(nil),      // 49: federa.v1.ListPendingRequest
+	(*PendingApproval)(nil),         // 50: federa.v1.PendingApproval
+	(*ListPendingResponse)(nil),     // 51: federa.v1.ListPendingResponse
+	(*DecideRequest)(nil),           // 52: federa.v1.DecideRequest
+	(*DecideResponse)(nil),          // 53: federa.v1.DecideResponse
+	(*AuditCheckpointRequest)(nil),  // 54: federa.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil), // 55: federa.v1.AuditCheckpointResponse
+	(*AuditExportRequest)(nil),      // 56: federa.v1.AuditExportRequest
+	(*AuditLeaf)(nil),               // 57: federa.v1.AuditLeaf
+	(*AuditProofRequest)(nil),       // 58: federa.v1.AuditProofRequest
+	(*AuditProofResponse)(nil),      // 59: federa.v1.AuditProofResponse
+	(*Checkpoint)(nil),              // 60: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
-	7,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
-	5,  // 1: federa.v1.JobSpec.privacy:type_name -> federa.v1.Privacy
-	6,  // 2: federa.v1.Privacy.dp:type_name -> federa.v1.DPSpec
-	13, // 3: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
-	15, // 4: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
-	19, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
-	3,  // 6: federa.v1.SiteMessage.chunk:type_name -> federa.v1.TensorChunk
-	21, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
-	12, // 8: federa.v1.SiteMessage.cosignature:type_name -> federa.v1.CoSignature
-	14, // 9: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
-	16, // 10: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
-	3,  // 11: federa.v1.CoordinatorMessage.chunk:type_name -> federa.v1.TensorChunk
-	18, // 12: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
-	10, // 13: federa.v1.CoordinatorMessage.audit_sync:type_name -> federa.v1.AuditSync
-	11, // 14: federa.v1.AuditSync.inclusions:type_name -> federa.v1.AuditInclusion
+	8,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
+	6,  // 1: federa.v1.JobSpec.privacy:type_name -> federa.v1.Privacy
+	7,  // 2: federa.v1.Privacy.dp:type_name -> federa.v1.DPSpec
+	14, // 3: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
+	16, // 4: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
+	26, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
+	4,  // 6: federa.v1.SiteMessage.chunk:type_name -> federa.v1.TensorChunk
+	28, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
+	13, // 8: federa.v1.SiteMessage.cosignature:type_name -> federa.v1.CoSignature
+	15, // 9: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
+	17, // 10: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
+	4,  // 11: federa.v1.CoordinatorMessage.chunk:type_name -> federa.v1.TensorChunk
+	25, // 12: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
+	11, // 13: federa.v1.CoordinatorMessage.audit_sync:type_name -> federa.v1.AuditSync
+	12, // 14: federa.v1.AuditSync.inclusions:type_name -> federa.v1.AuditInclusion
 	0,  // 15: federa.v1.Task.kind:type_name -> federa.v1.TaskKind
-	4,  // 16: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
-	17, // 17: federa.v1.Task.decision:type_name -> federa.v1.ApprovalDecision
-	0,  // 18: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
-	20, // 19: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
-	2,  // 20: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
-	4,  // 21: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
-	1,  // 22: federa.v1.Job.status:type_name -> federa.v1.JobStatus
-	24, // 23: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
-	26, // 24: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
-	23, // 25: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
-	21, // 26: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
-	25, // 27: federa.v1.RoundSummary.site_rounds:type_name -> federa.v1.SiteRound
-	20, // 28: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
-	4,  // 29: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
-	22, // 30: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
-	22, // 31: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	40, // 32: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
-	1,  // 33: federa.v1.Query.status:type_name -> federa.v1.JobStatus
-	42, // 34: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
-	8,  // 35: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	27, // 36: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	28, // 37: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	29, // 38: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	31, // 39: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	33, // 40: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	34, // 41: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	36, // 42: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
-	37, // 43: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
-	38, // 44: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
-	41, // 45: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
-	44, // 46: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
-	46, // 47: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
-	48, // 48: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
-	50, // 49: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
-	9,  // 50: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	22, // 51: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	22, // 52: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	30, // 53: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	32, // 54: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	22, // 55: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	35, // 56: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	40, // 57: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
-	40, // 58: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
-	39, // 59: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
-	43, // 60: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
-	45, // 61: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
-	47, // 62: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
-	49, // 63: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
-	51, // 64: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
-	50, // [50:65] is the sub-list for method output_type
-	35, // [35:50] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	5,  // 16: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
+	24, // 17: federa.v1.Task.decision:type_name -> federa.v1.ApprovalDecision
+	18, // 18: federa.v1.Task.secagg:type_name -> federa.v1.SecAggTask
+	2,  // 19: federa.v1.SecAggTask.phase:type_name -> federa.v1.SecAggTask.Phase
+	19, // 20: federa.v1.SecAggTask.keys:type_name -> federa.v1.SecAggKeys
+	20, // 21: federa.v1.SecAggTask.shares:type_name -> federa.v1.SecAggShare
+	21, // 22: federa.v1.SecAggTask.confirmations:type_name -> federa.v1.SecAggSignature
+	2,  // 23: federa.v1.SecAggResult.phase:type_name -> federa.v1.SecAggTask.Phase
+	19, // 24: federa.v1.SecAggResult.keys:type_name -> federa.v1.SecAggKeys
+	20, // 25: federa.v1.SecAggResult.shares:type_name -> federa.v1.SecAggShare
+	21, // 26: federa.v1.SecAggResult.confirmation:type_name -> federa.v1.SecAggSignature
+	22, // 27: federa.v1.SecAggResult.reveals:type_name -> federa.v1.SecAggReveal
+	0,  // 28: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
+	27, // 29: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
+	23, // 30: federa.v1.TaskResult.secagg:type_name -> federa.v1.SecAggResult
+	3,  // 31: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
+	5,  // 32: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
+	1,  // 33: federa.v1.Job.status:type_name -> federa.v1.JobStatus
+	31, // 34: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
+	34, // 35: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
+	30, // 36: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
+	28, // 37: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
+	33, // 38: federa.v1.RoundSummary.site_rounds:type_name -> federa.v1.SiteRound
+	32, // 39: federa.v1.RoundSummary.secagg:type_name -> federa.v1.SecAggRound
+	27, // 40: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
+	5,  // 41: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
+	29, // 42: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
+	29, // 43: federa.v1.JobEvent.job:type_name -> federa.v1.Job
+	48, // 44: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
+	1,  // 45: federa.v1.Query.status:type_name -> federa.v1.JobStatus
+	50, // 46: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
+	9,  // 47: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	35, // 48: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	36, // 49: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	37, // 50: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	39, // 51: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	41, // 52: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	42, // 53: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	44, // 54: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
+	45, // 55: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
+	46, // 56: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
+	49, // 57: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
+	52, // 58: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
+	54, // 59: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
+	56, // 60: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
+	58, // 61: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
+	10, // 62: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	29, // 63: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	29, // 64: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	38, // 65: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	40, // 66: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	29, // 67: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	43, // 68: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	48, // 69: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
+	48, // 70: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
+	47, // 71: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
+	51, // 72: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
+	53, // 73: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
+	55, // 74: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
+	57, // 75: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
+	59, // 76: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
+	62, // [62:77] is the sub-list for method output_type
+	47, // [47:62] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -4888,6 +5741,7 @@ func file_federa_v1_federa_proto_init() {
 		return
 	}
 	file_federa_v1_federa_proto_msgTypes[1].OneofWrappers = []any{}
+	file_federa_v1_federa_proto_msgTypes[2].OneofWrappers = []any{}
 	file_federa_v1_federa_proto_msgTypes[5].OneofWrappers = []any{
 		(*SiteMessage_Hello)(nil),
 		(*SiteMessage_Heartbeat)(nil),
@@ -4908,8 +5762,8 @@ func file_federa_v1_federa_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   50,
+			NumEnums:      4,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   5,
 		},
