@@ -166,6 +166,9 @@ func SecAggOf(p *federav1.JobSpec, n int) (on bool, threshold, neighbors int, cl
 }
 
 func secAggFromProto(p *federav1.Privacy) SecureAggregation {
+	if p == nil {
+		return SecureAggregation{}
+	}
 	s := SecureAggregation{On: p.GetSecureAggregation(), Clip: clonePtr(p.SecureAggregationClip)}
 	if p.SecureAggregationThreshold != nil {
 		s.Threshold = new(int(p.GetSecureAggregationThreshold()))
