@@ -122,6 +122,35 @@ func TestDemoJSON(t *testing.T) {
 		}
 		numpyAgrees(t, mp, filepath.Join(state, "data", "test.csv"), ev.Accuracy)
 	})
+	t.Run("secure aggregation, on the diabetes data", func(t *testing.T) {
+		// Any --data: the coordinator learns only the sum of the linreg
+		// updates, and the model is the clear run's (same seed) to the
+		// encoding's precision.
+		data := filepath.Join("..", "testdata", "diabetes")
+		r2 := func(extra ...string) (float64, bool) {
+			out, errs, code := execute(t, append([]string{"demo", "--output", "json", "--state", t.TempDir(), "--data", data, "--model", "linreg", "--rounds", "5"}, extra...)...)
+			if code != 0 {
+				t.Fatalf("demo %v exit %d: %s\n%s", extra, code, errs, out)
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			var res struct {
+				TestR2 *float64 `json:"test_r2"`
+				SecAgg bool     `json:"secure_aggregation"`
+			}
+			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || res.TestR2 == nil {
+				t.Fatalf("last line: %v\n%s", err, out)
+			}
+			return *res.TestR2, res.SecAgg
+		}
+		clear, on := r2()
+		secure, onSec := r2("--secure-aggregation")
+		if on || !onSec {
+			t.Fatalf("secure_aggregation reported %v without the flag and %v with it", on, onSec)
+		}
+		if math.Abs(clear-secure) > 1e-4 {
+			t.Fatalf("test R² %.6f under secure aggregation, %.6f in the clear", secure, clear)
+		}
+	})
 	t.Run("a linreg on the diabetes data", func(t *testing.T) {
 		state := t.TempDir()
 		data := filepath.Join("..", "testdata", "diabetes")

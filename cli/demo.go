@@ -65,6 +65,7 @@ type demoFlags struct {
 	dpEpsilon  float64
 	dpDelta    float64
 	dpClip     float64
+	secAgg     bool
 	query      string
 }
 
@@ -80,6 +81,9 @@ type demoResult struct {
 	// EpsilonSpent is, under --dp-epsilon, the most any site spent on the
 	// job (each site's guarantee is about its own rows).
 	EpsilonSpent *float64 `json:"epsilon_spent,omitempty"`
+	// SecureAggregation is true when the coordinator learned only the sum
+	// of the sites' updates (--secure-aggregation).
+	SecureAggregation bool `json:"secure_aggregation,omitempty"`
 	// A regressor's figures (linreg): accuracy is 0 for it. R² is null
 	// when the test file's label does not vary.
 	TestRMSE         *float64     `json:"test_rmse,omitempty"`
@@ -180,6 +184,7 @@ everything it made in DIR.`,
   federa demo --rounds 5 --output json
   federa demo --data ./mydata --label outcome --features age,bmi,glucose
   federa demo --dp-epsilon 4            # record-level DP-SGD, ε = 4 at each site
+  federa demo --secure-aggregation      # the coordinator learns only the sum of the updates
   federa demo --data testdata/diabetes --model linreg
   federa demo --state ./demo-state      # keep identities, stores and model
 
@@ -218,6 +223,7 @@ everything it made in DIR.`,
 	fl.Float64Var(&f.dpEpsilon, "dp-epsilon", 0, "train with record-level differential privacy (DP-SGD) spending at most this epsilon at each site (default: no DP; see docs/privacy.md)")
 	fl.Float64Var(&f.dpDelta, "dp-delta", 1e-5, "the delta of --dp-epsilon")
 	fl.Float64Var(&f.dpClip, "dp-clip", 1.0, "the L2 bound on each row's gradient under --dp-epsilon")
+	fl.BoolVar(&f.secAgg, "secure-aggregation", false, "aggregate securely: the sites mask their updates so the coordinator learns only their sum (SecAgg; a third of the sites may drop out; see docs/privacy.md)")
 	fl.StringVar(&f.query, "query", "", "run this analytics query (YAML, docs/queries.md; dataset may be left out) across the sites instead of training; with --output json the last line is the result object")
 	return cmd
 }
@@ -372,6 +378,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	if f.dpEpsilon != 0 {
 		j.Privacy.DP = &spec.DP{Epsilon: f.dpEpsilon, Delta: f.dpDelta, ClipNorm: f.dpClip}
 	}
+	j.Privacy.SecureAggregation.On = f.secAgg
 	j.ApplyDefaults()
 	if err := j.Validate(); err != nil {
 		return fmt.Errorf("demo job: %w", err)
@@ -470,6 +477,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		eps := epsilonSpent(final)
 		res.EpsilonSpent = &eps
 	}
+	res.SecureAggregation = final.GetSpec().GetPrivacy().GetSecureAggregation()
 	for _, s := range final.GetSites() {
 		b := demoBytes{Site: s.GetSite(), RawBytes: s.GetRawBytes(), LeftBytes: s.GetBytesSent()}
 		if b.RawBytes > 0 {
