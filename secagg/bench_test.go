@@ -330,11 +330,7 @@ func (f *serverFixture) round(b *testing.B) []uint64 {
 		if !ok {
 			continue
 		}
-		y, err := Unpack(f.p.Bits, wire)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := srv.AddMasked(s, y); err != nil {
+		if err := srv.AddMaskedPacked(s, wire); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -367,8 +363,8 @@ func (f *serverFixture) bench(b *testing.B) {
 }
 
 // BenchmarkServer is the coordinator's whole work for a round on the
-// complete graph (every Add, Keys, SharesFor, unpacking each masked vector,
-// Survivors, Finish) with one site dropping after sharing, against the
+// complete graph (every Add — masked vectors as they arrive, packed —
+// Keys, SharesFor, Survivors, Finish) with one site dropping after sharing, against the
 // plain FedAvg server's: decoding n float32 updates and summing them.
 func BenchmarkServer(b *testing.B) {
 	for _, n := range []int{5, 10, 50} {

@@ -34,8 +34,8 @@
 //     returns y = x + PRG(b) ± Σ PRG(s_{u,v}) over its neighbours v in U2
 //     (+ if u sorts before v, − after), all mod 2^Bits. The pairwise masks
 //     cancel in the sum over any set that contains both ends of each pair.
-//     Server.AddMasked adds y to a running sum and forgets it;
-//     Server.Survivors closes U3.
+//     Server.AddMasked (or AddMaskedPacked, straight from the wire bytes)
+//     adds y to a running sum and forgets it; Server.Survivors closes U3.
 //  4. Consistency check. The coordinator sends U3 to its members; each site
 //     calls Client.Consistency and signs the bytes it returns
 //     (ConsistencyMessage). The coordinator collects the signatures of U4.
@@ -104,8 +104,11 @@
 //
 // With Params.Neighbors = k > 0 each site masks and shares with k
 // neighbours only, on the Harary graph H(k, n) laid over a permutation of
-// Sites derived from Session, so a site's work and traffic are O(k + L)
-// rather than O(n + L), and the coordinator's O(n·k + n·L). Bell et al.
+// Sites derived from Session, so a site expands k + 1 masks instead of n
+// and sends O(k + L) bytes instead of O(n + L) (what stays O(n) per site
+// is reading Params: validating Sites and ranking them for the
+// permutation, about a millisecond at n = 1000), and the coordinator's work
+// is O(n·k + n·L) instead of O(n² + n·L). Bell et al.
 // show that k = O(log n) (e.g. 2·ceil(log2 n)) keeps the guarantees above
 // with overwhelming probability when the graph is random and few sites
 // are corrupt or drop out. t is then per neighbourhood: Threshold must
@@ -126,6 +129,19 @@
 // (Encode refuses a value that does not fit the ring at all, but cannot
 // tell that a sum will overflow). Example: Bits = 32, 1000 sites, bound 1:
 // Scale = 2^21, so each value is exact to 2^−22 ≈ 2.4e−7.
+//
+// # Costs and limits
+//
+// Per site: 2 + 2k X25519 operations, O(k·t) field multiplications for the
+// sharing, and 1 + k mask expansions of the vector (k = n − 1 for the
+// complete graph), done in one pass over the vector; the masked vector is
+// the only large message. The coordinator: O(n·k) small messages, one pass
+// per masked vector into an O(Length) sum, and at Finish one mask
+// expansion per survivor plus one per (dropped site, surviving neighbour)
+// pair, and one Lagrange interpolation per distinct set of revealers
+// (shared by all secrets on the complete graph). Sites are limited to
+// MaxSites (2^20) as a sanity bound; Shamir x-coordinates are positions in
+// Sites and the field has room for about 2^255.
 //
 // # Cryptography
 //

@@ -102,9 +102,9 @@ func decode[F float32 | float64](e Encoding, dst []F, x []uint64) error {
 // that is not positive and finite, and when that scale leaves fewer than
 // MinResolution steps at the bound (bound·S < 256): for bounds up to 256
 // this includes every case where even scale 1 would overflow.
-func ScaleFor(bitsN int, terms int, bound float64) (float64, error) {
-	if bitsN < 1 || bitsN > 64 {
-		return 0, fmt.Errorf("secagg: scale for: bits is %d; it must be in 1..64", bitsN)
+func ScaleFor(bits int, terms int, bound float64) (float64, error) {
+	if bits < 1 || bits > 64 {
+		return 0, fmt.Errorf("secagg: scale for: bits is %d; it must be in 1..64", bits)
 	}
 	if terms < 1 {
 		return 0, fmt.Errorf("secagg: scale for: terms is %d; it must be at least 1", terms)
@@ -112,14 +112,13 @@ func ScaleFor(bitsN int, terms int, bound float64) (float64, error) {
 	if !(bound > 0) || math.IsInf(bound, 0) {
 		return 0, fmt.Errorf("secagg: scale for: bound is %g; it must be positive and finite", bound)
 	}
-	limit := uint64(1)<<uint(bitsN-1) - 1
+	limit := uint64(1)<<uint(bits-1) - 1
 	fits := func(e int) bool {
 		m := math.Round(math.Ldexp(bound, e))
 		if m >= 0x1p64 {
 			return false
 		}
-		hi, lo := bits.Mul64(uint64(terms), uint64(m))
-		return hi == 0 && lo <= limit
+		return productAtMost(uint64(terms), uint64(m), limit)
 	}
 	// Start from the real-valued answer and step to the exact power of two.
 	const eMin, eMax = -1074, 1023
@@ -133,24 +132,30 @@ func ScaleFor(bitsN int, terms int, bound float64) (float64, error) {
 	}
 	s := math.Ldexp(1, e)
 	if !fits(e) || bound*s < MinResolution {
-		return 0, fmt.Errorf("secagg: scale for: %d terms of |v| ≤ %g in %d bits: the largest safe scale is 2^%d, leaving %.3g steps at the bound; at least %d are needed (terms·bound·scale must stay ≤ 2^%d − 1): use more bits, fewer terms or a smaller bound", terms, bound, bitsN, e, bound*s, MinResolution, bitsN-1)
+		return 0, fmt.Errorf("secagg: scale for: %d terms of |v| ≤ %g in %d bits: the largest safe scale is 2^%d, leaving %.3g steps at the bound; at least %d are needed (terms·bound·scale must stay ≤ 2^%d − 1): use more bits, fewer terms or a smaller bound", terms, bound, bits, e, bound*s, MinResolution, bits-1)
 	}
 	return s, nil
+}
+
+// productAtMost reports whether a·b ≤ limit, without overflow.
+func productAtMost(a, b, limit uint64) bool {
+	hi, lo := bits.Mul64(a, b)
+	return hi == 0 && lo <= limit
 }
 
 // Pack writes v as ceil(bits/8) little-endian bytes per element: the wire
 // form of a masked vector. It fails, naming the element, on bits outside
 // 1..64 and on an element not below 2^bits.
-func Pack(bitsN int, v []uint64) ([]byte, error) {
-	if bitsN < 1 || bitsN > 64 {
-		return nil, fmt.Errorf("secagg: pack: bits is %d; it must be in 1..64", bitsN)
+func Pack(bits int, v []uint64) ([]byte, error) {
+	if bits < 1 || bits > 64 {
+		return nil, fmt.Errorf("secagg: pack: bits is %d; it must be in 1..64", bits)
 	}
-	m := ringMask(bitsN)
-	w := (bitsN + 7) / 8
+	m := ringMask(bits)
+	w := (bits + 7) / 8
 	out := make([]byte, len(v)*w)
 	for i, x := range v {
 		if x > m {
-			return nil, fmt.Errorf("secagg: pack: v[%d] = %d is not below 2^%d", i, x, bitsN)
+			return nil, fmt.Errorf("secagg: pack: v[%d] = %d is not below 2^%d", i, x, bits)
 		}
 		switch w {
 		case 4:
@@ -169,15 +174,15 @@ func Pack(bitsN int, v []uint64) ([]byte, error) {
 // Unpack reads what Pack wrote. It fails on bits outside 1..64, a length
 // that is not a multiple of ceil(bits/8), and, naming the element, on a
 // value not below 2^bits.
-func Unpack(bitsN int, b []byte) ([]uint64, error) {
-	if bitsN < 1 || bitsN > 64 {
-		return nil, fmt.Errorf("secagg: unpack: bits is %d; it must be in 1..64", bitsN)
+func Unpack(bits int, b []byte) ([]uint64, error) {
+	if bits < 1 || bits > 64 {
+		return nil, fmt.Errorf("secagg: unpack: bits is %d; it must be in 1..64", bits)
 	}
-	w := (bitsN + 7) / 8
+	w := (bits + 7) / 8
 	if len(b)%w != 0 {
-		return nil, fmt.Errorf("secagg: unpack: %d bytes is not a multiple of %d (ceil(%d/8) bytes per element)", len(b), w, bitsN)
+		return nil, fmt.Errorf("secagg: unpack: %d bytes is not a multiple of %d (ceil(%d/8) bytes per element)", len(b), w, bits)
 	}
-	m := ringMask(bitsN)
+	m := ringMask(bits)
 	out := make([]uint64, len(b)/w)
 	for i := range out {
 		var x uint64
@@ -190,7 +195,7 @@ func Unpack(bitsN int, b []byte) ([]uint64, error) {
 			x = littleEndian(b[w*i : w*i+w])
 		}
 		if x > m {
-			return nil, fmt.Errorf("secagg: unpack: element %d is %d, not below 2^%d", i, x, bitsN)
+			return nil, fmt.Errorf("secagg: unpack: element %d is %d, not below 2^%d", i, x, bits)
 		}
 		out[i] = x
 	}

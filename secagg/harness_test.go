@@ -114,7 +114,16 @@ func runRound(t testing.TB, p Params, inputs [][]uint64, pl plan, seed uint64) o
 		if !slices.Equal(x, inputs[i]) {
 			t.Fatalf("MaskedInput(%s) changed its input", p.Sites[i])
 		}
-		if err := srv.AddMasked(p.Sites[i], y); err != nil {
+		// Half the sites arrive in wire form.
+		if i%2 == 0 {
+			err = srv.AddMasked(p.Sites[i], y)
+		} else {
+			var wire []byte
+			if wire, err = Pack(p.Bits, y); err == nil {
+				err = srv.AddMaskedPacked(p.Sites[i], wire)
+			}
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -184,6 +184,76 @@ func TestClientRefusesBelowThreshold(t *testing.T) {
 	})
 }
 
+// A coordinator that withholds one site's share from another, then counts
+// both as survivors, would get a sum whose masks do not cancel (the one
+// masked with the other, the other not). The site refuses such a U3.
+func TestU3WithWithheldShareRefused(t *testing.T) {
+	f := newFixture(t, 5, 3)
+	f.share(t)
+	var in []Share
+	for _, sh := range f.in[0] {
+		if sh.From != "site-003" {
+			in = append(in, sh)
+		}
+	}
+	if _, err := f.clients[0].MaskedInput(f.inputs[0], in); err != nil {
+		t.Fatal(err) // 4 of 5 is above t: site-000 masks without site-003
+	}
+	u3 := f.p.Sites
+	for _, op := range []func() error{
+		func() error { _, err := f.clients[0].Consistency(u3); return err },
+		func() error { _, err := f.clients[0].Unmask(u3, u3); return err },
+	} {
+		if err := op(); err == nil || !strings.Contains(err.Error(), `"site-003", whose shares this site never received`) {
+			t.Fatalf("U3 naming a site whose share was withheld: %v", err)
+		}
+	}
+}
+
+// With SecAgg+, t signatures must come from the site's own neighbourhood:
+// many signers elsewhere in the graph do not vouch for the survivors a site
+// reveals about.
+func TestUnmaskCountsSignersInNeighbourhood(t *testing.T) {
+	p := Params{Session: []byte("plus-signers"), Sites: siteNames(10), Threshold: 2, Neighbors: 2, Bits: 32, Length: 4}
+	inputs := randomInputs(rand.New(rand.NewPCG(1, 1)), 10, p.Length, p.Bits)
+	clients := make([]*Client, 10)
+	srv, _ := NewServer(p)
+	for i, s := range p.Sites {
+		clients[i], _ = NewClient(p, s, seeded(12, i))
+		_ = srv.AddKeys(clients[i].Advertise())
+	}
+	u1 := srv.Keys()
+	for i, c := range clients {
+		sh, err := c.ShareKeys(u1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = srv.AddShares(p.Sites[i], sh)
+	}
+	for i, c := range clients {
+		y, err := c.MaskedInput(inputs[i], srv.SharesFor(p.Sites[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = srv.AddMasked(p.Sites[i], y)
+	}
+	u3 := srv.Survivors()
+	near := append(p.NeighborsOf("site-000"), "site-000")
+	var far []string
+	for _, s := range u3 {
+		if !slices.Contains(near, s) {
+			far = append(far, s)
+		}
+	}
+	_, err := clients[0].Unmask(u3, far)
+	if tf := wantTooFew(t, err, 0, 2); !strings.Contains(tf.What, "neighbourhood") {
+		t.Fatalf("TooFewError %q does not say neighbourhood", tf)
+	}
+	if _, err := clients[0].Unmask(u3, append(far, near[0], near[1])); err != nil {
+		t.Fatalf("two neighbours signed: %v", err)
+	}
+}
+
 // A site acts on one U3 only: never the self-mask seed of a site under one
 // view and its mask key under another.
 func TestUnmaskRefusesSecondView(t *testing.T) {
@@ -467,6 +537,67 @@ func TestServerRefuses(t *testing.T) {
 	}
 	if len(u3) != 1 {
 		t.Fatalf("U3 = %v, want only site-001", u3)
+	}
+}
+
+func TestAddMaskedPackedRefuses(t *testing.T) {
+	p := Params{Session: []byte("packed"), Sites: siteNames(3), Threshold: 2, Bits: 17, Length: 4}
+	inputs := randomInputs(rand.New(rand.NewPCG(9, 9)), 3, p.Length, p.Bits)
+	o := runRound(t, p, inputs, plan{}, 5)
+	if o.err != nil || !slices.Equal(o.sum, o.want) {
+		t.Fatalf("17-bit round with packed inputs: %v", o.err)
+	}
+	srv, _ := NewServer(p)
+	for i, s := range p.Sites {
+		c, _ := NewClient(p, s, seeded(3, i))
+		_ = srv.AddKeys(c.Advertise())
+	}
+	srv.Keys()
+	// Nobody shared: the phase closes empty and nobody may send.
+	srv.SharesFor("site-000")
+	if err := srv.AddMaskedPacked("site-000", make([]byte, 12)); err == nil || !strings.Contains(err.Error(), "not in U2") {
+		t.Fatalf("sender outside U2: %v", err)
+	}
+}
+
+func TestAddMaskedPackedChecksWire(t *testing.T) {
+	f := newFixture(t, 3, 2)
+	f.share(t)
+	y, err := f.clients[0].MaskedInput(f.inputs[0], f.in[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, _ := Pack(32, y)
+	if err := f.srv.AddMaskedPacked("site-000", wire[:len(wire)-1]); err == nil || !strings.Contains(err.Error(), "63 bytes") {
+		t.Fatalf("short wire: %v", err)
+	}
+	if err := f.srv.AddMaskedPacked("site-000", wire); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.AddMaskedPacked("site-000", wire); err == nil || !strings.Contains(err.Error(), "already") {
+		t.Fatalf("second vector: %v", err)
+	}
+}
+
+// A 17-bit ring packs into 3 bytes per element; the top 7 bits of each
+// must be zero.
+func TestAddMaskedPackedChecksRange(t *testing.T) {
+	p := Params{Session: []byte("range"), Sites: siteNames(3), Threshold: 2, Bits: 17, Length: 2}
+	srv, _ := NewServer(p)
+	clients := make([]*Client, 3)
+	for i, s := range p.Sites {
+		clients[i], _ = NewClient(p, s, seeded(4, i))
+		_ = srv.AddKeys(clients[i].Advertise())
+	}
+	u1 := srv.Keys()
+	for i, c := range clients {
+		sh, _ := c.ShareKeys(u1)
+		_ = srv.AddShares(p.Sites[i], sh)
+	}
+	srv.SharesFor("site-000")
+	wire := []byte{0, 0, 0, 0, 0, 2} // element 1 = 2^17
+	if err := srv.AddMaskedPacked("site-000", wire); err == nil || !strings.Contains(err.Error(), "element 1") {
+		t.Fatalf("element ≥ 2^17: %v", err)
 	}
 }
 

@@ -23,7 +23,8 @@ const (
 // its result — Keys closes U1, SharesFor closes U2, Survivors closes U3 —
 // so the caller ends a phase at its deadline by reading. It does no I/O,
 // keeps no clock and needs no randomness. Its memory is O(Length) for the
-// running sum plus the (small) keys, shares and reveals; it never keeps a
+// running sum (and a second O(Length) buffer during Finish) plus the keys,
+// the O(n·k) 80-byte shares and the 32-byte reveals; it never keeps a
 // masked vector. A Server is not safe for concurrent use.
 type Server struct {
 	p     Params
@@ -209,9 +210,9 @@ func (s *Server) AddShares(from string, sh []Share) error {
 	return nil
 }
 
-// SharesFor closes U2 (the first call; and U1 if still open) and returns the shares addressed to
-// site by the members of U2, sorted by sender: the input of that site's
-// MaskedInput.
+// SharesFor closes U2 (the first call; and U1 if still open) and returns
+// the shares addressed to site by the members of U2, sorted by sender: the
+// input of that site's MaskedInput.
 func (s *Server) SharesFor(site string) []Share {
 	s.closeU2()
 	i := s.p.index(site)
@@ -228,19 +229,9 @@ func (s *Server) SharesFor(site string) []Share {
 // a second vector, a wrong length or an element not below 2^Bits (the sum
 // is unchanged then), and any call before SharesFor or after Survivors.
 func (s *Server) AddMasked(from string, y []uint64) error {
-	switch s.phase {
-	case serverMasked:
-	case serverUnmask:
-		return outOfOrder("AddMasked from %q after U3 was closed by Survivors", from)
-	default:
-		return outOfOrder("AddMasked from %q before U2 was closed by SharesFor", from)
-	}
-	i := s.p.index(from)
-	if i < 0 || !s.inU2[i] {
-		return fmt.Errorf("secagg: add masked: %q is not in U2", from)
-	}
-	if s.inU3[i] {
-		return fmt.Errorf("secagg: add masked: %q already sent its masked input", from)
+	i, err := s.maskedSender(from)
+	if err != nil {
+		return err
 	}
 	if len(y) != s.p.Length {
 		return fmt.Errorf("secagg: add masked: %q sent %d elements; Params.Length is %d", from, len(y), s.p.Length)
@@ -258,8 +249,54 @@ func (s *Server) AddMasked(from string, y []uint64) error {
 	return nil
 }
 
-// Survivors closes U3 (the first call; and U1, U2 if still open) and returns it sorted: the set the
-// coordinator sends to its members for the consistency check.
+// AddMaskedPacked is AddMasked for a masked vector in its wire form, as
+// Pack writes it: it adds the bytes straight into the running sum, with no
+// O(Length) temporary per site. It refuses what AddMasked refuses, and a
+// length other than Length·ceil(Bits/8) bytes.
+func (s *Server) AddMaskedPacked(from string, b []byte) error {
+	i, err := s.maskedSender(from)
+	if err != nil {
+		return err
+	}
+	w := (s.p.Bits + 7) / 8
+	if len(b) != s.p.Length*w {
+		return fmt.Errorf("secagg: add masked: %q sent %d bytes; Params.Length·ceil(Bits/8) is %d", from, len(b), s.p.Length*w)
+	}
+	if s.p.Bits != 8*w {
+		m := ringMask(s.p.Bits)
+		for j := range s.p.Length {
+			if v := littleEndian(b[w*j : w*j+w]); v > m {
+				return fmt.Errorf("secagg: add masked: element %d from %q is %d, not below 2^%d (Params.Bits)", j, from, v, s.p.Bits)
+			}
+		}
+	}
+	addKeystream(s.sum, b, w, false)
+	s.inU3[i] = true
+	return nil
+}
+
+// maskedSender checks that from may send its masked input now.
+func (s *Server) maskedSender(from string) (int, error) {
+	switch s.phase {
+	case serverMasked:
+	case serverUnmask:
+		return 0, outOfOrder("AddMasked from %q after U3 was closed by Survivors", from)
+	default:
+		return 0, outOfOrder("AddMasked from %q before U2 was closed by SharesFor", from)
+	}
+	i := s.p.index(from)
+	if i < 0 || !s.inU2[i] {
+		return 0, fmt.Errorf("secagg: add masked: %q is not in U2", from)
+	}
+	if s.inU3[i] {
+		return 0, fmt.Errorf("secagg: add masked: %q already sent its masked input", from)
+	}
+	return i, nil
+}
+
+// Survivors closes U3 (the first call; and U1, U2 if still open) and
+// returns it sorted: the set the coordinator sends to its members for the
+// consistency check.
 func (s *Server) Survivors() []string {
 	s.closeU3()
 	out := make([]string, len(s.u3))

@@ -41,21 +41,35 @@ func hornerAt(coef []fe, x fe) fe {
 // differ from at unless at is one of them. Cost: O(len(xs)²)
 // multiplications and one inversion.
 func lagrangeAt(xs []uint64, at uint64) []fe {
+	t := len(xs)
 	a := feFromUint(at)
-	num := make([]fe, len(xs))
-	den := make([]fe, len(xs))
+	// Numerators Π_{j≠i} (at − x_j) from prefix and suffix products.
+	diff := make([]fe, t)
+	for j, x := range xs {
+		diff[j] = feSub(a, feFromUint(x))
+	}
+	num := make([]fe, t)
+	acc := fe{1}
+	for i := range t {
+		num[i] = acc
+		acc = feMul(acc, diff[i])
+	}
+	acc = fe{1}
+	for i := t - 1; i >= 0; i-- {
+		num[i] = feMul(num[i], acc)
+		acc = feMul(acc, diff[i])
+	}
+	// Denominators Π_{j≠i} (x_i − x_j), inverted together.
+	den := make([]fe, t)
 	for i, xi := range xs {
-		n, d := fe{1}, fe{1}
+		d := fe{1}
 		fxi := feFromUint(xi)
 		for j, xj := range xs {
-			if j == i {
-				continue
+			if j != i {
+				d = feMul(d, feSub(fxi, feFromUint(xj)))
 			}
-			fxj := feFromUint(xj)
-			n = feMul(n, feSub(a, fxj))
-			d = feMul(d, feSub(fxi, fxj))
 		}
-		num[i], den[i] = n, d
+		den[i] = d
 	}
 	feBatchInv(den)
 	for i := range num {
