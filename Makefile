@@ -91,7 +91,7 @@ generate-check: generate
 	@test -z "$$(git status --porcelain -- proto/)" || (git status --porcelain -- proto/; echo "generated code is not committed"; exit 1)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./policy/ ./attest/auditlog/ ./internal/devnet/ ./dataset/ | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./policy/ ./attest/auditlog/ ./internal/devnet/ ./dataset/ ./site/ ./secagg/ | tee bench.out
 
 e2e: build
 	./$(BIN) demo --output json
