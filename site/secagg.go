@@ -119,10 +119,32 @@ func (s *secaggRounds) checkView(job string, round int32, survivors []string) er
 	return nil
 }
 
+// maxSecAggRounds bounds the rounds in progress a site holds (each keeps
+// its encoded update): a round abandoned by a failed job is dropped when
+// newer rounds need the room.
+const maxSecAggRounds = 64
+
 func (s *secaggRounds) put(job string, r *secaggRound) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for other := range s.byJob {
+		if len(s.byJob) < maxSecAggRounds {
+			break
+		}
+		if other != job {
+			delete(s.byJob, other)
+		}
+	}
 	s.byJob[job] = r
+}
+
+// done drops job's round once it has been unmasked.
+func (s *secaggRounds) done(job string, session []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.byJob[job]; r != nil && bytes.Equal(r.session, session) {
+		delete(s.byJob, job)
+	}
 }
 
 // get returns job's round in progress if it is session's.
@@ -295,6 +317,7 @@ func (a *Agent) secaggPhase(t *federav1.Task, r *release) error {
 		for _, v := range reveals {
 			res.Reveals = append(res.Reveals, &federav1.SecAggReveal{Of: v.Of, Kind: int32(v.Kind), Share: v.Share})
 		}
+		a.secagg.done(t.GetJobId(), sa.GetSession())
 	default:
 		return fmt.Errorf("secure aggregation: unknown phase %s", sa.GetPhase())
 	}
