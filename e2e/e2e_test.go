@@ -130,7 +130,19 @@ func getJob(t *testing.T, addr, ids, id string) (jobJSON, bool) {
 	return j, true
 }
 
-func TestSeparateProcessesSurviveKillDashNine(t *testing.T) {
+// federation is a coordinator and three site processes of the real
+// binary, with dev-CA identities, on loopback.
+type federation struct {
+	dir, addr, data, alice, coordCfg string
+	coord                            *exec.Cmd
+	sites                            map[string]*exec.Cmd
+	siteNames                        []string
+}
+
+// startFederation writes the identities and configs and starts the
+// daemons. heartbeat is the coordinator's heartbeat interval.
+func startFederation(t *testing.T, heartbeat string) *federation {
+	t.Helper()
 	dir := t.TempDir()
 	data, _ := filepath.Abs("../testdata/breast-cancer")
 	ca := filepath.Join(dir, "ca")
@@ -138,10 +150,10 @@ func TestSeparateProcessesSurviveKillDashNine(t *testing.T) {
 	ids := func(n string) string { return filepath.Join(dir, "ids", n) }
 	mustRun(t, "dev-ca", "issue", "--dir", ca, "--id", "spiffe://example.org/coordinator", "--out", ids("coordinator"))
 	mustRun(t, "dev-ca", "issue", "--dir", ca, "--id", "spiffe://example.org/user/alice", "--out", ids("alice"))
-	sites := []string{"eu/paris", "sg/singapore", "us/boston"}
-	addr := freePort(t)
+	f := &federation{dir: dir, addr: freePort(t), data: data, alice: ids("alice"), sites: map[string]*exec.Cmd{},
+		siteNames: []string{"eu/paris", "sg/singapore", "us/boston"}}
 	var siteIDs []string
-	for _, s := range sites {
+	for _, s := range f.siteNames {
 		flat := strings.ReplaceAll(s, "/", "-")
 		mustRun(t, "dev-ca", "issue", "--dir", ca, "--id", "spiffe://example.org/site/"+s, "--out", ids(flat))
 		siteIDs = append(siteIDs, "    - spiffe://example.org/site/"+s)
@@ -158,25 +170,80 @@ datasets:
     default_classification: internal
 state_dir: %s
 reconnect: {min: 100ms, max: 1s}
-`, ids(flat), addr, filepath.Join(data, flat+".csv"), filepath.Join(dir, "state", "sites", flat)))
+`, ids(flat), f.addr, filepath.Join(data, flat+".csv"), filepath.Join(dir, "state", "sites", flat)))
 	}
-	coordCfg := filepath.Join(dir, "coordinator.yaml")
-	// The test stops the site processes (SIGSTOP) while it reads the job's
-	// progress: heartbeats, the wait for sites and the round deadline are
-	// set well beyond such a pause, so none of them is what decides.
-	write(t, coordCfg, fmt.Sprintf(`listen: %s
+	f.coordCfg = filepath.Join(dir, "coordinator.yaml")
+	write(t, f.coordCfg, fmt.Sprintf(`listen: %s
 state_dir: %s
 identity: {dir: %s}
-heartbeat_interval: 10s
+heartbeat_interval: %s
 site_wait_timeout: 2m
 users:
   - id: spiffe://example.org/user/alice
     roles: [data-scientist]
 sites:
 %s
-`, addr, filepath.Join(dir, "state", "coordinator"), ids("coordinator"), strings.Join(siteIDs, "\n")))
-	jobFile := filepath.Join(dir, "job.yaml")
-	write(t, jobFile, `name: long-enough-to-kill
+`, f.addr, filepath.Join(dir, "state", "coordinator"), ids("coordinator"), heartbeat, strings.Join(siteIDs, "\n")))
+	f.coord = daemon(t, dir, "coordinator-1", "coordinator", "--config", f.coordCfg)
+	for _, s := range f.siteNames {
+		flat := strings.ReplaceAll(s, "/", "-")
+		f.sites[s] = daemon(t, dir, "site-"+flat, "site", "--config", filepath.Join(dir, flat+".yaml"))
+	}
+	return f
+}
+
+// submit submits a job spec (YAML) as alice once the coordinator answers,
+// and returns its id.
+func (f *federation) submit(t *testing.T, spec string) string {
+	t.Helper()
+	jobFile := filepath.Join(f.dir, "job.yaml")
+	write(t, jobFile, spec)
+	for deadline := time.Now().Add(time.Minute); ; {
+		out, errs, code := run(t, "job", "submit", jobFile, "--coordinator", f.addr, "--identity", f.alice, "-o", "json")
+		if code == 0 {
+			var j jobJSON
+			if err := json.Unmarshal([]byte(out), &j); err != nil {
+				t.Fatal(err)
+			}
+			return j.ID
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("submit never succeeded: %s", errs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// accuracy downloads job id's model and scores it on test.csv.
+func (f *federation) accuracy(t *testing.T, id string) float64 {
+	t.Helper()
+	model := filepath.Join(f.dir, "model-"+id[:8]+".safetensors")
+	mustRun(t, "model", "get", id, "-o", model, "--coordinator", f.addr, "--identity", f.alice)
+	evalOut := mustRun(t, "model", "eval", "--model", model, "--data", filepath.Join(f.data, "test.csv"), "-o", "json")
+	var ev struct {
+		Accuracy float64 `json:"accuracy"`
+		Rows     int     `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(evalOut), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Rows != 113 {
+		t.Fatalf("model eval scored %d rows, want 113", ev.Rows)
+	}
+	return ev.Accuracy
+}
+
+func TestSeparateProcessesSurviveKillDashNine(t *testing.T) {
+	// The test stops the site processes (SIGSTOP) while it reads the job's
+	// progress: heartbeats, the wait for sites and the round deadline are
+	// set well beyond such a pause, so none of them is what decides.
+	f := startFederation(t, "10s")
+	addr, alice, coord, coordCfg, dir := f.addr, f.alice, f.coord, f.coordCfg, f.dir
+	var siteProcs []*exec.Cmd
+	for _, s := range f.siteNames {
+		siteProcs = append(siteProcs, f.sites[s])
+	}
+	id := f.submit(t, `name: long-enough-to-kill
 dataset: breast-cancer
 label: label
 model: {type: logreg}
@@ -189,13 +256,6 @@ min_sites: 3
 round_timeout: 2m
 seed: 7
 `)
-
-	coord := daemon(t, dir, "coordinator-1", "coordinator", "--config", coordCfg)
-	var siteProcs []*exec.Cmd
-	for _, s := range sites {
-		flat := strings.ReplaceAll(s, "/", "-")
-		siteProcs = append(siteProcs, daemon(t, dir, "site-"+flat, "site", "--config", filepath.Join(dir, flat+".yaml")))
-	}
 	// signalSites stops (SIGSTOP) or continues (SIGCONT) every site process.
 	signalSites := func(sig syscall.Signal) {
 		t.Helper()
@@ -212,25 +272,6 @@ seed: 7
 			_ = p.Process.Signal(syscall.SIGCONT)
 		}
 	})
-	alice := ids("alice")
-	var id string
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out, errs, code := run(t, "job", "submit", jobFile, "--coordinator", addr, "--identity", alice, "-o", "json")
-		if code == 0 {
-			var j jobJSON
-			if err := json.Unmarshal([]byte(out), &j); err != nil {
-				t.Fatal(err)
-			}
-			id = j.ID
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("submit never succeeded: %s", errs)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-
 	// Let some rounds complete, then kill -9 the coordinator mid-job. The
 	// sites are stopped while the test reads the job and, if it is far
 	// enough, kills the coordinator: with no site able to answer, the job
@@ -291,21 +332,76 @@ seed: 7
 	}
 	t.Logf("killed at %d completed rounds, resumed and finished at %d", before.RoundsCompleted, final.RoundsCompleted)
 
-	model := filepath.Join(dir, "model.safetensors")
-	mustRun(t, "model", "get", id, "-o", model, "--coordinator", addr, "--identity", alice)
-	evalOut := mustRun(t, "model", "eval", "--model", model, "--data", filepath.Join(data, "test.csv"), "-o", "json")
-	var ev struct {
-		Accuracy float64 `json:"accuracy"`
-		Rows     int     `json:"rows"`
-	}
-	if err := json.Unmarshal([]byte(evalOut), &ev); err != nil {
-		t.Fatal(err)
-	}
-	if ev.Rows != 113 || ev.Accuracy < 0.94 {
-		t.Fatalf("model eval: %+v", ev)
+	if acc := f.accuracy(t, id); acc < 0.94 {
+		t.Fatalf("model accuracy %.4f", acc)
 	}
 	list := mustRun(t, "job", "list", "--coordinator", addr, "--identity", alice)
 	if !strings.Contains(list, id) || !strings.Contains(list, "succeeded") {
 		t.Fatalf("job list after restart:\n%s", list)
+	}
+}
+
+// TestSecureAggregationSurvivesASiteKill9: separate processes, a job with
+// secure aggregation, and one site SIGKILLed while the job runs — in
+// whatever phase of a round it is. The round completes with the two
+// survivors' sum (threshold 2 of 3), the job finishes, and the model is as
+// good as the demo's.
+func TestSecureAggregationSurvivesASiteKill9(t *testing.T) {
+	f := startFederation(t, "1s")
+	id := f.submit(t, `name: secure
+dataset: breast-cancer
+label: label
+model: {type: logreg}
+rounds: 12
+local_epochs: 2
+batch_size: 16
+learning_rate: 0.1
+l2: 0.0001
+min_sites: 2
+round_timeout: 30s
+seed: 42
+privacy: {secure_aggregation: true}
+`)
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		j, ok := getJob(t, f.addr, f.alice, id)
+		if ok && j.Status != "JOB_STATUS_RUNNING" && j.Status != "JOB_STATUS_PENDING" {
+			t.Fatalf("job ended before the kill: %+v", j)
+		}
+		if ok && j.RoundsCompleted >= 2 {
+			if j.RoundsCompleted >= 11 {
+				t.Fatalf("job at round %d of 12 when read; the kill could come after its end", j.RoundsCompleted)
+			}
+			if err := f.sites["us/boston"].Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = f.sites["us/boston"].Wait()
+			t.Logf("killed us/boston after %d completed rounds", j.RoundsCompleted)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job never reached round 2: %+v", j)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var final jobJSON
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		j, ok := getJob(t, f.addr, f.alice, id)
+		if ok && j.Status != "JOB_STATUS_RUNNING" && j.Status != "JOB_STATUS_PENDING" {
+			final = j
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job did not end: %+v", j)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if final.Status != "JOB_STATUS_SUCCEEDED" || final.RoundsCompleted != 12 {
+		t.Fatalf("job after the kill: %+v", final)
+	}
+	if last := final.Rounds[len(final.Rounds)-1]; strings.Join(last.Participants, ",") != "eu/paris,sg/singapore" {
+		t.Fatalf("last round's participants %v, want the two survivors", last.Participants)
+	}
+	if acc := f.accuracy(t, id); acc < 0.93 {
+		t.Fatalf("model accuracy %.4f after the kill", acc)
 	}
 }
