@@ -6,7 +6,9 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -329,5 +331,52 @@ func TestSecureAggregationRefusesSubstitutedKeys(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSecureAggregationWithDP: each site still runs DP-SGD with its full
+// noise and is charged once per round, when its masked update leaves; its
+// egress journal records what it sent in every phase of every round.
+func TestSecureAggregationWithDP(t *testing.T) {
+	n, _ := startNet(t, devnet.Options{})
+	j := secAggSpec()
+	j.Rounds = 4
+	noEval := 0.0
+	j.EvalFraction = &noEval
+	j.Privacy.DP = &spec.DP{Epsilon: 3, Delta: 1e-5, ClipNorm: 1}
+	job := runJob(t, n, j)
+	if job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		t.Fatalf("job %s: %s", job.GetStatus(), job.GetMessage())
+	}
+	for _, s := range job.GetSites() {
+		if got := paidRounds(t, n, s.GetSite(), job.GetId()); !slices.Equal(got, []int32{1, 2, 3, 4}) {
+			t.Errorf("%s paid for rounds %v, want 1..4 once each", s.GetSite(), got)
+		}
+		if e := s.GetEpsilonSpent(); e > 3 || e < 3*(1-1e-4) {
+			t.Errorf("%s spent ε %v, want just under 3", s.GetSite(), e)
+		}
+		b, err := os.ReadFile(filepath.Join(n.SiteDir(s.GetSite()), "egress.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		phases := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var e struct {
+				Job     string `json:"job"`
+				Phase   string `json:"secagg_phase"`
+				Allowed bool   `json:"egress_allowed"`
+			}
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Job == job.GetId() && e.Phase != "" && e.Allowed {
+				phases[e.Phase]++
+			}
+		}
+		for _, p := range []string{"keys", "share", "mask", "confirm", "unmask"} {
+			if phases[p] != 4 {
+				t.Errorf("%s's egress journal holds %d %q entries for the job, want one a round: %v", s.GetSite(), phases[p], p, phases)
+			}
+		}
 	}
 }
