@@ -32,6 +32,7 @@ type Collect[R any] struct {
 	failed   map[string]string
 	order    []string
 	timedOut bool
+	quorum   string // what minSites is called in Reason
 }
 
 // NewCollect starts a fan-out to sites that needs minSites answers by
@@ -43,6 +44,7 @@ func NewCollect[R any](sites []string, minSites int, deadline time.Time) *Collec
 		expected: make(map[string]bool, len(sites)),
 		answered: make(map[string]R, len(sites)),
 		failed:   map[string]string{},
+		quorum:   "min_sites",
 	}
 	for _, s := range sites {
 		if !c.expected[s] {
@@ -110,6 +112,10 @@ func (c *Collect[R]) Outcome() Outcome {
 	return Failed
 }
 
+// NameQuorum sets what Reason calls the quorum ("min_sites" by default),
+// for a fan-out whose quorum comes from elsewhere.
+func (c *Collect[R]) NameQuorum(name string) { c.quorum = name }
+
 // Answers are the results received, by site.
 func (c *Collect[R]) Answers() map[string]R { return c.answered }
 
@@ -146,7 +152,7 @@ func (c *Collect[R]) Reason() string {
 			parts = append(parts, fmt.Sprintf("%s: no answer by the deadline", s))
 		}
 	}
-	msg := fmt.Sprintf("%d of %d sites answered, min_sites is %d", len(c.answered), len(c.expected), c.minSites)
+	msg := fmt.Sprintf("%d of %d sites answered, %s is %d", len(c.answered), len(c.expected), c.quorum, c.minSites)
 	if len(parts) > 0 {
 		msg += " (" + strings.Join(parts, "; ") + ")"
 	}

@@ -485,6 +485,8 @@ type fan struct {
 	// length of the ring vector each site sends back (MASK), or 0.
 	secagg  func(site string) *federav1.SecAggTask
 	ringLen int64
+	// What the quorum is called in a failure's reason; "" is min_sites.
+	quorumName string
 }
 
 // fanOut sends one task kind to sites and collects the answers until the
@@ -499,6 +501,9 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 		Collect:  NewCollect[reply](sites, minSites, c.cfg.Now().Add(timeout)),
 		bytesIn:  map[string]int64{},
 		bytesOut: map[string]int64{},
+	}
+	if f.quorumName != "" {
+		col.NameQuorum(f.quorumName)
 	}
 	ch := make(chan reply, len(sites))
 	tasks := map[string]string{}

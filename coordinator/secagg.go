@@ -60,6 +60,7 @@ func (c *Coordinator) secureTrain(ctx context.Context, job *federav1.Job, st *tr
 	tr := &trainedRound{secagg: rec}
 	phase := func(name string, f fan) (*collected, error) {
 		f.job, f.round, f.st, f.minSites = job, r, st, quorum
+		f.quorumName = fmt.Sprintf("the secure round's quorum (threshold %d, min_sites %d)", threshold, sp.GetMinSites())
 		if f.kind == federav1.TaskKind_TASK_KIND_UNSPECIFIED {
 			f.kind = federav1.TaskKind_TASK_KIND_SECAGG
 		}
@@ -69,7 +70,7 @@ func (c *Coordinator) secureTrain(ctx context.Context, job *federav1.Job, st *tr
 		}
 		tr.cols = append(tr.cols, col)
 		if col.Outcome() != Done {
-			return nil, fmt.Errorf("secure aggregation, %s: %s (threshold %d)", name, col.Reason(), threshold)
+			return nil, fmt.Errorf("secure aggregation, %s: %s", name, col.Reason())
 		}
 		return col, nil
 	}

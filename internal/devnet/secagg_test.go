@@ -380,3 +380,48 @@ func TestSecureAggregationWithDP(t *testing.T) {
 		}
 	}
 }
+
+// TestSecureAggregationFailsBelowTheThreshold: with threshold 3 of 3, a
+// site that dies after sharing leaves too few to unmask; the round fails
+// saying so, instead of hanging or returning a partial sum.
+func TestSecureAggregationFailsBelowTheThreshold(t *testing.T) {
+	hit := make(chan string, 1)
+	var once sync.Once
+	n, _ := startNet(t, devnet.Options{Site: func(name string, cfg *site.Config) {
+		if name != "us/boston" {
+			return
+		}
+		cfg.BeforeTask = func(ctx context.Context, task *federav1.Task) {
+			if task.GetSecagg().GetPhase() == federav1.SecAggTask_PHASE_MASK && task.GetRound() == 2 {
+				fire := false
+				once.Do(func() { fire = true })
+				if fire {
+					hit <- name
+					<-ctx.Done()
+				}
+			}
+		}
+	}})
+	j := demoSpec()
+	j.Rounds = 3
+	j.Privacy.SecureAggregation = spec.SecureAggregation{On: true, Threshold: new(3)}
+	done := make(chan *federav1.Job, 1)
+	go func() { done <- runJob(t, n, j) }()
+	select {
+	case name := <-hit:
+		n.StopSite(name)
+	case <-time.After(hangBound):
+		t.Fatal("us/boston never reached round 2's masking")
+	}
+	job := <-done
+	// The quorum is out of reach as soon as us/boston is gone: the round
+	// fails then, without waiting for the others.
+	for _, want := range []string{"round 2: secure aggregation, masked inputs: ", "the secure round's quorum (threshold 3, min_sites 2) is 3", "us/boston: disconnected"} {
+		if job.GetStatus() != federav1.JobStatus_JOB_STATUS_FAILED || !strings.Contains(job.GetMessage(), want) {
+			t.Fatalf("job %s: %q; want it failed with %q", job.GetStatus(), job.GetMessage(), want)
+		}
+	}
+	if job.GetRoundsCompleted() != 1 {
+		t.Fatalf("rounds completed %d, want round 1 kept", job.GetRoundsCompleted())
+	}
+}
