@@ -194,6 +194,22 @@ func (a *Agent) secaggParams(t *federav1.Task) (secagg.Params, updates.Codec, er
 	return p, codec, p.Validate()
 }
 
+// secaggAdmitted is the admission a secure round's later phases run
+// under: the one its TRAIN task was admitted with, while the policy in
+// force is the revision that decided it. The phases are one release of
+// one round; deciding the job again for each would record five decisions
+// per round for one. After a policy reload they are decided afresh.
+func (a *Agent) secaggAdmitted(t *federav1.Task) (admitted, bool) {
+	if t.GetKind() != federav1.TaskKind_TASK_KIND_SECAGG {
+		return admitted{}, false
+	}
+	st, err := a.secagg.get(t.GetJobId(), t.GetSecagg().GetSession())
+	if err != nil || st.release.admitted.answer == nil || st.release.admitted.revision != a.policy.Current().Revision() {
+		return admitted{}, false
+	}
+	return st.release.admitted, true
+}
+
 // secaggKeys turns a trained release into the round's first phase: the
 // update is encoded and kept here, and what leaves is two signed public
 // keys.

@@ -54,7 +54,10 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 		res.Error = fmt.Sprintf("a %s task must carry a query request exactly when it is a query task; refusing", t.GetKind())
 		return r
 	}
-	ad := a.admit(ctx, t, false)
+	ad, ok := a.secaggAdmitted(t)
+	if !ok {
+		ad = a.admit(ctx, t, false)
+	}
 	switch ad.answer.GetOutcome() {
 	case federav1.Admission_OUTCOME_ALLOW:
 	case federav1.Admission_OUTCOME_PENDING_APPROVAL:
