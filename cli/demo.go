@@ -550,6 +550,9 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		}
 		fmt.Fprintf(out, "\nNo row left any site: %s of raw data stayed put; %s of aggregates left (%s of what a central copy would have moved).\n",
 			humanBytes(raw), humanBytes(left), share(left, raw))
+		if res.SecureAggregation {
+			fmt.Fprintf(out, "Secure aggregation: the coordinator saw only each round's sum of the updates%s.\n", secAggSummary(final.GetRounds()))
+		}
 		fmt.Fprintf(out, "Audit log verified: %d signed, tamper-evident entries (federa audit verify --state %s).\n", res.AuditEntries, state)
 		fmt.Fprintf(out, "job %s succeeded in %.1fs; state kept in %s\n", res.JobID, res.ElapsedSeconds, state)
 		return nil

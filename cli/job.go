@@ -278,6 +278,26 @@ func lastAccuracy(j *federav1.Job) string {
 	return "-"
 }
 
+// secAggSummary says how the last secure round ran and how many rounds
+// needed a dropped site's masks reconstructed.
+func secAggSummary(rounds []*federav1.RoundSummary) string {
+	var last *federav1.SecAggRound
+	recon := 0
+	for _, r := range rounds {
+		if sa := r.GetSecagg(); sa != nil {
+			last = sa
+			if len(sa.GetReconstructed()) > 0 {
+				recon++
+			}
+		}
+	}
+	if last == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (last round: threshold %d, %d of %d sites summed, clip %g; %d round(s) recovered from dropouts)",
+		last.GetThreshold(), len(last.GetMasked()), len(last.GetAdvertised()), last.GetClip(), recon)
+}
+
 // printJob is the human view of a job.
 func printJob(w io.Writer, j *federav1.Job) {
 	fmt.Fprintf(w, "Job:        %s (%s)\n", j.GetId(), j.GetSpec().GetName())
@@ -287,6 +307,9 @@ func printJob(w io.Writer, j *federav1.Job) {
 	fmt.Fprintf(w, "Rounds:     %d of %d\n", j.GetRoundsCompleted(), j.GetSpec().GetRounds())
 	if dp := j.GetSpec().GetPrivacy().GetDp(); dp != nil {
 		fmt.Fprintf(w, "Privacy:    DP-SGD at each site, epsilon %.4g spent of %g (delta %g; the most any site spent)\n", epsilonSpent(j), dp.GetEpsilon(), dp.GetDelta())
+	}
+	if j.GetSpec().GetPrivacy().GetSecureAggregation() {
+		fmt.Fprintf(w, "Secure agg: the coordinator saw only the sum of the updates%s\n", secAggSummary(j.GetRounds()))
 	}
 	if j.GetModelSha256() != "" {
 		fmt.Fprintf(w, "Model:      sha256:%s (%d bytes)\n", j.GetModelSha256(), j.GetModelBytes())
