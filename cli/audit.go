@@ -29,6 +29,8 @@ aggregate), DP spent, job end, model release — is an entry in an append-only
 Merkle log (RFC 6962 hashing) whose signed checkpoints (C2SP signed notes)
 let anyone check that nobody edited history. These commands read the
 coordinator's state directory (or an export, for an auditor without access).`,
+		Example: `  federa audit verify --state ./demo-state
+  federa audit show --state ./demo-state --job job-3f2a9c81d0e4`,
 	}
 	cmd.AddCommand(newAuditVerifyCmd(g), newAuditExportCmd(g), newAuditCheckpointCmd(g), newAuditKeyCmd(g), newAuditShowCmd(g), newAuditProofCmd(g))
 	return cmd

@@ -49,6 +49,40 @@ func TestEveryCommandHasHelpWithExample(t *testing.T) {
 	}
 }
 
+// TestUnknownSubcommand: a mistyped subcommand is an error naming it and
+// the nearest valid one, never help with exit 0 (a script would carry on).
+func TestUnknownSubcommand(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"job", "lst"}, []string{`unknown command "lst" for "federa job"`, `did you mean "list"?`}},
+		{[]string{"job", "sub", "job.yaml"}, []string{`unknown command "sub" for "federa job"`, `did you mean "submit"?`}},
+		{[]string{"jb", "list"}, []string{`unknown command "jb" for "federa"`, `did you mean "job"?`}},
+		{[]string{"site", "pendng"}, []string{`unknown command "pendng" for "federa site"`, `did you mean "pending"?`}},
+		{[]string{"audit", "zzz"}, []string{`unknown command "zzz" for "federa audit"`, "valid: checkpoint, export, key, proof, show, verify"}},
+		{[]string{"dev-ca", "isue"}, []string{`unknown command "isue" for "federa dev-ca"`, `did you mean "issue"?`}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, errs, code := execute(t, tt.args...)
+			if code == 0 {
+				t.Fatalf("exit 0 for an unknown command; stdout:\n%s", out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr %q lacks %q", errs, w)
+				}
+			}
+		})
+	}
+	// The group alone still shows its help, successfully.
+	out, errs, code := execute(t, "job")
+	if code != 0 || !strings.Contains(out, "Available Commands:") || !strings.Contains(out, "submit") {
+		t.Fatalf("federa job: exit %d: %s%s", code, out, errs)
+	}
+}
+
 func TestDemoJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the demo trains for real; skipped with -short")

@@ -17,6 +17,8 @@ func newDevCACmd(g *globals) *cobra.Command {
 		Long: `dev-ca is a tiny certificate authority for development, demos and tests. It
 issues real X.509-SVIDs, so everything talks real SPIFFE mutual TLS, but
 its key sits in a file: production sites use SPIRE instead.`,
+		Example: `  federa dev-ca init --dir ./ca --trust-domain example.org
+  federa dev-ca issue --dir ./ca --id spiffe://example.org/site/eu/paris --out ids/eu-paris`,
 	}
 	var dir, td string
 	initCmd := &cobra.Command{

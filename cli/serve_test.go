@@ -114,13 +114,15 @@ func TestDemoServe(t *testing.T) {
 	// As the printed commands do: the address and alice from the environment.
 	t.Setenv("FEDERA_COORDINATOR", addr)
 	t.Setenv("FEDERA_IDENTITY", ids("alice"))
-	stdout, errs, code := execute(t, "job", "submit", job)
-	if code != 0 {
-		t.Fatalf("alice's submit: exit %d: %s", code, errs)
+	// The printed command, --watch and all: its first line is the job ID
+	// the next printed command (job watch JOB_ID) needs.
+	stdout, errs, code := execute(t, "job", "submit", job, "--watch")
+	if code != 0 || !strings.Contains(stdout, "round 10/10") {
+		t.Fatalf("alice's submit --watch: exit %d: %s\n%s", code, errs, stdout)
 	}
 	fields := strings.Fields(stdout) // "submitted job-… (pending)"
-	if len(fields) < 2 || fields[0] != "submitted" {
-		t.Fatalf("submit printed %q", stdout)
+	if len(fields) < 2 || fields[0] != "submitted" || !strings.HasPrefix(fields[1], "job-") {
+		t.Fatalf("submit --watch does not print the job ID first:\n%s", stdout)
 	}
 	jobID := fields[1]
 	if stdout, errs, code := execute(t, "job", "watch", jobID); code != 0 || !strings.Contains(stdout, "round 10/10") {
