@@ -82,6 +82,7 @@ statistics, evaluation counts), never a row.`,
 		newVersionCmd(g),
 	)
 	strictSubcommands(root)
+	plainHelp(root)
 	return root
 }
 
