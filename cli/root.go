@@ -5,11 +5,13 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -159,15 +161,36 @@ func envOr(name, def string) string {
 }
 
 func newVersionCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the federa version",
-		Args:  cobra.NoArgs,
+	var output string
+	cmd := &cobra.Command{
+		Use:     "version",
+		Short:   "Print the federa version",
+		Example: "  federa version\n  federa version -o json | jq -r .version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(g.stdout, versionInfo{Version: Version, GoVersion: runtime.Version()})
+			}
 			fmt.Fprintln(g.stdout, "federa "+Version)
 			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json (one object: version, go_version)")
+	return cmd
+}
+
+// versionInfo is `federa version -o json`.
+type versionInfo struct {
+	Version   string `json:"version"`
+	GoVersion string `json:"go_version"`
+}
+
+// writeJSON prints v as one JSON object on one line.
+func writeJSON(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
 }
 
 // Version of the federa binary.
