@@ -29,6 +29,8 @@ aggregate), DP spent, job end, model release — is an entry in an append-only
 Merkle log (RFC 6962 hashing) whose signed checkpoints (C2SP signed notes)
 let anyone check that nobody edited history. These commands read the
 coordinator's state directory (or an export, for an auditor without access).`,
+		Example: `  federa audit verify --state ./demo-state
+  federa audit show --state ./demo-state --job job-3f2a9c81d0e4`,
 	}
 	cmd.AddCommand(newAuditVerifyCmd(g), newAuditExportCmd(g), newAuditCheckpointCmd(g), newAuditKeyCmd(g), newAuditShowCmd(g), newAuditProofCmd(g))
 	return cmd
@@ -171,7 +173,7 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "the coordinator's state directory (or a demo's --state); without it, ask --coordinator")
-	cmd.Flags().StringVar(&file, "file", "", "verify an export (from `federa audit export`) instead")
+	cmd.Flags().StringVar(&file, "file", "", "verify the export in `FILE` (written by federa audit export) instead of --state or --coordinator")
 	cmd.Flags().StringVar(&cp, "checkpoint", "", "with --file: a signed checkpoint note")
 	cmd.Flags().StringVar(&key, "key", "", "the log's verifier key (name+hash+base64key) or a file holding it (default: from --state)")
 	cmd.Flags().StringSliceVar(&witnesses, "witness", nil, "witness verifier keys whose co-signatures must be present")

@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 	"gonum.org/v1/gonum/mat"
 
+	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/models"
 )
@@ -31,7 +33,7 @@ func TestEveryCommandHasHelpWithExample(t *testing.T) {
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		if c.Runnable() && c.Name() != "help" && c.Name() != "completion" && c.Parent() != nil && c.Parent().Name() != "completion" {
-			if c.Example == "" && c.Name() != "version" {
+			if c.Example == "" {
 				t.Errorf("%q has no example in --help", c.CommandPath())
 			}
 			if c.Short == "" {
@@ -46,6 +48,40 @@ func TestEveryCommandHasHelpWithExample(t *testing.T) {
 	out, _, code := execute(t, "job", "submit", "--help")
 	if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "--watch") {
 		t.Fatalf("job submit --help: %d\n%s", code, out)
+	}
+}
+
+// TestUnknownSubcommand: a mistyped subcommand is an error naming it and
+// the nearest valid one, never help with exit 0 (a script would carry on).
+func TestUnknownSubcommand(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"job", "lst"}, []string{`unknown command "lst" for "federa job"`, `did you mean "list"?`}},
+		{[]string{"job", "sub", "job.yaml"}, []string{`unknown command "sub" for "federa job"`, `did you mean "submit"?`}},
+		{[]string{"jb", "list"}, []string{`unknown command "jb" for "federa"`, `did you mean "job"?`}},
+		{[]string{"site", "pendng"}, []string{`unknown command "pendng" for "federa site"`, `did you mean "pending"?`}},
+		{[]string{"audit", "zzz"}, []string{`unknown command "zzz" for "federa audit"`, "valid: checkpoint, export, key, proof, show, verify"}},
+		{[]string{"dev-ca", "isue"}, []string{`unknown command "isue" for "federa dev-ca"`, `did you mean "issue"?`}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, errs, code := execute(t, tt.args...)
+			if code == 0 {
+				t.Fatalf("exit 0 for an unknown command; stdout:\n%s", out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr %q lacks %q", errs, w)
+				}
+			}
+		})
+	}
+	// The group alone still shows its help, successfully.
+	out, errs, code := execute(t, "job")
+	if code != 0 || !strings.Contains(out, "Available Commands:") || !strings.Contains(out, "submit") {
+		t.Fatalf("federa job: exit %d: %s%s", code, out, errs)
 	}
 }
 
@@ -406,6 +442,92 @@ func TestDevCAAndModelEval(t *testing.T) {
 	if _, errs, code := execute(t, "dev-ca", "issue", "--dir", ca, "--id", "spiffe://other.org/user/x", "--out", filepath.Join(dir, "x")); code == 0 || !strings.Contains(errs, "trust domain") {
 		t.Fatalf("foreign trust domain: %d %s", code, errs)
 	}
+}
+
+// TestJSONOutput: what scripts parse from version and dev-ca is one JSON
+// object whose fields are true of what was made.
+func TestJSONOutput(t *testing.T) {
+	// decode requires stdout to be exactly one JSON object.
+	decode := func(t *testing.T, out string, v any) {
+		t.Helper()
+		dec := json.NewDecoder(strings.NewReader(out))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("not one JSON object: %v\n%s", err, out)
+		}
+		if dec.More() {
+			t.Fatalf("more than one JSON value:\n%s", out)
+		}
+	}
+	t.Run("version", func(t *testing.T) {
+		out, errs, code := execute(t, "version", "-o", "json")
+		var v struct {
+			Version   string `json:"version"`
+			GoVersion string `json:"go_version"`
+		}
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		decode(t, out, &v)
+		if v.Version != Version || !strings.HasPrefix(v.GoVersion, "go") {
+			t.Fatalf("version -o json: %+v", v)
+		}
+	})
+	t.Run("dev-ca", func(t *testing.T) {
+		dir := t.TempDir()
+		ca, alice := filepath.Join(dir, "ca"), filepath.Join(dir, "alice")
+		out, errs, code := execute(t, "dev-ca", "init", "--dir", ca, "--trust-domain", "example.org", "-o", "json")
+		if code != 0 {
+			t.Fatalf("init: exit %d: %s", code, errs)
+		}
+		var ini struct {
+			TrustDomain string `json:"trust_domain"`
+			Dir         string `json:"dir"`
+			CACert      string `json:"ca_cert"`
+			CAKey       string `json:"ca_key"`
+			Bundle      string `json:"bundle"`
+		}
+		decode(t, out, &ini)
+		if ini.TrustDomain != "example.org" || ini.Dir != ca {
+			t.Errorf("init -o json: %+v", ini)
+		}
+		for _, p := range []string{ini.CACert, ini.CAKey, ini.Bundle} {
+			if _, err := os.Stat(p); p == "" || err != nil {
+				t.Errorf("init -o json names %q: %v", p, err)
+			}
+		}
+		out, errs, code = execute(t, "dev-ca", "issue", "--dir", ca, "--id", "spiffe://example.org/user/alice", "--out", alice, "--ttl", "2h", "-o", "json")
+		if code != 0 {
+			t.Fatalf("issue: exit %d: %s", code, errs)
+		}
+		var iss struct {
+			SPIFFEID  string    `json:"spiffe_id"`
+			Dir       string    `json:"dir"`
+			SVID      string    `json:"svid"`
+			Key       string    `json:"key"`
+			Bundle    string    `json:"bundle"`
+			ExpiresAt time.Time `json:"expires_at"`
+		}
+		decode(t, out, &iss)
+		id, err := attest.LoadIdentity(alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if iss.SPIFFEID != "spiffe://example.org/user/alice" || iss.Dir != alice || !iss.ExpiresAt.Equal(id.Expiry()) {
+			t.Errorf("issue -o json: %+v; the SVID expires %s", iss, id.Expiry())
+		}
+		if ttl := time.Until(iss.ExpiresAt); ttl < time.Hour || ttl > 2*time.Hour {
+			t.Errorf("issue --ttl 2h -o json: expires in %s", ttl)
+		}
+		for _, p := range []string{iss.SVID, iss.Key, iss.Bundle} {
+			if _, err := os.Stat(p); p == "" || err != nil {
+				t.Errorf("issue -o json names %q: %v", p, err)
+			}
+		}
+		if _, errs, code := execute(t, "dev-ca", "issue", "--dir", ca, "--id", "spiffe://example.org/user/bob", "--out", filepath.Join(dir, "bob"), "-o", "yaml"); code == 0 || !strings.Contains(errs, `flag --output: "yaml" is not valid; valid: text, json`) {
+			t.Errorf("-o yaml: exit %d: %s", code, errs)
+		}
+	})
 }
 
 // TestDemoQuery runs a grouped query through the demo federation and

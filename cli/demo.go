@@ -86,12 +86,15 @@ type demoResult struct {
 	SecureAggregation bool `json:"secure_aggregation,omitempty"`
 	// A regressor's figures (linreg): accuracy is 0 for it. R² is null
 	// when the test file's label does not vary.
-	TestRMSE         *float64     `json:"test_rmse,omitempty"`
-	TestR2           *float64     `json:"test_r2,omitempty"`
-	CentralizedRMSE  *float64     `json:"centralized_rmse,omitempty"`
-	CentralizedR2    *float64     `json:"centralized_r2,omitempty"`
-	ModelPath        string       `json:"model_path"`
-	StateDir         string       `json:"state_dir"`
+	TestRMSE        *float64 `json:"test_rmse,omitempty"`
+	TestR2          *float64 `json:"test_r2,omitempty"`
+	CentralizedRMSE *float64 `json:"centralized_rmse,omitempty"`
+	CentralizedR2   *float64 `json:"centralized_r2,omitempty"`
+	ModelPath       string   `json:"model_path"`
+	StateDir        string   `json:"state_dir"`
+	// StateRemoved is true when the demo ran without --state: state_dir,
+	// and model_path and the other files in it, were removed at exit.
+	StateRemoved     bool         `json:"state_removed"`
 	ElapsedSeconds   float64      `json:"elapsed_seconds"`
 	Rounds           []demoRound  `json:"rounds"`
 	Bytes            []demoBytes  `json:"bytes"`
@@ -166,7 +169,7 @@ split across eu/paris, us/boston and sg/singapore (testdata/README.md).
 With --serve, demo submits nothing: it starts the coordinator and the same
 sites and keeps them running until interrupted (Ctrl-C, SIGTERM), so you can
 drive them with the ordinary commands over real mTLS. It writes, under
---state DIR (default: a new temporary directory):
+--state DIR (default: a new temporary directory, removed when it stops):
   DIR/coordinator.addr            the coordinator's host:port
   DIR/identities/<user>/          svid.pem, key.pem, bundle.pem for each user:
                                     alice (data-scientist), auditor (auditor),
@@ -179,7 +182,9 @@ same command again reuses DIR: the same CA, and the coordinator resumes
 its jobs and audit log.
 
 --state without --serve keeps today's meaning: the one-shot demo keeps
-everything it made in DIR.`,
+everything it made in DIR. Without --state the demo works in a new
+temporary directory and removes it at the end, unless the run fails: then it
+keeps it and names it in the error.`,
 		Example: `  federa demo
   federa demo --rounds 5 --output json
   federa demo --data ./mydata --label outcome --features age,bmi,glucose
@@ -213,7 +218,7 @@ everything it made in DIR.`,
 	fl.IntVar(&f.minSites, "min-sites", 0, "quorum per round (default: all sites but one, at least 1)")
 	fl.Int64Var(&f.seed, "seed", 42, "seed for splits and shuffling")
 	fl.DurationVar(&f.timeout, "round-timeout", 60*time.Second, "how long a round waits for slow sites")
-	fl.StringVar(&f.stateDir, "state", "", "keep all state here (coordinator in DIR/coordinator, sites in DIR/sites/<name>); default: a new temporary directory, kept")
+	fl.StringVar(&f.stateDir, "state", "", "keep all state in `DIR` (coordinator in DIR/coordinator, sites in DIR/sites/<name>); default: a new temporary directory, removed at the end unless the run fails")
 	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json (json: the last line is one JSON object)")
 	fl.StringVar(&f.policyDir, "policy", "", "every site's Rego policy folder (default: the built-in default policy; see docs/policy.md)")
 	fl.StringSliceVar(&f.classify, "classify", []string{"*=internal"}, "column classifications every site declares to its policy, as COLUMN=CLASS (CLASS: public, internal, personal, special_category; COLUMN * sets the default)")
@@ -311,7 +316,7 @@ func baseNames(sites []devnet.SiteSpec) []string {
 	return out
 }
 
-func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
+func runDemo(ctx context.Context, g *globals, f *demoFlags) (err error) {
 	start := time.Now()
 	if err := checkOutput(f.output); err != nil {
 		return err
@@ -338,12 +343,14 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 			features = append(features, strings.TrimSpace(c))
 		}
 	}
-	state := f.stateDir
-	if state == "" {
-		var err error
+	state, temp := f.stateDir, f.stateDir == ""
+	if temp {
 		if state, err = os.MkdirTemp("", "federa-demo-"); err != nil {
-			return err
+			return fmt.Errorf("create the demo's temporary state directory: %w", err)
 		}
+		// Registered first, so it runs after the federation and the log
+		// file below are closed.
+		defer func() { err = dropTempState(state, err) }()
 	}
 	if err := os.MkdirAll(state, 0o755); err != nil {
 		return fmt.Errorf("flag --state: %w", err)
@@ -400,7 +407,11 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 			fmt.Fprintf(out, format+"\n", args...)
 		}
 	}
-	say("federa demo: %d sites, dataset %s, state in %s", len(sites), demoDataset, state)
+	if temp {
+		say("federa demo: %d sites, dataset %s, state in %s (temporary: removed at the end unless the run fails; --state DIR keeps it)", len(sites), demoDataset, state)
+	} else {
+		say("federa demo: %d sites, dataset %s, state in %s", len(sites), demoDataset, state)
+	}
 	if f.policyDir != "" {
 		if f.policyDir, err = filepath.Abs(f.policyDir); err != nil {
 			return err
@@ -430,7 +441,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	}
 	say("coordinator %s up; sites connected over SPIFFE mTLS: %s", net.Addr(), strings.Join(names, ", "))
 	if f.serve {
-		return serveDemo(ctx, out, net, state, opts.Users, names[0], j, f.svidTTL)
+		return serveDemo(ctx, out, net, state, temp, opts.Users, names[0], j, f.svidTTL)
 	}
 	if querySpec != nil {
 		return demoQuery(ctx, net, querySpec, f.query, out, f.output, say)
@@ -462,7 +473,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	}
 	res := &demoResult{
 		JobID: final.GetId(), Status: final.GetStatus().Name(), Message: final.GetMessage(),
-		RoundsCompleted: int(final.GetRoundsCompleted()), Sites: names, StateDir: state,
+		RoundsCompleted: int(final.GetRoundsCompleted()), Sites: names, StateDir: state, StateRemoved: temp,
 		Features: final.GetFeatures(), Classes: final.GetClasses(),
 	}
 	for _, r := range final.GetRounds() {
@@ -553,6 +564,11 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 		if res.SecureAggregation {
 			fmt.Fprintf(out, "Secure aggregation: the coordinator saw only each round's sum of the updates%s.\n", secAggSummary(final.GetRounds()))
 		}
+		if temp {
+			fmt.Fprintf(out, "Audit log verified: %d signed, tamper-evident entries.\n", res.AuditEntries)
+			fmt.Fprintf(out, "job %s succeeded in %.1fs; its temporary state %s is removed (--state DIR keeps the model, identities and audit log)\n", res.JobID, res.ElapsedSeconds, state)
+			return nil
+		}
 		fmt.Fprintf(out, "Audit log verified: %d signed, tamper-evident entries (federa audit verify --state %s).\n", res.AuditEntries, state)
 		fmt.Fprintf(out, "job %s succeeded in %.1fs; state kept in %s\n", res.JobID, res.ElapsedSeconds, state)
 		return nil
@@ -560,11 +576,27 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) error {
 	return json.NewEncoder(out).Encode(res)
 }
 
+// dropTempState removes the demo's temporary state directory after a run
+// that succeeded (runErr nil); after a failed one it keeps it for a look
+// and says where.
+func dropTempState(state string, runErr error) error {
+	if runErr != nil {
+		if log := filepath.Join(state, "demo.log"); fileExists(log) {
+			return fmt.Errorf("%w (state kept for a look in %s; daemon logs in %s)", runErr, state, log)
+		}
+		return fmt.Errorf("%w (state kept for a look in %s)", runErr, state)
+	}
+	if err := os.RemoveAll(state); err != nil {
+		return fmt.Errorf("remove the demo's temporary state: %w", err)
+	}
+	return nil
+}
+
 // serveDemo writes what a user of the running federation needs into state
 // (the coordinator's address, the job spec; the identities are already
 // there), prints the commands to try and waits for ctx to end. site is the
 // one the printed site-admin command is about.
-func serveDemo(ctx context.Context, out io.Writer, net *devnet.Net, state string, users []string, site string, j *spec.Job, ttl time.Duration) error {
+func serveDemo(ctx context.Context, out io.Writer, net *devnet.Net, state string, temp bool, users []string, site string, j *spec.Job, ttl time.Duration) error {
 	addrFile, jobFile := filepath.Join(state, "coordinator.addr"), filepath.Join(state, "job.yaml")
 	jobYAML, err := yaml.Marshal(j)
 	if err != nil {
@@ -597,7 +629,11 @@ func serveDemo(ctx context.Context, out io.Writer, net *devnet.Net, state string
 	admin, _ := devnet.SiteAdmin(site)
 	fmt.Fprintf(out, "  federa site pending --site %s --identity %s   # a site-admin, through the coordinator\n", site, id(admin))
 	fmt.Fprintf(out, "  federa job submit %s --identity %s   # refused: mallory has no role\n\n", shellQuote(jobFile), id("mallory"))
-	fmt.Fprintf(out, "Run the same command again to resume with the same CA, jobs and audit log.\n")
+	if temp {
+		fmt.Fprintf(out, "%s is temporary: it is removed when this stops. Serve with --state DIR to keep it and resume.\n", state)
+	} else {
+		fmt.Fprintf(out, "Run the same command again to resume with the same CA, jobs and audit log.\n")
+	}
 	// Last: whoever waits for this file finds everything else ready.
 	if err := fsutil.WriteFile(addrFile, []byte(net.Addr()+"\n"), 0o644); err != nil {
 		return err
@@ -740,4 +776,9 @@ func centralBaseline(ctx context.Context, sites []devnet.SiteSpec, testPath stri
 		return none, err
 	}
 	return centralFigures{accuracy: float64(sc.Correct) / float64(test.Rows())}, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -31,7 +31,13 @@ func rpcErr(what string, err error) error {
 var pj = protojson.MarshalOptions{UseProtoNames: true}
 
 func newJobCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "job", Short: "Submit, inspect, watch and cancel training jobs"}
+	cmd := &cobra.Command{
+		Use:   "job",
+		Short: "Submit, inspect, watch and cancel training jobs",
+		Example: `  federa job submit job.yaml --watch --identity ids/alice
+  federa job list
+  federa job get job-3f2a9c81d0e4`,
+	}
 	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobGetCmd(g), newJobWatchCmd(g), newJobCancelCmd(g), newJobPlotCmd(g))
 	return cmd
 }
@@ -74,11 +80,16 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return rpcErr("submit job", err)
 			}
-			if !watch {
-				if f.output == "json" {
-					return writeProto(g.stdout, job)
-				}
+			if f.output == "json" && !watch {
+				return writeProto(g.stdout, job)
+			}
+			// First, also with --watch: scripts and the `demo --serve`
+			// hints need the ID before the job ends. In JSON every event
+			// line carries it as job.id.
+			if f.output == "text" {
 				fmt.Fprintf(g.stdout, "submitted %s (%s)\n", job.GetId(), job.GetStatus().Name())
+			}
+			if !watch {
 				return nil
 			}
 			final, err := watchJob(cmd.Context(), c, job.GetId(), g.stdout, f.output)

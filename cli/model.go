@@ -22,7 +22,12 @@ import (
 )
 
 func newModelCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "model", Short: "Download and evaluate trained models"}
+	cmd := &cobra.Command{
+		Use:   "model",
+		Short: "Download and evaluate trained models",
+		Example: `  federa model get job-3f2a9c81d0e4 -o model.safetensors --identity ids/alice
+  federa model eval --model model.safetensors --data test.csv`,
+	}
 	cmd.AddCommand(newModelGetCmd(g), newModelEvalCmd(g), newModelVerifyCmd(g))
 	return cmd
 }

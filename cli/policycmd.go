@@ -26,6 +26,9 @@ func newPolicyCmd(g *globals) *cobra.Command {
 It decides data.federa.admission (may this job run here, under which
 obligations, with operator approval?) and data.federa.egress (may exactly
 these bytes leave, to this destination?). See docs/policy.md.`,
+		Example: `  federa policy init ./policy
+  federa policy test ./policy
+  federa policy eval --site site.yaml --job job.yaml --explain`,
 	}
 	cmd.AddCommand(newPolicyInitCmd(g), newPolicyTestCmd(g), newPolicyCheckCmd(g), newPolicyEvalCmd(g))
 	return cmd

@@ -40,7 +40,12 @@ func (f *clientFlags) queries() (federav1.QueryServiceClient, func(), error) {
 }
 
 func newQueryCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "query", Short: "Run federated analytics queries with disclosure control (docs/queries.md)"}
+	cmd := &cobra.Command{
+		Use:   "query",
+		Short: "Run federated analytics queries with disclosure control (docs/queries.md)",
+		Example: `  federa query run query.yaml --watch --identity ids/alice
+  federa query list`,
+	}
 	cmd.AddCommand(newQueryRunCmd(g), newQueryGetCmd(g), newQueryListCmd(g))
 	return cmd
 }

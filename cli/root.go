@@ -5,11 +5,14 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -80,7 +83,50 @@ statistics, evaluation counts), never a row.`,
 		newAuditCmd(g),
 		newVersionCmd(g),
 	)
+	strictSubcommands(root)
+	plainHelp(root)
 	return root
+}
+
+// strictSubcommands makes every command that has subcommands refuse an
+// unknown one. Left to cobra, a command without Run of its own prints its
+// help and exits 0 on `federa job lst`, so a typo in a script passes as
+// success; this turns it into an error that names the command and the
+// nearest valid ones. Such a command with no arguments still prints help.
+func strictSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		strictSubcommands(sub)
+	}
+	if !c.HasSubCommands() {
+		return
+	}
+	c.Args = noSubcommand
+	c.SuggestionsMinimumDistance = 2
+	if !c.Runnable() {
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+}
+
+// noSubcommand refuses any positional argument of a command with
+// subcommands: cobra only gets here when none of them matched.
+func noSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		// cobra lists them in name order; the nearest reads best.
+		slices.SortStableFunc(s, func(a, b string) int {
+			return editDistance(args[0], a) - editDistance(args[0], b)
+		})
+		return fmt.Errorf("unknown command %q for %q; did you mean %q? (%s --help lists them)", args[0], cmd.CommandPath(), s[0], cmd.CommandPath())
+	}
+	var valid []string
+	for _, sub := range cmd.Commands() {
+		if sub.IsAvailableCommand() {
+			valid = append(valid, sub.Name())
+		}
+	}
+	return fmt.Errorf("unknown command %q for %q; valid: %s", args[0], cmd.CommandPath(), strings.Join(valid, ", "))
 }
 
 // logger builds the process logger on w from the global flags.
@@ -115,16 +161,59 @@ func envOr(name, def string) string {
 }
 
 func newVersionCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the federa version",
-		Args:  cobra.NoArgs,
+	var output string
+	cmd := &cobra.Command{
+		Use:     "version",
+		Short:   "Print the federa version",
+		Example: "  federa version\n  federa version -o json | jq -r .version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(g.stdout, versionInfo{Version: Version, GoVersion: runtime.Version()})
+			}
 			fmt.Fprintln(g.stdout, "federa "+Version)
 			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json (one object: version, go_version)")
+	return cmd
+}
+
+// versionInfo is `federa version -o json`.
+type versionInfo struct {
+	Version   string `json:"version"`
+	GoVersion string `json:"go_version"`
+}
+
+// writeJSON prints v as one JSON object on one line.
+func writeJSON(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
 }
 
 // Version of the federa binary.
 const Version = "0.1.0"
+
+// editDistance is the Levenshtein distance between a and b, ignoring case.
+func editDistance(a, b string) int {
+	a, b = strings.ToLower(a), strings.ToLower(b)
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

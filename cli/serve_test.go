@@ -114,13 +114,15 @@ func TestDemoServe(t *testing.T) {
 	// As the printed commands do: the address and alice from the environment.
 	t.Setenv("FEDERA_COORDINATOR", addr)
 	t.Setenv("FEDERA_IDENTITY", ids("alice"))
-	stdout, errs, code := execute(t, "job", "submit", job)
-	if code != 0 {
-		t.Fatalf("alice's submit: exit %d: %s", code, errs)
+	// The printed command, --watch and all: its first line is the job ID
+	// the next printed command (job watch JOB_ID) needs.
+	stdout, errs, code := execute(t, "job", "submit", job, "--watch")
+	if code != 0 || !strings.Contains(stdout, "round 10/10") {
+		t.Fatalf("alice's submit --watch: exit %d: %s\n%s", code, errs, stdout)
 	}
 	fields := strings.Fields(stdout) // "submitted job-… (pending)"
-	if len(fields) < 2 || fields[0] != "submitted" {
-		t.Fatalf("submit printed %q", stdout)
+	if len(fields) < 2 || fields[0] != "submitted" || !strings.HasPrefix(fields[1], "job-") {
+		t.Fatalf("submit --watch does not print the job ID first:\n%s", stdout)
 	}
 	jobID := fields[1]
 	if stdout, errs, code := execute(t, "job", "watch", jobID); code != 0 || !strings.Contains(stdout, "round 10/10") {
@@ -200,4 +202,87 @@ func TestDemoServeFlagErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDemoTempState: without --state the demo works in a temporary
+// directory and removes it when it ends well; a failed run keeps it and
+// says where; --serve keeps it while serving and removes it on exit.
+func TestDemoTempState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a federation and trains for real; skipped with -short")
+	}
+	tmp, data := t.TempDir(), t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where os.MkdirTemp puts the state
+	left := func(t *testing.T) []string {
+		t.Helper()
+		ents, err := os.ReadDir(tmp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+
+	t.Run("a run that succeeds leaves nothing behind", func(t *testing.T) {
+		out, errs, code := execute(t, "demo", "--rounds", "1")
+		if code != 0 {
+			t.Fatalf("demo exit %d: %s\n%s", code, errs, out)
+		}
+		if l := left(t); len(l) != 0 {
+			t.Fatalf("the demo left %v in TMPDIR:\n%s", l, out)
+		}
+		if !strings.Contains(out, "is removed (--state DIR keeps") {
+			t.Errorf("the demo does not say its state is gone:\n%s", out)
+		}
+	})
+
+	t.Run("a run that fails keeps its state and says where", func(t *testing.T) {
+		// Site files but no test.csv.
+		if err := os.WriteFile(filepath.Join(data, "eu-paris.csv"), []byte("a,label\n1,x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, errs, code := execute(t, "demo", "--rounds", "1", "--data", data)
+		l := left(t)
+		if code == 0 || len(l) != 1 || !strings.Contains(errs, "state kept for a look in "+filepath.Join(tmp, l[0])) {
+			t.Fatalf("exit %d, TMPDIR holds %v, stderr %q", code, l, errs)
+		}
+		if err := os.RemoveAll(filepath.Join(tmp, l[0])); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("--serve keeps it while serving, removes it on exit", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		out, errs, code := &lockedBuffer{}, &lockedBuffer{}, make(chan int, 1)
+		go func() { code <- Execute(ctx, []string{"demo", "--serve"}, out, errs) }()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if m, _ := filepath.Glob(filepath.Join(tmp, "federa-demo-*", "coordinator.addr")); len(m) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no coordinator.addr in TMPDIR after 60s:\n%s%s", out, errs)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if !strings.Contains(out.String(), "is temporary: it is removed when this stops") {
+			t.Errorf("--serve does not say its state is temporary:\n%s", out)
+		}
+		cancel()
+		select {
+		case c := <-code:
+			if c != 0 {
+				t.Fatalf("demo --serve exited %d: %s", c, errs)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("demo --serve did not stop within 30s of the interrupt")
+		}
+		if l := left(t); len(l) != 0 {
+			t.Fatalf("demo --serve left %v in TMPDIR", l)
+		}
+	})
 }
