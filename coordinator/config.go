@@ -51,10 +51,16 @@ type File struct {
 // identity loaded.
 func LoadFile(path string, log *slog.Logger) (Config, error) {
 	var f File
-	if err := config.DecodeFile(path, &f); err != nil {
-		return Config{}, err
-	}
+	// Problems with keys and values are reported together with those
+	// found below, so one run names everything wrong in the file.
 	var errs []error
+	if err := config.DecodeFile(path, &f); err != nil {
+		var fe *config.FieldErrors
+		if !errors.As(err, &fe) {
+			return Config{}, err
+		}
+		errs = append(errs, fe.Errs...)
+	}
 	cfg := Config{
 		Listen:            f.Listen,
 		StateDir:          f.StateDir,
