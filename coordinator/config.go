@@ -158,6 +158,11 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("field state_dir: required (where jobs and checkpoints are kept)"))
 	}
+	if c.Listen != "" {
+		if err := config.CheckHostPort(c.Listen, DefaultListen); err != nil {
+			errs = append(errs, fmt.Errorf("field listen: %w", err))
+		}
+	}
 	if c.Identity == nil {
 		errs = append(errs, errors.New("field identity: required"))
 	}

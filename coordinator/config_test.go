@@ -129,3 +129,27 @@ limits: {max_conections: 3}
 		t.Errorf("error names Go types:\n%v", err)
 	}
 }
+
+func TestValidateListenNeedsAPort(t *testing.T) {
+	paris := spiffeid.RequireFromString("spiffe://example.org/site/eu/paris")
+	for listen, want := range map[string]string{
+		"127.0.0.1:7443": "",
+		"0.0.0.0:0":      "",
+		"127.0.0.1":      `field listen: "127.0.0.1" has no port; want host:port, e.g. 127.0.0.1:7443`,
+		"localhost:":     `field listen: "localhost:" has no port; want host:port, e.g. localhost:7443`,
+	} {
+		t.Run(listen, func(t *testing.T) {
+			cfg := Config{Listen: listen, StateDir: t.TempDir(), Identity: testIdentity(t), Sites: []spiffeid.ID{paris}}
+			err := cfg.Validate()
+			if want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Validate: %v; want %q", err, want)
+			}
+		})
+	}
+}

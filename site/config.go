@@ -244,6 +244,8 @@ func (c *Config) Validate() error {
 	}
 	if c.CoordinatorAddr == "" {
 		errs = append(errs, errors.New("field coordinator.address: required (host:port of the coordinator)"))
+	} else if err := config.CheckHostPort(c.CoordinatorAddr, "coordinator.example.org:7443"); err != nil {
+		errs = append(errs, fmt.Errorf("field coordinator.address: %w", err))
 	}
 	if c.CoordinatorID.IsZero() {
 		errs = append(errs, errors.New("field coordinator.id: required"))

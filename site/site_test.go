@@ -67,6 +67,11 @@ datasets: [{name: bc, path: missing.csv, format: parquet}, {name: bc, path: data
 reconnect: {min: 5s, max: 1s}
 `, []string{"field coordinator.id", "not a SPIFFE ID", "field identity.dir"}},
 		{"bad duration", "reconnect: {min: soon}\n", []string{`"soon" is not a duration`}},
+		// Without a port, gRPC would dial :443 and retry there forever.
+		{"address without a port", `identity: {dir: id}
+coordinator: {address: 127.0.0.1, id: "spiffe://example.org/coordinator"}
+datasets: [{name: bc, path: data.csv}]
+`, []string{`field coordinator.address: "127.0.0.1" has no port; want host:port, e.g. 127.0.0.1:7443`}},
 		// A misspelt key is reported with the keys valid there and beside
 		// the file's other problems, not instead of them.
 		{"unknown keys with the rest", `identity: {dir: id}
