@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -48,17 +49,27 @@ type File struct {
 }
 
 // LoadFile reads and checks coordinator.yaml, returning a Config with the
-// identity loaded.
+// identity loaded. Relative paths (state_dir, access_policy, identity.dir,
+// trust domain bundles) are taken relative to the file's directory, as in
+// site.yaml, so the coordinator finds the same state from any working
+// directory.
 func LoadFile(path string, log *slog.Logger) (Config, error) {
 	var f File
-	if err := config.DecodeFile(path, &f); err != nil {
-		return Config{}, err
-	}
+	// Problems with keys and values are reported together with those
+	// found below, so one run names everything wrong in the file.
 	var errs []error
+	if err := config.DecodeFile(path, &f); err != nil {
+		var fe *config.FieldErrors
+		if !errors.As(err, &fe) {
+			return Config{}, err
+		}
+		errs = append(errs, fe.Errs...)
+	}
+	base := filepath.Dir(path)
 	cfg := Config{
 		Listen:            f.Listen,
-		StateDir:          f.StateDir,
-		AccessPolicy:      f.AccessPolicy,
+		StateDir:          relativeTo(base, f.StateDir),
+		AccessPolicy:      relativeTo(base, f.AccessPolicy),
 		HeartbeatInterval: f.HeartbeatInterval.D(),
 		SiteWaitTimeout:   f.SiteWaitTimeout.D(),
 	}
@@ -86,7 +97,7 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 	} else {
 		cfg.Limits = l
 	}
-	if id, err := attest.LoadSourceConfig(context.Background(), f.Identity, log); err != nil {
+	if id, err := attest.LoadSourceConfig(context.Background(), f.Identity.RelativeTo(base), log); err != nil {
 		errs = append(errs, err)
 	} else {
 		cfg.Identity = id
@@ -98,6 +109,15 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// relativeTo is p taken relative to base, the directory of the file that
+// names it; empty and absolute paths are left as they are.
+func relativeTo(base, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(base, p)
 }
 
 // Config is everything a Coordinator needs. Its zero value plus StateDir,
@@ -137,6 +157,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("field state_dir: required (where jobs and checkpoints are kept)"))
+	}
+	if c.Listen != "" {
+		if err := config.CheckHostPort(c.Listen, DefaultListen); err != nil {
+			errs = append(errs, fmt.Errorf("field listen: %w", err))
+		}
 	}
 	if c.Identity == nil {
 		errs = append(errs, errors.New("field identity: required"))

@@ -93,3 +93,63 @@ func TestValidateSiteNamesUniqueAcrossTrustDomains(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadFileReportsEveryProblem: a misspelt key names the file, line and
+// key path and lists the keys valid there, beside the file's other
+// problems rather than hiding them.
+func TestLoadFileReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "coordinator.yaml")
+	body := `listne: 127.0.0.1:7443
+state_dir: state
+identity: {dir: id}
+sites: [not-an-id]
+heartbeat_interval: soon
+limits: {max_conections: 3}
+`
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadFile(path, nil)
+	if err == nil {
+		t.Fatal("LoadFile accepted a bad file")
+	}
+	for _, want := range []string{
+		"config " + path + ": ",
+		"line 1: field listne: unknown; valid keys: listen, state_dir, identity, sites, users, access_policy, heartbeat_interval, site_wait_timeout, limits, log_level (did you mean listen?)",
+		`line 5: field heartbeat_interval: "soon" is not a duration`,
+		"line 6: field limits.max_conections: unknown; valid keys in limits: handshake_timeout, max_connections, max_connections_per_identity, max_streams_per_connection, max_streams_per_identity, idle_timeout (did you mean max_connections?)",
+		`field sites[0]: "not-an-id" is not a SPIFFE ID`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "coordinator.File") || strings.Contains(err.Error(), "in type") {
+		t.Errorf("error names Go types:\n%v", err)
+	}
+}
+
+func TestValidateListenNeedsAPort(t *testing.T) {
+	paris := spiffeid.RequireFromString("spiffe://example.org/site/eu/paris")
+	for listen, want := range map[string]string{
+		"127.0.0.1:7443": "",
+		"0.0.0.0:0":      "",
+		"127.0.0.1":      `field listen: "127.0.0.1" has no port; want host:port, e.g. 127.0.0.1:7443`,
+		"localhost:":     `field listen: "localhost:" has no port; want host:port, e.g. localhost:7443`,
+	} {
+		t.Run(listen, func(t *testing.T) {
+			cfg := Config{Listen: listen, StateDir: t.TempDir(), Identity: testIdentity(t), Sites: []spiffeid.ID{paris}}
+			err := cfg.Validate()
+			if want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Validate: %v; want %q", err, want)
+			}
+		})
+	}
+}

@@ -82,3 +82,54 @@ func TestLoadFileTrustDomains(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadFileRelativePaths: relative paths in coordinator.yaml are taken
+// relative to the file, as in site.yaml, so a coordinator started from
+// another working directory finds its state rather than creating a fresh,
+// empty one there.
+func TestLoadFileRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "etc")
+	ca, err := attest.NewCA(spiffeid.RequireTrustDomainFromString("example.org"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.IssueToDir(attest.CoordinatorID(ca.TrustDomain), time.Hour, filepath.Join(conf, "id")); err != nil {
+		t.Fatal(err)
+	}
+	bank, err := attest.NewCA(spiffeid.RequireTrustDomainFromString("bank.us"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(conf, "bank.us.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: bank.Cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(conf, "coordinator.yaml")
+	if err := os.WriteFile(path, []byte(`state_dir: state
+access_policy: access
+identity:
+  dir: id
+  trust_domains: [{trust_domain: bank.us, bundle: bank.us.pem}]
+sites: [spiffe://example.org/site/eu/paris]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir()) // anywhere but beside the file
+
+	cfg, err := LoadFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := cfg.Identity.(interface{ Close() error }); ok {
+		t.Cleanup(func() { c.Close() })
+	}
+	if want := filepath.Join(conf, "state"); cfg.StateDir != want {
+		t.Errorf("StateDir = %q, want %q (relative to the file)", cfg.StateDir, want)
+	}
+	if want := filepath.Join(conf, "access"); cfg.AccessPolicy != want {
+		t.Errorf("AccessPolicy = %q, want %q (relative to the file)", cfg.AccessPolicy, want)
+	}
+	if b, err := cfg.Identity.GetX509BundleForTrustDomain(bank.TrustDomain); err != nil || !b.HasX509Authority(bank.Cert) {
+		t.Errorf("bank.us bundle (relative to the file) = %v, %v", b, err)
+	}
+}

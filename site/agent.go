@@ -39,6 +39,8 @@ type Agent struct {
 	approvals *Approvals
 	decisions *journal
 	egress    *journal
+	// stateLock is held from New to Close: one agent per state dir.
+	stateLock *os.File
 	ledger    *ledger
 	secagg    *secaggRounds
 	noiseMu   sync.Mutex
@@ -77,12 +79,23 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("site config: %w", err)
 	}
 	cfg.setDefaults()
+	var lock *os.File
 	if cfg.StateDir != "" {
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 			return nil, fmt.Errorf("site state dir: %w", err)
 		}
+		var err error
+		if lock, err = lockStateDir(cfg.StateDir); err != nil {
+			return nil, err
+		}
 	}
-	a := &Agent{cfg: cfg, data: newDataCache(8), started: time.Now()}
+	ok := false
+	defer func() {
+		if !ok && lock != nil {
+			lock.Close()
+		}
+	}()
+	a := &Agent{cfg: cfg, data: newDataCache(8), started: time.Now(), stateLock: lock}
 	a.log = cfg.Log.With(logkeys.Component, "site", logkeys.SpiffeID, cfg.Identity.ID().String())
 	var err error
 	if a.ledger, err = openLedger(cfg.StateDir); err != nil {
@@ -135,6 +148,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.policy = w
 	}
+	ok = true
 	return a, nil
 }
 
@@ -190,6 +204,9 @@ func (a *Agent) Close() error {
 			_ = w.Close()
 		}
 		a.stop()
+		if a.stateLock != nil {
+			_ = a.stateLock.Close()
+		}
 	})
 	return nil
 }

@@ -105,8 +105,15 @@ type File struct {
 // relative to the file's directory, so a config can travel with its data.
 func LoadFile(path string, log *slog.Logger) (Config, error) {
 	var f File
+	// Problems with keys and values are reported together with those
+	// found below, so one run names everything wrong in the file.
+	var errs []error
 	if err := config.DecodeFile(path, &f); err != nil {
-		return Config{}, err
+		var fe *config.FieldErrors
+		if !errors.As(err, &fe) {
+			return Config{}, err
+		}
+		errs = append(errs, fe.Errs...)
 	}
 	base := filepath.Dir(path)
 	cfg := Config{
@@ -117,7 +124,6 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 		ReconnectMin:            f.Reconnect.Min.D(),
 		ReconnectMax:            f.Reconnect.Max.D(),
 	}
-	var errs []error
 	if f.Coordinator.ID == "" {
 		errs = append(errs, errors.New("field coordinator.id: required (the coordinator's SPIFFE ID, e.g. spiffe://example.org/coordinator)"))
 	} else if id, err := spiffeid.FromString(f.Coordinator.ID); err != nil {
@@ -238,6 +244,8 @@ func (c *Config) Validate() error {
 	}
 	if c.CoordinatorAddr == "" {
 		errs = append(errs, errors.New("field coordinator.address: required (host:port of the coordinator)"))
+	} else if err := config.CheckHostPort(c.CoordinatorAddr, "coordinator.example.org:7443"); err != nil {
+		errs = append(errs, fmt.Errorf("field coordinator.address: %w", err))
 	}
 	if c.CoordinatorID.IsZero() {
 		errs = append(errs, errors.New("field coordinator.id: required"))

@@ -67,11 +67,28 @@ datasets: [{name: bc, path: missing.csv, format: parquet}, {name: bc, path: data
 reconnect: {min: 5s, max: 1s}
 `, []string{"field coordinator.id", "not a SPIFFE ID", "field identity.dir"}},
 		{"bad duration", "reconnect: {min: soon}\n", []string{`"soon" is not a duration`}},
+		// Without a port, gRPC would dial :443 and retry there forever.
+		{"address without a port", `identity: {dir: id}
+coordinator: {address: 127.0.0.1, id: "spiffe://example.org/coordinator"}
+datasets: [{name: bc, path: data.csv}]
+`, []string{`field coordinator.address: "127.0.0.1" has no port; want host:port, e.g. 127.0.0.1:7443`}},
+		// A misspelt key is reported with the keys valid there and beside
+		// the file's other problems, not instead of them.
+		{"unknown keys with the rest", `identity: {dir: id}
+coordinator: {adress: "127.0.0.1:7443", id: "http://x"}
+datasets: [{name: bc, path: data.csv, lable: label}]
+reconnect: {min: soon}
+`, []string{
+			"site.yaml: line 2: field coordinator.adress: unknown; valid keys in coordinator: address, id, jurisdiction (did you mean address?)",
+			"line 3: field datasets[0].lable: unknown; valid keys in datasets[0]: name, path, format, table, dsn_env, dsn_file, labels, classes, label, columns, default_classification (did you mean label?)",
+			`line 4: field reconnect.min: "soon" is not a duration`,
+			`field coordinator.id: "http://x" is not a SPIFFE ID`,
+		}},
 		{"empty", "", []string{"file is empty"}},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := LoadFile(write(strings.ReplaceAll(tt.name, " ", "-")+".yaml", tt.body), nil)
+			_, err := LoadFile(write(strings.ReplaceAll(tt.name, " ", "-")+"-site.yaml", tt.body), nil)
 			if err == nil {
 				t.Fatal("accepted a bad config")
 			}
@@ -79,6 +96,9 @@ reconnect: {min: 5s, max: 1s}
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q lacks %q", err, w)
 				}
+			}
+			if strings.Contains(err.Error(), "in type") {
+				t.Errorf("error %q names Go types", err)
 			}
 		})
 	}

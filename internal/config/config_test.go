@@ -143,12 +143,12 @@ func TestDuration(t *testing.T) {
 		{"0s", 0, ""},
 		{"0", 0, ""},
 		{"-5s", -5 * time.Second, ""},
-		{"soon", 0, `line 1: "soon" is not a duration; want e.g. 10s or 2m`},
+		{"soon", 0, `line 1: field d: "soon" is not a duration; want e.g. 10s or 2m`},
 		{"10", 0, `"10" is not a duration`},
 		{"10 s", 0, `"10 s" is not a duration`},
 		{"1d", 0, `"1d" is not a duration`},
 		{`""`, 0, `"" is not a duration`},
-		{"[10s]", 0, "line 1: want a duration like 10s or 2m"},
+		{"[10s]", 0, "line 1: field d: want a duration like 10s or 2m"},
 		{"{s: 1}", 0, "want a duration"},
 	}
 	for _, tt := range tests {
@@ -190,6 +190,78 @@ func TestDurationRoundTrip(t *testing.T) {
 		}
 		if err := Decode("rt.yaml", out, &back); err != nil || back.D != in.D {
 			t.Errorf("round trip of %s = %s, %v", d, back.D.D(), err)
+		}
+	}
+}
+
+// An operator fixes a file from one error: it names every problem with
+// its line and key path, lists the keys valid where a key is unknown,
+// and speaks YAML, not Go.
+func TestDecodeReportsEveryProblemWithValidKeys(t *testing.T) {
+	const file = `listne: 127.0.0.1:7443
+identity:
+  dri: /etc/federa/id
+workers: many
+heartbeat: soon
+sites: spiffe://example.org/site/eu/paris
+`
+	var d daemon
+	err := Decode("c.yaml", []byte(file), &d)
+	var fe *FieldErrors
+	if !errors.As(err, &fe) {
+		t.Fatalf("Decode = %v; want *FieldErrors", err)
+	}
+	want := []string{
+		"line 1: field listne: unknown; valid keys: listen, identity, sites, heartbeat, workers (did you mean listen?)",
+		"line 3: field identity.dri: unknown; valid keys in identity: dir (did you mean dir?)",
+		`line 4: field workers: "many" is not a whole number`,
+		`line 5: field heartbeat: "soon" is not a duration; want e.g. 10s or 2m`,
+		"line 6: field sites: want a list (one `- item` per line)",
+	}
+	if len(fe.Errs) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%v", len(fe.Errs), len(want), err)
+	}
+	for i, w := range want {
+		if i < len(fe.Errs) && fe.Errs[i].Error() != w {
+			t.Errorf("problem %d = %q\nwant        %q", i, fe.Errs[i], w)
+		}
+	}
+	if !strings.HasPrefix(err.Error(), "config c.yaml: line 1:") {
+		t.Errorf("error %q does not start by naming the file", err)
+	}
+	for _, goism := range []string{"in type", "config.daemon", "into int", "not found"} {
+		if strings.Contains(err.Error(), goism) {
+			t.Errorf("error names Go types (%q):\n%v", goism, err)
+		}
+	}
+}
+
+func TestDecodeKeepsTheFieldsItCouldRead(t *testing.T) {
+	var d daemon
+	err := Decode("c.yaml", []byte("listen: 127.0.0.1:1\nwokers: 3\nidentity:\n  dir: /id\n"), &d)
+	if err == nil {
+		t.Fatal("Decode accepted an unknown key")
+	}
+	if d.Listen != "127.0.0.1:1" || d.Identity.Dir != "/id" {
+		t.Errorf("Decode = %+v; want the known fields decoded so the caller can check them too", d)
+	}
+}
+
+func TestDecodeListElementsAndFloatsForCounts(t *testing.T) {
+	type item struct {
+		Name string `yaml:"name"`
+	}
+	var v struct {
+		Items []item `yaml:"items"`
+		N     int    `yaml:"n"`
+	}
+	err := Decode("c.yaml", []byte("items:\n  - name: a\n  - nmae: b\nn: 1.5\n"), &v)
+	for _, w := range []string{
+		"line 3: field items[1].nmae: unknown; valid keys in items[1]: name (did you mean name?)",
+		`line 4: field n: "1.5" is not a whole number`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("Decode = %v; want %q", err, w)
 		}
 	}
 }
