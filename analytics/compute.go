@@ -42,7 +42,13 @@ func Compute(q *Query, req *Request, k int, rows RowSource) (*Partials, error) {
 			}
 		}
 	}
-	if err := rows.Scan(s.cols, s.row); err != nil {
+	var err error
+	if bs, ok := rows.(BatchSource); ok {
+		err = bs.ScanBatches(s.cols, s.batch)
+	} else {
+		err = rows.Scan(s.cols, s.row)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("compute: %w", err)
 	}
 	return s.partials()
@@ -66,6 +72,7 @@ type siteRun struct {
 	total   *siteCell
 	parts   []string
 	present []bool
+	bs      batchState // a BatchSource's batches (batch.go)
 }
 
 type siteCond struct {
@@ -89,6 +96,10 @@ type siteCell struct {
 	cell Cell
 	rows int64
 	accs []acc
+	// slot is the cell's place among the cells of the batch being taken
+	// when epoch is that batch's (batch.go).
+	epoch int64
+	slot  int
 }
 
 func newSiteRun(q *Query, req *Request, k int) *siteRun {

@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 )
@@ -49,7 +50,7 @@ func (histogram) width(a *Aggregate, _ bool) int       { return len(a.Edges) - 1
 func (histogram) sens2(*Aggregate, []float64) float64  { return 1 }
 
 func (histogram) newAcc(a *Aggregate, _ accEnv) acc {
-	return &histAcc{edges: a.Edges, counts: make([]int64, len(a.Edges)-1)}
+	return newHistAcc(a.Edges)
 }
 
 func (histogram) newMerger(a *Aggregate, e accEnv) merger {
@@ -60,6 +61,21 @@ type histAcc struct {
 	edges  []float64
 	counts []int64
 	rows   int64
+	// even: the edges are close enough to equally spaced that x's bin is
+	// within a step of (x−edges[0])·scale, and addCol starts there.
+	even  bool
+	scale float64
+}
+
+func newHistAcc(edges []float64) *histAcc {
+	h := &histAcc{edges: edges, counts: make([]int64, len(edges)-1)}
+	bins := float64(len(edges) - 1)
+	h.scale = bins / (edges[len(edges)-1] - edges[0])
+	h.even = finite(h.scale) && h.scale > 0
+	for i, e := range edges {
+		h.even = h.even && math.Abs((e-edges[0])*h.scale-float64(i)) <= 0.5
+	}
+	return h
 }
 
 // bin is x's bin, or -1 outside the edges.
@@ -80,6 +96,45 @@ func (h *histAcc) add(xs []float64) {
 		h.counts[b]++
 		h.rows++
 	}
+}
+
+// addCol is add on each x in turn: the same bins, found by a guess from
+// the edges' span put right by comparing with the edges (even), or by a
+// binary search without sort.Search's closure.
+func (h *histAcc) addCol(xs []float64) {
+	e, counts := h.edges, h.counts
+	last := len(e) - 1
+	lo, hi := e[0], e[last]
+	in := int64(0)
+	for _, x := range xs {
+		if !(x >= lo && x <= hi) {
+			continue
+		}
+		var b int
+		if h.even {
+			b = min(int((x-lo)*h.scale), last-1)
+			for x < e[b] {
+				b--
+			}
+			for b < last-1 && x >= e[b+1] {
+				b++
+			}
+		} else {
+			// e[b] <= x, and x < e[top] unless top is last.
+			top := last
+			for top-b > 1 {
+				mid := int(uint(b+top) >> 1)
+				if e[mid] <= x {
+					b = mid
+				} else {
+					top = mid
+				}
+			}
+		}
+		counts[b]++
+		in++
+	}
+	h.rows += in
 }
 
 // n counts the values inside the edges: only they are released.
