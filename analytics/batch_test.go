@@ -318,6 +318,8 @@ func TestHistogramBins(t *testing.T) {
 		{6, 10, 12, 14, 18, 30},
 		{-1e300, 0, 1e300},
 		{1, 1.0000000000000002, 1.0000000000000004},
+		{0, 1e-300, 1},
+		thousandBins(),
 	} {
 		var xs []float64
 		for _, e := range edges {
@@ -343,4 +345,13 @@ func TestHistogramBins(t *testing.T) {
 			}
 		}
 	}
+}
+
+// thousandBins are 1000 bins of uneven widths.
+func thousandBins() []float64 {
+	e := []float64{0}
+	for i := range 1000 {
+		e = append(e, e[i]+1+float64(i%7)/3)
+	}
+	return e
 }

@@ -585,11 +585,12 @@ func gather(dst []float64, null []bool, defs []byte, maxDef byte, idx []int32, d
 
 // allFinite reports whether no x is a NaN or an infinity.
 func allFinite(x []float64) bool {
-	ok := true
 	for _, v := range x {
-		ok = ok && v-v == 0
+		if v-v != 0 {
+			return false
+		}
 	}
-	return ok
+	return true
 }
 
 // decodeValues reads the page's next len(dst) rows as Values.
