@@ -215,11 +215,12 @@ type pqPage struct {
 var errShortPage = errors.New("a page holds fewer values than its rows")
 
 func newPQCursor(c *pqColumn, batch int) pqCursor {
-	cur := pqCursor{col: c, vals: make([]Value, batch)}
+	cur := pqCursor{col: c}
 	if cur.numeric() {
+		// vals only if a batch holds a value that is not a plain number.
 		cur.buf, cur.null = make([]float64, batch), make([]bool, batch)
 	} else {
-		cur.pv = make([]parquet.Value, batch)
+		cur.vals, cur.pv = make([]Value, batch), make([]parquet.Value, batch)
 	}
 	if c.kind == parquet.ByteArray || c.kind == parquet.FixedLenByteArray {
 		cur.strs = map[string]string{}
@@ -348,6 +349,9 @@ func (c *pqCursor) read(m int) (int, error) {
 
 // toValues moves the first n rows of a batch of numbers to vals.
 func (c *pqCursor) toValues(n int) {
+	if c.vals == nil {
+		c.vals = make([]Value, len(c.buf))
+	}
 	for i, x := range c.f64[:n] {
 		if c.nulls && c.null[i] {
 			c.vals[i] = Value{}
