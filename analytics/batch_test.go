@@ -122,7 +122,8 @@ func batchTestRows(n int, seed uint64) *memSource {
 
 // batchTestQueries cover every aggregate fn, ungrouped and grouped (by
 // text, by numbers, by both with totals), with where conditions on numbers
-// and on text, with and without privacy bounds.
+// and on text, with and without privacy bounds. Histogram hd has edges the
+// data holds, in steps no float64 spans exactly.
 var batchTestQueries = []string{
 	`aggregates:
   - {name: n, fn: count}
@@ -134,6 +135,7 @@ var batchTestQueries = []string{
   - {name: sd, fn: stddev, column: z}
   - {name: h, fn: histogram, column: x, edges: [0, 2.5, 5, 7.5, 10, 12.5, 15, 17.5, 20]}
   - {name: hu, fn: histogram, column: y, edges: [-20, 0, 9, 9.5, 10, 11, 40]}
+  - {name: hd, fn: histogram, column: x, edges: [0.3, 0.6, 0.9, 1.2, 1.5, 1.8, 2.1, 2.4, 2.7, 3.0, 3.3, 3.6, 3.9, 4.2, 4.5, 4.8, 5.1, 5.4, 5.7, 6.0, 6.3, 6.6, 6.9, 7.2, 7.5, 7.8, 8.1, 8.4, 8.7, 9.0, 9.3, 9.6, 9.9, 10.2, 10.5, 10.8, 11.1, 11.4, 11.7, 12.0, 12.3, 12.6, 12.9, 13.2, 13.5, 13.8, 14.1, 14.4, 14.7, 15.0, 15.3, 15.6, 15.9, 16.2, 16.5, 16.8, 17.1, 17.4, 17.7, 18.0, 18.3, 18.6, 18.9, 19.2, 19.5, 19.8, 20.1, 20.4, 20.7, 21.0]}
   - {name: q, fn: quantile, column: x, q: [0, 0.1, 0.5, 0.99, 1]}
   - {name: c, fn: correlation, columns: [x, y, z]}
   - {name: r, fn: linear_regression, label: y, columns: [x, z]}`,
