@@ -187,12 +187,13 @@ type pqCursor struct {
 	// scan does not allocate one per row; bounded for unique values.
 	strs map[string]string
 
-	// The dictionary of a dictionary-encoded numeric column, converted
-	// once per column chunk: dictF its numbers, dictV (nil when every entry
-	// is a plain finite number) its Values.
+	// The dictionary of a dictionary-encoded column, converted once per
+	// column chunk: dictF its numbers, dictV (nil when every entry is a
+	// plain finite number) its Values; dictS its strings.
 	dict  parquet.Dictionary
 	dictF []float64
 	dictV []Value
+	dictS []string
 }
 
 // pqPage is the data of a numeric column's current page.
@@ -202,6 +203,7 @@ type pqPage struct {
 	maxDef    byte   // the level of a row that is not null
 	next      int    // the next non-null value
 	dict      bool   // the values are indexes into the dictionary (idx)
+	strs      bool   // … of strings (dictS), for a string column
 	// The page's non-null values: the one of these its type fills.
 	f64 []float64
 	f32 []float32
@@ -289,11 +291,14 @@ func (c *pqCursor) nextPage() (bool, error) {
 		return false, err
 	}
 	c.page = pg
-	if !c.numeric() {
-		c.values = pg.Values()
-		return true, nil
+	switch {
+	case c.numeric():
+		return true, c.loadPage(pg)
+	case c.col.kind == parquet.ByteArray && pg.Dictionary() != nil:
+		return true, c.loadStrings(pg)
 	}
-	return true, c.loadPage(pg)
+	c.values = pg.Values()
+	return true, nil
 }
 
 // read fills the next batch with up to m values, fewer only at the end of
@@ -404,22 +409,53 @@ func (c *pqCursor) loadPage(pg parquet.Page) error {
 			}
 		}
 	}
+	if err := p.count(dense); err != nil {
+		return err
+	}
+	c.pg = p
+	return nil
+}
+
+// count sets the page's rows from its definition levels, or from its
+// dense values when it has none, checking there is a value for every row
+// that is not null.
+func (p *pqPage) count(dense int) error {
 	if len(p.defs) == 0 {
 		p.defs, p.rows = nil, dense
-	} else {
-		p.rows = len(p.defs)
-		present := 0
-		for _, d := range p.defs {
-			if d == p.maxDef {
-				present++
-			}
+		return nil
+	}
+	p.rows = len(p.defs)
+	present := 0
+	for _, d := range p.defs {
+		if d == p.maxDef {
+			present++
 		}
-		if present > dense {
-			return fmt.Errorf("a page has %d rows with a value but holds %d values", present, dense)
+	}
+	if present > dense {
+		return fmt.Errorf("a page has %d rows with a value but holds %d values", present, dense)
+	}
+	if present == p.rows {
+		p.defs = nil
+	}
+	return nil
+}
+
+// loadStrings takes a dictionary-encoded page of strings: its definition
+// levels and indexes, the dictionary's strings made once per column chunk.
+func (c *pqCursor) loadStrings(pg parquet.Page) error {
+	if len(pg.RepetitionLevels()) > 0 {
+		return errors.New("a page of a flat column holds repetition levels")
+	}
+	if d := pg.Dictionary(); d != c.dict {
+		c.dict, c.dictS = d, c.dictS[:0]
+		for i := range d.Len() {
+			c.dictS = append(c.dictS, c.text(d.Index(int32(i)).ByteArray()))
 		}
-		if present == p.rows {
-			p.defs = nil
-		}
+	}
+	data := pg.Data()
+	p := pqPage{defs: pg.DefinitionLevels(), maxDef: c.col.maxDef, dict: true, strs: true, idx: data.Int32()}
+	if err := p.count(len(p.idx)); err != nil {
+		return err
 	}
 	c.pg = p
 	return nil
@@ -655,11 +691,20 @@ func (c *pqCursor) readValues(m int) (int, error) {
 	c.num = false
 	n := 0
 	for n < m {
+		if c.pg.strs && c.pg.row < c.pg.rows {
+			k := min(m-n, c.pg.rows-c.pg.row)
+			if err := c.decodeStrings(c.vals[n : n+k]); err != nil {
+				return n, err
+			}
+			n += k
+			continue
+		}
 		if c.values == nil {
 			more, err := c.nextPage()
 			if err != nil || !more {
 				return n, err
 			}
+			continue
 		}
 		k, err := c.readGeneric(c.vals[n:m])
 		n += k
@@ -671,6 +716,30 @@ func (c *pqCursor) readValues(m int) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// decodeStrings reads the next len(dst) rows of a dictionary page of
+// strings.
+func (c *pqCursor) decodeStrings(dst []Value) error {
+	p := &c.pg
+	for i := range dst {
+		if p.defs != nil && p.defs[p.row] != p.maxDef {
+			dst[i] = Value{}
+			p.row++
+			continue
+		}
+		if p.next >= len(p.idx) {
+			return errShortPage
+		}
+		x := p.idx[p.next]
+		if uint64(x) >= uint64(len(c.dictS)) {
+			return fmt.Errorf("dictionary index %d out of range (the dictionary holds %d values)", x, len(c.dictS))
+		}
+		dst[i] = Value{S: c.dictS[x]}
+		p.row++
+		p.next++
+	}
+	return nil
 }
 
 // readGeneric reads any page through parquet.Value.
