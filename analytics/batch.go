@@ -93,8 +93,11 @@ type batchState struct {
 	slots  []*siteCell // the cells of this batch, in first-row order
 	count  []int
 	epoch  int64
-	// group1 (one group_by column) and groupN (more) map the group_by
-	// cells seen to their cell; nil for a row that is in no cell.
+	// The group_by cells seen, to their cell (nil for a row in no cell):
+	// with one group_by column, text by its text, a finite number by its
+	// value, anything else by its Value; with more, by their Values.
+	groupS map[string]*siteCell
+	groupF map[float64]*siteCell
 	group1 map[Value]*siteCell
 	groupN map[[MaxGroupBy]Value]*siteCell
 }
@@ -308,37 +311,61 @@ func (c siteCond) filter(col *Column, in, out []int32) []int32 {
 // it; nil when a group value is missing.
 func (s *siteRun) groupOf(b *Batch, i int, rowNum int64) (*siteCell, error) {
 	bs := &s.bs
+	if len(s.group) == 1 {
+		// Text groups (and is missing) by its text alone, a finite number
+		// by its value alone: the keys need no hashing of a whole Value.
+		v := b.Cols[s.group[0]].value(i)
+		switch {
+		case !v.Num:
+			if g, ok := bs.groupS[v.S]; ok {
+				return g, nil
+			}
+		case v.F-v.F == 0:
+			if g, ok := bs.groupF[v.F+0]; ok {
+				return g, nil
+			}
+		default:
+			if g, ok := bs.group1[v]; ok {
+				return g, nil
+			}
+		}
+		g, err := s.cellFor([]Value{v}, rowNum)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !v.Num:
+			remember(&bs.groupS, v.S, g)
+		case v.F-v.F == 0:
+			remember(&bs.groupF, v.F+0, g)
+		default:
+			remember(&bs.group1, v, g)
+		}
+		return g, nil
+	}
 	var key [MaxGroupBy]Value
 	for j, ci := range s.group {
 		key[j] = b.Cols[ci].value(i)
 	}
-	if len(s.group) == 1 {
-		if g, ok := bs.group1[key[0]]; ok {
-			return g, nil
-		}
-	} else if g, ok := bs.groupN[key]; ok {
+	if g, ok := bs.groupN[key]; ok {
 		return g, nil
 	}
 	g, err := s.cellFor(key[:len(s.group)], rowNum)
 	if err != nil {
 		return nil, err
 	}
-	if len(s.group) == 1 {
-		if bs.group1 == nil {
-			bs.group1 = map[Value]*siteCell{}
-		}
-		if len(bs.group1) < maxGroupCache {
-			bs.group1[key[0]] = g
-		}
-	} else {
-		if bs.groupN == nil {
-			bs.groupN = map[[MaxGroupBy]Value]*siteCell{}
-		}
-		if len(bs.groupN) < maxGroupCache {
-			bs.groupN[key] = g
-		}
-	}
+	remember(&bs.groupN, key, g)
 	return g, nil
+}
+
+// remember adds k → g to *m, making it, up to maxGroupCache keys.
+func remember[K comparable](m *map[K]*siteCell, k K, g *siteCell) {
+	if *m == nil {
+		*m = map[K]*siteCell{}
+	}
+	if len(*m) < maxGroupCache {
+		(*m)[k] = g
+	}
 }
 
 // cellFor is the cell of a row whose group_by cells are vals, created if
