@@ -61,21 +61,36 @@ type histAcc struct {
 	edges  []float64
 	counts []int64
 	rows   int64
-	// even: the edges are close enough to equally spaced that x's bin is
-	// within a step of (x−edges[0])·scale, and addCol starts there.
-	even  bool
-	scale float64
+	// How addCol finds x's bin: from the guess ⌊(x−edges[0])·scale⌋ (at
+	// most the last bin), which is the bin itself for every x inside the
+	// edges when exact, within a step when even (put right by comparing
+	// with the edges), and otherwise unused for a binary search.
+	exact, even bool
+	scale       float64
 }
 
 func newHistAcc(edges []float64) *histAcc {
 	h := &histAcc{edges: edges, counts: make([]int64, len(edges)-1)}
-	bins := float64(len(edges) - 1)
-	h.scale = bins / (edges[len(edges)-1] - edges[0])
-	h.even = finite(h.scale) && h.scale > 0
-	for i, e := range edges {
+	last := len(edges) - 1
+	h.scale = float64(last) / (edges[last] - edges[0])
+	if !finite(h.scale) || !(h.scale > 0) {
+		return h
+	}
+	h.exact, h.even = true, true
+	for i, e := range edges[:last] {
 		h.even = h.even && math.Abs((e-edges[0])*h.scale-float64(i)) <= 0.5
+		// The guess never decreases as x grows, so it is right for every
+		// value of bin i if it is for the bin's least value, the edge, and
+		// its greatest, the float64 just below the next edge.
+		h.exact = h.exact && h.guess(e) == i && h.guess(math.Nextafter(edges[i+1], math.Inf(-1))) == i
 	}
 	return h
+}
+
+// guess is addCol's first guess at x's bin; addCol computes it inline, the
+// same way.
+func (h *histAcc) guess(x float64) int {
+	return min(int((x-h.edges[0])*h.scale), len(h.edges)-2)
 }
 
 // bin is x's bin, or -1 outside the edges.
@@ -98,30 +113,44 @@ func (h *histAcc) add(xs []float64) {
 	}
 }
 
-// addCol is add on each x in turn: the same bins, found by a guess from
-// the edges' span put right by comparing with the edges (even), or by a
-// binary search without sort.Search's closure.
+// addCol is add on each x in turn: the same bins, found by the guess
+// (exact), the guess put right (even), or a binary search without
+// sort.Search's closure.
 func (h *histAcc) addCol(xs []float64) {
-	e, counts := h.edges, h.counts
+	e, counts, scale := h.edges, h.counts, h.scale
 	last := len(e) - 1
 	lo, hi := e[0], e[last]
 	in := int64(0)
-	for _, x := range xs {
-		if !(x >= lo && x <= hi) {
-			continue
+	switch {
+	case h.exact:
+		for _, x := range xs {
+			if x >= lo && x <= hi {
+				counts[min(int((x-lo)*scale), last-1)]++
+				in++
+			}
 		}
-		var b int
-		if h.even {
-			b = min(int((x-lo)*h.scale), last-1)
+	case h.even:
+		for _, x := range xs {
+			if !(x >= lo && x <= hi) {
+				continue
+			}
+			b := min(int((x-lo)*scale), last-1)
 			for x < e[b] {
 				b--
 			}
 			for b < last-1 && x >= e[b+1] {
 				b++
 			}
-		} else {
+			counts[b]++
+			in++
+		}
+	default:
+		for _, x := range xs {
+			if !(x >= lo && x <= hi) {
+				continue
+			}
 			// e[b] <= x, and x < e[top] unless top is last.
-			top := last
+			b, top := 0, last
 			for top-b > 1 {
 				mid := int(uint(b+top) >> 1)
 				if e[mid] <= x {
@@ -130,9 +159,9 @@ func (h *histAcc) addCol(xs []float64) {
 					top = mid
 				}
 			}
+			counts[b]++
+			in++
 		}
-		counts[b]++
-		in++
 	}
 	h.rows += in
 }
