@@ -1,9 +1,6 @@
 package analytics
 
-import (
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // BatchSource is a RowSource that can also hand its rows over a batch at a
 // time, column by column. Compute then reads it through ScanBatches: where
@@ -366,33 +363,6 @@ func remember[K comparable](m *map[K]*siteCell, k K, g *siteCell) {
 	if len(*m) < maxGroupCache {
 		(*m)[k] = g
 	}
-}
-
-// cellFor is the cell of a row whose group_by cells are vals, created if
-// new; nil when one is missing (the row is in no cell).
-func (s *siteRun) cellFor(vals []Value, rowNum int64) (*siteCell, error) {
-	for i, v := range vals {
-		if v.Missing() {
-			// As pandas' groupby(dropna=True): a row without a group is
-			// in no cell, the total included.
-			return nil, nil
-		}
-		t := strings.ToValidUTF8(v.groupText(), "\uFFFD")
-		if len(t) > MaxTextBytes {
-			return nil, fmt.Errorf("column %s, row %d: a group_by value of %d bytes; at most %d", s.q.GroupBy[i], rowNum, len(t), MaxTextBytes)
-		}
-		s.parts[i] = t
-	}
-	key := Cell{Group: s.parts}.key()
-	g := s.groups[key]
-	if g == nil {
-		if len(s.groups) >= MaxGroups {
-			return nil, fmt.Errorf("group_by %s: more than %d distinct groups (group %d first appears at row %d); group_by is for categorical columns, not identifiers", strings.Join(s.q.GroupBy, ", "), MaxGroups, MaxGroups+1, rowNum)
-		}
-		g = s.newCell(Cell{Group: append([]string(nil), s.parts...)})
-		s.groups[key] = g
-	}
-	return g, nil
 }
 
 // feed adds rows of b (all: they are every row, in order) to cell c.
