@@ -42,7 +42,13 @@ func Compute(q *Query, req *Request, k int, rows RowSource) (*Partials, error) {
 			}
 		}
 	}
-	if err := rows.Scan(s.cols, s.row); err != nil {
+	var err error
+	if bs, ok := rows.(BatchSource); ok {
+		err = bs.ScanBatches(s.cols, s.batch)
+	} else {
+		err = rows.Scan(s.cols, s.row)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("compute: %w", err)
 	}
 	return s.partials()
@@ -61,11 +67,13 @@ type siteRun struct {
 	// thresholds as order keys.
 	thresholds map[string]map[int][]uint64
 
-	rowNum  int64
-	groups  map[string]*siteCell
-	total   *siteCell
-	parts   []string
-	present []bool
+	rowNum    int64
+	groups    map[string]*siteCell
+	total     *siteCell
+	parts     []string // a row's group values, as text
+	groupVals []Value  // … as cells
+	present   []bool
+	bs        batchState // a BatchSource's batches (batch.go)
 }
 
 type siteCond struct {
@@ -89,6 +97,10 @@ type siteCell struct {
 	cell Cell
 	rows int64
 	accs []acc
+	// slot is the cell's place among the cells of the batch being taken
+	// when epoch is that batch's (batch.go).
+	epoch int64
+	slot  int
 }
 
 func newSiteRun(q *Query, req *Request, k int) *siteRun {
@@ -131,6 +143,7 @@ func newSiteRun(q *Query, req *Request, k int) *siteRun {
 		s.thresholds[k][slices.IndexFunc(q.Aggregates, func(a Aggregate) bool { return a.Name == ts.Aggregate })] = keys
 	}
 	s.parts = make([]string, len(s.group))
+	s.groupVals = make([]Value, len(s.group))
 	s.present = make([]bool, len(s.aggs))
 	if q.hasTotal() {
 		s.total = s.newCell(Cell{Total: true})
@@ -163,25 +176,11 @@ func (s *siteRun) row(row []Value) error {
 	var g *siteCell
 	if len(s.group) > 0 {
 		for i, ci := range s.group {
-			v := row[ci]
-			if v.Missing() {
-				// As pandas' groupby(dropna=True): a row without a group is
-				// in no cell, the total included.
-				return nil
-			}
-			t := strings.ToValidUTF8(v.groupText(), "\uFFFD")
-			if len(t) > MaxTextBytes {
-				return fmt.Errorf("column %s, row %d: a group_by value of %d bytes; at most %d", s.q.GroupBy[i], s.rowNum, len(t), MaxTextBytes)
-			}
-			s.parts[i] = t
+			s.groupVals[i] = row[ci]
 		}
-		key := Cell{Group: s.parts}.key()
-		if g = s.groups[key]; g == nil {
-			if len(s.groups) >= MaxGroups {
-				return fmt.Errorf("group_by %s: more than %d distinct groups (group %d first appears at row %d); group_by is for categorical columns, not identifiers", strings.Join(s.q.GroupBy, ", "), MaxGroups, MaxGroups+1, s.rowNum)
-			}
-			g = s.newCell(Cell{Group: slices.Clone(s.parts)})
-			s.groups[key] = g
+		var err error
+		if g, err = s.cellFor(s.groupVals, s.rowNum); err != nil || g == nil {
+			return err
 		}
 	}
 	for i := range s.aggs {
@@ -203,6 +202,34 @@ func (s *siteRun) row(row []Value) error {
 		}
 	}
 	return nil
+}
+
+// cellFor is the cell of a row whose group_by cells are vals, created on
+// the group's first row; nil when one is missing (the row is in no cell).
+// rowNum names the row in an error.
+func (s *siteRun) cellFor(vals []Value, rowNum int64) (*siteCell, error) {
+	for i, v := range vals {
+		if v.Missing() {
+			// As pandas' groupby(dropna=True): a row without a group is
+			// in no cell, the total included.
+			return nil, nil
+		}
+		t := strings.ToValidUTF8(v.groupText(), "\uFFFD")
+		if len(t) > MaxTextBytes {
+			return nil, fmt.Errorf("column %s, row %d: a group_by value of %d bytes; at most %d", s.q.GroupBy[i], rowNum, len(t), MaxTextBytes)
+		}
+		s.parts[i] = t
+	}
+	key := Cell{Group: s.parts}.key()
+	g := s.groups[key]
+	if g == nil {
+		if len(s.groups) >= MaxGroups {
+			return nil, fmt.Errorf("group_by %s: more than %d distinct groups (group %d first appears at row %d); group_by is for categorical columns, not identifiers", strings.Join(s.q.GroupBy, ", "), MaxGroups, MaxGroups+1, rowNum)
+		}
+		g = s.newCell(Cell{Group: append([]string(nil), s.parts...)})
+		s.groups[key] = g
+	}
+	return g, nil
 }
 
 // read fills xs with the row's inputs: false when one is missing (the row

@@ -29,6 +29,7 @@ func (count) newMerger(_ *Aggregate, e accEnv) merger { return &countMerger{priv
 type countAcc struct{ rows int64 }
 
 func (c *countAcc) add([]float64)      { c.rows++ }
+func (c *countAcc) addRows(n int64)    { c.rows += n }
 func (c *countAcc) n() int64           { return c.rows }
 func (c *countAcc) release() []float64 { return []float64{float64(c.rows)} }
 

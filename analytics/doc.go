@@ -2,8 +2,10 @@
 // what a site computes from its rows (mergeable partials, never a row),
 // and how the coordinator merges the sites' partials into a published
 // result, in one or more stages. It does no I/O: the site agent feeds it
-// rows through a RowSource and carries Requests and Partials over the wire
-// (both are JSON, decoded strictly by DecodeRequest and DecodePartials).
+// rows through a RowSource (a BatchSource hands them over column by
+// column, which the numeric aggregates sum in tight loops, with the same
+// result) and carries Requests and Partials over the wire (both are JSON,
+// decoded strictly by DecodeRequest and DecodePartials).
 //
 //	coordinator                              each site
 //	p := NewPlanner(q)

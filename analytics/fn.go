@@ -116,14 +116,28 @@ func checkColumns(bad func(string, string, ...any), path string, cols []string, 
 // as accurate as rounding the exact sum once, whatever their order.
 type ksum struct{ s, c float64 }
 
-func (k *ksum) add(x float64) {
-	t := k.s + x
-	if math.Abs(k.s) >= math.Abs(x) {
-		k.c += (k.s - t) + x
-	} else {
-		k.c += (x - t) + k.s
+func (k *ksum) add(x float64) { k.s, k.c = neumaier(k.s, k.c, x) }
+
+// addAll is add on each x in turn, the running sums kept in registers
+// rather than in k.
+func (k *ksum) addAll(xs []float64) {
+	s, c := k.s, k.c
+	for _, x := range xs {
+		s, c = neumaier(s, c, x)
 	}
-	k.s = t
+	k.s, k.c = s, c
+}
+
+// neumaier is one step of Neumaier's summation: s + x and the new
+// compensation.
+func neumaier(s, c, x float64) (float64, float64) {
+	t := s + x
+	if math.Abs(s) >= math.Abs(x) {
+		c += (s - t) + x
+	} else {
+		c += (x - t) + s
+	}
+	return t, c
 }
 
 func (k ksum) sum() float64 { return k.s + k.c }

@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 )
@@ -49,7 +50,7 @@ func (histogram) width(a *Aggregate, _ bool) int       { return len(a.Edges) - 1
 func (histogram) sens2(*Aggregate, []float64) float64  { return 1 }
 
 func (histogram) newAcc(a *Aggregate, _ accEnv) acc {
-	return &histAcc{edges: a.Edges, counts: make([]int64, len(a.Edges)-1)}
+	return newHistAcc(a.Edges)
 }
 
 func (histogram) newMerger(a *Aggregate, e accEnv) merger {
@@ -60,6 +61,36 @@ type histAcc struct {
 	edges  []float64
 	counts []int64
 	rows   int64
+	// How addCol finds x's bin: from the guess ⌊(x−edges[0])·scale⌋ (at
+	// most the last bin), which is the bin itself for every x inside the
+	// edges when exact, within a step when even (put right by comparing
+	// with the edges), and otherwise unused for a binary search.
+	exact, even bool
+	scale       float64
+}
+
+func newHistAcc(edges []float64) *histAcc {
+	h := &histAcc{edges: edges, counts: make([]int64, len(edges)-1)}
+	last := len(edges) - 1
+	h.scale = float64(last) / (edges[last] - edges[0])
+	if !finite(h.scale) || !(h.scale > 0) {
+		return h
+	}
+	h.exact, h.even = true, true
+	for i, e := range edges[:last] {
+		h.even = h.even && math.Abs((e-edges[0])*h.scale-float64(i)) <= 0.5
+		// The guess never decreases as x grows, so it is right for every
+		// value of bin i if it is for the bin's least value, the edge, and
+		// its greatest, the float64 just below the next edge.
+		h.exact = h.exact && h.guess(e) == i && h.guess(math.Nextafter(edges[i+1], math.Inf(-1))) == i
+	}
+	return h
+}
+
+// guess is addCol's first guess at x's bin; addCol computes it inline, the
+// same way.
+func (h *histAcc) guess(x float64) int {
+	return min(int((x-h.edges[0])*h.scale), len(h.edges)-2)
 }
 
 // bin is x's bin, or -1 outside the edges.
@@ -80,6 +111,59 @@ func (h *histAcc) add(xs []float64) {
 		h.counts[b]++
 		h.rows++
 	}
+}
+
+// addCol is add on each x in turn: the same bins, found by the guess
+// (exact), the guess put right (even), or a binary search without
+// sort.Search's closure.
+func (h *histAcc) addCol(xs []float64) {
+	e, counts, scale := h.edges, h.counts, h.scale
+	last := len(e) - 1
+	lo, hi := e[0], e[last]
+	in := int64(0)
+	switch {
+	case h.exact:
+		for _, x := range xs {
+			if x >= lo && x <= hi {
+				counts[min(int((x-lo)*scale), last-1)]++
+				in++
+			}
+		}
+	case h.even:
+		for _, x := range xs {
+			if !(x >= lo && x <= hi) {
+				continue
+			}
+			b := min(int((x-lo)*scale), last-1)
+			for x < e[b] {
+				b--
+			}
+			for b < last-1 && x >= e[b+1] {
+				b++
+			}
+			counts[b]++
+			in++
+		}
+	default:
+		for _, x := range xs {
+			if !(x >= lo && x <= hi) {
+				continue
+			}
+			// e[b] <= x, and x < e[top] unless top is last.
+			b, top := 0, last
+			for top-b > 1 {
+				mid := int(uint(b+top) >> 1)
+				if e[mid] <= x {
+					b = mid
+				} else {
+					top = mid
+				}
+			}
+			counts[b]++
+			in++
+		}
+	}
+	h.rows += in
 }
 
 // n counts the values inside the edges: only they are released.

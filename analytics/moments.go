@@ -83,9 +83,42 @@ func (a *momentsAcc) add(xs []float64) {
 		return
 	}
 	a.s.add(x)
-	d := x - a.mean
-	a.mean += d / float64(a.rows)
-	a.m2 += d * (x - a.mean)
+	a.mean, a.m2 = welford(a.mean, a.m2, x, a.rows)
+}
+
+// welford is Welford's update of the running mean and M2 by x, the n-th
+// value.
+func welford(mean, m2, x float64, n int64) (float64, float64) {
+	d := x - mean
+	mean += d / float64(n)
+	return mean, m2 + d*(x-mean)
+}
+
+// addCol is add on each x in turn. Only variance and stddev release M2,
+// so sum and mean skip Welford's division.
+func (a *momentsAcc) addCol(xs []float64) {
+	switch {
+	case a.private:
+		c := a.c
+		s, ss, q, qc := a.s.s, a.s.c, a.q.s, a.q.c
+		for _, x := range xs {
+			d := x - c
+			s, ss = neumaier(s, ss, d)
+			q, qc = neumaier(q, qc, d*d)
+		}
+		a.s, a.q = ksum{s, ss}, ksum{q, qc}
+	case a.second:
+		s, sc, mean, m2, n := a.s.s, a.s.c, a.mean, a.m2, a.rows
+		for _, x := range xs {
+			s, sc = neumaier(s, sc, x)
+			n++
+			mean, m2 = welford(mean, m2, x, n)
+		}
+		a.s, a.mean, a.m2 = ksum{s, sc}, mean, m2
+	default:
+		a.s.addAll(xs)
+	}
+	a.rows += int64(len(xs))
 }
 
 func (a *momentsAcc) n() int64 { return a.rows }

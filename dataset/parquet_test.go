@@ -95,6 +95,8 @@ func checkSameAsCSV(t *testing.T, src Source, csvPath string) {
 			}
 		}
 	}
+	// ScanBatches gives the same cells.
+	checkBatchesSameAsScan(t, src, cols)
 	// The numbers Scan gives are the ones Load gives.
 	for i, r := range scanAll(t, src, want.Features) {
 		for k, v := range r {

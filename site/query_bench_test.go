@@ -2,6 +2,7 @@ package site
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -14,9 +15,10 @@ import (
 
 // BenchmarkQuery is what a site spends answering a count + mean +
 // histogram query over one column of a generated CSV and Parquet file, the
-// whole site path (the dataset's Scan, the query's partials), next to a
-// plain Go loop computing the same sums over the same file in the same run
-// (testutil.LoopCSV, LoopParquet). It reports rows/s of each, ratio (the
+// whole site path (the dataset's ScanBatches, the query's partials), next
+// to a plain Go loop computing the same sums over the same file in the
+// same run (testutil.LoopCSV, LoopParquet); both must agree on n and Σx
+// first. It reports rows/s of each, ratio (the
 // query's speed over the loop's, the median of back-to-back pairs; the goal
 // is ≥ 0.8) and heap-MB, the most heap in use while a query runs, at two
 // sizes so a flat figure shows memory does not grow with the file. The full
@@ -70,6 +72,18 @@ aggregates:
 				peak := heapDuring(query)
 				if src.rows != int64(rows) {
 					b.Fatalf("the query read %d rows of %d", src.rows, rows)
+				}
+				part, err := analytics.Compute(q, req, 0, src)
+				if err != nil {
+					b.Fatal(err)
+				}
+				want, err := tc.loop(tc.ds.Path, "x")
+				if err != nil {
+					b.Fatal(err)
+				}
+				m := part.Cells[0].Values["mean_x"]
+				if n := part.Cells[0].Values["n"][0]; n != float64(want.N) || m[0] != n || math.Abs(m[1]-want.Sum) > 1e-9*math.Abs(want.Sum) {
+					b.Fatalf("the query computed n=%v Σx=%v, the loop n=%d Σx=%v", n, m[1], want.N, want.Sum)
 				}
 				testutil.PairedRatio(b, rows, "query",
 					func() error { query(); return nil },
