@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -191,7 +190,8 @@ func roundEntries(id string, r int, tr *trainedRound) []auditlog.Entry {
 			}})
 		}
 	}
-	missing := slices.Clone(tr.missing)
+	// An empty list, never null: "no site missing" is a statement.
+	missing := append([]string{}, tr.missing...)
 	sort.Strings(missing)
 	data := map[string]any{
 		"round": r, "participants": tr.participants, "missing": missing,

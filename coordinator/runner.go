@@ -270,6 +270,15 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	if err != nil {
 		return err
 	}
+	// Missing are the job's sites that did not take part: asked and
+	// silent, and also not connected when the round began.
+	for _, s := range st.sites {
+		if !slices.Contains(sites, s) && !slices.Contains(tr.missing, s) {
+			tr.missing = append(tr.missing, s)
+		}
+	}
+	sort.Strings(tr.missing)
+	tr.entries = roundEntries(id, r, tr)
 	next := tr.next
 	// The round's entries are known once it is aggregated: append them
 	// (an fsync) while the sites evaluate, and wait for it before the round
@@ -398,7 +407,6 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 		return nil, fmt.Errorf("aggregate: %w", err)
 	}
 	tr.aggTime = c.cfg.Now().Sub(aggStart)
-	tr.entries = roundEntries(job.GetId(), r, tr)
 	return tr, nil
 }
 

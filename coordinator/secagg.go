@@ -223,7 +223,6 @@ func (c *Coordinator) secureTrain(ctx context.Context, job *federav1.Job, st *tr
 			tr.missing = append(tr.missing, s)
 		}
 	}
-	tr.entries = roundEntries(id, r, tr)
 	return tr, nil
 }
 

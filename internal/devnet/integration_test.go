@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -214,8 +215,25 @@ func TestSiteDiesMidRound(t *testing.T) {
 	if len(r3.GetParticipants()) != 2 || strings.Join(r3.GetMissing(), ",") != "us/boston" {
 		t.Fatalf("round 3 participants %v missing %v; want the two survivors", r3.GetParticipants(), r3.GetMissing())
 	}
-	if last := job.GetRounds()[4]; len(last.GetParticipants()) != 2 {
-		t.Fatalf("round 5 participants %v", last.GetParticipants())
+	if last := job.GetRounds()[4]; len(last.GetParticipants()) != 2 || strings.Join(last.GetMissing(), ",") != "us/boston" {
+		t.Fatalf("round 5 participants %v missing %v; want us/boston missing though it was not even connected", last.GetParticipants(), last.GetMissing())
+	}
+	// The audit log says the same: every round entry lists its missing
+	// sites, an empty list (not null) when none was.
+	var missing []string
+	for _, e := range auditEntries(t, n) {
+		if e["type"] != "round" || e["job"] != job.GetId() {
+			continue
+		}
+		d := e["data"].(map[string]any)
+		m, ok := d["missing"].([]any)
+		if !ok {
+			t.Fatalf("round %v entry: missing is %v, want a list", d["round"], d["missing"])
+		}
+		missing = append(missing, fmt.Sprint(m))
+	}
+	if strings.Join(missing, " ") != "[] [] [us/boston] [us/boston] [us/boston]" {
+		t.Fatalf("round entries' missing sites: %v", missing)
 	}
 }
 
