@@ -42,17 +42,27 @@ type session struct {
 }
 
 func (s *session) send(m *federav1.CoordinatorMessage) (int64, error) {
+	return s.sendAll(m)
+}
+
+// sendAll sends ms back to back: no other message to the site comes
+// between them (a task and its weight chunks must arrive together).
+func (s *session) sendAll(ms ...*federav1.CoordinatorMessage) (int64, error) {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
-	select {
-	case <-s.done:
-		return 0, fmt.Errorf("site %s disconnected", s.site)
-	default:
+	var n int64
+	for _, m := range ms {
+		select {
+		case <-s.done:
+			return n, fmt.Errorf("site %s disconnected", s.site)
+		default:
+		}
+		if err := s.stream.Send(m); err != nil {
+			return n, fmt.Errorf("send to site %s: %w", s.site, err)
+		}
+		n += int64(proto.Size(m))
 	}
-	if err := s.stream.Send(m); err != nil {
-		return 0, fmt.Errorf("send to site %s: %w", s.site, err)
-	}
-	return int64(proto.Size(m)), nil
+	return n, nil
 }
 
 func (s *session) close(reason string) {
@@ -111,16 +121,21 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 		sess.datasets[d] = true
 	}
 	// Registered before the welcome, so a site that knows it is connected
-	// is also one the coordinator will ask.
+	// is also one the coordinator will ask; the send lock is held from
+	// registering until the welcome is out, so a task dispatched at once
+	// (a resumed job's) cannot reach the site before its welcome.
+	sess.sendMu.Lock()
 	c.addSession(sess)
 	log := c.log.With(logkeys.Site, name)
 	defer func() {
 		c.removeSession(sess)
 		log.Info("site disconnected", logkeys.Reason, sess.reason)
 	}()
-	if _, err := sess.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Welcome{Welcome: &federav1.Welcome{
+	err = stream.Send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Welcome{Welcome: &federav1.Welcome{
 		Site: name, HeartbeatIntervalMs: c.cfg.HeartbeatInterval.Milliseconds(),
-	}}}); err != nil {
+	}}})
+	sess.sendMu.Unlock()
+	if err != nil {
 		sess.close("welcome failed: " + err.Error())
 		return err
 	}
@@ -410,18 +425,17 @@ func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, 
 		return 0, err
 	}
 	t.WeightsFollow = w != nil
-	n, err := sess.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Task{Task: t}})
-	if err != nil {
-		return fail(err)
-	}
+	msgs := []*federav1.CoordinatorMessage{{Body: &federav1.CoordinatorMessage_Task{Task: t}}}
 	if w != nil {
 		for _, ch := range federav1.ChunkWeights(t.GetTaskId(), w, 0) {
-			k, err := sess.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}})
-			if err != nil {
-				return fail(err)
-			}
-			n += k
+			msgs = append(msgs, &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}})
 		}
+	}
+	// The task and its chunks go together: a second fan-out's task to the
+	// same site must not land between them.
+	n, err := sess.sendAll(msgs...)
+	if err != nil {
+		return fail(err)
 	}
 	return n, nil
 }
