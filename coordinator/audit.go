@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 
 	"google.golang.org/protobuf/proto"
 
@@ -209,6 +210,41 @@ func roundEntries(id string, r int, tr *trainedRound) []auditlog.Entry {
 	round := auditlog.Entry{Type: auditlog.TypeRound, Job: id, Actor: "coordinator", Data: data}
 	return append([]auditlog.Entry{round}, out...)
 }
+
+// priorAttempt is the audit index of an entry for round r of job id that
+// was logged before the coordinator stopped — the round was logged, not
+// checkpointed, so it runs again — or nil. It reads back from the log's
+// end and stops at the job's entry for an earlier round or its
+// submission: a walk over what was logged since the job's last round.
+func (c *Coordinator) priorAttempt(id string, r int) *int64 {
+	for i := c.auditLog.Size() - 1; i >= 0; i-- {
+		leaf, err := c.auditLog.Entry(i)
+		if err != nil {
+			return nil
+		}
+		e, err := auditlog.ParseEntry(leaf)
+		if err != nil || e.Job != id {
+			continue
+		}
+		if e.Type == auditlog.TypeJobSubmitted {
+			return nil
+		}
+		if e.Type != auditlog.TypeRound {
+			continue
+		}
+		n, err := strconv.ParseInt(fmt.Sprint(e.Data["round"]), 10, 64)
+		switch {
+		case err != nil || n < int64(r):
+			return nil
+		case n == int64(r):
+			return &i
+		}
+	}
+	return nil
+}
+
+// redoReason is what a redone round's entry says of its first attempt.
+const redoReason = "the coordinator stopped after logging this round's first attempt and before checkpointing it; this attempt replaces it"
 
 func endEntry(j *federav1.Job) auditlog.Entry {
 	return auditlog.Entry{Type: auditlog.TypeJobEnd, Job: j.GetId(), Actor: "coordinator", Data: map[string]any{

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +108,45 @@ func TestJobRecordKeepsBoundedRounds(t *testing.T) {
 	}
 	if len(rounds) != maxRoundSummaries || rounds[0].GetRound() != 9001 || rounds[len(rounds)-1].GetRound() != 10000 {
 		t.Fatalf("kept %d rounds, %d to %d", len(rounds), rounds[0].GetRound(), rounds[len(rounds)-1].GetRound())
+	}
+}
+
+// TestPriorAttemptFindsAnUncheckpointedRound: a round logged before a stop
+// that lost its checkpoint is found, so its second attempt can say it
+// replaces it; a round that was checkpointed, another job's round and a
+// job with no round are not.
+func TestPriorAttemptFindsAnUncheckpointedRound(t *testing.T) {
+	l, err := auditlog.Open(t.TempDir(), auditlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c := &Coordinator{cfg: Config{Now: time.Now}, auditLog: l}
+	round := func(job string, r int) auditlog.Entry {
+		return auditlog.Entry{Type: auditlog.TypeRound, Job: job, Actor: "coordinator", Data: map[string]any{"round": r}}
+	}
+	entries := []auditlog.Entry{
+		{Type: auditlog.TypeJobSubmitted, Job: "job-1", Actor: "alice"},
+		{Type: auditlog.TypeJobSubmitted, Job: "job-2", Actor: "alice"},
+		round("job-1", 1), round("job-2", 1),
+		round("job-1", 2), // index 4: logged, then the coordinator stopped
+		{Type: auditlog.TypeEgress, Job: "job-1", Site: "eu/paris", Actor: "eu/paris", Data: map[string]any{"task": "t"}},
+		round("job-2", 2),
+	}
+	if err := c.audit(false, entries...); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		job  string
+		r    int
+		want string
+	}{{"job-1", 2, "4"}, {"job-1", 3, "none"}, {"job-2", 2, "6"}, {"job-2", 3, "none"}, {"job-3", 1, "none"}} {
+		got := "none"
+		if i := c.priorAttempt(tc.job, tc.r); i != nil {
+			got = fmt.Sprint(*i)
+		}
+		if got != tc.want {
+			t.Errorf("priorAttempt(%s, %d) = %s, want %s", tc.job, tc.r, got, tc.want)
+		}
 	}
 }

@@ -32,6 +32,9 @@ type training struct {
 	weights  models.Weights
 	sites    []string // sites that passed the stats phase
 	aggState []byte   // a stateful aggregator's state after round, encoded; nil if none
+	// redoOf is the audit index of the next round's first attempt, logged
+	// before a stop that lost its checkpoint; nil if none.
+	redoOf *int64
 }
 
 // runJob drives one job to a final state. If the coordinator is shutting
@@ -87,6 +90,7 @@ func (c *Coordinator) execute(ctx context.Context, id string, log interface {
 		if st, err = fromCheckpoint(cp, j); err != nil {
 			return err
 		}
+		st.redoOf = c.priorAttempt(id, st.round+1)
 		log.Info("resuming from checkpoint", logkeys.Round, st.round)
 	}
 	agg, err := models.NewAggregator(sp.GetAggregator(), spec.FromProto(sp).Aggregator.Params())
@@ -279,6 +283,10 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	}
 	sort.Strings(tr.missing)
 	tr.entries = roundEntries(id, r, tr)
+	if st.redoOf != nil {
+		tr.entries[0].Data["redo_of"], tr.entries[0].Data["redo_reason"] = *st.redoOf, redoReason
+		st.redoOf = nil
+	}
 	next := tr.next
 	// The round's entries are known once it is aggregated: append them
 	// (an fsync) while the sites evaluate, and wait for it before the round

@@ -41,8 +41,18 @@ type Approval struct {
 type Round struct {
 	Round           int64             `json:"round"`
 	Participants    []string          `json:"participants"`
-	UpdateDigests   map[string]string `json:"update_digests"` // site -> "sha256:…" of the update as received
+	Missing         []string          `json:"missing"`        // the job's sites that did not take part; [] when none
+	UpdateDigests   map[string]string `json:"update_digests"` // site -> "sha256:…" of the update as received; empty under secure aggregation
 	AggregateDigest string            `json:"aggregate_digest"`
+	// SecureAggregation, for a secure round: threshold, neighbors, clip,
+	// scale, the sites of each phase (advertised, shared, masked,
+	// revealed) and whose mask keys were reconstructed, and why.
+	SecureAggregation map[string]any `json:"secure_aggregation,omitempty"`
+	// RedoOf is the index of this round's first attempt when the
+	// coordinator stopped after logging it and before checkpointing it:
+	// this entry replaces that one, and RedoReason says so.
+	RedoOf     *int64 `json:"redo_of,omitempty"`
+	RedoReason string `json:"redo_reason,omitempty"`
 }
 
 // Egress records bytes leaving a site (Entry.Site) and whether the site's

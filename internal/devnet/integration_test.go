@@ -320,3 +320,71 @@ func TestCoordinatorCrashResumes(t *testing.T) {
 		t.Fatalf("job history after restart: %v, %v", list, err)
 	}
 }
+
+// TestRedoneRoundSaysWhichEntryItReplaces: the coordinator stops while
+// round 2's sites evaluate — the round is in the audit log, its checkpoint
+// is not — and a new one redoes round 2. The log holds both attempts, and
+// the second names the first and why, so an auditor does not read two
+// round 2s.
+func TestRedoneRoundSaysWhichEntryItReplaces(t *testing.T) {
+	hit := make(chan string, 3)
+	var once sync.Once
+	n, _ := startNet(t, devnet.Options{Site: func(name string, cfg *site.Config) {
+		cfg.BeforeTask = func(ctx context.Context, t *federav1.Task) {
+			if t.GetKind() == federav1.TaskKind_TASK_KIND_EVAL && t.GetRound() == 2 {
+				fire := false
+				once.Do(func() { fire = true })
+				if fire {
+					hit <- name
+					<-ctx.Done()
+				}
+			}
+		}
+	}})
+	j := demoSpec()
+	j.Rounds = 3
+	c, closeFn, err := n.Dial("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	job, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hit:
+	case <-time.After(hangBound):
+		t.Fatal("round 2's evaluation never started")
+	}
+	// The round's entry is appended while the sites evaluate, and
+	// exported only once the round's checkpoint is signed: wait for it in
+	// the log's file itself.
+	entries := filepath.Join(n.CoordinatorDir(), coordinator.AuditDir, "entries.log")
+	waitFor(t, "round 2's entry in the audit log", func() bool {
+		b, _ := os.ReadFile(entries)
+		return bytes.Contains(b, []byte(`"job":"`+job.GetId()+`"`)) && bytes.Contains(b, []byte(`"round":2,`))
+	})
+	c2 := restartCoordinator(t, n)
+	if final := waitFinal(t, c2, job.GetId()); final.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		t.Fatalf("job %s: %s", final.GetStatus(), final.GetMessage())
+	}
+	var attempts []string
+	first := -1
+	for i, e := range auditEntries(t, n) {
+		if e["type"] != "round" || e["job"] != job.GetId() {
+			continue
+		}
+		d := e["data"].(map[string]any)
+		if fmt.Sprint(d["round"]) == "2" {
+			if first < 0 {
+				first = i
+			}
+			attempts = append(attempts, fmt.Sprintf("redo_of=%v reason=%v", d["redo_of"], d["redo_reason"] != nil))
+		}
+	}
+	want := []string{"redo_of=<nil> reason=false", fmt.Sprintf("redo_of=%d reason=true", first)}
+	if strings.Join(attempts, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("round 2's entries: %v; want %v", attempts, want)
+	}
+}
