@@ -474,6 +474,10 @@ func (c *Coordinator) finish(id string, sp *federav1.JobSpec, st *training) erro
 		j.ModelSha256 = hex.EncodeToString(sum[:])
 		j.ModelBytes = int64(buf.Len())
 	}, func(j *federav1.Job) error { return c.store.FinishJob(j, buf.Bytes()) })
+	if err == nil {
+		c.log.Info("job succeeded; model released", logkeys.Job, id, "rounds", st.round,
+			"model_sha256", hex.EncodeToString(sum[:]), logkeys.Bytes, buf.Len())
+	}
 	return err
 }
 

@@ -85,8 +85,10 @@ func accuracyOf(t *testing.T, modelPath, csv string) float64 {
 // rows no site had — and no site row ever reaches the coordinator.
 func TestFederatedTrainingReachesCentralQuality(t *testing.T) {
 	tap := &wireTap{}
-	n, _ := startNet(t, devnet.Options{Coordinator: withTap(tap)})
+	n, logs := startNet(t, devnet.Options{Coordinator: withTap(tap)})
 	job := runJob(t, n, demoSpec())
+	// The operator's log says the job ended well and which model left.
+	waitLogLine(t, logs, `msg="job succeeded; model released"`, "job="+job.GetId(), "model_sha256="+job.GetModelSha256())
 	if job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		t.Fatalf("job %s: %s", job.GetStatus(), job.GetMessage())
 	}
