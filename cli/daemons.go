@@ -60,18 +60,34 @@ func newSiteCmd(g *globals) *cobra.Command {
 		Short: "Run a site agent next to the data",
 		Long: `Run a site agent. It dials out to the coordinator (it never listens), proves
 its identity with its SVID, accepts only the configured coordinator ID, and
-computes on local files. See docs/configuration.md for site.yaml.`,
+computes on local files. See docs/configuration.md for site.yaml.
+
+The site's policy decides every job from how the dataset's columns are
+classified. A column not classified under columns: is
+default_classification, and that is personal when unset: the built-in
+policy then refuses jobs to a coordinator outside the site's adequacy list
+unless they use differential privacy. Say what your data is. Check a
+site.yaml against a job with 'federa policy eval --site site.yaml --job
+job.yaml'; start your own policy with 'federa policy init DIR'.`,
+		// The site.yaml below is loaded and run through the default policy
+		// by TestDocumentedSiteYAMLWorks, so it cannot rot.
 		Example: `  federa site --config site.yaml
 
   # site.yaml
-  identity: {dir: /etc/federa/identity}
+  identity: {dir: /etc/federa/identity}   # svid.pem, key.pem, bundle.pem
   coordinator:
     address: coordinator.example.org:7443
     id: spiffe://example.org/coordinator
+    jurisdiction: eu                      # where the coordinator runs; the policy checks it
   datasets:
     - name: breast-cancer
       path: /data/breast-cancer.csv
       label: label
+      # The class of every column not listed under columns: public,
+      # internal, personal or special_category. Unset, it is personal.
+      default_classification: internal
+      columns:                            # the exceptions
+        - {name: mean_radius, classification: personal}
   state_dir: /var/lib/federa/site`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

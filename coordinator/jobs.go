@@ -145,6 +145,10 @@ func (c *Coordinator) Submit(ctx context.Context, requester string, s *federav1.
 			return nil, c.unknownSite("invalid job spec: field sites", site)
 		}
 	}
+	if err := c.siteView().unreachable(checked); err != nil {
+		c.log.Info("job refused at submit", "requester", requester, logkeys.Reason, err)
+		return nil, status.Errorf(codes.FailedPrecondition, "job cannot start: %v", err)
+	}
 	now := c.cfg.Now().UnixMilli()
 	j := &federav1.Job{
 		Id:            newJobID(),

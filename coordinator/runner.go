@@ -612,11 +612,16 @@ func (c *Coordinator) waitForSites(ctx context.Context, id string, sp *federav1.
 			}
 			return have, nil
 		}
+		view := c.siteView()
 		if !c.cfg.Now().Before(deadline) {
-			return nil, fmt.Errorf("waited %s for sites serving dataset %q: %d connected, %d needed (connected: [%s], wanted: [%s])",
-				c.cfg.SiteWaitTimeout, sp.GetDataset(), len(have), need, strings.Join(have, ", "), strings.Join(want, ", "))
+			wanted := "any site"
+			if len(want) > 0 {
+				wanted = strings.Join(want, ", ")
+			}
+			return nil, fmt.Errorf("waited %s for sites serving dataset %q: %d connected, %d needed (serving it: %s; wanted: %s; %s)",
+				c.cfg.SiteWaitTimeout, sp.GetDataset(), len(have), need, listOrNone(have), wanted, view.connectedSummary())
 		}
-		msg := fmt.Sprintf("waiting for sites: %d of %d connected", len(have), need)
+		msg := view.waiting(sp.GetDataset(), len(have), need)
 		if msg != announced {
 			announced = msg
 			if _, err := c.update(id, msg, func(j *federav1.Job) { j.Message = msg }); err != nil {

@@ -106,6 +106,27 @@ func classify(ds *Dataset, cols []string) []policy.Column {
 	return out
 }
 
+// defaultedHint explains a refusal over personal data when the columns are
+// personal only because the dataset sets no default_classification: a
+// site.yaml written without it gets every job refused, and the policy,
+// which sees only the classifications, cannot say why they are personal.
+func defaultedHint(ds *Dataset, cols []string, reasons []string) string {
+	if ds.DefaultClassification != "" || !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(r, DefaultClassification) }) {
+		return ""
+	}
+	n := 0 // columns the job uses that the dataset does not classify
+	for _, c := range cols {
+		if c != "" && !slices.ContainsFunc(ds.Columns, func(m Column) bool { return m.Name == c }) {
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d %s by default: dataset %q sets no default_classification in site.yaml; set it or list the columns under columns:",
+		n, plural(n, "column is "+DefaultClassification, "columns are "+DefaultClassification), ds.Name)
+}
+
 // policyInput builds input.* for a task of job spec sp.
 func (a *Agent) policyInput(t *federav1.Task, ds *Dataset, features []string) policy.Input {
 	sp := t.GetSpec()
@@ -191,7 +212,11 @@ func (a *Agent) admit(ctx context.Context, t *federav1.Task, dryRun bool) admitt
 		if len(dec.Reasons) == 0 {
 			dec.Reasons = []string{"the policy denied the job without a reason"}
 		}
-		return deny(dec.Reasons...)
+		reasons := dec.Reasons
+		if hint := defaultedHint(ds, append(slices.Clone(features), sp.GetLabel()), dec.Reasons); hint != "" {
+			reasons = append(slices.Clone(reasons), hint)
+		}
+		return deny(reasons...)
 	}
 	problems := a.unenforceable(sp, dec.Obligations)
 	if isQuery(t) {
@@ -415,4 +440,11 @@ func specDigest(sp *federav1.JobSpec) string {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(sp)
 	sum := sha256.Sum256(b)
 	return string(sum[:])
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -65,11 +65,22 @@ deny contains sprintf("%s not described in the metadata of dataset %q, so %s cla
 	count(undescribed_columns) > 0
 }
 
-# column_phrase(names) is `column "a" is` or `columns "a", "b" are`: one
-# reason per rule, naming every column, reads better than one per column.
+# column_phrase(names) is `column "a" is`, `columns "a", "b" are` or, past
+# max_named_columns, `31 columns ("a", "b" and 29 more) are`: one
+# reason per rule reads better than one per column, and a reason naming
+# every column of a wide dataset (2 KB a site) is not read at all.
+max_named_columns := 2
+
 column_phrase(names) := sprintf("column %s is", [quoted(names)]) if count(names) == 1
 
-column_phrase(names) := sprintf("columns %s are", [quoted(names)]) if count(names) > 1
+column_phrase(names) := sprintf("columns %s are", [quoted(names)]) if {
+	count(names) > 1
+	count(names) <= max_named_columns
+}
+
+column_phrase(names) := sprintf("%d columns (%s and %d more) are", [count(names), quoted(array.slice(sort(names), 0, max_named_columns)), count(names) - max_named_columns]) if {
+	count(names) > max_named_columns
+}
 
 quoted(names) := concat(", ", [sprintf("%q", [n]) | some n in sort(names)])
 

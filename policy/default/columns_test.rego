@@ -16,6 +16,14 @@ test_undescribed_column_denied if {
 	d.reasons == ["column \"salary\" is not described in the metadata of dataset \"admissions\", so its classification is unknown"]
 }
 
+# A wide dataset's refusal names a few columns and counts the rest, so it
+# stays readable (31 columns once made a 2 KB line per site).
+test_column_phrase_caps_the_names if {
+	federa.column_phrase({"a"}) == "column \"a\" is"
+	federa.column_phrase({"b", "a"}) == "columns \"a\", \"b\" are"
+	federa.column_phrase({"e", "d", "c", "b", "a"}) == "5 columns (\"a\", \"b\" and 3 more) are"
+}
+
 test_undescribed_columns_named_in_one_reason if {
 	d := federa.admission with input as features(["ward", "salary", "bonus"])
 	not d.allow
