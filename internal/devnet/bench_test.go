@@ -200,7 +200,7 @@ func benchSecureRound(b *testing.B, sites int, hidden []int) {
 
 // dealSites deals the demo's rows round-robin among n sites, eu/site-1 …
 // eu/site-n, each a CSV with the shipped header.
-func dealSites(b *testing.B, n int) []devnet.SiteSpec {
+func dealSites(b testing.TB, n int) []devnet.SiteSpec {
 	dir := b.TempDir()
 	var header string
 	var rows []string

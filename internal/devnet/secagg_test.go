@@ -425,3 +425,55 @@ func TestSecureAggregationFailsBelowTheThreshold(t *testing.T) {
 		t.Fatalf("rounds completed %d, want round 1 kept", job.GetRoundsCompleted())
 	}
 }
+
+// TestSecAggPlusOverTheWire: five sites, each pairing with two neighbours
+// only (SecAgg+), one of them dropping after it shared: the round is
+// unmasked from its neighbourhood's shares and the job reaches the demo's
+// quality.
+func TestSecAggPlusOverTheWire(t *testing.T) {
+	specs := dealSites(t, 5)
+	hit := make(chan string, 1)
+	var once sync.Once
+	n, _ := startNet(t, devnet.Options{Sites: specs, Site: func(name string, cfg *site.Config) {
+		if name != "eu/site-3" {
+			return
+		}
+		cfg.BeforeTask = func(ctx context.Context, task *federav1.Task) {
+			if task.GetSecagg().GetPhase() == federav1.SecAggTask_PHASE_MASK && task.GetRound() == 2 {
+				fire := false
+				once.Do(func() { fire = true })
+				if fire {
+					hit <- name
+					<-ctx.Done()
+				}
+			}
+		}
+	}})
+	j := demoSpec()
+	j.Rounds, j.MinSites, j.Sites = 4, 3, nil
+	for _, s := range specs {
+		j.Sites = append(j.Sites, s.Name)
+	}
+	j.Privacy.SecureAggregation = spec.SecureAggregation{On: true, Neighbors: new(2)}
+	done := make(chan *federav1.Job, 1)
+	go func() { done <- runJob(t, n, j) }()
+	select {
+	case name := <-hit:
+		n.StopSite(name)
+	case <-time.After(hangBound):
+		t.Fatal("eu/site-3 never reached round 2's masking")
+	}
+	job := <-done
+	if job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		t.Fatalf("job %s: %s", job.GetStatus(), job.GetMessage())
+	}
+	r2 := job.GetRounds()[1].GetSecagg()
+	if r2.GetNeighbors() != 2 || r2.GetThreshold() != 2 || len(r2.GetMasked()) != 4 || !slices.Equal(r2.GetReconstructed(), []string{"eu/site-3"}) {
+		t.Fatalf("round 2's record %v: want 2 neighbours, threshold 2 of a neighbourhood, 4 masked and eu/site-3 reconstructed", r2)
+	}
+	path := filepath.Join(t.TempDir(), "model.safetensors")
+	downloadModel(t, n, job.GetId(), path)
+	if acc := accuracyOf(t, path, filepath.Join(shipped, "test.csv")); acc < 0.93 {
+		t.Fatalf("test accuracy %.4f", acc)
+	}
+}
