@@ -22,6 +22,7 @@ import (
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/site"
+	"github.com/federa-dev/federa/spec"
 )
 
 // downloadModel fetches a job's model over the JobService and writes it.
@@ -170,10 +171,16 @@ func TestFederatedTrainingReachesCentralQuality(t *testing.T) {
 // hangAt makes a site's task hang (until its context ends) the first time
 // a task of kind and round arrives, and reports that on the channel.
 func hangAt(kind federav1.TaskKind, round int32, hit chan<- string) func(string, *site.Config) {
+	return hangWhen(func(_ string, t *federav1.Task) bool { return t.GetKind() == kind && t.GetRound() == round }, hit)
+}
+
+// hangWhen makes the first task that match accepts, at whichever site gets
+// it, hang until its context ends, and reports the site on hit.
+func hangWhen(match func(site string, t *federav1.Task) bool, hit chan<- string) func(string, *site.Config) {
 	var once sync.Once
 	return func(name string, cfg *site.Config) {
 		cfg.BeforeTask = func(ctx context.Context, t *federav1.Task) {
-			if t.GetKind() != kind || t.GetRound() != round {
+			if !match(name, t) {
 				return
 			}
 			fire := false
@@ -184,6 +191,34 @@ func hangAt(kind federav1.TaskKind, round int32, hit chan<- string) func(string,
 			}
 		}
 	}
+}
+
+// waitHit waits for a hung task's site, failing the test if none hangs.
+func waitHit(t *testing.T, hit <-chan string, what string) string {
+	t.Helper()
+	select {
+	case name := <-hit:
+		return name
+	case <-time.After(hangBound):
+		t.Fatalf("%s never happened", what)
+		return ""
+	}
+}
+
+// submit submits j as alice and returns the client (closed at the end of
+// the test) and the job's id.
+func submit(t *testing.T, n *devnet.Net, j *spec.Job) (federav1.JobServiceClient, string) {
+	t.Helper()
+	c, closeFn, err := n.Dial("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	job, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, job.GetId()
 }
 
 // TestSiteDiesMidRound kills a site while it is training: the round closes
@@ -264,42 +299,18 @@ func TestQuorumLostFailsJob(t *testing.T) {
 // of round 4 and starts a new one on the same state: the job resumes at
 // round 4, keeps rounds 1–3 as they were, and completes.
 func TestCoordinatorCrashResumes(t *testing.T) {
-	hit := make(chan string, 3)
-	var once sync.Once
-	n, _ := startNet(t, devnet.Options{Site: func(name string, cfg *site.Config) {
-		cfg.BeforeTask = func(ctx context.Context, t *federav1.Task) {
-			if t.GetKind() == federav1.TaskKind_TASK_KIND_TRAIN && t.GetRound() == 4 {
-				fire := false
-				once.Do(func() { fire = true })
-				if fire {
-					hit <- name
-					<-ctx.Done()
-				}
-			}
-		}
-	}})
+	hit := make(chan string, 1)
+	n, _ := startNet(t, devnet.Options{Site: hangAt(federav1.TaskKind_TASK_KIND_TRAIN, 4, hit)})
 	j := demoSpec()
 	j.Rounds = 6
-	c, closeFn, err := n.Dial("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFn()
-	job, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-hit:
-	case <-time.After(hangBound):
-		t.Fatal("round 4 never started")
-	}
-	before, err := c.GetJob(context.Background(), &federav1.GetJobRequest{Id: job.GetId()})
+	c, id := submit(t, n, j)
+	waitHit(t, hit, "round 4")
+	before, err := c.GetJob(context.Background(), &federav1.GetJobRequest{Id: id})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c2 := restartCoordinator(t, n)
-	final := waitFinal(t, c2, job.GetId())
+	final := waitFinal(t, c2, id)
 	if final.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		t.Fatalf("resumed job %s: %s", final.GetStatus(), final.GetMessage())
 	}
@@ -329,52 +340,28 @@ func TestCoordinatorCrashResumes(t *testing.T) {
 // the second names the first and why, so an auditor does not read two
 // round 2s.
 func TestRedoneRoundSaysWhichEntryItReplaces(t *testing.T) {
-	hit := make(chan string, 3)
-	var once sync.Once
-	n, _ := startNet(t, devnet.Options{Site: func(name string, cfg *site.Config) {
-		cfg.BeforeTask = func(ctx context.Context, t *federav1.Task) {
-			if t.GetKind() == federav1.TaskKind_TASK_KIND_EVAL && t.GetRound() == 2 {
-				fire := false
-				once.Do(func() { fire = true })
-				if fire {
-					hit <- name
-					<-ctx.Done()
-				}
-			}
-		}
-	}})
+	hit := make(chan string, 1)
+	n, _ := startNet(t, devnet.Options{Site: hangAt(federav1.TaskKind_TASK_KIND_EVAL, 2, hit)})
 	j := demoSpec()
 	j.Rounds = 3
-	c, closeFn, err := n.Dial("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFn()
-	job, err := c.SubmitJob(context.Background(), &federav1.SubmitJobRequest{Spec: j.Proto()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-hit:
-	case <-time.After(hangBound):
-		t.Fatal("round 2's evaluation never started")
-	}
+	_, id := submit(t, n, j)
+	waitHit(t, hit, "round 2's evaluation")
 	// The round's entry is appended while the sites evaluate, and
 	// exported only once the round's checkpoint is signed: wait for it in
 	// the log's file itself.
 	entries := filepath.Join(n.CoordinatorDir(), coordinator.AuditDir, "entries.log")
 	waitFor(t, "round 2's entry in the audit log", func() bool {
 		b, _ := os.ReadFile(entries)
-		return bytes.Contains(b, []byte(`"job":"`+job.GetId()+`"`)) && bytes.Contains(b, []byte(`"round":2,`))
+		return bytes.Contains(b, []byte(`"job":"`+id+`"`)) && bytes.Contains(b, []byte(`"round":2,`))
 	})
 	c2 := restartCoordinator(t, n)
-	if final := waitFinal(t, c2, job.GetId()); final.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+	if final := waitFinal(t, c2, id); final.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		t.Fatalf("job %s: %s", final.GetStatus(), final.GetMessage())
 	}
 	var attempts []string
 	first := -1
 	for i, e := range auditEntries(t, n) {
-		if e["type"] != "round" || e["job"] != job.GetId() {
+		if e["type"] != "round" || e["job"] != id {
 			continue
 		}
 		d := e["data"].(map[string]any)

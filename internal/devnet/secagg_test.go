@@ -2,7 +2,6 @@ package devnet_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/binary"
@@ -12,9 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -25,9 +22,16 @@ import (
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/secagg"
-	"github.com/federa-dev/federa/site"
 	"github.com/federa-dev/federa/spec"
 )
+
+// maskingAt matches site's MASK task of round: a site held there has
+// shared its secrets and not yet sent its masked input.
+func maskingAt(site string, round int32) func(string, *federav1.Task) bool {
+	return func(name string, t *federav1.Task) bool {
+		return name == site && t.GetSecagg().GetPhase() == federav1.SecAggTask_PHASE_MASK && t.GetRound() == round
+	}
+}
 
 func secAggSpec() *spec.Job {
 	j := demoSpec()
@@ -199,33 +203,12 @@ func containsBytes(hay, needle []byte) bool { return bytes.Contains(hay, needle)
 // with the survivors' exact sum; the job finishes with a good model.
 func TestSecureAggregationSurvivesADropout(t *testing.T) {
 	hit := make(chan string, 1)
-	var once sync.Once
-	n, _ := startNet(t, devnet.Options{Site: func(name string, cfg *site.Config) {
-		if name != "us/boston" {
-			return
-		}
-		cfg.BeforeTask = func(ctx context.Context, task *federav1.Task) {
-			if task.GetSecagg().GetPhase() != federav1.SecAggTask_PHASE_MASK || task.GetRound() != 2 {
-				return
-			}
-			fire := false
-			once.Do(func() { fire = true })
-			if fire {
-				hit <- name
-				<-ctx.Done()
-			}
-		}
-	}})
+	n, _ := startNet(t, devnet.Options{Site: hangWhen(maskingAt("us/boston", 2), hit)})
 	j := secAggSpec()
 	j.Rounds = 4
 	done := make(chan *federav1.Job, 1)
 	go func() { done <- runJob(t, n, j) }()
-	select {
-	case name := <-hit:
-		n.StopSite(name) // dies holding its shares, its masked input unsent
-	case <-time.After(hangBound):
-		t.Fatal("us/boston never reached round 2's masking")
-	}
+	n.StopSite(waitHit(t, hit, "masking at round 2")) // dies holding its shares, its masked input unsent
 	job := <-done
 	if job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		t.Fatalf("job %s: %s", job.GetStatus(), job.GetMessage())
@@ -386,33 +369,13 @@ func TestSecureAggregationWithDP(t *testing.T) {
 // saying so, instead of hanging or returning a partial sum.
 func TestSecureAggregationFailsBelowTheThreshold(t *testing.T) {
 	hit := make(chan string, 1)
-	var once sync.Once
-	n, _ := startNet(t, devnet.Options{Site: func(name string, cfg *site.Config) {
-		if name != "us/boston" {
-			return
-		}
-		cfg.BeforeTask = func(ctx context.Context, task *federav1.Task) {
-			if task.GetSecagg().GetPhase() == federav1.SecAggTask_PHASE_MASK && task.GetRound() == 2 {
-				fire := false
-				once.Do(func() { fire = true })
-				if fire {
-					hit <- name
-					<-ctx.Done()
-				}
-			}
-		}
-	}})
+	n, _ := startNet(t, devnet.Options{Site: hangWhen(maskingAt("us/boston", 2), hit)})
 	j := demoSpec()
 	j.Rounds = 3
 	j.Privacy.SecureAggregation = spec.SecureAggregation{On: true, Threshold: new(3)}
 	done := make(chan *federav1.Job, 1)
 	go func() { done <- runJob(t, n, j) }()
-	select {
-	case name := <-hit:
-		n.StopSite(name)
-	case <-time.After(hangBound):
-		t.Fatal("us/boston never reached round 2's masking")
-	}
+	n.StopSite(waitHit(t, hit, "masking at round 2")) // dies holding its shares, its masked input unsent
 	job := <-done
 	// The quorum is out of reach as soon as us/boston is gone: the round
 	// fails then, without waiting for the others.
@@ -433,22 +396,7 @@ func TestSecureAggregationFailsBelowTheThreshold(t *testing.T) {
 func TestSecAggPlusOverTheWire(t *testing.T) {
 	specs := dealSites(t, 5)
 	hit := make(chan string, 1)
-	var once sync.Once
-	n, _ := startNet(t, devnet.Options{Sites: specs, Site: func(name string, cfg *site.Config) {
-		if name != "eu/site-3" {
-			return
-		}
-		cfg.BeforeTask = func(ctx context.Context, task *federav1.Task) {
-			if task.GetSecagg().GetPhase() == federav1.SecAggTask_PHASE_MASK && task.GetRound() == 2 {
-				fire := false
-				once.Do(func() { fire = true })
-				if fire {
-					hit <- name
-					<-ctx.Done()
-				}
-			}
-		}
-	}})
+	n, _ := startNet(t, devnet.Options{Sites: specs, Site: hangWhen(maskingAt("eu/site-3", 2), hit)})
 	j := demoSpec()
 	j.Rounds, j.MinSites, j.Sites = 4, 3, nil
 	for _, s := range specs {
@@ -457,12 +405,7 @@ func TestSecAggPlusOverTheWire(t *testing.T) {
 	j.Privacy.SecureAggregation = spec.SecureAggregation{On: true, Neighbors: new(2)}
 	done := make(chan *federav1.Job, 1)
 	go func() { done <- runJob(t, n, j) }()
-	select {
-	case name := <-hit:
-		n.StopSite(name)
-	case <-time.After(hangBound):
-		t.Fatal("eu/site-3 never reached round 2's masking")
-	}
+	n.StopSite(waitHit(t, hit, "masking at round 2")) // dies holding its shares, its masked input unsent
 	job := <-done
 	if job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		t.Fatalf("job %s: %s", job.GetStatus(), job.GetMessage())
