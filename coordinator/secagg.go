@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -137,16 +136,10 @@ func (c *Coordinator) secureTrain(ctx context.Context, job *federav1.Job, st *tr
 		return nil, err
 	}
 	tr.results = map[string]reply{}
-	y := make([]uint64, p.Length)
 	for _, s := range col.Answered() {
 		a := col.Answers()[s]
-		if len(a.ring) != p.Length {
-			return nil, fmt.Errorf("secure aggregation: %s sent %d masked values, want %d", s, len(a.ring), p.Length)
-		}
-		for i, v := range a.ring {
-			y[i] = uint64(v)
-		}
-		if err := srv.AddMasked(s, y); err != nil {
+		// Added to the sum straight from the wire bytes.
+		if err := srv.AddMaskedPacked(s, a.ring); err != nil {
 			return nil, fmt.Errorf("secure aggregation: masked input of %s: %w", s, err)
 		}
 		tr.results[s] = a
@@ -202,11 +195,7 @@ func (c *Coordinator) secureTrain(ctx context.Context, job *federav1.Job, st *tr
 	aggStart := c.cfg.Now()
 	sum, err := srv.Finish()
 	if err != nil {
-		var few *secagg.TooFewError
-		if errors.As(err, &few) {
-			return nil, fmt.Errorf("secure aggregation: the sum cannot be unmasked: %w", err)
-		}
-		return nil, fmt.Errorf("secure aggregation: unmask: %w", err)
+		return nil, fmt.Errorf("secure aggregation: the sum cannot be unmasked: %w", err)
 	}
 	mean, total, loss, err := codec.Decode(st.weights, sum)
 	if err != nil {

@@ -74,8 +74,8 @@ type reply struct {
 	site    string
 	result  *federav1.TaskResult
 	weights models.Weights
-	ring    []uint32 // a secure-aggregation masked input
-	lost    string   // non-empty: the site will not answer, and why
+	ring    []byte // a secure-aggregation masked input, packed (secagg.Pack)
+	lost    string // non-empty: the site will not answer, and why
 	bytesIn int64
 }
 
@@ -248,7 +248,7 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 			delete(asm, id)
 			r := reply{site: sess.site, result: a.result}
 			if a.ring != nil {
-				r.ring = a.ring.Values()
+				r.ring = a.ring.Packed()
 			} else {
 				r.weights = a.asm.Weights()
 			}

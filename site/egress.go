@@ -28,8 +28,8 @@ const (
 type release struct {
 	res      *federav1.TaskResult
 	weights  models.Weights
-	ring     []uint32 // a secure-aggregation masked input, sent instead of weights
-	kind     string   // empty: no data leaves (an admission answer or an error)
+	ring     []byte // a secure-aggregation masked input, packed, sent instead of weights
+	kind     string // empty: no data leaves (an admission answer or an error)
 	records  int64
 	maxBytes int64
 	noise    *policy.Noise

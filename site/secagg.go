@@ -287,9 +287,9 @@ func (a *Agent) secaggPhase(t *federav1.Task, r *release) error {
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}
-		ring := make([]uint32, len(y))
-		for i, v := range y {
-			ring[i] = uint32(v)
+		ring, err := secagg.Pack(updates.Bits, y)
+		if err != nil {
+			return fmt.Errorf("secure aggregation: %w", err)
 		}
 		// The masked update is the round's release of data: the egress
 		// policy judges it, and a DP update is charged now, as it leaves.

@@ -90,10 +90,6 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 	if err != nil {
 		res.Error = redact(err).Error()
 		r.kind, r.weights, r.ring = "", nil, nil
-		if r.res != res {
-			// A secure-aggregation phase swapped in its kept release.
-			r.res.Error = res.Error
-		}
 	}
 	return r
 }
