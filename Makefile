@@ -51,7 +51,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadSafetensors -fuzztime 20000x ./models/
 	$(GO) test -run '^$$' -fuzz FuzzParseJobSpec -fuzztime 20000x ./spec/
 	$(GO) test -run '^$$' -fuzz FuzzParseQuery -fuzztime 20000x ./analytics/
-	$(GO) test -run '^$$' -fuzz FuzzAssembler -fuzztime 20000x ./proto/federav1/
+	$(GO) test -run '^$$' -fuzz FuzzAssembler -fuzztime 20000x ./transfer/
 	$(GO) test -run '^$$' -fuzz FuzzColumnName -fuzztime 2000x ./site/
 	$(GO) test -run '^$$' -fuzz FuzzInput -fuzztime 20000x ./policy/
 	$(GO) test -run '^$$' -fuzz FuzzDecision -fuzztime 20000x ./policy/
@@ -76,6 +76,10 @@ lint:
 	  if [ -n "$$bad" ]; then echo "layering: coordinator/ imports site/: $$bad"; exit 1; fi
 	@bad=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./site/... | grep -E 'federa/coordinator' ); \
 	  if [ -n "$$bad" ]; then echo "layering: site/ imports coordinator/: $$bad"; exit 1; fi
+	@bad=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./proto/... | grep -E 'federa/(models|transfer|coordinator|site|sim)\b' ); \
+	  if [ -n "$$bad" ]; then echo "layering: the wire package imports a package above it: $$bad"; exit 1; fi
+	@bad=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./coordinator/... ./site/... | grep -E 'federa/sim\b' ); \
+	  if [ -n "$$bad" ]; then echo "layering: coordinator/ or site/ imports sim/ (the in-process federation sits above them): $$bad"; exit 1; fi
 	@echo lint ok
 
 generate:
@@ -91,7 +95,7 @@ generate-check: generate
 	@test -z "$$(git status --porcelain -- proto/)" || (git status --porcelain -- proto/; echo "generated code is not committed"; exit 1)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./policy/ ./attest/auditlog/ ./internal/devnet/ ./dataset/ ./site/ ./secagg/ | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./policy/ ./attest/auditlog/ ./sim/ ./dataset/ ./site/ ./secagg/ | tee bench.out
 
 e2e: build
 	./$(BIN) demo --output json

@@ -38,7 +38,7 @@ const (
 
 // DirSource is a Source backed by an identity directory (svid.pem, key.pem,
 // bundle.pem) that it keeps watching. When the files change — `federa dev-ca
-// issue` run again, devnet's rotator, a spiffe-helper or cert-manager
+// issue` run again, sim's rotator, a spiffe-helper or cert-manager
 // writing renewed certificates — it loads the new set, and every TLS
 // handshake after that presents the new SVID and verifies peers against the
 // new bundle. Connections already open keep the certificate they were made

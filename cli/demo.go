@@ -27,10 +27,10 @@ import (
 	"github.com/federa-dev/federa/attest/auditlog"
 	"github.com/federa-dev/federa/coordinator"
 	"github.com/federa-dev/federa/dataset"
-	"github.com/federa-dev/federa/internal/devnet"
 	"github.com/federa-dev/federa/internal/fsutil"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/sim"
 	"github.com/federa-dev/federa/site"
 	"github.com/federa-dev/federa/spec"
 )
@@ -235,7 +235,7 @@ keeps it and names it in the error.`,
 
 // demoData finds the site files and test.csv in dir, or extracts the
 // embedded dataset into the state directory.
-func demoData(dir, state string) (sites []devnet.SiteSpec, test string, err error) {
+func demoData(dir, state string) (sites []sim.SiteSpec, test string, err error) {
 	var fsys fs.FS
 	if dir == "" {
 		fsys = federa.DemoData()
@@ -262,7 +262,7 @@ func demoData(dir, state string) (sites []devnet.SiteSpec, test string, err erro
 			ignored = append(ignored, name)
 			continue
 		}
-		sites = append(sites, devnet.SiteSpec{Name: m[1] + "/" + m[2], Dataset: demoDataset, Path: filepath.Join(dir, name)})
+		sites = append(sites, sim.SiteSpec{Name: m[1] + "/" + m[2], Dataset: demoDataset, Path: filepath.Join(dir, name)})
 	}
 	if test == "" {
 		return nil, "", fmt.Errorf("flag --data: %s has no test.csv (the held-out file no site gets)", dir)
@@ -308,7 +308,7 @@ func parseClassify(pairs []string) ([]site.Column, string, error) {
 	return cols, def, nil
 }
 
-func baseNames(sites []devnet.SiteSpec) []string {
+func baseNames(sites []sim.SiteSpec) []string {
 	var out []string
 	for _, s := range sites {
 		out = append(out, filepath.Base(s.Path))
@@ -420,16 +420,16 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) (err error) {
 			return fmt.Errorf("flag --policy: %s is not a directory of Rego files", f.policyDir)
 		}
 	}
-	opts := devnet.Options{Dir: state, Sites: sites, Log: log, PolicyDir: f.policyDir, Listen: f.listen, SVIDTTL: f.svidTTL}
+	opts := sim.Options{Dir: state, Sites: sites, Log: log, PolicyDir: f.policyDir, Listen: f.listen, SVIDTTL: f.svidTTL}
 	if f.serve {
-		opts.Users = devnet.AllUsers(sites)
+		opts.Users = sim.AllUsers(sites)
 		// A previous run's address is stale: whoever waits for the file
 		// must get this run's.
 		if err := os.Remove(filepath.Join(state, "coordinator.addr")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("flag --state: %w", err)
 		}
 	}
-	net, err := devnet.Start(opts)
+	net, err := sim.Start(opts)
 	if err != nil {
 		return fmt.Errorf("start federation: %w", err)
 	}
@@ -461,7 +461,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) (err error) {
 		}
 		return &exitError{code: 2, err: err}
 	}
-	say("submitted job %s as spiffe://%s/user/alice: %s, %d rounds, min_sites %d", job.GetId(), devnet.DefaultTrustDomain, f.model, f.rounds, minSites)
+	say("submitted job %s as spiffe://%s/user/alice: %s, %d rounds, min_sites %d", job.GetId(), sim.DefaultTrustDomain, f.model, f.rounds, minSites)
 	final, err := watchJob(ctx, client, job.GetId(), progressWriter(out, text), "text")
 	if err != nil {
 		return err
@@ -596,7 +596,7 @@ func dropTempState(state string, runErr error) error {
 // (the coordinator's address, the job spec; the identities are already
 // there), prints the commands to try and waits for ctx to end. site is the
 // one the printed site-admin command is about.
-func serveDemo(ctx context.Context, out io.Writer, net *devnet.Net, state string, temp bool, users []string, site string, j *spec.Job, ttl time.Duration) error {
+func serveDemo(ctx context.Context, out io.Writer, net *sim.Net, state string, temp bool, users []string, site string, j *spec.Job, ttl time.Duration) error {
 	addrFile, jobFile := filepath.Join(state, "coordinator.addr"), filepath.Join(state, "job.yaml")
 	jobYAML, err := yaml.Marshal(j)
 	if err != nil {
@@ -626,7 +626,7 @@ func serveDemo(ctx context.Context, out io.Writer, net *devnet.Net, state string
 	fmt.Fprintf(out, "  federa job list\n")
 	fmt.Fprintf(out, "  federa job watch JOB_ID                # the ID submit printed\n")
 	fmt.Fprintf(out, "  federa audit verify --coordinator $FEDERA_COORDINATOR --identity %s\n", id("auditor"))
-	admin, _ := devnet.SiteAdmin(site)
+	admin, _ := sim.SiteAdmin(site)
 	fmt.Fprintf(out, "  federa site pending --site %s --identity %s   # a site-admin, through the coordinator\n", site, id(admin))
 	fmt.Fprintf(out, "  federa job submit %s --identity %s   # refused: mallory has no role\n\n", shellQuote(jobFile), id("mallory"))
 	if temp {
@@ -670,7 +670,7 @@ type centralFigures struct{ accuracy, rmse, r2 float64 }
 // fraction the sites used — for rounds × local_epochs epochs with the same
 // hyper-parameters, and scores it on the test file. It is what a central
 // copy of the data would have bought.
-func centralBaseline(ctx context.Context, sites []devnet.SiteSpec, testPath string, j *spec.Job, features []string) (centralFigures, error) {
+func centralBaseline(ctx context.Context, sites []sim.SiteSpec, testPath string, j *spec.Job, features []string) (centralFigures, error) {
 	var none centralFigures
 	// The same architecture the sites trained, through the same interface.
 	arch, err := j.Model.Arch()

@@ -12,8 +12,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/federa-dev/federa/attest"
-	"github.com/federa-dev/federa/internal/devnet"
 	"github.com/federa-dev/federa/internal/testutil"
+	"github.com/federa-dev/federa/sim"
 )
 
 // lockedBuffer is an io.Writer a test can read while a command writes.
@@ -96,7 +96,7 @@ func TestDemoServe(t *testing.T) {
 	}
 
 	t.Run("every demo user has an identity", func(t *testing.T) {
-		td := spiffeid.RequireTrustDomainFromString(devnet.DefaultTrustDomain)
+		td := spiffeid.RequireTrustDomainFromString(sim.DefaultTrustDomain)
 		for _, u := range []string{"alice", "auditor", "mallory", "admin-eu-paris", "admin-sg-singapore", "admin-us-boston"} {
 			id, err := attest.LoadIdentity(ids(u))
 			if err != nil {

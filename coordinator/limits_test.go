@@ -15,7 +15,7 @@ import (
 )
 
 // The limits themselves are hit over real mTLS in
-// internal/devnet/limits_test.go; these are about how they are configured.
+// sim/limits_test.go; these are about how they are configured.
 
 // TestLoadFileLimits: coordinator.yaml's limits block reaches Config;
 // a key left out takes its default; 0 and negative values are errors that

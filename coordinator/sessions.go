@@ -17,6 +17,7 @@ import (
 	"github.com/federa-dev/federa/models"
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/transfer"
 )
 
 // A site's tensors for a task are bounded by what the task can need: an
@@ -188,7 +189,7 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 
 type assembly struct {
 	result *federav1.TaskResult
-	asm    *federav1.Assembler
+	asm    *transfer.Assembler
 	ring   *federav1.RingAssembler
 }
 
@@ -213,7 +214,7 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 			if ring {
 				asm[r.GetTaskId()] = &assembly{result: r, ring: federav1.NewRingAssembler(r.GetTaskId(), limit)}
 			} else {
-				asm[r.GetTaskId()] = &assembly{result: r, asm: federav1.NewAssembler(r.GetTaskId(), limit)}
+				asm[r.GetTaskId()] = &assembly{result: r, asm: transfer.NewAssembler(r.GetTaskId(), limit)}
 			}
 			return nil
 		}
@@ -427,7 +428,7 @@ func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, 
 	t.WeightsFollow = w != nil
 	msgs := []*federav1.CoordinatorMessage{{Body: &federav1.CoordinatorMessage_Task{Task: t}}}
 	if w != nil {
-		for _, ch := range federav1.ChunkWeights(t.GetTaskId(), w, 0) {
+		for _, ch := range transfer.ChunkWeights(t.GetTaskId(), w, 0) {
 			msgs = append(msgs, &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}})
 		}
 	}

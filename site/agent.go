@@ -25,6 +25,7 @@ import (
 	"github.com/federa-dev/federa/models"
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/transfer"
 )
 
 // Version is reported to the coordinator in the hello.
@@ -300,7 +301,7 @@ func (a *Agent) session(ctx context.Context) error {
 
 	var (
 		waiting *federav1.Task // task whose weights are arriving
-		asm     *federav1.Assembler
+		asm     *transfer.Assembler
 	)
 	for {
 		m, err := stream.Recv()
@@ -316,7 +317,7 @@ func (a *Agent) session(ctx context.Context) error {
 				return fmt.Errorf("task %s arrived before the weights of task %s were complete", b.Task.GetTaskId(), waiting.GetTaskId())
 			}
 			if b.Task.GetWeightsFollow() {
-				waiting, asm = b.Task, federav1.NewAssembler(b.Task.GetTaskId(), paramsFor(b.Task))
+				waiting, asm = b.Task, transfer.NewAssembler(b.Task.GetTaskId(), paramsFor(b.Task))
 				continue
 			}
 			c.start(sctx, log, b.Task, nil)

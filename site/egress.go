@@ -14,6 +14,7 @@ import (
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/spec"
+	"github.com/federa-dev/federa/transfer"
 )
 
 // Egress kinds, as the policy sees them.
@@ -49,7 +50,7 @@ func (r *release) messages() []*federav1.SiteMessage {
 	if !r.res.WeightsFollow {
 		return msgs
 	}
-	chunks := federav1.ChunkWeights(r.res.GetTaskId(), r.weights, 0)
+	chunks := transfer.ChunkWeights(r.res.GetTaskId(), r.weights, 0)
 	if r.ring != nil {
 		chunks = federav1.ChunkRing(r.res.GetTaskId(), r.ring)
 	}

@@ -74,3 +74,7 @@ func TrimText(s string, limit int) string {
 	}
 	return strings.TrimRight(s[:cut], " ") + mark
 }
+
+// MaxChunkBytes bounds the tensor payload of one TensorChunk. With the
+// envelope a chunk stays far below gRPC's 4 MiB default message limit.
+const MaxChunkBytes = 1 << 20

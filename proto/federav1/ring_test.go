@@ -52,8 +52,4 @@ func TestRingTransfer(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
-	// A float weights transfer refuses ring chunks.
-	if _, err := NewAssembler("t1", int64(n)).Add(chunks[0]); err == nil || !strings.Contains(err.Error(), "ring chunk") {
-		t.Errorf("a ring chunk in a weights transfer: %v", err)
-	}
 }

@@ -30,10 +30,10 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/federa-dev/federa/dataset"
-	"github.com/federa-dev/federa/internal/devnet"
 	"github.com/federa-dev/federa/models"
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/sim"
 	"github.com/federa-dev/federa/site"
 	"github.com/federa-dev/federa/spec"
 )
@@ -197,12 +197,12 @@ func run() error {
 }
 
 // findSites lists data's <jurisdiction>-<site>/ folders.
-func findSites(data string) ([]devnet.SiteSpec, error) {
+func findSites(data string) ([]sim.SiteSpec, error) {
 	entries, err := os.ReadDir(data)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w; run make data first", data, err)
 	}
-	var sites []devnet.SiteSpec
+	var sites []sim.SiteSpec
 	for _, e := range entries {
 		jur, name, ok := strings.Cut(e.Name(), "-")
 		if !e.IsDir() || !ok {
@@ -213,7 +213,7 @@ func findSites(data string) ([]devnet.SiteSpec, error) {
 		if _, err := os.Stat(images); err != nil {
 			return nil, fmt.Errorf("%s is missing; run make data first", images)
 		}
-		sites = append(sites, devnet.SiteSpec{Name: jur + "/" + name, Dataset: datasetName, Format: "idx",
+		sites = append(sites, sim.SiteSpec{Name: jur + "/" + name, Dataset: datasetName, Format: "idx",
 			Path: images, Labels: labels, Classes: dataset.FashionMNISTClasses})
 	}
 	if len(sites) == 0 {
@@ -250,13 +250,13 @@ func permissivePolicy(dir string) (string, error) {
 	return dir, os.WriteFile(path, b, 0o644)
 }
 
-// federate runs the job on a devnet, records its rounds as they close and
+// federate runs the job on a sim, records its rounds as they close and
 // downloads the model to dir/model.safetensors.
-func federate(ctx context.Context, dir, policyDir string, sites []devnet.SiteSpec, j *spec.Job, res *result, say func(string, ...any)) (*federav1.Job, error) {
+func federate(ctx context.Context, dir, policyDir string, sites []sim.SiteSpec, j *spec.Job, res *result, say func(string, ...any)) (*federav1.Job, error) {
 	// Ten sites decoding and training on two busy cores can miss the demo's
 	// 1s heartbeat (a site is dropped after three silent beats), and
 	// min_sites is every site, so one late beat would fail the job.
-	net, err := devnet.Start(devnet.Options{Dir: filepath.Join(dir, "net"), Sites: sites, PolicyDir: policyDir,
+	net, err := sim.Start(sim.Options{Dir: filepath.Join(dir, "net"), Sites: sites, PolicyDir: policyDir,
 		Log: slog.New(slog.DiscardHandler), Heartbeat: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("start federation: %w", err)
@@ -338,7 +338,7 @@ func fetch(ctx context.Context, c federav1.JobServiceClient, id string) ([]byte,
 // union stacks the rows the sites trained on — each site's data split with
 // the job's seed and eval fraction, as the sites split it — with labels as
 // indices into classes.
-func union(sites []devnet.SiteSpec, j *spec.Job, classes []string) (*mat.Dense, []int, error) {
+func union(sites []sim.SiteSpec, j *spec.Job, classes []string) (*mat.Dense, []int, error) {
 	var parts []*dataset.Table
 	rows := 0
 	for _, s := range sites {

@@ -1,0 +1,6 @@
+// Package transfer splits model weights into wire chunks and reassembles
+// them, checking every chunk so a malformed or hostile stream is an error,
+// never a panic or an unbounded allocation. It sits above both the wire
+// package (proto/federav1) and the model package, so the wire format does not
+// depend on the ML code.
+package transfer
