@@ -60,11 +60,10 @@ type dpPlan struct {
 	unit []float64
 }
 
-// ledgerOrders are the Rényi orders the ledger accounts on: the usual
-// ones (privacy.DefaultOrders, up to 63) and larger ones, which small ε
-// needs: converting at order α costs at least log(1/δ)/(α−1), so with α ≤
-// 63 no noise certifies ε below about 0.19 at δ = 1e-5.
-var ledgerOrders = append(slices.Clone(privacy.DefaultOrders), 80, 96, 128, 192, 256, 384, 512, 768, 1024)
+// ledgerOrders are the Rényi orders the ledger accounts on
+// (privacy.WideOrders): a coordinator calibrating a job's distributed
+// noise uses the same, so both find the same σ.
+var ledgerOrders = privacy.WideOrders
 
 // rdp is the plan's spend after n releases: exactly what
 // privacy.SampledGaussian gives for its n·StepsPerRelease steps.

@@ -73,10 +73,30 @@ type Privacy struct {
 // to every step), its noise calibrated by a Rényi-DP accountant so the
 // whole job spends at most (Epsilon, Delta) at that site, and charged to
 // the site's lifetime budget for the dataset (docs/privacy.md).
+//
+// With Noise "distributed" and secure aggregation, each round is instead
+// one DP-SGD step over the union of the sites' rows, sampled at
+// SamplingRate: each site adds a share of the noise and only the secure
+// sum, which the coordinator alone unmasks, carries all of it
+// (docs/secure-aggregation.md).
 type DP struct {
-	Epsilon  float64 `yaml:"epsilon"`
-	Delta    float64 `yaml:"delta"`
-	ClipNorm float64 `yaml:"clip_norm"`
+	Epsilon      float64 `yaml:"epsilon"`
+	Delta        float64 `yaml:"delta"`
+	ClipNorm     float64 `yaml:"clip_norm"`
+	Noise        string  `yaml:"noise,omitempty"`
+	SamplingRate float64 `yaml:"sampling_rate,omitempty"`
+}
+
+// DP noise placements (DP.Noise).
+const (
+	NoiseLocal       = "local"
+	NoiseDistributed = "distributed"
+)
+
+// DistributedDP reports whether a wire spec asks for distributed DP noise
+// (DP.Noise "distributed").
+func DistributedDP(p *federav1.JobSpec) bool {
+	return p.GetPrivacy().GetDp().GetNoise() == NoiseDistributed
 }
 
 // Aggregator is how the coordinator combines the sites' updates: a
@@ -468,7 +488,7 @@ func cleanYAMLError(err error) string {
 	s = strings.ReplaceAll(s, "in type spec.Job", "(see docs/jobs.md for valid fields)")
 	s = strings.ReplaceAll(s, "in type spec.Model", "in model (valid: type)")
 	s = strings.ReplaceAll(s, "in type spec.Privacy", "in privacy (valid: dp, secure_aggregation, min_count)")
-	s = strings.ReplaceAll(s, "in type spec.DP", "in privacy.dp (valid: epsilon, delta, clip_norm)")
+	s = strings.ReplaceAll(s, "in type spec.DP", "in privacy.dp (valid: epsilon, delta, clip_norm, noise, sampling_rate)")
 	s = strings.ReplaceAll(s, "into spec.Job", "into a job spec (want a mapping of fields, see docs/jobs.md)")
 	return strings.TrimSpace(s)
 }
@@ -623,6 +643,7 @@ func (j *Job) Validate() error {
 		if !(dp.ClipNorm > 0) || math.IsInf(dp.ClipNorm, 0) {
 			bad("privacy.dp.clip_norm", "%v is out of range; want a number > 0 (e.g. 1.0)", dp.ClipNorm)
 		}
+		dp.validateNoise(j, bad)
 	}
 	j.Privacy.SecureAggregation.validate(j, bad)
 	if j.Privacy.MinCount < 0 || j.Privacy.MinCount > 1_000_000 {
@@ -770,7 +791,7 @@ func privacyProto(p Privacy) *federav1.Privacy {
 		out.SecureAggregationNeighbors = new(int32(*sa.Neighbors))
 	}
 	if p.DP != nil {
-		out.Dp = &federav1.DPSpec{Epsilon: p.DP.Epsilon, Delta: p.DP.Delta, ClipNorm: p.DP.ClipNorm}
+		out.Dp = &federav1.DPSpec{Epsilon: p.DP.Epsilon, Delta: p.DP.Delta, ClipNorm: p.DP.ClipNorm, Noise: p.DP.Noise, SamplingRate: p.DP.SamplingRate}
 	}
 	return out
 }
@@ -820,7 +841,7 @@ func FromProto(p *federav1.JobSpec) *Job {
 		Beta2: clonePtr(p.OptimizerBeta2), Eps: clonePtr(p.OptimizerEps),
 	}
 	if dp := p.GetPrivacy().GetDp(); dp != nil {
-		j.Privacy.DP = &DP{Epsilon: dp.GetEpsilon(), Delta: dp.GetDelta(), ClipNorm: dp.GetClipNorm()}
+		j.Privacy.DP = &DP{Epsilon: dp.GetEpsilon(), Delta: dp.GetDelta(), ClipNorm: dp.GetClipNorm(), Noise: dp.GetNoise(), SamplingRate: dp.GetSamplingRate()}
 	}
 	return j
 }

@@ -770,8 +770,15 @@ type DPSpec struct {
 	// Total privacy budget for the job at each site.
 	Epsilon float64 `protobuf:"fixed64,1,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
 	Delta   float64 `protobuf:"fixed64,2,opt,name=delta,proto3" json:"delta,omitempty"`
-	// L2 bound on each site's update before noise.
-	ClipNorm      float64 `protobuf:"fixed64,3,opt,name=clip_norm,json=clipNorm,proto3" json:"clip_norm,omitempty"`
+	// L2 bound on each row's gradient before noise.
+	ClipNorm float64 `protobuf:"fixed64,3,opt,name=clip_norm,json=clipNorm,proto3" json:"clip_norm,omitempty"`
+	// "" or "local": every site runs DP-SGD with the whole noise on its own
+	// update. "distributed": with secure aggregation, each round is one
+	// DP-SGD step over the union of the sites' rows; each site adds a share
+	// of the noise and only the secure sum carries all of it.
+	Noise string `protobuf:"bytes,4,opt,name=noise,proto3" json:"noise,omitempty"`
+	// distributed: the job's Poisson sampling rate, the same at every site.
+	SamplingRate  float64 `protobuf:"fixed64,5,opt,name=sampling_rate,json=samplingRate,proto3" json:"sampling_rate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -823,6 +830,20 @@ func (x *DPSpec) GetDelta() float64 {
 func (x *DPSpec) GetClipNorm() float64 {
 	if x != nil {
 		return x.ClipNorm
+	}
+	return 0
+}
+
+func (x *DPSpec) GetNoise() string {
+	if x != nil {
+		return x.Noise
+	}
+	return ""
+}
+
+func (x *DPSpec) GetSamplingRate() float64 {
+	if x != nil {
+		return x.SamplingRate
 	}
 	return 0
 }
@@ -3276,9 +3297,14 @@ type SecAggRound struct {
 	Reconstructed       []string `protobuf:"bytes,9,rep,name=reconstructed,proto3" json:"reconstructed,omitempty"`
 	ReconstructedReason string   `protobuf:"bytes,10,opt,name=reconstructed_reason,json=reconstructedReason,proto3" json:"reconstructed_reason,omitempty"`
 	// Time in the protocol's phases after training, total.
-	ProtocolMs    float64 `protobuf:"fixed64,11,opt,name=protocol_ms,json=protocolMs,proto3" json:"protocol_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ProtocolMs float64 `protobuf:"fixed64,11,opt,name=protocol_ms,json=protocolMs,proto3" json:"protocol_ms,omitempty"`
+	// Distributed DP noise: the noise multiplier the sum carries at least
+	// (each survivor added a discrete Gaussian share of it, calibrated for
+	// the threshold), per unit of clip norm, and the sampling rate.
+	DpNoiseMultiplier float64 `protobuf:"fixed64,12,opt,name=dp_noise_multiplier,json=dpNoiseMultiplier,proto3" json:"dp_noise_multiplier,omitempty"`
+	DpSamplingRate    float64 `protobuf:"fixed64,13,opt,name=dp_sampling_rate,json=dpSamplingRate,proto3" json:"dp_sampling_rate,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SecAggRound) Reset() {
@@ -3384,6 +3410,20 @@ func (x *SecAggRound) GetReconstructedReason() string {
 func (x *SecAggRound) GetProtocolMs() float64 {
 	if x != nil {
 		return x.ProtocolMs
+	}
+	return 0
+}
+
+func (x *SecAggRound) GetDpNoiseMultiplier() float64 {
+	if x != nil {
+		return x.DpNoiseMultiplier
+	}
+	return 0
+}
+
+func (x *SecAggRound) GetDpSamplingRate() float64 {
+	if x != nil {
+		return x.DpSamplingRate
 	}
 	return 0
 }
@@ -5145,11 +5185,13 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x17secure_aggregation_clip\x18\x06 \x01(\x01H\x02R\x15secureAggregationClip\x88\x01\x01B\x1f\n" +
 	"\x1d_secure_aggregation_thresholdB\x1f\n" +
 	"\x1d_secure_aggregation_neighborsB\x1a\n" +
-	"\x18_secure_aggregation_clip\"U\n" +
+	"\x18_secure_aggregation_clip\"\x90\x01\n" +
 	"\x06DPSpec\x12\x18\n" +
 	"\aepsilon\x18\x01 \x01(\x01R\aepsilon\x12\x14\n" +
 	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12\x1b\n" +
-	"\tclip_norm\x18\x03 \x01(\x01R\bclipNorm\"W\n" +
+	"\tclip_norm\x18\x03 \x01(\x01R\bclipNorm\x12\x14\n" +
+	"\x05noise\x18\x04 \x01(\tR\x05noise\x12#\n" +
+	"\rsampling_rate\x18\x05 \x01(\x01R\fsamplingRate\"W\n" +
 	"\tModelSpec\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06hidden\x18\x02 \x03(\x05R\x06hidden\x12\x1e\n" +
@@ -5394,7 +5436,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\aeval_r2\x18\x10 \x01(\x01R\x06evalR2\x125\n" +
 	"\vsite_rounds\x18\x11 \x03(\v2\x14.federa.v1.SiteRoundR\n" +
 	"siteRounds\x12.\n" +
-	"\x06secagg\x18\x12 \x01(\v2\x16.federa.v1.SecAggRoundR\x06secagg\"\xd9\x02\n" +
+	"\x06secagg\x18\x12 \x01(\v2\x16.federa.v1.SecAggRoundR\x06secagg\"\xb3\x03\n" +
 	"\vSecAggRound\x12\x1c\n" +
 	"\tthreshold\x18\x01 \x01(\x05R\tthreshold\x12\x1c\n" +
 	"\tneighbors\x18\x02 \x01(\x05R\tneighbors\x12\x12\n" +
@@ -5410,7 +5452,9 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x14reconstructed_reason\x18\n" +
 	" \x01(\tR\x13reconstructedReason\x12\x1f\n" +
 	"\vprotocol_ms\x18\v \x01(\x01R\n" +
-	"protocolMs\"\xe3\x01\n" +
+	"protocolMs\x12.\n" +
+	"\x13dp_noise_multiplier\x18\f \x01(\x01R\x11dpNoiseMultiplier\x12(\n" +
+	"\x10dp_sampling_rate\x18\r \x01(\x01R\x0edpSamplingRate\"\xe3\x01\n" +
 	"\tSiteRound\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1d\n" +
 	"\n" +
