@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/federa-dev/federa/models"
+	"github.com/federa-dev/federa/privacy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/secagg"
 	"github.com/federa-dev/federa/secagg/updates"
@@ -39,22 +41,25 @@ func (c *Coordinator) secureTrain(ctx context.Context, job *federav1.Job, st *tr
 	for _, t := range st.weights {
 		params += len(t.Data)
 	}
-	codec, err := updates.New(len(sites), maxWeight, clip)
+	codec, err := newRoundCodec(sp, &st.dpSigma, len(sites), threshold, maxWeight, params, clip)
 	if err != nil {
 		return nil, err
 	}
 	session := make([]byte, 16)
 	_, _ = rand.Read(session)
 	session = append([]byte(fmt.Sprintf("federa/secagg/v1\x00%s\x00%d\x00", id, r)), session...)
-	p := secagg.Params{Session: session, Sites: sites, Threshold: threshold, Neighbors: neighbors, Bits: updates.Bits, Length: codec.Length(params)}
+	p := secagg.Params{Session: session, Sites: sites, Threshold: threshold, Neighbors: neighbors, Bits: updates.Bits, Length: codec.length}
 	srv, err := secagg.NewServer(p)
 	if err != nil {
 		return nil, fmt.Errorf("secure aggregation over %d sites: %w", len(sites), err)
 	}
-	rec := &federav1.SecAggRound{Threshold: int32(threshold), Neighbors: int32(neighbors), Clip: clip, Scale: codec.DeltaScale}
+	rec := &federav1.SecAggRound{Threshold: int32(threshold), Neighbors: int32(neighbors), Clip: clip, Scale: codec.scale}
+	if codec.dp != nil {
+		rec.DpNoiseMultiplier, rec.DpSamplingRate = codec.dp.Sigma, codec.dp.Q
+	}
 	base := func(phase federav1.SecAggTask_Phase) *federav1.SecAggTask {
 		return &federav1.SecAggTask{Phase: phase, Session: session, Sites: sites, Threshold: int32(threshold),
-			Neighbors: int32(neighbors), Clip: clip, Scale: codec.DeltaScale, MaxWeight: maxWeight}
+			Neighbors: int32(neighbors), Clip: clip, Scale: codec.scale, MaxWeight: maxWeight}
 	}
 	tr := &trainedRound{secagg: rec}
 	phase := func(name string, f fan) (*collected, error) {
@@ -197,7 +202,14 @@ func (c *Coordinator) secureTrain(ctx context.Context, job *federav1.Job, st *tr
 	if err != nil {
 		return nil, fmt.Errorf("secure aggregation: the sum cannot be unmasked: %w", err)
 	}
-	mean, total, loss, err := codec.Decode(st.weights, sum)
+	var mean models.Weights
+	var total int64
+	loss := math.NaN() // a distributed-DP round reports none
+	if codec.dp != nil {
+		mean, total, err = codec.dp.Decode(st.weights, sum, sp.GetLearningRate())
+	} else {
+		mean, total, loss, err = codec.plain.Decode(st.weights, sum)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +225,38 @@ func (c *Coordinator) secureTrain(ctx context.Context, job *federav1.Job, st *tr
 		}
 	}
 	return tr, nil
+}
+
+// roundCodec is a secure round's encoding, which every site derives too
+// (site/secagg.go): the plain update codec, or under distributed DP noise
+// the DP-SGD share codec, its σ calibrated by the accountant as each site's
+// ledger calibrates it (same orders, same figures).
+type roundCodec struct {
+	plain  updates.Codec
+	dp     *updates.DPCodec
+	length int
+	scale  float64
+}
+
+// sigma caches the job's σ: 0 until calibrated.
+func newRoundCodec(sp *federav1.JobSpec, sigma *float64, sites, threshold int, maxWeight int64, params int, clip float64) (roundCodec, error) {
+	if !spec.DistributedDP(sp) {
+		c, err := updates.New(sites, maxWeight, clip)
+		return roundCodec{plain: c, length: c.Length(params), scale: c.DeltaScale}, err
+	}
+	dp := sp.GetPrivacy().GetDp()
+	if *sigma == 0 {
+		s, err := privacy.CalibrateNoise(dp.GetEpsilon(), dp.GetDelta(), dp.GetSamplingRate(), int(sp.GetRounds()), privacy.WideOrders)
+		if err != nil {
+			return roundCodec{}, fmt.Errorf("distributed DP: %w", err)
+		}
+		*sigma = s
+	}
+	c, err := updates.NewDP(sites, threshold, maxWeight, params, dp.GetSamplingRate(), *sigma, dp.GetClipNorm())
+	if err != nil {
+		return roundCodec{}, err
+	}
+	return roundCodec{dp: &c, length: c.Length(), scale: c.Scale}, nil
 }
 
 // maxTrainRows is the most training rows any of sites reported in the

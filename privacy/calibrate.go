@@ -1,9 +1,11 @@
 package privacy
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 )
 
 // Bounds of the noise-multiplier search.
@@ -30,12 +32,65 @@ const (
 // The answer is always on the safe side: SampledGaussian(q, σ, steps,
 // orders).Epsilon(delta) ≤ epsilon holds for the σ returned, which is within
 // [MinNoiseMultiplier, MaxNoiseMultiplier]. nil orders means DefaultOrders.
+//
+// The answer is a pure function of its arguments and takes up to a second
+// of accounting, so it is remembered (a few hundred answers per process):
+// a site checks a job's plan at admission and makes it at its first
+// release, and a coordinator running distributed noise derives the same σ.
 func CalibrateNoise(epsilon, delta, q float64, steps int, orders []float64) (float64, error) {
-	zero, err := Zero(orders)
-	if err != nil {
-		return 0, fmt.Errorf("calibrate noise: %w", err)
+	return calibrations.get(calibrationKey{epsilon, delta, q, steps, ordersKey(orders)}, func() (float64, error) {
+		zero, err := Zero(orders)
+		if err != nil {
+			return 0, fmt.Errorf("calibrate noise: %w", err)
+		}
+		return calibrate("calibrate noise", zero, epsilon, delta, q, steps)
+	})
+}
+
+type calibrationKey struct {
+	epsilon, delta, q float64
+	steps             int
+	orders            string
+}
+
+func ordersKey(orders []float64) string {
+	b := make([]byte, 0, 8*len(orders))
+	for _, o := range orders {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(o))
 	}
-	return calibrate("calibrate noise", zero, epsilon, delta, q, steps)
+	return string(b)
+}
+
+// calibrationCache remembers answers; concurrent askers of one key wait for
+// one computation.
+type calibrationCache struct {
+	mu sync.Mutex
+	m  map[calibrationKey]*calibration
+}
+
+type calibration struct {
+	once  sync.Once
+	sigma float64
+	err   error
+}
+
+const maxCalibrations = 256
+
+var calibrations = &calibrationCache{m: map[calibrationKey]*calibration{}}
+
+func (c *calibrationCache) get(k calibrationKey, compute func() (float64, error)) (float64, error) {
+	c.mu.Lock()
+	e := c.m[k]
+	if e == nil {
+		if len(c.m) >= maxCalibrations {
+			clear(c.m)
+		}
+		e = &calibration{}
+		c.m[k] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() { e.sigma, e.err = compute() })
+	return e.sigma, e.err
 }
 
 // CalibrateNoiseAfter is CalibrateNoise for a dataset that has already

@@ -3,12 +3,19 @@ package site
 import (
 	"errors"
 	"fmt"
+	"math"
+	"slices"
+
+	"gonum.org/v1/gonum/mat"
 
 	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/models"
 	"github.com/federa-dev/federa/policy"
 	"github.com/federa-dev/federa/privacy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/secagg"
+	"github.com/federa-dev/federa/secagg/updates"
+	"github.com/federa-dev/federa/spec"
 )
 
 // maxNoiseMultiplier is the most noise (σ, per unit of clip norm) a site
@@ -83,6 +90,14 @@ func dpPlanFor(sp *federav1.JobSpec, rows int) (dpPlan, error) {
 	}
 	what := fmt.Sprintf("epsilon %g at delta %g over %d rounds of %d DP-SGD steps (sampling rate %.3g of this site's %d training rows)",
 		dp.GetEpsilon(), dp.GetDelta(), rounds, steps, q, rows)
+	if spec.DistributedDP(sp) {
+		// One step a round over the union of the sites' rows, each row
+		// sampled at the job's rate: every site plans the same σ, which
+		// only the secure sum carries whole.
+		q, steps = dp.GetSamplingRate(), 1
+		what = fmt.Sprintf("epsilon %g at delta %g over %d rounds of one distributed DP-SGD step (sampling rate %.3g)",
+			dp.GetEpsilon(), dp.GetDelta(), rounds, q)
+	}
 	sigma, err := privacy.CalibrateNoise(dp.GetEpsilon(), dp.GetDelta(), q, rounds*steps, ledgerOrders)
 	if errors.Is(err, privacy.ErrNoiseAboveCap) {
 		return dpPlan{}, fmt.Errorf("differential privacy: %s cannot be met with any usable noise (%v): raise epsilon, or lower rounds or local_epochs, or use a larger batch_size", what, err)
@@ -104,6 +119,61 @@ func dpPlanFor(sp *federav1.JobSpec, rows int) (dpPlan, error) {
 func (r *release) dpNoise(p *dpPlan) {
 	r.noise = &policy.Noise{Mechanism: "dp-sgd-gaussian", Sigma: p.Sigma * p.ClipNorm, ClipNorm: p.ClipNorm}
 	r.res.NoiseSigma = p.Sigma * p.ClipNorm
+}
+
+// Mechanism names the egress policy sees (input.message.noise.mechanism).
+const mechanismDistributed = "dp-sgd-distributed-discrete-gaussian"
+
+// trainShare is a round's training under distributed DP noise: this
+// site's share of one DP-SGD step over the union of the sites' rows — its
+// Poisson sample's clipped gradient sum at the round's weights, clamped,
+// rounded and noised with a discrete Gaussian share (updates.DPCodec) —
+// kept as the secure round's input. Only the secure sum of at least the
+// threshold's shares carries the noise the plan's σ calls for; the share
+// leaves this site only masked (secaggKeys, phase MASK).
+func (a *Agent) trainShare(t *federav1.Task, w models.Weights, arch models.Arch, X *mat.Dense, y models.Targets, plan *dpPlan, r *release) error {
+	if t.GetSecagg().GetPhase() != federav1.SecAggTask_PHASE_KEYS {
+		return errors.New("distributed DP noise: a training task outside secure aggregation; refusing, since this site's update carries only a share of the noise")
+	}
+	_, codec, err := a.secaggParams(t, plan.Sigma)
+	if err != nil {
+		return err
+	}
+	rows, _ := X.Dims()
+	var share []uint64
+	if _, paid := slices.BinarySearch(plan.Paid, t.GetRound()); paid {
+		// Released and paid for before a restart: the same share goes
+		// again; a fresh one would be a second, unpaid look at the data.
+		kept, err := a.ledger.paidReleaseOf(t.GetJobId(), t.GetRound())
+		if err != nil {
+			return err
+		}
+		if share, err = secagg.Unpack(updates.Bits, kept.Share); err != nil || len(share) != codec.dp.Length() {
+			return fmt.Errorf("the kept share of round %d does not fit this round's encoding (%d values, want %d): %v", t.GetRound(), len(share), codec.dp.Length(), err)
+		}
+		r.res.ObligationsEnforced = append(r.res.ObligationsEnforced, fmt.Sprintf("dp: round %d resent as paid for (no new spend)", t.GetRound()))
+	} else {
+		g, err := models.SumClippedGradients(arch, w, X, y, plan.ClipNorm, plan.Q, a.noise())
+		if err != nil {
+			return fmt.Errorf("distributed DP-SGD: %w", err)
+		}
+		if share, err = codec.dp.Encode(w, g, int64(rows), a.noise()); err != nil {
+			return err
+		}
+		packed, err := secagg.Pack(updates.Bits, share)
+		if err != nil {
+			return err
+		}
+		r.dp.keep = &paidRelease{Round: t.GetRound(), Examples: int64(rows), Share: packed}
+	}
+	r.share = share
+	r.noise = &policy.Noise{Mechanism: mechanismDistributed, Sigma: plan.Sigma * plan.ClipNorm, ClipNorm: plan.ClipNorm}
+	r.res.NoiseSigma = plan.Sigma * plan.ClipNorm
+	r.res.ObligationsEnforced = append(r.res.ObligationsEnforced, fmt.Sprintf("distributed dp-sgd: clip %g, noise multiplier %.4g of the secure sum (this site's share %.4g, for threshold %d), sampling rate %.4g, one step",
+		plan.ClipNorm, plan.Sigma, plan.Sigma/math.Sqrt(float64(codec.dp.Threshold)), codec.dp.Threshold, plan.Q))
+	r.res.Examples = int64(rows)
+	r.kind, r.records = egressModelUpdate, int64(rows)
+	return nil
 }
 
 // payFor records tx's release: the release is kept first (so a redone

@@ -30,6 +30,9 @@ type release struct {
 	res      *federav1.TaskResult
 	weights  models.Weights
 	ring     []byte // a secure-aggregation masked input, packed, sent instead of weights
+	// share is a distributed-DP round's noisy share: the secure round's
+	// input, kept here (secaggKeys), never sent as it is.
+	share []uint64
 	kind     string // empty: no data leaves (an admission answer or an error)
 	records  int64
 	maxBytes int64

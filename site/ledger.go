@@ -387,6 +387,9 @@ type paidRelease struct {
 	Examples  int64   `json:"examples"`
 	TrainLoss float64 `json:"train_loss"`
 	Weights   []byte  `json:"weights"` // models.EncodeWeights
+	// Share is a distributed-DP round's noisy share, packed
+	// (secagg.Pack), kept instead of weights.
+	Share []byte `json:"share,omitempty"`
 }
 
 // releasePath is where job's last paid release is kept; the job ID (a
@@ -439,7 +442,7 @@ func (l *ledger) paidReleaseOf(job string, round int32) (*paidRelease, error) {
 			return nil, fmt.Errorf("round %d of job %s: the kept release is unreadable: %w", round, job, err)
 		}
 	}
-	if r.Round != round || r.Weights == nil {
+	if r.Round != round || (r.Weights == nil && r.Share == nil) {
 		return nil, fmt.Errorf("round %d of job %s was paid for but the kept release is of round %d; refusing to pay twice", round, job, r.Round)
 	}
 	return &r, nil

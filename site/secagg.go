@@ -158,40 +158,62 @@ func (s *secaggRounds) get(job string, session []byte) (*secaggRound, error) {
 	return r, nil
 }
 
+// roundCodec is how a secure round's input is encoded: an update (the
+// plain codec), or under distributed DP noise a share of one DP-SGD step
+// (dp).
+type roundCodec struct {
+	plain updates.Codec
+	dp    *updates.DPCodec
+}
+
 // secaggParams checks a secure-aggregation task against the job's spec and
-// returns the round's protocol parameters and update codec. The session
-// must name this job and round; the clip must be the spec's and the
-// threshold at least the spec's, so a coordinator cannot weaken either.
-func (a *Agent) secaggParams(t *federav1.Task) (secagg.Params, updates.Codec, error) {
+// returns the round's protocol parameters and codec; sigma is this site's
+// DP plan's noise multiplier under distributed noise (else unused). The
+// session must name this job and round; the clip must be the spec's and
+// the threshold at least the spec's, so a coordinator cannot weaken either;
+// the scale must be the one every party derives.
+func (a *Agent) secaggParams(t *federav1.Task, sigma float64) (secagg.Params, roundCodec, error) {
 	sa := t.GetSecagg()
 	var p secagg.Params
+	var rc roundCodec
 	prefix := fmt.Sprintf("federa/secagg/v1\x00%s\x00%d\x00", t.GetJobId(), t.GetRound())
 	if !bytes.HasPrefix(sa.GetSession(), []byte(prefix)) || len(sa.GetSession()) < len(prefix)+16 {
-		return p, updates.Codec{}, fmt.Errorf("secure aggregation: the session does not name job %s round %d", t.GetJobId(), t.GetRound())
+		return p, rc, fmt.Errorf("secure aggregation: the session does not name job %s round %d", t.GetJobId(), t.GetRound())
 	}
 	on, threshold, neighbors, clip := spec.SecAggOf(t.GetSpec(), len(sa.GetSites()))
 	if !on {
-		return p, updates.Codec{}, errors.New("secure aggregation: the job's spec does not ask for it")
+		return p, rc, errors.New("secure aggregation: the job's spec does not ask for it")
 	}
 	switch {
 	case int(sa.GetThreshold()) < threshold:
-		return p, updates.Codec{}, fmt.Errorf("secure aggregation: threshold %d is below the job's %d", sa.GetThreshold(), threshold)
+		return p, rc, fmt.Errorf("secure aggregation: threshold %d is below the job's %d", sa.GetThreshold(), threshold)
 	case int(sa.GetNeighbors()) != neighbors:
-		return p, updates.Codec{}, fmt.Errorf("secure aggregation: %d neighbours, the job says %d", sa.GetNeighbors(), neighbors)
+		return p, rc, fmt.Errorf("secure aggregation: %d neighbours, the job says %d", sa.GetNeighbors(), neighbors)
 	case sa.GetClip() != clip:
-		return p, updates.Codec{}, fmt.Errorf("secure aggregation: clip %g, the job says %g", sa.GetClip(), clip)
+		return p, rc, fmt.Errorf("secure aggregation: clip %g, the job says %g", sa.GetClip(), clip)
 	}
-	codec, err := updates.New(len(sa.GetSites()), sa.GetMaxWeight(), clip)
-	if err != nil {
-		return p, codec, err
+	params := int(paramsFor(t))
+	length, scale := 0, 0.0
+	if spec.DistributedDP(t.GetSpec()) {
+		dp := t.GetSpec().GetPrivacy().GetDp()
+		c, err := updates.NewDP(len(sa.GetSites()), int(sa.GetThreshold()), sa.GetMaxWeight(), params, dp.GetSamplingRate(), sigma, dp.GetClipNorm())
+		if err != nil {
+			return p, rc, err
+		}
+		rc.dp, length, scale = &c, c.Length(), c.Scale
+	} else {
+		c, err := updates.New(len(sa.GetSites()), sa.GetMaxWeight(), clip)
+		if err != nil {
+			return p, rc, err
+		}
+		rc.plain, length, scale = c, c.Length(params), c.DeltaScale
 	}
-	if sa.GetScale() != codec.DeltaScale {
-		return p, codec, fmt.Errorf("secure aggregation: scale %g, but %d sites × %d examples × clip %g give %g", sa.GetScale(), len(sa.GetSites()), sa.GetMaxWeight(), clip, codec.DeltaScale)
+	if sa.GetScale() != scale {
+		return p, rc, fmt.Errorf("secure aggregation: scale %g, but %d sites × %d examples give %g", sa.GetScale(), len(sa.GetSites()), sa.GetMaxWeight(), scale)
 	}
-	params := paramsFor(t)
 	p = secagg.Params{Session: sa.GetSession(), Sites: sa.GetSites(), Threshold: int(sa.GetThreshold()),
-		Neighbors: neighbors, Bits: updates.Bits, Length: codec.Length(int(params))}
-	return p, codec, p.Validate()
+		Neighbors: neighbors, Bits: updates.Bits, Length: length}
+	return p, rc, p.Validate()
 }
 
 // secaggAdmitted is the admission a secure round's later phases run
@@ -217,13 +239,21 @@ func (a *Agent) secaggKeys(t *federav1.Task, global models.Weights, r *release) 
 	if t.GetSecagg().GetPhase() != federav1.SecAggTask_PHASE_KEYS {
 		return fmt.Errorf("secure aggregation: a TRAIN task in phase %s", t.GetSecagg().GetPhase())
 	}
-	p, codec, err := a.secaggParams(t)
+	var sigma float64
+	if r.dp != nil {
+		sigma = r.dp.plan.Sigma
+	}
+	p, codec, err := a.secaggParams(t, sigma)
 	if err != nil {
 		return err
 	}
-	x, err := codec.Encode(global, r.weights, r.res.GetExamples(), r.res.GetTrainLoss())
-	if err != nil {
-		return err
+	x := r.share
+	if codec.dp == nil {
+		if x, err = codec.plain.Encode(global, r.weights, r.res.GetExamples(), r.res.GetTrainLoss()); err != nil {
+			return err
+		}
+	} else if len(x) != p.Length {
+		return fmt.Errorf("distributed DP: the share has %d values, the round %d", len(x), p.Length)
 	}
 	client, err := secagg.NewClient(p, a.siteName(), rand.Reader)
 	if err != nil {
@@ -242,7 +272,7 @@ func (a *Agent) secaggKeys(t *federav1.Task, global models.Weights, r *release) 
 	r.res.Examples, r.res.TrainLoss, r.res.NoiseSigma = 0, 0, 0
 	r.res.Secagg = &federav1.SecAggResult{Phase: federav1.SecAggTask_PHASE_KEYS, Keys: &federav1.SecAggKeys{
 		Site: a.siteName(), CPublic: keys.CPK, SPublic: keys.SPK, Signature: sig, CertChain: chain}}
-	r.weights, r.kind, r.dp, r.noise, r.records = nil, "", nil, nil, 0
+	r.weights, r.share, r.kind, r.dp, r.noise, r.records = nil, nil, "", nil, nil, 0
 	return nil
 }
 

@@ -2,6 +2,7 @@ package site
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -288,6 +289,11 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 	if err := arch.Check(w, len(t.GetFeatures()), len(t.GetClasses())); err != nil {
 		return fmt.Errorf("the task's %s weights: %w", arch.Name(), err)
 	}
+	if on, _, _, _ := spec.SecAggOf(sp, 1); on && t.GetSecagg() == nil {
+		// The job promises that no site's own update is seen: it leaves
+		// only masked, in a secure round.
+		return errors.New("the job asks for secure aggregation, but this training task is not part of a secure round; refusing to send this site's update in the clear")
+	}
 	cfg := models.TrainConfig{
 		Epochs:       int(sp.GetLocalEpochs()),
 		BatchSize:    int(sp.GetBatchSize()),
@@ -309,6 +315,14 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 			plan = a.ledger.lookup(ad.dataset.Name, t.GetJobId())
 		}
 		r.dp = &dpRelease{budget: ad.obligations.PrivacyBudget, plan: plan}
+		if spec.DistributedDP(sp) {
+			if err := a.trainShare(t, w, arch, X, y, plan, r); err != nil {
+				return err
+			}
+			r.maxBytes = boundFor(egressModelUpdate, 0, 0, arch.NumParams(len(t.GetFeatures()), len(t.GetClasses())))
+			r.input = a.taskInput(t, ad, t.GetFeatures())
+			return nil
+		}
 		if _, paid := slices.BinarySearch(plan.Paid, t.GetRound()); paid {
 			// This round was released and paid for before a restart:
 			// the same release goes again, at no new cost.
