@@ -27,12 +27,12 @@ const (
 // release is what a task wants to send, with what the egress policy needs
 // to judge it.
 type release struct {
-	res      *federav1.TaskResult
-	weights  models.Weights
-	ring     []byte // a secure-aggregation masked input, packed, sent instead of weights
+	res     *federav1.TaskResult
+	weights models.Weights
+	ring    []byte // a secure-aggregation masked input, packed, sent instead of weights
 	// share is a distributed-DP round's noisy share: the secure round's
 	// input, kept here (secaggKeys), never sent as it is.
-	share []uint64
+	share    []uint64
 	kind     string // empty: no data leaves (an admission answer or an error)
 	records  int64
 	maxBytes int64
