@@ -158,6 +158,35 @@ func TestDemoJSON(t *testing.T) {
 		}
 		numpyAgrees(t, mp, filepath.Join(state, "data", "test.csv"), ev.Accuracy)
 	})
+	t.Run("distributed DP noise", func(t *testing.T) {
+		out, errs, code := execute(t, "demo", "--output", "json", "--state", t.TempDir(), "--dp-epsilon", "4", "--dp-noise", "distributed")
+		if code != 0 {
+			t.Fatalf("demo exit %d: %s\n%s", code, errs, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var res struct {
+			Status       string  `json:"status"`
+			Rounds       int     `json:"rounds_completed"`
+			TestAccuracy float64 `json:"test_accuracy"`
+			Epsilon      float64 `json:"epsilon_spent"`
+			SecAgg       bool    `json:"secure_aggregation"`
+			PerRound     []struct {
+				TrainLoss *float64 `json:"train_loss"`
+			} `json:"rounds"`
+		}
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+			t.Fatalf("last line: %v\n%s", err, out)
+		}
+		// One DP-SGD step a round, 30 rounds by default; no round reports
+		// a training loss (a sampled batch's loss would leave un-noised).
+		if res.Status != "succeeded" || res.Rounds != 30 || !res.SecAgg || res.Epsilon > 4 || res.Epsilon < 3.99 ||
+			len(res.PerRound) != 30 || res.PerRound[0].TrainLoss != nil {
+			t.Fatalf("demo result %s", lines[len(lines)-1])
+		}
+		if res.TestAccuracy < 0.85 {
+			t.Fatalf("test accuracy %.4f under distributed DP noise at ε = 4", res.TestAccuracy)
+		}
+	})
 	t.Run("secure aggregation, on the diabetes data", func(t *testing.T) {
 		// Any --data: the coordinator learns only the sum of the linreg
 		// updates, and the model is the clear run's (same seed) to the
@@ -351,6 +380,9 @@ func TestDemoBadData(t *testing.T) {
 		{"no test file", map[string]string{"eu-paris.csv": "a,label\n1,x\n"}, nil, "has no test.csv"},
 		{"no site files", map[string]string{"test.csv": "a,label\n1,x\n", "notes.csv": "x"}, nil, "no site files named <jurisdiction>-<site>.csv"},
 		{"bad output flag", map[string]string{"test.csv": "a\n"}, []string{"--output", "yaml"}, `flag --output: "yaml" is not valid`},
+		{"distributed noise without a budget", map[string]string{"test.csv": "a\n"}, []string{"--dp-noise", "distributed"}, "flag --dp-noise distributed: set --dp-epsilon too"},
+		{"unknown noise placement", map[string]string{"test.csv": "a\n"}, []string{"--dp-epsilon", "4", "--dp-noise", "central"}, `flag --dp-noise: "central" is not valid; want local or distributed`},
+		{"sampling rate with local noise", map[string]string{"test.csv": "a\n"}, []string{"--dp-epsilon", "4", "--dp-sampling-rate", "0.2"}, "flag --dp-sampling-rate: only --dp-noise distributed uses it"},
 		{"linreg on a text label", map[string]string{
 			"test.csv":      "a,label\n1,2\n",
 			"eu-paris.csv":  "a,label\n1,2\n2,4\n3,6\n4,8\n5,10\n6,12\n7,14\n8,16\n9,18\n10,20\n11,22\n12,24\n13,26\n14,28\n15,30\n16,32\n17,34\n18,36\n19,38\n20,40\n21,42\n22,44\n23,46\n24,48\n25,50\n26,52\n27,54\n28,56\n29,58\n",

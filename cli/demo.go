@@ -65,7 +65,10 @@ type demoFlags struct {
 	dpEpsilon  float64
 	dpDelta    float64
 	dpClip     float64
+	dpNoise    string
+	dpRate     float64
 	secAgg     bool
+	changed    func(flag string) bool
 	query      string
 }
 
@@ -114,7 +117,7 @@ type demoResult struct {
 type demoRound struct {
 	Round        int      `json:"round"`
 	Sites        []string `json:"sites"`
-	TrainLoss    float64  `json:"train_loss"`
+	TrainLoss    *float64 `json:"train_loss"` // null when no loss is released (distributed DP noise)
 	EvalAccuracy *float64 `json:"eval_accuracy"`
 	EvalRMSE     *float64 `json:"eval_rmse,omitempty"`
 	EvalR2       *float64 `json:"eval_r2,omitempty"`
@@ -190,6 +193,7 @@ keeps it and names it in the error.`,
   federa demo --data ./mydata --label outcome --features age,bmi,glucose
   federa demo --dp-epsilon 4            # record-level DP-SGD, ε = 4 at each site
   federa demo --secure-aggregation      # the coordinator learns only the sum of the updates
+  federa demo --dp-epsilon 4 --dp-noise distributed   # DP noise shared out among the sites, whole only in the secure sum
   federa demo --data testdata/diabetes --model linreg
   federa demo --state ./demo-state      # keep identities, stores and model
 
@@ -199,7 +203,10 @@ keeps it and names it in the error.`,
   federa job submit ./demo/job.yaml --watch
   federa demo --serve --state ./demo --listen 127.0.0.1:7443 --svid-ttl 2m`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), g, &f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.changed = cmd.Flags().Changed
+			return runDemo(cmd.Context(), g, &f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.data, "data", "", "directory with one <jurisdiction>-<site>.csv per site plus test.csv (default: the shipped breast-cancer data)")
@@ -228,6 +235,8 @@ keeps it and names it in the error.`,
 	fl.Float64Var(&f.dpEpsilon, "dp-epsilon", 0, "train with record-level differential privacy (DP-SGD) spending at most this epsilon at each site (default: no DP; see docs/privacy.md)")
 	fl.Float64Var(&f.dpDelta, "dp-delta", 1e-5, "the delta of --dp-epsilon")
 	fl.Float64Var(&f.dpClip, "dp-clip", 1.0, "the L2 bound on each row's gradient under --dp-epsilon")
+	fl.StringVar(&f.dpNoise, "dp-noise", spec.NoiseLocal, "where --dp-epsilon's noise is added: local (each site noises its own update) or distributed (each round one DP-SGD step over all sites' rows; each site adds a share and only the secure sum carries all of it; turns on --secure-aggregation and, unless set, --local-epochs 1, --l2 0, --rounds 30, --learning-rate 1)")
+	fl.Float64Var(&f.dpRate, "dp-sampling-rate", 0.3, "under --dp-noise distributed: the chance each row takes part in a round's step")
 	fl.BoolVar(&f.secAgg, "secure-aggregation", false, "aggregate securely: the sites mask their updates so the coordinator learns only their sum (SecAgg; a third of the sites may drop out; see docs/privacy.md)")
 	fl.StringVar(&f.query, "query", "", "run this analytics query (YAML, docs/queries.md; dataset may be left out) across the sites instead of training; with --output json the last line is the result object")
 	return cmd
@@ -334,6 +343,14 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) (err error) {
 	if f.serve && f.output != "text" {
 		return errors.New("flag --output: --serve prints commands to try, as text; scripts read DIR/coordinator.addr")
 	}
+	switch {
+	case f.dpNoise != spec.NoiseLocal && f.dpNoise != spec.NoiseDistributed:
+		return fmt.Errorf("flag --dp-noise: %q is not valid; want local or distributed", f.dpNoise)
+	case f.dpNoise == spec.NoiseDistributed && f.dpEpsilon == 0:
+		return errors.New("flag --dp-noise distributed: set --dp-epsilon too (the budget the noise is calibrated for)")
+	case f.dpNoise != spec.NoiseDistributed && f.changed != nil && f.changed("dp-sampling-rate"):
+		return errors.New("flag --dp-sampling-rate: only --dp-noise distributed uses it")
+	}
 	if f.svidTTL < 2*time.Second {
 		return fmt.Errorf("flag --svid-ttl: %s is too short; want at least 2s (SVIDs are re-issued at half their TTL)", f.svidTTL)
 	}
@@ -386,6 +403,20 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) (err error) {
 		j.Privacy.DP = &spec.DP{Epsilon: f.dpEpsilon, Delta: f.dpDelta, ClipNorm: f.dpClip}
 	}
 	j.Privacy.SecureAggregation.On = f.secAgg
+	if f.dpNoise == spec.NoiseDistributed {
+		j.Privacy.DP.Noise, j.Privacy.DP.SamplingRate = spec.NoiseDistributed, f.dpRate
+		j.Privacy.SecureAggregation.On = true
+		// One DP-SGD step a round: more rounds, a larger step, and
+		// nothing the secure sum cannot carry linearly.
+		for flag, set := range map[string]func(){
+			"local-epochs": func() { j.LocalEpochs = 1 }, "l2": func() { j.L2 = 0 },
+			"rounds": func() { j.Rounds = 30 }, "learning-rate": func() { j.LearningRate = 1 },
+		} {
+			if f.changed == nil || !f.changed(flag) {
+				set()
+			}
+		}
+	}
 	j.ApplyDefaults()
 	if err := j.Validate(); err != nil {
 		return fmt.Errorf("demo job: %w", err)
@@ -477,7 +508,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) (err error) {
 		Features: final.GetFeatures(), Classes: final.GetClasses(),
 	}
 	for _, r := range final.GetRounds() {
-		dr := demoRound{Round: int(r.GetRound()), Sites: r.GetParticipants(), TrainLoss: r.GetTrainLoss()}
+		dr := demoRound{Round: int(r.GetRound()), Sites: r.GetParticipants(), TrainLoss: jsonFloat(r.GetTrainLoss())}
 		dr.EvalAccuracy = jsonFloat(r.GetEvalAccuracy())
 		if r.Regression() {
 			dr.EvalRMSE, dr.EvalR2 = jsonFloat(r.GetEvalRmse()), jsonFloat(r.GetEvalR2())

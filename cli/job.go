@@ -305,8 +305,12 @@ func secAggSummary(rounds []*federav1.RoundSummary) string {
 	if last == nil {
 		return ""
 	}
-	return fmt.Sprintf(" (last round: threshold %d, %d of %d sites summed, clip %g; %d round(s) recovered from dropouts)",
-		last.GetThreshold(), len(last.GetMasked()), len(last.GetAdvertised()), last.GetClip(), recon)
+	what := fmt.Sprintf("clip %g", last.GetClip())
+	if s := last.GetDpNoiseMultiplier(); s > 0 {
+		what = fmt.Sprintf("distributed DP noise: σ %.3g carried whole by the sum only, sampling rate %g", s, last.GetDpSamplingRate())
+	}
+	return fmt.Sprintf(" (last round: threshold %d, %d of %d sites summed, %s; %d round(s) recovered from dropouts)",
+		last.GetThreshold(), len(last.GetMasked()), len(last.GetAdvertised()), what, recon)
 }
 
 // printJob is the human view of a job.
