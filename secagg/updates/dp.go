@@ -52,13 +52,15 @@ type DPCodec struct {
 const dpTail = 10
 
 // dpPrecision bounds the rounding's share of the sensitivity: √Params ≤
-// Scale·ClipNorm/dpPrecision, so rounding adds at most 1% to the noise.
-const dpPrecision = 100
+// Scale·ClipNorm/dpPrecision, so rounding adds at most 10% to the noise.
+// (The noise is calibrated on the whole sensitivity, rounding included, so
+// this bounds the cost in accuracy; privacy holds at any precision.)
+const dpPrecision = 10
 
 // NewDP derives the codec of a distributed DP-SGD round: sites asked,
 // the threshold, the largest row count, the model's parameter count and
 // the job's q, σ and clip. It fails, naming the figures, when the 32-bit
-// ring cannot carry the sum at a precision that keeps rounding below 1% of
+// ring cannot carry the sum at a precision that keeps rounding below 10% of
 // the noise.
 func NewDP(sites, threshold int, maxWeight int64, params int, q, sigma, clip float64) (DPCodec, error) {
 	c := DPCodec{Sites: sites, Threshold: threshold, MaxWeight: maxWeight, Params: params, Q: q, Sigma: sigma, ClipNorm: clip}
@@ -86,7 +88,7 @@ func NewDP(sites, threshold int, maxWeight int64, params int, q, sigma, clip flo
 	}
 	c.Scale = math.Ldexp(1, int(math.Floor(math.Log2(room/per))))
 	if c.Scale*clip < dpPrecision*math.Sqrt(float64(params)) {
-		return c, fmt.Errorf("distributed DP: %d sites × %.4g expected sampled rows × clip %g leave the %d-bit ring %g grid points per clip norm, too coarse for %d parameters (rounding would add more than 1%% to the noise; want %.3g); lower sampling_rate, use fewer or smaller sites, or a smaller model",
+		return c, fmt.Errorf("distributed DP: %d sites × %.4g expected sampled rows × clip %g leave the %d-bit ring %g grid points per clip norm, too coarse for %d parameters (rounding would add more than 10%% to the noise; want %.3g); lower sampling_rate, use fewer or smaller sites, or a smaller model",
 			sites, m, clip, Bits, c.Scale*clip, params, dpPrecision*math.Sqrt(float64(params)))
 	}
 	c.Sensitivity = c.Scale*clip + math.Sqrt(float64(params))
