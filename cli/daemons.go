@@ -50,6 +50,7 @@ jobs after a restart. See docs/configuration.md for coordinator.yaml.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to coordinator.yaml (required)")
+	cmd.AddCommand(newCoordinatorInitCmd(g))
 	return cmd
 }
 
@@ -112,6 +113,6 @@ job.yaml'; start your own policy with 'federa policy init DIR'.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to site.yaml (required)")
-	cmd.AddCommand(newSitePendingCmd(g), newSiteDecideCmd(g, true), newSiteDecideCmd(g, false))
+	cmd.AddCommand(newSiteInitCmd(g), newSitePendingCmd(g), newSiteDecideCmd(g, true), newSiteDecideCmd(g, false))
 	return cmd
 }
