@@ -194,9 +194,12 @@ identity:
 `, yamlString(relFlag(base, o.identity, o.asIs["identity"])))
 	}
 	fmt.Fprintf(&b, `  # trust_domains: the coordinator's trust domain and its bundle, only when
-  # it is not this site's own (docs/identity.md), e.g.
+  # it is not this site's own (docs/identity.md): a bundle file, or a SPIFFE
+  # bundle endpoint (https_web; with endpoint_spiffe_id, https_spiffe), e.g.
   #   trust_domains:
   #     - {trust_domain: example.org, bundle: example.org.pem}
+  #     - {trust_domain: bank.us, endpoint: "https://spire.bank.us:8443",
+  #        endpoint_spiffe_id: "spiffe://bank.us/spire/server", bundle: bank.us.pem}
 
 # The one coordinator this site dials out to. The agent opens no port.
 coordinator:
@@ -216,6 +219,11 @@ coordinator:
 # reloaded on every change; a broken edit keeps the previous policy):
 # policy:
 #   dir: policy
+# Or, instead of dir, a signed OPA bundle, verified at every load:
+#   bundle: policy.tar.gz       # opa build --signing-key ...
+#   bundle_key: signer.pub      # the PEM public key its signature must verify with
+#   bundle_key_id: site-ops     # the key id it was signed under
+#   bundle_key_alg: RS256       # the default; ES256 and the others OPA supports
 
 # What this site serves. Jobs name a dataset by its name.
 datasets:
@@ -286,10 +294,13 @@ datasets:
 			fmt.Fprintf(&b, "    #   - {name: %s, classification: %s}\n", yamlString(c), o.defaultClass)
 			n++
 		}
-		if len(header) == 0 {
-			b.WriteString("    #   - {name: age, classification: personal, tags: [health]}\n")
-		}
+		b.WriteString("    #   (tags: [health, ...] on a column are passed to the policy too)\n")
 	}
+	b.WriteString(`  # Other formats (docs/configuration.md): format: idx, with labels: (the
+  # labels file) and classes: (names of label values 0, 1, ...); format:
+  # postgres, with table: (name or schema.name) and dsn_env: (an environment
+  # variable) or dsn_file: (a file) holding the connection string.
+`)
 	fmt.Fprintf(&b, `
 # The site's own records: egress.jsonl (every message that left, its size
 # and destination), decisions.jsonl (every policy decision), privacy.json
@@ -403,9 +414,12 @@ identity:
 `, yamlString(relFlag(base, o.identity, o.asIs["identity"])))
 	}
 	b.WriteString(`  # trust_domains: other trust domains sites live in, each with a bundle
-  # file or a SPIFFE bundle endpoint (docs/identity.md), e.g.
+  # file or a SPIFFE bundle endpoint (https_web; with endpoint_spiffe_id,
+  # https_spiffe), docs/identity.md, e.g.
   #   trust_domains:
   #     - {trust_domain: hospital.eu, bundle: hospital.eu.pem}
+  #     - {trust_domain: bank.us, endpoint: "https://spire.bank.us:8443",
+  #        endpoint_spiffe_id: "spiffe://bank.us/spire/server", bundle: bank.us.pem}
 
 # The only site SPIFFE IDs allowed to connect
 # (spiffe://<trust-domain>/site/<jurisdiction>/<name>); any other is refused
