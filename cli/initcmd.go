@@ -83,6 +83,7 @@ site.yaml'.`,
 	f.StringVar(&o.label, "label", "", "the label column jobs may use (default: a column named label, if the file has one)")
 	f.StringVar(&o.defaultClass, "default-classification", "internal", "class of every column not listed: public, internal, personal, special_category")
 	f.StringVar(&o.stateDir, "state-dir", "state", "the site's state directory (egress.jsonl, decisions.jsonl, privacy.json)")
+	f.StringVar(&o.policyDir, "policy", "", "a Rego policy folder (from federa policy init) instead of the built-in policy")
 	f.BoolVar(&o.force, "force", false, "overwrite FILE if it exists")
 	return cmd
 }
@@ -141,12 +142,21 @@ coordinator.yaml'.`,
 }
 
 type siteInit struct {
+	policyDir                                string
 	coordinator, coordinatorID, jurisdiction string
 	identity, workloadAPI                    string
 	datasets                                 []string
 	label, defaultClass, stateDir            string
 	force                                    bool
 	asIs                                     map[string]bool // flags left at their default: relative to the file
+}
+
+// policySection is the policy: section, active when --policy names a folder.
+func (o *siteInit) policySection(base string) string {
+	if o.policyDir == "" {
+		return "# policy:\n#   dir: policy\n"
+	}
+	return "policy:\n  dir: " + yamlString(relTo(base, o.policyDir)) + "\n"
 }
 
 func (o *siteInit) render(path string) (string, error) {
@@ -215,11 +225,9 @@ coordinator:
 
 # The Rego policy that decides every job. Left out, the built-in default
 # policy decides. To write your own: federa policy init policy; edit it;
-# federa policy test policy; then uncomment these two lines (the folder is
-# reloaded on every change; a broken edit keeps the previous policy):
-# policy:
-#   dir: policy
-# Or, instead of dir, a signed OPA bundle, verified at every load:
+# federa policy test policy; then set dir (the folder is reloaded on every
+# change; a broken edit keeps the previous policy):
+%s# Or, instead of dir, a signed OPA bundle, verified at every load:
 #   bundle: policy.tar.gz       # opa build --signing-key ...
 #   bundle_key: signer.pub      # the PEM public key its signature must verify with
 #   bundle_key_id: site-ops     # the key id it was signed under
@@ -227,7 +235,7 @@ coordinator:
 
 # What this site serves. Jobs name a dataset by its name.
 datasets:
-`, yamlString(o.coordinator), yamlString(o.coordinatorID), yamlString(o.jurisdiction))
+`, yamlString(o.coordinator), yamlString(o.coordinatorID), yamlString(o.jurisdiction), o.policySection(base))
 	for i, d := range o.datasets {
 		name, p, ok := strings.Cut(d, "=")
 		if !ok || name == "" || p == "" {
