@@ -234,6 +234,17 @@ func TestDoctor(t *testing.T) {
 			detail: "refuses a plain training job", fix: "set default_classification for breast-cancer",
 		},
 		{
+			name: "a site the coordinator does not list",
+			edit: same,
+			setup: func(vdir string) {
+				if err := ca.IssueToDir(spiffeid.RequireFromString("spiffe://example.org/site/us/boston"), time.Hour, filepath.Join(vdir, "identity")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			fails: []string{"coordinator"}, check: "coordinator",
+			detail: "refused this site's certificate", fix: "sites: must list spiffe://example.org/site/us/boston",
+		},
+		{
 			name:  "an unreachable coordinator",
 			edit:  func(s string) string { return strings.Replace(s, addr, freeAddr(t), 1) },
 			fails: []string{"coordinator"}, check: "coordinator",
