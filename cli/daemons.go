@@ -17,7 +17,9 @@ func newCoordinatorCmd(g *globals) *cobra.Command {
 		Short: "Run the coordinator daemon",
 		Long: `Run the coordinator: it accepts jobs from data scientists, keeps a stream to
 every listed site, runs rounds, checkpoints each one, and resumes running
-jobs after a restart. See docs/configuration.md for coordinator.yaml.`,
+jobs after a restart. See docs/configuration.md for coordinator.yaml;
+'federa coordinator init' writes one with every field explained, and
+'federa doctor --config coordinator.yaml' checks it.`,
 		Example: `  federa coordinator --config coordinator.yaml
 
   # coordinator.yaml
@@ -50,6 +52,7 @@ jobs after a restart. See docs/configuration.md for coordinator.yaml.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to coordinator.yaml (required)")
+	cmd.AddCommand(newCoordinatorInitCmd(g))
 	return cmd
 }
 
@@ -68,7 +71,11 @@ default_classification, and that is personal when unset: the built-in
 policy then refuses jobs to a coordinator outside the site's adequacy list
 unless they use differential privacy. Say what your data is. Check a
 site.yaml against a job with 'federa policy eval --site site.yaml --job
-job.yaml'; start your own policy with 'federa policy init DIR'.`,
+job.yaml'; start your own policy with 'federa policy init DIR'.
+
+'federa site init site.yaml' writes a site.yaml with every field explained;
+'federa doctor --config site.yaml' checks it, the identity, the datasets,
+the policy and the coordinator's reachability, and says what to fix.`,
 		// The site.yaml below is loaded and run through the default policy
 		// by TestDocumentedSiteYAMLWorks, so it cannot rot.
 		Example: `  federa site --config site.yaml
@@ -112,6 +119,6 @@ job.yaml'; start your own policy with 'federa policy init DIR'.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to site.yaml (required)")
-	cmd.AddCommand(newSitePendingCmd(g), newSiteDecideCmd(g, true), newSiteDecideCmd(g, false))
+	cmd.AddCommand(newSiteInitCmd(g), newSitePendingCmd(g), newSiteDecideCmd(g, true), newSiteDecideCmd(g, false))
 	return cmd
 }

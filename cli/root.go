@@ -81,6 +81,7 @@ statistics, evaluation counts), never a row.`,
 		newModelCmd(g),
 		newPolicyCmd(g),
 		newAuditCmd(g),
+		newDoctorCmd(g),
 		newVersionCmd(g),
 	)
 	strictSubcommands(root)
