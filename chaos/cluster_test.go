@@ -321,6 +321,37 @@ func (f *federation) waitEnd(h *history, id string, within time.Duration) jobJSO
 	}
 }
 
+// lastLog is the text of the current (or last) run's log.
+func (p *proc) lastLog() string {
+	p.mu.Lock()
+	n := p.runs
+	p.mu.Unlock()
+	data, _ := os.ReadFile(filepath.Join(p.dir, fmt.Sprintf("%s-%d.log", p.name, n)))
+	return string(data)
+}
+
+// waitSites waits until every site has connected to the coordinator's
+// current run, so that a job submitted next starts with all of them.
+func (f *federation) waitSites() {
+	f.t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; {
+		log := f.coord.lastLog()
+		all := true
+		for _, s := range f.siteNames {
+			if countLines(log, `msg="site connected"`, "site="+s+" ") == 0 {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("not every site connected to the coordinator:\n%s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitLog waits until p's logs (every run) hold n lines containing all
 // of subs.
 func (p *proc) waitLog(n int, within time.Duration, subs ...string) {

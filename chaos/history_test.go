@@ -136,6 +136,7 @@ type entry struct {
 
 type auditEntryJSON struct {
 	Type string         `json:"type"`
+	Time time.Time      `json:"time"`
 	Job  string         `json:"job"`
 	Site string         `json:"site"`
 	Data map[string]any `json:"data"`
@@ -157,6 +158,7 @@ func parseExport(b []byte) ([]entry, error) {
 
 // egressRecord is a line of a site's egress journal.
 type egressRecord struct {
+	Time    time.Time `json:"time"`
 	Job     string `json:"job"`
 	Task    string `json:"task"`
 	Kind    string `json:"kind"`
