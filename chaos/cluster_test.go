@@ -106,12 +106,12 @@ func (p *proc) log() string {
 
 // options shape a federation.
 type options struct {
-	sites     []string      // default eu/paris, sg/singapore, us/boston
-	heartbeat string        // coordinator heartbeat_interval, default 1s
-	siteWait  string        // site_wait_timeout, default 2m
-	coordDir  string        // the coordinator's state_dir (e.g. on a tmpfs); default under the test dir
+	sites     []string                                   // default eu/paris, sg/singapore, us/boston
+	heartbeat string                                     // coordinator heartbeat_interval, default 1s
+	siteWait  string                                     // site_wait_timeout, default 2m
+	coordDir  string                                     // the coordinator's state_dir (e.g. on a tmpfs); default under the test dir
 	siteAddr  func(site string, coordAddr string) string // what a site dials; default the coordinator
-	dataDir   string        // default testdata/breast-cancer
+	dataDir   string                                     // default testdata/breast-cancer
 }
 
 // federation: a dev CA, a coordinator node and site nodes on a lab.
@@ -299,7 +299,7 @@ func (f *federation) submit(spec string) string {
 			}
 			return j.ID
 		}
-		if time.Now().After(deadline) {
+		if strings.Contains(errs, "job spec") || time.Now().After(deadline) {
 			f.t.Fatalf("submit never succeeded: %s", errs)
 		}
 		time.Sleep(200 * time.Millisecond)
