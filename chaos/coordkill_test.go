@@ -42,7 +42,7 @@ const killJob = `name: kill-me
 dataset: breast-cancer
 label: label
 model: {type: logreg}
-rounds: 20
+rounds: 12
 local_epochs: 1
 batch_size: 16
 learning_rate: 0.05
@@ -59,6 +59,7 @@ seed: 7
 // changed or logged twice as new, the audit log verifying and only
 // growing, every release allowed.
 func TestCoordinatorKill9(t *testing.T) {
+	t.Parallel()
 	n := trials(t, 5)
 	rng := seed(t)
 	f := startFederation(t, options{})
@@ -70,12 +71,12 @@ func TestCoordinatorKill9(t *testing.T) {
 	first := f.submit(killJob)
 	f.waitEnd(h, first, 3*time.Minute)
 	span := time.Since(start)
-	jobs[first] = 20
+	jobs[first] = 12
 	t.Logf("an undisturbed job takes %s", span.Round(time.Millisecond))
 	killedAt := map[int]int{}
 	for i := 0; i < n; i++ {
 		id := f.submit(killJob)
-		jobs[id] = 20
+		jobs[id] = 12
 		delay := time.Duration(rng.Int64N(int64(span)))
 		// Reads run alongside, as a client would poll; they and the
 		// snapshots are the history.

@@ -16,7 +16,22 @@ import (
 // clearly (ENOSPC in its log, naming what it could not write), leave no
 // corrupt state (the audit log verifies and only grew), and the job must
 // finish once the space is back and the coordinator restarted.
+// diskJob's rounds take a few hundred milliseconds of local training.
+const diskJob = `name: disk-full
+dataset: breast-cancer
+label: label
+model: {type: logreg}
+rounds: 6
+local_epochs: 1000
+batch_size: 16
+learning_rate: 0.05
+min_sites: 2
+round_timeout: 1m
+seed: 7
+`
+
 func TestCoordinatorDiskFull(t *testing.T) {
+	t.Parallel()
 	needNetns(t)
 	mnt := filepath.Join(t.TempDir(), "coord-tmpfs")
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
@@ -32,7 +47,7 @@ func TestCoordinatorDiskFull(t *testing.T) {
 	f := startFederation(t, options{coordDir: filepath.Join(mnt, "state")})
 	h := newHistory()
 	f.waitSites()
-	id := f.submit(partitionJob)
+	id := f.submit(diskJob)
 	for deadline := time.Now().Add(2 * time.Minute); ; {
 		j, ok := h.read(f, id)
 		if ok && j.RoundsCompleted >= 2 {

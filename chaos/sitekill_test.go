@@ -17,7 +17,7 @@ const bigDPJob = `name: dp-chunked
 dataset: breast-cancer
 label: label
 model: {type: mlp, hidden: [4096, 64]}
-rounds: 4
+rounds: 3
 local_epochs: 1
 batch_size: 32
 learning_rate: 0.05
@@ -38,6 +38,7 @@ privacy:
 // update its journal says left is paid for in its ledger: the budget is
 // never under-counted.
 func TestSiteKill9WhileSendingChunkedUpdate(t *testing.T) {
+	t.Parallel()
 	n := (trials(t, 5) + 4) / 5
 	rng := seed(t)
 	var proxy *toxiproxy.Proxy
@@ -56,7 +57,7 @@ func TestSiteKill9WhileSendingChunkedUpdate(t *testing.T) {
 	for i := 0; i < n; i++ {
 		f.waitSites()
 		id := f.submit(bigDPJob)
-		jobs[id] = 4
+		jobs[id] = 3
 		var sending egressRecord
 		for deadline := time.Now().Add(3 * time.Minute); sending.Job == ""; {
 			recs, err := readJournal(journal)
