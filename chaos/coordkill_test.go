@@ -38,12 +38,14 @@ func seed(t *testing.T) *rand.Rand {
 	return rand.New(rand.NewPCG(s, s))
 }
 
+const killRounds = 8
+
 const killJob = `name: kill-me
 dataset: breast-cancer
 label: label
 model: {type: logreg}
-rounds: 12
-local_epochs: 1
+rounds: 8
+local_epochs: 500
 batch_size: 16
 learning_rate: 0.05
 l2: 0.0001
@@ -65,43 +67,42 @@ func TestCoordinatorKill9(t *testing.T) {
 	f := startFederation(t, options{})
 	h := newHistory()
 	jobs := map[string]int{}
-	// A first job, untouched, measures how long one takes here: the kill
-	// points are drawn over that span.
-	start := time.Now()
+	// A first job, untouched, measures how long a round takes here: the
+	// kill lands after a random number of completed rounds, at a random
+	// moment of the next one.
+	f.waitSites()
 	first := f.submit(killJob)
-	f.waitEnd(h, first, 3*time.Minute)
-	span := time.Since(start)
-	jobs[first] = 12
-	t.Logf("an undisturbed job takes %s", span.Round(time.Millisecond))
+	j0 := f.waitEnd(h, first, 3*time.Minute)
+	jobs[first] = killRounds
+	var roundMs int64
+	for _, r := range j0.Rounds {
+		d, _ := strconv.ParseInt(r.DurationMs, 10, 64)
+		roundMs += d
+	}
+	roundMs = max(roundMs/int64(len(j0.Rounds)), 1)
+	t.Logf("an undisturbed round takes %d ms", roundMs)
 	killedAt := map[int]int{}
 	for i := 0; i < n; i++ {
-		id := f.submit(killJob)
-		jobs[id] = 12
-		delay := time.Duration(rng.Int64N(int64(span)))
-		// Reads run alongside, as a client would poll; they and the
-		// snapshots are the history.
-		stop := make(chan struct{})
-		polled := make(chan int, 1)
-		go func() {
-			last := -1
-			for {
-				select {
-				case <-stop:
-					polled <- last
-					return
-				default:
-				}
-				if j, ok := h.read(f, id); ok {
-					last = j.RoundsCompleted
-				}
-				time.Sleep(30 * time.Millisecond)
-			}
-		}()
+		f.waitSites()
 		h.snap(f)
+		id := f.submit(killJob)
+		jobs[id] = killRounds
+		after := rng.IntN(killRounds - 1)
+		delay := time.Duration(rng.Int64N(roundMs)) * time.Millisecond
+		seen := -1
+		for deadline := time.Now().Add(2 * time.Minute); ; {
+			j, ok := h.read(f, id)
+			if ok && j.RoundsCompleted >= after {
+				seen = j.RoundsCompleted
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("trial %d: job never reached round %d: %+v", i, after, j)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		time.Sleep(delay)
 		f.coord.kill9()
-		close(stop)
-		seen := <-polled
 		killedAt[seen]++
 		f.coord.start()
 		j := f.waitEnd(h, id, 3*time.Minute)
@@ -112,7 +113,7 @@ func TestCoordinatorKill9(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	t.Logf("%d trials; rounds completed when killed (as last read): %v", n, killedAt)
+	t.Logf("%d trials; kills by rounds completed at the last read before them: %v", n, killedAt)
 	if v := h.check(f, jobs, false); len(v) > 0 {
 		for _, x := range v {
 			t.Error(x)

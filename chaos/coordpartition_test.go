@@ -44,7 +44,7 @@ func TestCoordinatorPartitionedLongerThanSiteWait(t *testing.T) {
 	for !h.snap(f) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if v := h.check(f, map[string]int{id: 6}, false); len(v) > 0 {
+	if v := h.check(f, map[string]int{id: 10}, false); len(v) > 0 {
 		for _, x := range v {
 			t.Error(x)
 		}

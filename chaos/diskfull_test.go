@@ -21,7 +21,7 @@ const diskJob = `name: disk-full
 dataset: breast-cancer
 label: label
 model: {type: logreg}
-rounds: 6
+rounds: 40
 local_epochs: 1000
 batch_size: 16
 learning_rate: 0.05
@@ -97,7 +97,7 @@ func TestCoordinatorDiskFull(t *testing.T) {
 	for !h.snap(f) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if v := h.check(f, map[string]int{id: 6}, false); len(v) > 0 {
+	if v := h.check(f, map[string]int{id: 40}, false); len(v) > 0 {
 		for _, x := range v {
 			t.Error(x)
 		}

@@ -107,6 +107,13 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
+// labSeqOf is the lab number at the end of a bridge name.
+func labSeqOf(bridge string) int {
+	n := 0
+	fmt.Sscanf(bridge[len(bridge)-2:], "%d", &n)
+	return n
+}
+
 // hostIP is the test process's address on the bridge.
 func (l *lab) hostIP() string { return l.prefix + "1" }
 
@@ -119,7 +126,7 @@ func (l *lab) add(name string) *node {
 	nd := &node{name: name, ns: fmt.Sprintf("fch-%s-%d", l.id, i), hostIf: fmt.Sprintf("%s-%d", l.bridge, i), ip: fmt.Sprintf("%s%d", l.prefix, i)}
 	l.nodes[name] = nd
 	l.mu.Unlock()
-	peer := fmt.Sprintf("fcp%d-%d", os.Getpid()%100000, i)
+	peer := fmt.Sprintf("fcq%d%02d-%d", os.Getpid()%100000, labSeqOf(l.bridge), i)
 	if len(nd.hostIf) > 15 {
 		nd.hostIf = fmt.Sprintf("fch%d-%d", os.Getpid()%100000, i)
 	}

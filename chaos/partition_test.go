@@ -16,7 +16,7 @@ const partitionJob = `name: partitioned
 dataset: breast-cancer
 label: label
 model: {type: mlp, hidden: [128]}
-rounds: 6
+rounds: 10
 local_epochs: 300
 batch_size: 16
 learning_rate: 0.05
@@ -68,6 +68,12 @@ func TestSitePartitionedMidRound(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	f.lab.restore("us/boston")
+	restored := time.Now()
+	// The site learns its old stream is dead when the coordinator's reset
+	// gets through (TCP retransmission backs off while the link is down),
+	// then dials again.
+	f.coord.waitLog(2, 30*time.Second, `msg="site connected"`, "site=us/boston ")
+	t.Logf("us/boston reconnected %s after its link came back", time.Since(restored).Round(time.Millisecond))
 	r3 := j.Rounds[2]
 	if strings.Join(r3.Participants, ",") != "eu/paris,sg/singapore" || strings.Join(r3.Missing, ",") != "us/boston" {
 		t.Fatalf("round 3: participants %v missing %v; want the two sites that kept their link (rounds %+v)", r3.Participants, r3.Missing, j.Rounds)
@@ -115,7 +121,7 @@ func TestSitePartitionedMidRound(t *testing.T) {
 	if last := final.Rounds[len(final.Rounds)-1]; !slices.Contains(last.Participants, "us/boston") {
 		t.Errorf("us/boston did not rejoin by the last round: participants %v", last.Participants)
 	}
-	if v := h.check(f, map[string]int{id: 6}, false); len(v) > 0 {
+	if v := h.check(f, map[string]int{id: 10}, false); len(v) > 0 {
 		for _, x := range v {
 			t.Error(x)
 		}
