@@ -3,12 +3,11 @@ package chaos
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
 )
 
 // A DP job whose update (an MLP 30-4096-64-2: 385k weights, 1.5 MB)
@@ -41,20 +40,27 @@ func TestSiteKill9WhileSendingChunkedUpdate(t *testing.T) {
 	t.Parallel()
 	n := (trials(t, 5) + 4) / 5
 	rng := seed(t)
-	var proxy *toxiproxy.Proxy
-	var f *federation
-	f = startFederation(t, options{siteAddr: func(site, coord string) string {
-		if site != "us/boston" {
-			return coord
-		}
-		proxy = newProxy(t, "boston", hostIPOf(coord)+":0", coord)
-		toxic(t, proxy, `{"name":"slow","type":"bandwidth","stream":"upstream","attributes":{"rate":1024}}`)
-		return proxy.Listen
-	}})
-	h := newHistory()
-	jobs := map[string]int{}
-	journal := filepath.Join(f.siteState["us/boston"], "egress.jsonl")
 	for i := 0; i < n; i++ {
+		t.Run(fmt.Sprintf("trial%d", i), func(t *testing.T) { siteKillTrial(t, i, rng) })
+	}
+	t.Logf("%d trials", n)
+}
+
+func siteKillTrial(t *testing.T, i int, rng *rand.Rand) {
+	{
+		// A federation per trial: each DP job spends ε 8, the default
+		// policy's lifetime budget for a dataset.
+		f := startFederation(t, options{siteAddr: func(site, coord string) string {
+			if site != "us/boston" {
+				return coord
+			}
+			proxy := newProxy(t, "boston", hostIPOf(coord)+":0", coord)
+			toxic(t, proxy, `{"name":"slow","type":"bandwidth","stream":"upstream","attributes":{"rate":1024}}`)
+			return proxy.Listen
+		}})
+		h := newHistory()
+		jobs := map[string]int{}
+		journal := filepath.Join(f.siteState["us/boston"], "egress.jsonl")
 		f.waitSites()
 		id := f.submit(bigDPJob)
 		jobs[id] = 3
@@ -90,12 +96,12 @@ func TestSiteKill9WhileSendingChunkedUpdate(t *testing.T) {
 		for !h.snap(f) {
 			time.Sleep(100 * time.Millisecond)
 		}
-	}
-	if v := h.check(f, jobs, true); len(v) > 0 {
-		for _, x := range v {
-			t.Error(x)
+		if v := h.check(f, jobs, true); len(v) > 0 {
+			for _, x := range v {
+				t.Error(x)
+			}
+			t.Fatalf("trial %d: %d invariant violations", i, len(v))
 		}
-		t.Fatalf("%d invariant violations over %d trials", len(v), n)
 	}
 }
 
