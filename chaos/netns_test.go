@@ -19,6 +19,7 @@ import (
 type lab struct {
 	t      *testing.T
 	id     string // unique per lab on this machine
+	seq    int32  // the lab's number in this process
 	bridge string
 	prefix string // "10.a.b."
 	mu     sync.Mutex
@@ -80,7 +81,7 @@ func newLab(t *testing.T) *lab {
 	needNetns(t)
 	pid := os.Getpid()
 	n := labSeq.Add(1)
-	l := &lab{t: t, id: fmt.Sprintf("%d-%d", pid, n), nodes: map[string]*node{}, next: 2}
+	l := &lab{t: t, id: fmt.Sprintf("%d-%d", pid, n), seq: n, nodes: map[string]*node{}, next: 2}
 	// Interface names have at most 15 bytes.
 	l.bridge = fmt.Sprintf("fcb%d%02d", pid%100000, n%100)
 	// A /24 per lab, from the pid and the lab's number, in 10.128-255.x.
@@ -107,13 +108,6 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-// labSeqOf is the lab number at the end of a bridge name.
-func labSeqOf(bridge string) int {
-	n := 0
-	fmt.Sscanf(bridge[len(bridge)-2:], "%d", &n)
-	return n
-}
-
 // hostIP is the test process's address on the bridge.
 func (l *lab) hostIP() string { return l.prefix + "1" }
 
@@ -123,13 +117,12 @@ func (l *lab) add(name string) *node {
 	l.mu.Lock()
 	i := l.next
 	l.next++
+	// The bridge's name (at most 10 bytes) and the node's number: at most 15.
 	nd := &node{name: name, ns: fmt.Sprintf("fch-%s-%d", l.id, i), hostIf: fmt.Sprintf("%s-%d", l.bridge, i), ip: fmt.Sprintf("%s%d", l.prefix, i)}
 	l.nodes[name] = nd
 	l.mu.Unlock()
-	peer := fmt.Sprintf("fcq%d%02d-%d", os.Getpid()%100000, labSeqOf(l.bridge), i)
-	if len(nd.hostIf) > 15 {
-		nd.hostIf = fmt.Sprintf("fch%d-%d", os.Getpid()%100000, i)
-	}
+	// At most 15 bytes: 3 + 5 + 2 + 1 + 2.
+	peer := fmt.Sprintf("fcq%d%02d-%d", os.Getpid()%100000, l.seq%100, i)
 	for _, args := range [][]string{
 		{"netns", "add", nd.ns},
 		{"link", "add", nd.hostIf, "type", "veth", "peer", "name", peer},
