@@ -110,6 +110,7 @@ type options struct {
 	heartbeat string                                     // coordinator heartbeat_interval, default 1s
 	siteWait  string                                     // site_wait_timeout, default 2m
 	coordDir  string                                     // the coordinator's state_dir (e.g. on a tmpfs); default under the test dir
+	siteDirs  map[string]string                          // a site's state_dir (e.g. on a tmpfs); default under the test dir
 	siteAddr  func(site string, coordAddr string) string // what a site dials; default the coordinator
 	dataDir   string                                     // default testdata/breast-cancer
 }
@@ -166,6 +167,9 @@ func startFederation(t *testing.T, o options) *federation {
 			dial = o.siteAddr(s, f.addr)
 		}
 		f.siteState[s] = filepath.Join(dir, "state", "sites", flat)
+		if d := o.siteDirs[s]; d != "" {
+			f.siteState[s] = d
+		}
 		write(t, filepath.Join(dir, flat+".yaml"), fmt.Sprintf(`identity: {dir: %s}
 coordinator:
   address: %s

@@ -168,30 +168,40 @@ type egressRecord struct {
 }
 
 func readJournal(path string) ([]egressRecord, error) {
+	recs, bad, err := readJournalLines(path)
+	if err == nil && len(bad) > 0 {
+		err = fmt.Errorf("%s: lines %v are not whole records", path, bad)
+	}
+	return recs, err
+}
+
+// readJournalLines reads every whole record and lists the line numbers
+// that are not (a torn last line is expected after a kill; one in the
+// middle means a write was cut short and another appended after it).
+func readJournalLines(path string) (recs []egressRecord, bad []int, err error) {
 	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []egressRecord
-	for i, line := range bytes.Split(b, []byte("\n")) {
+	lines := bytes.Split(b, []byte("\n"))
+	for i, line := range lines {
 		if len(line) == 0 {
 			continue
 		}
 		var r egressRecord
 		if err := json.Unmarshal(line, &r); err != nil {
-			// A torn last line (a kill mid-write) is the only thing a
-			// journal may hold besides whole records.
-			if i == len(bytes.Split(b, []byte("\n")))-1 {
-				continue
+			if i == len(lines)-1 {
+				continue // torn by a kill mid-write: the record never counted
 			}
-			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
+			bad = append(bad, i+1)
+			continue
 		}
-		out = append(out, r)
+		recs = append(recs, r)
 	}
-	return out, nil
+	return recs, bad, nil
 }
 
 // ledgerFile is the part of a site's privacy.json the checker reads.
@@ -279,9 +289,12 @@ func (h *history) check(f *federation, jobs map[string]int, dp bool) violations 
 	}
 	journals := map[string][]egressRecord{}
 	for _, s := range f.siteNames {
-		recs, err := readJournal(filepath.Join(f.siteState[s], "egress.jsonl"))
+		recs, bad, err := readJournalLines(filepath.Join(f.siteState[s], "egress.jsonl"))
 		if err != nil {
-			v.add("site %s: %v", s, err)
+			v.add("site %s: egress journal: %v", s, err)
+		}
+		if len(bad) > 0 {
+			v.add("site %s: egress journal lines %v are not whole records: a write was cut short and the journal appended after it", s, bad)
 		}
 		journals[s] = recs
 		for _, r := range recs {
