@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/federa
 PKGS     := ./...
 
-.PHONY: all build test race lint generate generate-check bench demo e2e data bench-learning clean fuzz opa-test cosign spire
+.PHONY: all build test race lint generate generate-check bench demo e2e data bench-learning clean fuzz opa-test cosign spire chaos
 
 all: build
 
@@ -99,6 +99,14 @@ bench:
 
 e2e: build
 	./$(BIN) demo --output json
+
+# The fault scenarios of chaos/ (docs/reliability.md) in their long form: 50
+# coordinator kill -9 trials (make test runs 5), 10 site kills, and the slow
+# link with a 50 MB model. Needs root (network namespaces, tmpfs) and
+# iproute2. Set FEDERA_CHAOS_SEED to replay a run's random points.
+CHAOS_TRIALS ?= 50
+chaos:
+	FEDERA_CHAOS_TRIALS=$(CHAOS_TRIALS) FEDERA_CHAOS_BIG=1 $(GO) test -count=1 -timeout 60m -v -run . ./chaos/
 
 # Fashion-MNIST (testdata/README.md) from Debian's dataset-fashion-mnist,
 # split into ten label-skewed sites under data/fashion-mnist/ (git-ignored;

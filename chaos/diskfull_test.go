@@ -1,0 +1,130 @@
+package chaos
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCoordinatorDiskFull puts the coordinator's state directory on a
+// 64 MB tmpfs and fills it while a job runs. The coordinator must say so
+// clearly (ENOSPC in its log, naming what it could not write), leave no
+// corrupt state (the audit log verifies and only grew), and the job must
+// finish once the space is back and the coordinator restarted.
+// diskJob's rounds take a few hundred milliseconds of local training.
+const diskJob = `name: disk-full
+dataset: breast-cancer
+label: label
+model: {type: logreg}
+rounds: 40
+local_epochs: 1000
+batch_size: 16
+learning_rate: 0.05
+min_sites: 2
+round_timeout: 1m
+seed: 7
+`
+
+func TestCoordinatorDiskFull(t *testing.T) {
+	t.Parallel()
+	needNetns(t)
+	mnt := filepath.Join(t.TempDir(), "coord-tmpfs")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount a tmpfs (CI runs as root): %v: %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	f := startFederation(t, options{coordDir: filepath.Join(mnt, "state")})
+	h := newHistory()
+	f.waitSites()
+	id := f.submit(diskJob)
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		j, ok := h.read(f, id)
+		if ok && j.RoundsCompleted >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job never reached round 2: %+v", j)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.snap(f)
+	filler := filepath.Join(mnt, "filler")
+	fill(t, filler)
+	// Let the coordinator hit the wall for a few rounds' worth of time.
+	var enospc string
+	for deadline := time.Now().Add(30 * time.Second); enospc == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, line := range strings.Split(f.coord.log(), "\n") {
+			if strings.Contains(line, "no space left on device") {
+				enospc = line
+				break
+			}
+		}
+	}
+	during, _ := h.read(f, id)
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if enospc == "" {
+		t.Fatalf("the coordinator never reported the full disk (job %s, %d rounds)", during.Status, during.RoundsCompleted)
+	}
+	t.Logf("full disk reported as: %s", enospc)
+	t.Logf("with the disk full: job %s after %d rounds (%s); coordinator running: %v", during.Status, during.RoundsCompleted, during.Message, f.coord.running())
+	// Today the coordinator does not come back by itself: the failed audit
+	// append poisons the open log ("an earlier write failed, reopen the
+	// log"), the job's failure cannot be recorded either, and the job
+	// reads RUNNING with no round advancing (docs/reliability.md). A
+	// restart reopens the log and resumes the job from its checkpoint.
+	time.Sleep(3 * time.Second)
+	still, _ := h.read(f, id)
+	t.Logf("3 s after the space came back, without a restart: job %s, %d rounds", still.Status, still.RoundsCompleted)
+	f.coord.stop()
+	f.coord.start()
+	j := f.waitEnd(h, id, 3*time.Minute)
+	if j.Status != "JOB_STATUS_SUCCEEDED" {
+		t.Errorf("after the space came back: job %s: %s", j.Status, j.Message)
+	}
+	for !h.snap(f) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v := h.check(f, map[string]int{id: 40}, false); len(v) > 0 {
+		for _, x := range v {
+			t.Error(x)
+		}
+	}
+}
+
+// fill writes path until the file system is full.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	fh, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err := fh.Write(buf); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				break
+			}
+			t.Fatal(err)
+		}
+	}
+	// The last partial block too.
+	for {
+		if _, err := fh.Write(buf[:512]); err != nil {
+			return
+		}
+	}
+}
