@@ -407,7 +407,18 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			h.Write(b)
 			n += int64(len(b))
 		}
-		c.a.recordEgress(t, n, "sha256:"+hex.EncodeToString(h.Sum(nil)), allowed)
+		if err := c.a.recordEgress(t, n, "sha256:"+hex.EncodeToString(h.Sum(nil)), allowed); err != nil && !allowed {
+			log.Warn("record egress", logkeys.Err, err)
+		} else if err != nil {
+			// A release this site could not record does not leave: its
+			// journal must never miss a message that did. (A DP release
+			// stays charged: over-counted, never under.)
+			log.Error("record egress; the release is withheld", logkeys.Err, err)
+			msgs = fail(fmt.Sprintf("at %s: cannot record the release in the egress journal (%v); nothing was sent", c.a.siteName(), redact(err)))
+			if err := c.a.recordEgress(t, 0, "", false); err != nil {
+				log.Warn("record egress", logkeys.Err, err)
+			}
+		}
 		for _, m := range msgs {
 			if err := c.send(m); err != nil {
 				log.Warn("send result", logkeys.Err, err)
@@ -420,7 +431,7 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 
 // recordEgress appends what left to the site's own record, so the site can
 // say what it sent without trusting the coordinator.
-func (a *Agent) recordEgress(t *federav1.Task, n int64, digest string, allowed bool) {
+func (a *Agent) recordEgress(t *federav1.Task, n int64, digest string, allowed bool) error {
 	rec := map[string]any{
 		"time": time.Now().UTC().Format(time.RFC3339Nano), "job": t.GetJobId(), "task": t.GetTaskId(),
 		"kind": t.GetKind().String(), "round": t.GetRound(), "bytes": n, "sha256": digest,
@@ -430,8 +441,5 @@ func (a *Agent) recordEgress(t *federav1.Task, n int64, digest string, allowed b
 		// Each phase of a secure-aggregation round is its own entry.
 		rec["secagg_phase"] = strings.ToLower(strings.TrimPrefix(sa.GetPhase().String(), "PHASE_"))
 	}
-	err := a.egress.append(rec)
-	if err != nil {
-		a.log.Warn("record egress", logkeys.Err, err)
-	}
+	return a.egress.append(rec)
 }

@@ -2,6 +2,7 @@ package site
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,8 +38,21 @@ func (j *journal) append(v any) error {
 		return fmt.Errorf("append to %s: %w", j.path, err)
 	}
 	defer f.Close()
-	if _, err := f.Write(append(line, '\n')); err != nil {
+	st, err := f.Stat()
+	if err != nil {
 		return fmt.Errorf("append to %s: %w", j.path, err)
 	}
-	return f.Sync()
+	_, err = f.Write(append(line, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		// A partial line would run into the next record and make both
+		// unreadable: cut the file back to where this one began.
+		if terr := f.Truncate(st.Size()); terr != nil {
+			err = errors.Join(err, fmt.Errorf("cut back the partial line: %w", terr))
+		}
+		return fmt.Errorf("append to %s: %w", j.path, err)
+	}
+	return nil
 }
