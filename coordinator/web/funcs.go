@@ -11,7 +11,7 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"status": func(s federav1.JobStatus) string { return strings.ToUpper(s.Name()) },
+	"status":      func(s federav1.JobStatus) string { return strings.ToUpper(s.Name()) },
 	"statusClass": func(s federav1.JobStatus) string { return "st-" + s.Name() },
 	"unixms": func(ms int64) string {
 		if ms == 0 {
