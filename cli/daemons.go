@@ -11,13 +11,19 @@ import (
 )
 
 func newCoordinatorCmd(g *globals) *cobra.Command {
-	var cfgPath string
+	var cfgPath, httpAddr string
 	cmd := &cobra.Command{
 		Use:   "coordinator",
 		Short: "Run the coordinator daemon",
 		Long: `Run the coordinator: it accepts jobs from data scientists, keeps a stream to
 every listed site, runs rounds, checkpoints each one, and resumes running
-jobs after a restart. See docs/configuration.md for coordinator.yaml.`,
+jobs after a restart. See docs/configuration.md for coordinator.yaml.
+
+With http.listen in the file (or --http ADDR) it also serves, on plain
+HTTP, Prometheus /metrics, a read-only jobs page and /healthz; every path
+but /healthz needs the bearer token in http.token_file. The gRPC port
+answers the standard health service (grpc.health.v1.Health) over mTLS.
+See docs/operations.md.`,
 		Example: `  federa coordinator --config coordinator.yaml
 
   # coordinator.yaml
@@ -26,7 +32,14 @@ jobs after a restart. See docs/configuration.md for coordinator.yaml.`,
   identity: {dir: /etc/federa/identity}
   sites:
     - spiffe://example.org/site/eu/paris
-    - spiffe://example.org/site/us/boston`,
+    - spiffe://example.org/site/us/boston
+  http:                                  # optional: /metrics and the jobs page
+    listen: 127.0.0.1:9090
+    token_file: /etc/federa/http-token   # e.g. openssl rand -hex 32
+
+  # override http.listen for one run
+  federa coordinator --config coordinator.yaml --http 0.0.0.0:9090
+  curl -H "Authorization: Bearer $(cat /etc/federa/http-token)" http://127.0.0.1:9090/metrics`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfgPath == "" {
@@ -40,6 +53,9 @@ jobs after a restart. See docs/configuration.md for coordinator.yaml.`,
 			if err != nil {
 				return err
 			}
+			if httpAddr != "" {
+				cfg.HTTP.Listen = httpAddr
+			}
 			cfg.Log = log
 			c, err := coordinator.New(cfg)
 			if err != nil {
@@ -50,11 +66,12 @@ jobs after a restart. See docs/configuration.md for coordinator.yaml.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to coordinator.yaml (required)")
+	cmd.Flags().StringVar(&httpAddr, "http", "", "serve /metrics and the read-only jobs page on plain HTTP at `ADDR` (overrides http.listen; needs http.token_file)")
 	return cmd
 }
 
 func newSiteCmd(g *globals) *cobra.Command {
-	var cfgPath string
+	var cfgPath, httpAddr string
 	cmd := &cobra.Command{
 		Use:   "site",
 		Short: "Run a site agent next to the data",
@@ -68,7 +85,12 @@ default_classification, and that is personal when unset: the built-in
 policy then refuses jobs to a coordinator outside the site's adequacy list
 unless they use differential privacy. Say what your data is. Check a
 site.yaml against a job with 'federa policy eval --site site.yaml --job
-job.yaml'; start your own policy with 'federa policy init DIR'.`,
+job.yaml'; start your own policy with 'federa policy init DIR'.
+
+With http.listen in the file (or --http ADDR) the agent also serves
+Prometheus /metrics and /healthz on plain HTTP; /metrics needs the bearer
+token in http.token_file. It is the only port a site opens, and it is off
+unless set. See docs/operations.md.`,
 		// The site.yaml below is loaded and run through the default policy
 		// by TestDocumentedSiteYAMLWorks, so it cannot rot.
 		Example: `  federa site --config site.yaml
@@ -88,7 +110,10 @@ job.yaml'; start your own policy with 'federa policy init DIR'.`,
       default_classification: internal
       columns:                            # the exceptions
         - {name: mean_radius, classification: personal}
-  state_dir: /var/lib/federa/site`,
+  state_dir: /var/lib/federa/site
+
+  # serve /metrics (token in http.token_file of site.yaml)
+  federa site --config site.yaml --http 127.0.0.1:9091`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfgPath == "" {
@@ -102,6 +127,9 @@ job.yaml'; start your own policy with 'federa policy init DIR'.`,
 			if err != nil {
 				return err
 			}
+			if httpAddr != "" {
+				cfg.HTTP.Listen = httpAddr
+			}
 			cfg.Log = log
 			a, err := site.New(cfg)
 			if err != nil {
@@ -112,6 +140,7 @@ job.yaml'; start your own policy with 'federa policy init DIR'.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to site.yaml (required)")
+	cmd.Flags().StringVar(&httpAddr, "http", "", "serve /metrics on plain HTTP at `ADDR` (overrides http.listen; needs http.token_file)")
 	cmd.AddCommand(newSitePendingCmd(g), newSiteDecideCmd(g, true), newSiteDecideCmd(g, false))
 	return cmd
 }
