@@ -94,6 +94,7 @@ unless set. See docs/operations.md.`,
 		// The site.yaml below is loaded and run through the default policy
 		// by TestDocumentedSiteYAMLWorks, so it cannot rot.
 		Example: `  federa site --config site.yaml
+  federa site --config site.yaml --http 127.0.0.1:9091   # also /metrics; token from http.token_file
 
   # site.yaml
   identity: {dir: /etc/federa/identity}   # svid.pem, key.pem, bundle.pem
@@ -110,10 +111,7 @@ unless set. See docs/operations.md.`,
       default_classification: internal
       columns:                            # the exceptions
         - {name: mean_radius, classification: personal}
-  state_dir: /var/lib/federa/site
-
-  # serve /metrics (token in http.token_file of site.yaml)
-  federa site --config site.yaml --http 127.0.0.1:9091`,
+  state_dir: /var/lib/federa/site`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfgPath == "" {

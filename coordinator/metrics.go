@@ -97,8 +97,12 @@ func (m *metrics) roundDone(d time.Duration) {
 	m.roundSeconds.Observe(d.Seconds())
 }
 
-// transfer counts a fan-out's bytes.
-func (m *metrics) transfer(kind string, col *collected) {
+// transfer counts a fan-out's bytes; a dry run's (the admission check
+// at submit) under kind "<kind>-dry-run".
+func (m *metrics) transfer(kind string, dryRun bool, col *collected) {
+	if dryRun {
+		kind += "-dry-run"
+	}
 	for s, n := range col.bytesIn {
 		m.bytesIn.WithLabelValues(s, kind).Add(float64(n))
 	}

@@ -579,7 +579,7 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			}
 		}
 	}
-	c.metrics.transfer(kindName, col)
+	c.metrics.transfer(kindName, f.dryRun, col)
 	return col, nil
 }
 

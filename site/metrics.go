@@ -117,3 +117,11 @@ func (l *ledger) spentEpsilons() map[string]float64 {
 	}
 	return out
 }
+
+// HTTPAddr is the bound HTTP address, or "" when Config.HTTP is off.
+func (a *Agent) HTTPAddr() string {
+	if a.http == nil {
+		return ""
+	}
+	return a.http.Addr()
+}
