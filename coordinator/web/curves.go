@@ -120,8 +120,9 @@ func chart(title string, ss []series) string {
 			fmt.Fprintf(&b, `<circle class="%s" cx="%.1f" cy="%.1f" r="2.5"><title>%s, round %g: %.4g</title></circle>`,
 				s.class, px(p[0]), py(p[1]), template.HTMLEscapeString(s.name), p[0], p[1])
 		}
-		lx := chartW - padR - 150
-		ly := padT + 4 + float64(i)*16
+		// The legend sits on the title's line, clear of the lines.
+		lx := padL + 200 + float64(i)*120
+		ly := 14.0
 		fmt.Fprintf(&b, `<line class="line %s" x1="%g" y1="%g" x2="%g" y2="%g"/><text class="legend" x="%g" y="%g">%s</text>`,
 			s.class, lx, ly, lx+18, ly, lx+24, ly+4, template.HTMLEscapeString(s.name))
 	}
