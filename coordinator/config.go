@@ -97,6 +97,11 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 		}
 		cfg.Users[id.String()] = u.Roles
 	}
+	// Reported beside the file's other problems; Validate checks it again
+	// for configs built in code.
+	if err := cfg.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if l, err := f.Limits.limits(); err != nil {
 		errs = append(errs, err)
 	} else {

@@ -175,6 +175,11 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 			errs = append(errs, errors.New("field policy.bundle_key_id: required with policy.bundle (the key id the bundle was signed under)"))
 		}
 	}
+	// Reported beside the file's other problems; Validate checks it again
+	// for configs built in code.
+	if err := cfg.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	for i, a := range f.Approvals.RemoteApprovers {
 		id, err := spiffeid.FromString(a)
 		if err != nil || !attest.IsUser(id) {
