@@ -245,3 +245,20 @@ func TestServePageInChromium(t *testing.T) {
 		_ = os.WriteFile(filepath.Join(dir, "job-page.png"), b, 0o644)
 	}
 }
+
+func TestDemoHTTPFlagErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"demo", "--http", "127.0.0.1:0"}, "flag --http: only with --serve"},
+		{[]string{"demo", "--serve", "--http", "127.0.0.1"}, `flag --http: "127.0.0.1" has no port`},
+	} {
+		t.Run(tt.want, func(t *testing.T) {
+			_, errs, code := execute(t, append(tt.args, "--state", t.TempDir())...)
+			if code == 0 || !strings.Contains(errs, tt.want) {
+				t.Fatalf("%v: exit %d, %q; want an error with %q", tt.args, code, errs, tt.want)
+			}
+		})
+	}
+}

@@ -69,9 +69,7 @@ func (c Config) Enabled() bool { return c.Listen != "" }
 // Validate names every problem with the http: fields.
 func (c Config) Validate() error {
 	if c.Listen == "" {
-		if c.TokenFile != "" {
-			return errors.New("field http.token_file: set without http.listen; add http.listen (e.g. 127.0.0.1:9090) or drop the token file")
-		}
+		// A token file alone is fine: --http ADDR may turn the listener on.
 		return nil
 	}
 	var errs []error

@@ -20,7 +20,7 @@ func TestValidate(t *testing.T) {
 		want string // "" for valid
 	}{
 		{"off", Config{}, ""},
-		{"token without listen", Config{TokenFile: "t"}, "field http.token_file: set without http.listen"},
+		{"token without listen (for --http)", Config{TokenFile: "t"}, ""},
 		{"listen without token", Config{Listen: "127.0.0.1:9090"}, "field http.token_file: required with http.listen"},
 		{"no port", Config{Listen: "127.0.0.1", TokenFile: "t"}, `field http.listen: "127.0.0.1" has no port`},
 		{"dev needs no token", Config{Listen: "127.0.0.1:0", Dev: true}, ""},
