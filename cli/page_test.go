@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/net/html"
+
+	"github.com/federa-dev/federa/attest"
 )
 
 // chromium finds Debian's chromium (.ci/run installs it). Outside CI a
@@ -258,6 +262,92 @@ func TestDemoHTTPFlagErrors(t *testing.T) {
 			_, errs, code := execute(t, append(tt.args, "--state", t.TempDir())...)
 			if code == 0 || !strings.Contains(errs, tt.want) {
 				t.Fatalf("%v: exit %d, %q; want an error with %q", tt.args, code, errs, tt.want)
+			}
+		})
+	}
+}
+
+// freeAddr is a loopback address nobody listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestDaemonsHTTPFlag: `federa coordinator --http ADDR` and `federa site
+// --http ADDR` serve /metrics at ADDR (overriding the file) behind the
+// token in http.token_file, and /healthz to anyone.
+func TestDaemonsHTTPFlag(t *testing.T) {
+	dir := t.TempDir()
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	ca, err := attest.NewCA(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paris := spiffeid.RequireFromString("spiffe://example.org/site/eu/paris")
+	for id, out := range map[spiffeid.ID]string{attest.CoordinatorID(td): "coord", paris: "paris"} {
+		if err := ca.IssueToDir(id, time.Hour, filepath.Join(dir, out)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const token = "fedcba9876543210fedcba9876543210"
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("tok", token+"\n")
+	coordAddr := freeAddr(t)
+	coordYAML := write("coordinator.yaml", "listen: "+coordAddr+"\nstate_dir: state\nidentity: {dir: coord}\nsites: [spiffe://example.org/site/eu/paris]\nhttp: {listen: '127.0.0.1:1', token_file: tok}\n")
+	data, err := filepath.Abs("../testdata/breast-cancer/eu-paris.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	siteYAML := write("site.yaml", "identity: {dir: paris}\ncoordinator: {address: '"+coordAddr+"', id: 'spiffe://example.org/coordinator', jurisdiction: eu}\n"+
+		"datasets: [{name: bc, path: '"+data+"', default_classification: internal}]\nstate_dir: site-state\nhttp: {token_file: tok}\n")
+	for _, tc := range []struct{ name, config string }{{"coordinator", coordYAML}, {"site", siteYAML}} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := freeAddr(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan int, 1)
+			var out, errs lockedBuffer
+			go func() { done <- Execute(ctx, []string{tc.name, "--config", tc.config, "--http", addr}, &out, &errs) }()
+			defer func() { cancel(); <-done }()
+			status := func(path, tok string) int {
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+				if tok != "" {
+					req.Header.Set("Authorization", "Bearer "+tok)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for status("/healthz", "") != http.StatusOK {
+				select {
+				case c := <-done:
+					done <- c
+					t.Fatalf("federa %s exited %d: %s", tc.name, c, errs.String())
+				case <-time.After(50 * time.Millisecond):
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("nothing serves /healthz at %s (--http) after 30s", addr)
+				}
+			}
+			if got := status("/metrics", ""); got != http.StatusUnauthorized {
+				t.Errorf("/metrics without the token: %d, want 401", got)
+			}
+			if got := status("/metrics", token); got != http.StatusOK {
+				t.Errorf("/metrics with the token: %d, want 200", got)
 			}
 		})
 	}
