@@ -167,8 +167,10 @@ func TestMetricsMatchTheJob(t *testing.T) {
 		if got := mustValue(t, fams, "federa_coordinator_site_policy_decisions_total", "site", name, "kind", "admission", "outcome", "allow"); got < 1 {
 			t.Errorf("site %s: %v allowed admissions in /metrics, want at least 1", name, got)
 		}
-		if got := mustValue(t, fams, "federa_coordinator_site_connects_total", "site", name); got != 1 {
-			t.Errorf("site %s connected %v times, want 1", name, got)
+		// At least once: a loaded machine may drop a site for missed
+		// heartbeats and let it back.
+		if got := mustValue(t, fams, "federa_coordinator_site_connects_total", "site", name); got < 1 {
+			t.Errorf("site %s connected %v times, want at least 1", name, got)
 		}
 
 		// The site's own figures: what left it, as its egress record says.
