@@ -39,7 +39,7 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 func TestJobPage(t *testing.T) {
 	nan := math.NaN()
 	j := &federav1.Job{Id: "job-1", Status: federav1.JobStatus_JOB_STATUS_RUNNING, RoundsCompleted: 2,
-		Spec: &federav1.JobSpec{Name: "<script>alert(1)</script>", Rounds: 5, Dataset: "diabetes"},
+		Spec:  &federav1.JobSpec{Name: "<script>alert(1)</script>", Rounds: 5, Dataset: "diabetes"},
 		Sites: []*federav1.SiteSummary{{Site: "eu/paris"}, {Site: "us/boston"}},
 		Rounds: []*federav1.RoundSummary{
 			{Round: 1, Participants: []string{"eu/paris", "us/boston"}, TrainLoss: 3, EvalLoss: 4, EvalAccuracy: nan, EvalRmse: 2, EvalExamples: 10},
