@@ -11,7 +11,7 @@ import (
 )
 
 func newCoordinatorCmd(g *globals) *cobra.Command {
-	var cfgPath string
+	var cfgPath, httpAddr string
 	cmd := &cobra.Command{
 		Use:   "coordinator",
 		Short: "Run the coordinator daemon",
@@ -19,7 +19,13 @@ func newCoordinatorCmd(g *globals) *cobra.Command {
 every listed site, runs rounds, checkpoints each one, and resumes running
 jobs after a restart. See docs/configuration.md for coordinator.yaml;
 'federa coordinator init' writes one with every field explained, and
-'federa doctor --config coordinator.yaml' checks it.`,
+'federa doctor --config coordinator.yaml' checks it.
+
+With http.listen in the file (or --http ADDR) it also serves, on plain
+HTTP, Prometheus /metrics, a read-only jobs page and /healthz; every path
+but /healthz needs the bearer token in http.token_file. The gRPC port
+answers the standard health service (grpc.health.v1.Health) over mTLS.
+See docs/operations.md.`,
 		Example: `  federa coordinator --config coordinator.yaml
 
   # coordinator.yaml
@@ -28,7 +34,14 @@ jobs after a restart. See docs/configuration.md for coordinator.yaml;
   identity: {dir: /etc/federa/identity}
   sites:
     - spiffe://example.org/site/eu/paris
-    - spiffe://example.org/site/us/boston`,
+    - spiffe://example.org/site/us/boston
+  http:                                  # optional: /metrics and the jobs page
+    listen: 127.0.0.1:9090
+    token_file: /etc/federa/http-token   # e.g. openssl rand -hex 32
+
+  # override http.listen for one run
+  federa coordinator --config coordinator.yaml --http 0.0.0.0:9090
+  curl -H "Authorization: Bearer $(cat /etc/federa/http-token)" http://127.0.0.1:9090/metrics`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfgPath == "" {
@@ -42,6 +55,9 @@ jobs after a restart. See docs/configuration.md for coordinator.yaml;
 			if err != nil {
 				return err
 			}
+			if httpAddr != "" {
+				cfg.HTTP.Listen = httpAddr
+			}
 			cfg.Log = log
 			c, err := coordinator.New(cfg)
 			if err != nil {
@@ -52,12 +68,13 @@ jobs after a restart. See docs/configuration.md for coordinator.yaml;
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to coordinator.yaml (required)")
+	cmd.Flags().StringVar(&httpAddr, "http", "", "serve /metrics and the read-only jobs page on plain HTTP at `ADDR` (overrides http.listen; needs http.token_file)")
 	cmd.AddCommand(newCoordinatorInitCmd(g))
 	return cmd
 }
 
 func newSiteCmd(g *globals) *cobra.Command {
-	var cfgPath string
+	var cfgPath, httpAddr string
 	cmd := &cobra.Command{
 		Use:   "site",
 		Short: "Run a site agent next to the data",
@@ -75,10 +92,16 @@ job.yaml'; start your own policy with 'federa policy init DIR'.
 
 'federa site init site.yaml' writes a site.yaml with every field explained;
 'federa doctor --config site.yaml' checks it, the identity, the datasets,
-the policy and the coordinator's reachability, and says what to fix.`,
+the policy and the coordinator's reachability, and says what to fix.
+
+With http.listen in the file (or --http ADDR) the agent also serves
+Prometheus /metrics and /healthz on plain HTTP; /metrics needs the bearer
+token in http.token_file. It is the only port a site opens, and it is off
+unless set. See docs/operations.md.`,
 		// The site.yaml below is loaded and run through the default policy
 		// by TestDocumentedSiteYAMLWorks, so it cannot rot.
 		Example: `  federa site --config site.yaml
+  federa site --config site.yaml --http 127.0.0.1:9091   # also /metrics; token from http.token_file
 
   # site.yaml
   identity: {dir: /etc/federa/identity}   # svid.pem, key.pem, bundle.pem
@@ -109,6 +132,9 @@ the policy and the coordinator's reachability, and says what to fix.`,
 			if err != nil {
 				return err
 			}
+			if httpAddr != "" {
+				cfg.HTTP.Listen = httpAddr
+			}
 			cfg.Log = log
 			a, err := site.New(cfg)
 			if err != nil {
@@ -119,6 +145,7 @@ the policy and the coordinator's reachability, and says what to fix.`,
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to site.yaml (required)")
+	cmd.Flags().StringVar(&httpAddr, "http", "", "serve /metrics on plain HTTP at `ADDR` (overrides http.listen; needs http.token_file)")
 	cmd.AddCommand(newSiteInitCmd(g), newSitePendingCmd(g), newSiteDecideCmd(g, true), newSiteDecideCmd(g, false))
 	return cmd
 }

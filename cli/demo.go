@@ -27,7 +27,9 @@ import (
 	"github.com/federa-dev/federa/attest/auditlog"
 	"github.com/federa-dev/federa/coordinator"
 	"github.com/federa-dev/federa/dataset"
+	"github.com/federa-dev/federa/internal/config"
 	"github.com/federa-dev/federa/internal/fsutil"
+	"github.com/federa-dev/federa/internal/httpserve"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/sim"
@@ -61,6 +63,7 @@ type demoFlags struct {
 	logToFile  bool
 	serve      bool
 	listen     string
+	http       string
 	svidTTL    time.Duration
 	dpEpsilon  float64
 	dpDelta    float64
@@ -179,6 +182,8 @@ drive them with the ordinary commands over real mTLS. It writes, under
                                     admin-<jurisdiction>-<site> (site-admin of
                                     that site), mallory (valid SVID, no role)
   DIR/job.yaml                    the job the demo would run
+  DIR/http.addr                   with --http: the host:port of the
+                                    coordinator's page and /metrics
 and prints the commands to try. User SVIDs live 24h; the daemons' SVIDs
 live --svid-ttl and are re-issued at half of it, as SPIRE would. Running the
 same command again reuses DIR: the same CA, and the coordinator resumes
@@ -187,7 +192,14 @@ its jobs and audit log.
 --state without --serve keeps today's meaning: the one-shot demo keeps
 everything it made in DIR. Without --state the demo works in a new
 temporary directory and removes it at the end, unless the run fails: then it
-keeps it and names it in the error.`,
+keeps it and names it in the error.
+
+--http ADDR (with --serve) also serves the coordinator's read-only page
+(jobs, rounds, per-site participation, learning curves, audit log) and its
+Prometheus /metrics on plain HTTP at ADDR. This is dev mode: any loopback
+client may read them without a client certificate or token (the page's
+footer says so) and other clients are refused. See docs/operations.md for
+the production setting, http.listen with http.token_file.`,
 		Example: `  federa demo
   federa demo --rounds 5 --output json
   federa demo --data ./mydata --label outcome --features age,bmi,glucose
@@ -201,7 +213,11 @@ keeps it and names it in the error.`,
   federa demo --serve --state ./demo
   export FEDERA_COORDINATOR=$(cat ./demo/coordinator.addr) FEDERA_IDENTITY=./demo/identities/alice
   federa job submit ./demo/job.yaml --watch
-  federa demo --serve --state ./demo --listen 127.0.0.1:7443 --svid-ttl 2m`,
+  federa demo --serve --state ./demo --listen 127.0.0.1:7443 --svid-ttl 2m
+
+  # the same, with the jobs page and /metrics on a free loopback port
+  federa demo --serve --state ./demo --http 127.0.0.1:0
+  curl -s http://$(cat ./demo/http.addr)/metrics | grep federa_coordinator_rounds_total`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.changed = cmd.Flags().Changed
@@ -231,6 +247,7 @@ keeps it and names it in the error.`,
 	fl.StringSliceVar(&f.classify, "classify", []string{"*=internal"}, "column classifications every site declares to its policy, as COLUMN=CLASS (CLASS: public, internal, personal, special_category; COLUMN * sets the default)")
 	fl.BoolVar(&f.serve, "serve", false, "submit nothing; keep the coordinator and sites running until interrupted, and print the commands to use them")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "the coordinator's address (port 0: a free port; --serve writes it to DIR/coordinator.addr)")
+	fl.StringVar(&f.http, "http", "", "with --serve: serve the coordinator's read-only page and /metrics on plain HTTP at `ADDR` (loopback readers only, no token: dev mode; port 0: a free port, written to DIR/http.addr)")
 	fl.DurationVar(&f.svidTTL, "svid-ttl", 10*time.Minute, "how long the coordinator's and sites' SVIDs live; they are re-issued at half of it")
 	fl.Float64Var(&f.dpEpsilon, "dp-epsilon", 0, "train with record-level differential privacy (DP-SGD) spending at most this epsilon at each site (default: no DP; see docs/privacy.md)")
 	fl.Float64Var(&f.dpDelta, "dp-delta", 1e-5, "the delta of --dp-epsilon")
@@ -338,6 +355,14 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) (err error) {
 		var err error
 		if querySpec, err = demoQuerySpec(f.query, demoDataset); err != nil {
 			return err
+		}
+	}
+	if f.http != "" && !f.serve {
+		return errors.New("flag --http: only with --serve (the one-shot demo stops when its job ends)")
+	}
+	if f.http != "" {
+		if err := config.CheckHostPort(f.http, "127.0.0.1:8080"); err != nil {
+			return fmt.Errorf("flag --http: %w", err)
 		}
 	}
 	if f.serve && f.output != "text" {
@@ -456,8 +481,16 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags) (err error) {
 		opts.Users = sim.AllUsers(sites)
 		// A previous run's address is stale: whoever waits for the file
 		// must get this run's.
-		if err := os.Remove(filepath.Join(state, "coordinator.addr")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("flag --state: %w", err)
+		for _, stale := range []string{"coordinator.addr", "http.addr"} {
+			if err := os.Remove(filepath.Join(state, stale)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("flag --state: %w", err)
+			}
+		}
+		if f.http != "" {
+			addr := f.http
+			opts.Coordinator = func(c *coordinator.Config) {
+				c.HTTP = httpserve.Config{Listen: addr, Dev: true}
+			}
 		}
 	}
 	net, err := sim.Start(opts)
@@ -629,6 +662,7 @@ func dropTempState(state string, runErr error) error {
 // one the printed site-admin command is about.
 func serveDemo(ctx context.Context, out io.Writer, net *sim.Net, state string, temp bool, users []string, site string, j *spec.Job, ttl time.Duration) error {
 	addrFile, jobFile := filepath.Join(state, "coordinator.addr"), filepath.Join(state, "job.yaml")
+	httpAddr := net.Coordinator().HTTPAddr()
 	jobYAML, err := yaml.Marshal(j)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", jobFile, err)
@@ -640,6 +674,10 @@ func serveDemo(ctx context.Context, out io.Writer, net *sim.Net, state string, t
 	id := func(user string) string { return shellQuote(net.IdentityDir(user)) }
 	fmt.Fprintf(out, "\nServing until interrupted (Ctrl-C). Coordinator address in %s; daemon logs in %s.\n",
 		addrFile, filepath.Join(state, "demo.log"))
+	if httpAddr != "" {
+		fmt.Fprintf(out, "Jobs page: http://%s/  Prometheus: http://%s/metrics  (dev mode: loopback readers, no token; address in %s)\n",
+			httpAddr, httpAddr, filepath.Join(state, "http.addr"))
+	}
 	fmt.Fprintf(out, "Daemon SVIDs live %s and are re-issued every %s; user SVIDs live %s.\n\n", ttl, ttl/2, attest.DefaultSVIDTTL)
 	fmt.Fprintf(out, "Users (identities in %s):\n", filepath.Join(state, "identities", "<user>"))
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -664,6 +702,11 @@ func serveDemo(ctx context.Context, out io.Writer, net *sim.Net, state string, t
 		fmt.Fprintf(out, "%s is temporary: it is removed when this stops. Serve with --state DIR to keep it and resume.\n", state)
 	} else {
 		fmt.Fprintf(out, "Run the same command again to resume with the same CA, jobs and audit log.\n")
+	}
+	if httpAddr != "" {
+		if err := fsutil.WriteFile(filepath.Join(state, "http.addr"), []byte(httpAddr+"\n"), 0o644); err != nil {
+			return err
+		}
 	}
 	// Last: whoever waits for this file finds everything else ready.
 	if err := fsutil.WriteFile(addrFile, []byte(net.Addr()+"\n"), 0o644); err != nil {

@@ -70,6 +70,7 @@ func adminOf(roles []string) []string {
 // RPC and what is missing.
 func (c *Coordinator) authorizeID(ctx context.Context, id spiffeid.ID, rpc string, res policy.Resource) error {
 	d := c.access.Decide(ctx, policy.AccessRequest{Caller: c.callerOf(id), RPC: rpc, Resource: res})
+	c.metrics.access(d.Allow)
 	if d.Allow {
 		return nil
 	}
@@ -144,6 +145,12 @@ func (c *Coordinator) check(ctx context.Context, rpc string, req any) error {
 }
 
 func (c *Coordinator) accessUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if isHealthRPC(info.FullMethod) {
+		if err := healthPeer(ctx); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
 	if err := c.check(ctx, rpcName(info.FullMethod), req); err != nil {
 		return nil, err
 	}
@@ -151,6 +158,12 @@ func (c *Coordinator) accessUnary(ctx context.Context, req any, info *grpc.Unary
 }
 
 func (c *Coordinator) accessStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if isHealthRPC(info.FullMethod) {
+		if err := healthPeer(ss.Context()); err != nil {
+			return err
+		}
+		return handler(srv, ss)
+	}
 	return handler(srv, &checkedStream{ServerStream: ss, c: c, rpc: rpcName(info.FullMethod)})
 }
 

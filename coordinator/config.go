@@ -15,6 +15,7 @@ import (
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/internal/config"
+	"github.com/federa-dev/federa/internal/httpserve"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -44,8 +45,11 @@ type File struct {
 	HeartbeatInterval config.Duration `yaml:"heartbeat_interval"`
 	SiteWaitTimeout   config.Duration `yaml:"site_wait_timeout"`
 	// Limits bound the connections and streams peers may hold open.
-	Limits   LimitsFile `yaml:"limits"`
-	LogLevel string     `yaml:"log_level"`
+	Limits LimitsFile `yaml:"limits"`
+	// HTTP is the opt-in plain-HTTP address for /metrics and the jobs
+	// page (docs/operations.md).
+	HTTP     httpserve.File `yaml:"http"`
+	LogLevel string         `yaml:"log_level"`
 }
 
 // LoadFile reads and checks coordinator.yaml, returning a Config with the
@@ -72,6 +76,7 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 		AccessPolicy:      relativeTo(base, f.AccessPolicy),
 		HeartbeatInterval: f.HeartbeatInterval.D(),
 		SiteWaitTimeout:   f.SiteWaitTimeout.D(),
+		HTTP:              f.HTTP.Config(base),
 	}
 	for i, s := range f.Sites {
 		id, err := spiffeid.FromString(s)
@@ -91,6 +96,11 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 			cfg.Users = map[string][]string{}
 		}
 		cfg.Users[id.String()] = u.Roles
+	}
+	// Reported beside the file's other problems; Validate checks it again
+	// for configs built in code.
+	if err := cfg.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if l, err := f.Limits.limits(); err != nil {
 		errs = append(errs, err)
@@ -144,7 +154,10 @@ type Config struct {
 	// Limits bound the connections and streams peers may hold open; zero
 	// fields take their defaults (see Limits).
 	Limits Limits
-	Log    *slog.Logger
+	// HTTP is the opt-in plain-HTTP listener for /metrics and the
+	// read-only jobs page; its zero value serves nothing.
+	HTTP httpserve.Config
+	Log  *slog.Logger
 	// ServerOptions are extra gRPC server options (tests use them to watch
 	// the wire).
 	ServerOptions []grpc.ServerOption
@@ -203,6 +216,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("field site_wait_timeout: %s is negative", c.SiteWaitTimeout))
 	}
 	errs = append(errs, c.Limits.validate()...)
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

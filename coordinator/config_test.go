@@ -116,7 +116,7 @@ limits: {max_conections: 3}
 	}
 	for _, want := range []string{
 		"config " + path + ": ",
-		"line 1: field listne: unknown; valid keys: listen, state_dir, identity, sites, users, access_policy, heartbeat_interval, site_wait_timeout, limits, log_level (did you mean listen?)",
+		"line 1: field listne: unknown; valid keys: listen, state_dir, identity, sites, users, access_policy, heartbeat_interval, site_wait_timeout, limits, http, log_level (did you mean listen?)",
 		`line 5: field heartbeat_interval: "soon" is not a duration`,
 		"line 6: field limits.max_conections: unknown; valid keys in limits: handshake_timeout, max_connections, max_connections_per_identity, max_streams_per_connection, max_streams_per_identity, idle_timeout (did you mean max_connections?)",
 		`field sites[0]: "not-an-id" is not a SPIFFE ID`,

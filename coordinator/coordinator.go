@@ -12,11 +12,13 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/attest/auditlog"
 	"github.com/federa-dev/federa/attest/sign"
+	"github.com/federa-dev/federa/internal/httpserve"
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -53,6 +55,10 @@ type Coordinator struct {
 	cpReq      chan struct{}
 	cpMu       sync.Mutex
 	cpSize     int64 // tree size of the latest checkpoint this process signed
+
+	metrics *metrics
+	http    *httpserve.Server // nil unless Config.HTTP is set
+	health  *health.Server
 
 	runCtx    context.Context
 	runCancel context.CancelFunc
@@ -141,11 +147,19 @@ func New(cfg Config) (*Coordinator, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, MaxConnectionIdle: lim.IdleTimeout}),
 	}, cfg.ServerOptions...)
 	c.srv = grpc.NewServer(opts...)
+	c.metrics = newMetrics(c)
+	c.registerHealth()
 	federav1.RegisterSiteServiceServer(c.srv, &siteService{c: c})
 	federav1.RegisterJobServiceServer(c.srv, &jobService{c: c})
 	federav1.RegisterQueryServiceServer(c.srv, &queryService{c: c})
 	federav1.RegisterAuditServiceServer(c.srv, &auditService{c: c})
 	federav1.RegisterApprovalServiceServer(c.srv, &approvalService{c: c})
+	if err := c.openHTTP(); err != nil {
+		st.Close()
+		c.auditLog.Close()
+		c.lis.Close()
+		return nil, err
+	}
 	c.runCtx, c.runCancel = context.WithCancel(context.Background())
 	c.cpReq = make(chan struct{}, 1)
 	c.wg.Add(1)
@@ -184,6 +198,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.resumeJobs()
 	errc := make(chan error, 1)
 	go func() { errc <- c.srv.Serve(c.lis) }()
+	stopHTTP := c.serveHTTP()
+	defer stopHTTP()
+	c.setServing()
 	select {
 	case <-ctx.Done():
 		c.shutdown()
@@ -202,6 +219,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // drains gRPC: GracefulStop raced against a deadline, then Stop, because a
 // site stream never ends on its own.
 func (c *Coordinator) shutdown() {
+	c.health.Shutdown()
 	c.runCancel()
 	c.wg.Wait()
 	done := make(chan struct{})
@@ -224,6 +242,9 @@ func (c *Coordinator) Close() error {
 		c.wg.Wait()
 		c.srv.Stop()
 		c.lis.Close()
+		if c.http != nil {
+			_ = c.http.Close()
+		}
 		c.closeErr = errors.Join(c.store.Close(), c.auditLog.Close())
 	})
 	return c.closeErr

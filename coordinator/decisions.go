@@ -156,6 +156,7 @@ func (c *Coordinator) acceptDecision(site string, r *federav1.DecisionRecord) er
 	c.decisions.once[key] = true
 	c.decisions.lastSeq[site] = r.GetSeq()
 	c.auditQueue = append(c.auditQueue, e)
+	c.metrics.siteDecision(site, r)
 	if js, ok := c.jobs[job]; ok && !isFinal(js.job.GetStatus()) {
 		js.decisions = append(js.decisions, &federav1.SiteDecision{Site: site, Record: r})
 	}

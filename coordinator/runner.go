@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"slices"
@@ -61,9 +62,7 @@ func (c *Coordinator) runJob(ctx context.Context, id string) {
 	}
 }
 
-func (c *Coordinator) execute(ctx context.Context, id string, log interface {
-	Info(string, ...any)
-}) error {
+func (c *Coordinator) execute(ctx context.Context, id string, log *slog.Logger) error {
 	j, _, _, _ := c.snapshot(id)
 	sp := j.GetSpec()
 	var st *training
@@ -107,6 +106,7 @@ func (c *Coordinator) execute(ctx context.Context, id string, log interface {
 		if err := c.round(ctx, j, st, r, agg); err != nil {
 			return fmt.Errorf("round %d: %w", r, err)
 		}
+		c.roundDone(log.With(logkeys.Round, r), id, r)
 	}
 	return c.finish(id, sp, st)
 }
@@ -582,6 +582,7 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			}
 		}
 	}
+	c.metrics.transfer(kindName, f.dryRun, col)
 	return col, nil
 }
 

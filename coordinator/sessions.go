@@ -141,6 +141,7 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 		return err
 	}
 	log.Info("site connected", "datasets", hello.GetDatasets(), "agent_version", hello.GetAgentVersion())
+	c.metrics.siteSessions.WithLabelValues(name).Inc()
 	// A (re)connecting site checks the log at once, not at the next round.
 	c.syncWitness(sess)
 

@@ -330,6 +330,16 @@ func (n *Net) Coordinator() *coordinator.Coordinator {
 	return n.coord
 }
 
+// Site is the running agent of site name (nil while stopped).
+func (n *Net) Site(name string) *site.Agent {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p, ok := n.sites[name]; ok {
+		return p.agent
+	}
+	return nil
+}
+
 // StartCoordinator starts (or restarts, on the same address and state) the
 // coordinator.
 func (n *Net) StartCoordinator() error {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/httpserve"
 	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/models"
 	"github.com/federa-dev/federa/policy"
@@ -56,6 +57,9 @@ type Agent struct {
 	admitMu    sync.Mutex
 	admitCache map[string]evaluation
 	prepCache  map[string]*policy.Prepared
+
+	metrics *metrics
+	http    *httpserve.Server // nil unless Config.HTTP is set
 
 	mu        sync.Mutex
 	connected bool
@@ -112,6 +116,7 @@ func New(cfg Config) (*Agent, error) {
 	if a.witness, err = openWitness(cfg.StateDir, cfg.Identity.ID().String()); err != nil {
 		return nil, err
 	}
+	a.metrics = newMetrics(a)
 	if err := a.openDecisions(); err != nil {
 		return nil, err
 	}
@@ -149,6 +154,15 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.policy = w
 	}
+	if cfg.HTTP.Enabled() {
+		if a.http, err = httpserve.New(cfg.HTTP, a.metrics.reg, nil, a.log); err != nil {
+			cancel()
+			if w, isW := a.policy.(*policy.Watcher); isW {
+				_ = w.Close()
+			}
+			return nil, fmt.Errorf("site config: %w", err)
+		}
+	}
 	ok = true
 	return a, nil
 }
@@ -172,6 +186,17 @@ func (a *Agent) Connected() bool {
 // reconnecting with exponential backoff and full jitter so a fleet of sites
 // does not stampede a restarted coordinator. It returns nil on cancel.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.http != nil {
+		hctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := a.http.Serve(hctx); err != nil {
+				a.log.Error("http listener stopped", logkeys.Err, err)
+			}
+		}()
+		defer func() { stop(); <-done }()
+	}
 	attempt := 0
 	for {
 		start := time.Now()
@@ -188,6 +213,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		wait := time.Duration(a.cfg.Rand.Int64N(int64(backoff))) + a.cfg.ReconnectMin/2
 		attempt++
+		a.metrics.reconnects.Inc()
 		a.log.Warn("coordinator stream ended; reconnecting", logkeys.Err, err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -205,6 +231,9 @@ func (a *Agent) Close() error {
 			_ = w.Close()
 		}
 		a.stop()
+		if a.http != nil {
+			_ = a.http.Close()
+		}
 		if a.stateLock != nil {
 			_ = a.stateLock.Close()
 		}
@@ -305,6 +334,9 @@ func (a *Agent) session(ctx context.Context) error {
 	)
 	for {
 		m, err := stream.Recv()
+		if err == nil {
+			a.metrics.received.Add(float64(proto.Size(m)))
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return errors.New("coordinator closed the stream")
@@ -355,7 +387,7 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 		defer c.wg.Done()
 		defer c.tasks.Delete(t.GetTaskId())
 		defer cancel()
-		log := log.With(logkeys.Job, t.GetJobId(), logkeys.Task, t.GetTaskId(), logkeys.Kind, t.GetKind().String())
+		log := log.With(logkeys.Job, t.GetJobId(), logkeys.Round, t.GetRound(), logkeys.Task, t.GetTaskId(), logkeys.Kind, t.GetKind().String())
 		rel := c.a.execute(tctx, t, w)
 		if tctx.Err() != nil {
 			log.Info("task cancelled")
@@ -393,6 +425,8 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			} else if err := c.a.payFor(tx, t, rel); err != nil {
 				log.Error("privacy ledger", logkeys.Err, err)
 				msgs, allowed = fail(fmt.Sprintf("at %s: privacy ledger: %v; nothing was sent", c.a.siteName(), err)), false
+			} else {
+				c.a.metrics.epsilon.WithLabelValues(rel.dataset).Set(tx.datasetEpsilon)
 			}
 		}
 		if !allowed {
@@ -425,6 +459,7 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 				return
 			}
 		}
+		c.a.metrics.egress(t, n)
 		log.Debug("task done", logkeys.Bytes, n)
 	}()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/dataset"
 	"github.com/federa-dev/federa/internal/config"
+	"github.com/federa-dev/federa/internal/httpserve"
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
@@ -98,7 +99,10 @@ type File struct {
 	Approvals struct {
 		RemoteApprovers []string `yaml:"remote_approvers"`
 	} `yaml:"approvals"`
-	LogLevel string `yaml:"log_level"`
+	// HTTP is the opt-in plain-HTTP address for /metrics
+	// (docs/operations.md).
+	HTTP     httpserve.File `yaml:"http"`
+	LogLevel string         `yaml:"log_level"`
 }
 
 // LoadFile reads and checks site.yaml. Relative dataset paths are taken
@@ -123,6 +127,7 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 		StateDir:                f.StateDir,
 		ReconnectMin:            f.Reconnect.Min.D(),
 		ReconnectMax:            f.Reconnect.Max.D(),
+		HTTP:                    f.HTTP.Config(base),
 	}
 	if f.Coordinator.ID == "" {
 		errs = append(errs, errors.New("field coordinator.id: required (the coordinator's SPIFFE ID, e.g. spiffe://example.org/coordinator)"))
@@ -169,6 +174,11 @@ func LoadFile(path string, log *slog.Logger) (Config, error) {
 		if f.Policy.BundleKeyID == "" {
 			errs = append(errs, errors.New("field policy.bundle_key_id: required with policy.bundle (the key id the bundle was signed under)"))
 		}
+	}
+	// Reported beside the file's other problems; Validate checks it again
+	// for configs built in code.
+	if err := cfg.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for i, a := range f.Approvals.RemoteApprovers {
 		id, err := spiffeid.FromString(a)
@@ -224,7 +234,10 @@ type Config struct {
 	RemoteApprovers []spiffeid.ID
 	ReconnectMin    time.Duration
 	ReconnectMax    time.Duration
-	Log             *slog.Logger
+	// HTTP is the opt-in plain-HTTP listener for /metrics; its zero value
+	// serves nothing. The agent still only dials out for its work.
+	HTTP httpserve.Config
+	Log  *slog.Logger
 	// Rand drives reconnect jitter; tests seed it.
 	Rand *rand.Rand
 	// NoiseSeed, if set, seeds DP noise so tests are reproducible. Never
@@ -249,6 +262,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CoordinatorID.IsZero() {
 		errs = append(errs, errors.New("field coordinator.id: required"))
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.PolicyDir != "" && c.PolicyBundle != "" {
 		errs = append(errs, errors.New("field policy: set dir or bundle, not both"))

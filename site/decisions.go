@@ -141,6 +141,7 @@ func (a *Agent) record(r *federav1.DecisionRecord) {
 	defer d.mu.Unlock()
 	r.Seq = d.next
 	d.next++
+	a.metrics.decision(r)
 	if err := a.decisions.append(r); err != nil {
 		a.log.Error("record policy decision", logkeys.Err, err)
 	}
