@@ -327,6 +327,15 @@ reconnect:
 # decide'). Empty: jobs are approved only here, with 'federa site approve'.
 approvals:
   remote_approvers: []
+
+# Prometheus /metrics and /healthz on plain HTTP, off unless listen is set
+# (or --http ADDR); /metrics needs the bearer token in the token file's first
+# line (16+ characters, e.g. openssl rand -hex 32 > http-token). It is the
+# only port a site opens: bind it to loopback or a monitoring network.
+# docs/operations.md lists the metrics.
+# http:
+#   listen: 127.0.0.1:9091
+#   token_file: http-token
 `, yamlString(relFlag(base, o.stateDir, o.asIs["state-dir"])))
 	if err := errors.Join(errs...); err != nil {
 		return "", err
@@ -455,6 +464,15 @@ sites:
 # access_policy: a folder of Rego defining data.federa.access.decision, in
 # place of the built-in access policy (policy/access), e.g.
 # access_policy: access
+
+# Prometheus /metrics, a read-only jobs page and /healthz on plain HTTP, off
+# unless listen is set (or --http ADDR); every path but /healthz needs the
+# bearer token in the token file's first line (16+ characters, e.g. openssl
+# rand -hex 32 > http-token). Bind it to loopback or a monitoring network;
+# docs/operations.md.
+# http:
+#   listen: 127.0.0.1:9090
+#   token_file: http-token
 
 # Sites send a heartbeat this often; three missed and the site counts as gone.
 heartbeat_interval: 5s
