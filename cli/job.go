@@ -38,7 +38,7 @@ func newJobCmd(g *globals) *cobra.Command {
   federa job list
   federa job get job-3f2a9c81d0e4`,
 	}
-	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobGetCmd(g), newJobWatchCmd(g), newJobCancelCmd(g), newJobPlotCmd(g))
+	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobGetCmd(g), newJobWatchCmd(g), newJobCancelCmd(g), newJobPlotCmd(g), newJobDecisionsCmd(g))
 	return cmd
 }
 
@@ -225,6 +225,72 @@ func newJobCancelCmd(g *globals) *cobra.Command {
 	f.register(cmd)
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded with the job)")
 	return cmd
+}
+
+func newJobDecisionsCmd(g *globals) *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "decisions ID",
+		Short: "List every policy decision the sites reported for a job",
+		Long: `List the admission and egress decisions the sites' policies made for a job,
+oldest first: site, the site's sequence number, kind, task, allowed or not,
+and the reasons. They are read page by page (ListDecisions), so a job of
+many sites and rounds lists in full. The audit log holds the same records
+signed, and also the dry run each site made when the job was submitted.
+With -o json, one JSON object per decision and line.`,
+		Example: "  federa job decisions job-3f2a9c81d0e4 --identity ids/alice\n  federa job decisions job-3f2a9c81d0e4 -o json | jq -c 'select(.record.allow | not)'",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(f.output); err != nil {
+				return err
+			}
+			c, closeFn, err := f.jobs()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			if f.output == "text" {
+				fmt.Fprintln(tw, "SITE\tSEQ\tKIND\tTASK\tALLOWED\tREASONS")
+			}
+			token := ""
+			for {
+				resp, err := c.ListDecisions(cmd.Context(), &federav1.ListDecisionsRequest{JobId: args[0], PageToken: token, PageSize: 500})
+				if err != nil {
+					return rpcErr("list decisions", err)
+				}
+				for _, d := range resp.GetDecisions() {
+					if f.output == "json" {
+						if err := writeProto(g.stdout, d); err != nil {
+							return err
+						}
+						continue
+					}
+					r := d.GetRecord()
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%t\t%s\n", d.GetSite(), r.GetSeq(), r.GetKind(), taskLabel(r.GetTaskId()), r.GetAllow(), oneLine(strings.Join(r.GetReasons(), "; ")))
+				}
+				if token = resp.GetNextPageToken(); token == "" {
+					break
+				}
+			}
+			if f.output == "text" {
+				return tw.Flush()
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// taskLabel is the readable part of a task id, "r3/train" of
+// "job-…/r3/train/eu/paris/nonce.seal".
+func taskLabel(id string) string {
+	parts := strings.SplitN(id, "/", 4)
+	if len(parts) < 3 {
+		return id
+	}
+	return parts[1] + "/" + parts[2]
 }
 
 // watchJob prints each change of a job until it ends and returns the final

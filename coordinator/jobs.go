@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -42,6 +43,16 @@ func (c *Coordinator) loadJobs() error {
 		return fmt.Errorf("load jobs: %w", err)
 	}
 	for _, j := range jobs {
+		// A record written before decisions had their own list: move them.
+		if old := j.GetDecisions(); len(old) > 0 {
+			if err := c.store.AppendDecisions(j.GetId(), old); err != nil {
+				return fmt.Errorf("load jobs: move the decisions of job %s to their own list: %w", j.GetId(), err)
+			}
+			j.Decisions = nil
+			if err := c.store.PutJob(j); err != nil {
+				return fmt.Errorf("load jobs: %w", err)
+			}
+		}
 		c.jobs[j.GetId()] = &jobState{job: j, changed: make(chan struct{})}
 	}
 	return nil
@@ -106,8 +117,12 @@ func (c *Coordinator) updateWith(id, event string, fn func(j *federav1.Job), per
 	queued := js.decisions
 	c.mu.Unlock()
 	fn(j)
-	j.Decisions = trimDecisions(append(j.Decisions, queued...))
 	j.UpdatedUnixMs = c.cfg.Now().UnixMilli()
+	// The decisions go to their own list (ListDecisions), not the record:
+	// it is rewritten whole at every update.
+	if err := c.store.AppendDecisions(id, queued); err != nil {
+		return nil, fmt.Errorf("store decisions of job %s: %w", id, err)
+	}
 	if err := persist(j); err != nil {
 		return nil, fmt.Errorf("store job %s: %w", id, err)
 	}
@@ -364,6 +379,47 @@ func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.Job
 		}
 	}
 	return nil
+}
+
+// Page sizes of ListDecisions. A page also stops short of
+// maxDecisionPageBytes, well under gRPC's 4 MiB message limit, since one
+// decision's reasons may run to tens of kilobytes.
+const (
+	defaultDecisionPage  = 100
+	maxDecisionPage      = 1000
+	maxDecisionPageBytes = 2 << 20
+)
+
+// ListDecisions pages through a job's policy decisions, oldest first. The
+// page token is the position of the last decision returned.
+func (s *jobService) ListDecisions(ctx context.Context, req *federav1.ListDecisionsRequest) (*federav1.ListDecisionsResponse, error) {
+	if _, _, _, ok := s.c.snapshot(req.GetJobId()); !ok {
+		return nil, status.Errorf(codes.NotFound, "job %q not found", req.GetJobId())
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = defaultDecisionPage
+	case size < 0 || size > maxDecisionPage:
+		return nil, status.Errorf(codes.InvalidArgument, "field page_size: %d; valid: 1 to %d, or 0 for %d", size, maxDecisionPage, defaultDecisionPage)
+	}
+	var after uint64
+	if t := req.GetPageToken(); t != "" {
+		n, err := strconv.ParseUint(t, 10, 64)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "field page_token: %q is not a token this coordinator gave; pass next_page_token from the previous page, or \"\" for the first", t)
+		}
+		after = n
+	}
+	ds, last, total, err := s.c.store.ListDecisions(req.GetJobId(), after, size, maxDecisionPageBytes)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "list decisions: %v", err)
+	}
+	resp := &federav1.ListDecisionsResponse{Decisions: ds, Total: total}
+	if len(ds) > 0 && int64(last) < total {
+		resp.NextPageToken = strconv.FormatUint(last, 10)
+	}
+	return resp, nil
 }
 
 // auditThenPut logs a job's end, then stores the job: the persist step of
