@@ -352,11 +352,21 @@ func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.Job
 	if !ok {
 		return status.Errorf(codes.NotFound, "job %q not found", req.GetJobId())
 	}
-	if j.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
-		return status.Errorf(codes.FailedPrecondition, "job %s has no model: it is %s", j.GetId(), j.GetStatus().Name())
-	}
 	var data []byte
 	var err error
+	if req.GetArtifact() == ArtifactCheckpoint {
+		if data, err = s.c.checkpointModel(j, callerID(stream.Context())); err != nil {
+			return err
+		}
+		return sendChunks(stream, data)
+	}
+	if j.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		hint := ""
+		if !isFinal(j.GetStatus()) && j.GetRoundsCompleted() > 0 {
+			hint = fmt.Sprintf("; the model of its last completed round (%d) is the artifact checkpoint (federa model get --checkpoint)", j.GetRoundsCompleted())
+		}
+		return status.Errorf(codes.FailedPrecondition, "job %s has no model: it is %s%s", j.GetId(), j.GetStatus().Name(), hint)
+	}
 	switch req.GetArtifact() {
 	case "", "model":
 		data, err = s.c.store.GetModel(j.GetId())
@@ -365,13 +375,17 @@ func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.Job
 	case "signing_key":
 		data = s.c.SigningKeyPEM()
 	default:
-		return status.Errorf(codes.InvalidArgument, "artifact %q: valid: model, bundle, provenance, signing_key", req.GetArtifact())
+		return status.Errorf(codes.InvalidArgument, "artifact %q: valid: model, bundle, provenance, signing_key, checkpoint", req.GetArtifact())
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return status.Errorf(codes.NotFound, "%s of job %s not found", req.GetArtifact(), j.GetId())
 	} else if err != nil {
 		return status.Errorf(codes.Internal, "read %s: %v", req.GetArtifact(), err)
 	}
+	return sendChunks(stream, data)
+}
+
+func sendChunks(stream federav1.JobService_GetModelServer, data []byte) error {
 	for off := 0; off < len(data); off += federav1.MaxChunkBytes {
 		end := min(off+federav1.MaxChunkBytes, len(data))
 		if err := stream.Send(&federav1.ModelChunk{Data: data[off:end]}); err != nil {
