@@ -13,8 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/spec"
@@ -27,8 +25,6 @@ func rpcErr(what string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
-
-var pj = protojson.MarshalOptions{UseProtoNames: true}
 
 func newJobCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -325,16 +321,6 @@ func watchJob(ctx context.Context, c federav1.JobServiceClient, id string, w io.
 			fmt.Fprintf(w, "%s  %s\n", time.Now().Format("15:04:05"), ev.GetMessage())
 		}
 	}
-}
-
-// writeProto prints one message as a JSON line (proto field names).
-func writeProto(w io.Writer, m proto.Message) error {
-	b, err := pj.Marshal(m)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
-	return err
 }
 
 func oneLine(s string) string {
