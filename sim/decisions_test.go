@@ -58,12 +58,12 @@ func TestDecisionsPageLikeTheAuditLog(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		var d struct {
 			Site   string
-			Record struct{ Seq string }
+			Record struct{ Seq uint64 } // a number in -o json
 		}
 		if err := json.Unmarshal([]byte(line), &d); err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}
-		listed = append(listed, d.Site+"#"+d.Record.Seq)
+		listed = append(listed, fmt.Sprintf("%s#%d", d.Site, d.Record.Seq))
 	}
 	slices.Sort(listed)
 	if !slices.Equal(listed, paged) {
