@@ -23,7 +23,8 @@ import (
 // fail: it is WAITING, its status says how many sites it has and that it
 // goes on by itself, and round 2's model can be fetched (and its handing
 // out is in the audit log). When the sites come back, round 3 is run again
-// and the job succeeds with every round.
+// and the job succeeds with every round. A coordinator restarted while the
+// job waits resumes it waiting.
 func TestQuorumLostJobWaitsAndResumes(t *testing.T) {
 	dying := map[string]bool{"sg/singapore": true, "us/boston": true}
 	hit := make(chan string, 2)
@@ -105,6 +106,21 @@ func TestQuorumLostJobWaitsAndResumes(t *testing.T) {
 	if !released {
 		t.Fatal("the audit log has no model_release entry for the checkpoint handed out")
 	}
+
+	// A coordinator restarted meanwhile resumes the job, which waits again.
+	restarted := time.Now().UnixMilli()
+	c = restartCoordinator(t, n)
+	waitFor(t, "the resumed job to wait for its quorum again", func() bool {
+		got, err := c.GetJob(context.Background(), &federav1.GetJobRequest{Id: id})
+		if err != nil {
+			return false
+		}
+		if s := got.GetStatus(); s == federav1.JobStatus_JOB_STATUS_FAILED || s == federav1.JobStatus_JOB_STATUS_CANCELLED {
+			t.Fatalf("resumed job %s: %s; want it waiting for its quorum", s, got.GetMessage())
+		}
+		return got.GetStatus() == federav1.JobStatus_JOB_STATUS_WAITING && got.GetUpdatedUnixMs() > restarted &&
+			strings.Contains(got.GetMessage(), "waiting for quorum: 1 of 3 sites connected") && got.GetRoundsCompleted() == 2
+	})
 
 	for s := range dying {
 		if err := n.StartSite(s); err != nil {
