@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -54,6 +55,22 @@ func TestDecisionsLeaveTheJobRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A record write that fails after the decisions were stored does not
+	// store them again at the next update.
+	c.mu.Lock()
+	for range 3 {
+		seq["eu/site-000"]++
+		c.jobs[id].decisions = append(c.jobs[id].decisions, &federav1.SiteDecision{Site: "eu/site-000",
+			Record: &federav1.DecisionRecord{JobId: id, Kind: "egress", Seq: seq["eu/site-000"]}})
+	}
+	c.mu.Unlock()
+	if _, err := c.updateWith(id, "", func(*federav1.Job) {}, func(*federav1.Job) error { return errors.New("disk full") }); err == nil {
+		t.Fatal("a failed write reported no error")
+	}
+	if _, err := c.update(id, "", func(*federav1.Job) {}); err != nil {
+		t.Fatal(err)
+	}
+	const want = sites*rounds*5 + 3
 	svc := &jobService{c: c}
 	got, err := svc.GetJob(context.Background(), &federav1.GetJobRequest{Id: id})
 	if err != nil {
@@ -81,8 +98,8 @@ func TestDecisionsLeaveTheJobRecord(t *testing.T) {
 		if n := proto.Size(resp); n > 4<<20-(64<<10) {
 			t.Fatalf("page %d is %d bytes: over gRPC's 4 MiB limit", pages, n)
 		}
-		if resp.GetTotal() != sites*rounds*5 {
-			t.Fatalf("total %d, want %d", resp.GetTotal(), sites*rounds*5)
+		if resp.GetTotal() != want {
+			t.Fatalf("total %d, want %d", resp.GetTotal(), want)
 		}
 		for _, d := range resp.GetDecisions() {
 			s, q := d.GetSite(), d.GetRecord().GetSeq()
@@ -95,12 +112,12 @@ func TestDecisionsLeaveTheJobRecord(t *testing.T) {
 		if token = resp.GetNextPageToken(); token == "" {
 			break
 		}
-		if pages > sites*rounds*5 {
+		if pages > want {
 			t.Fatal("paging does not end")
 		}
 	}
-	if count != sites*rounds*5 {
-		t.Fatalf("paged %d decisions, want %d", count, sites*rounds*5)
+	if count != want {
+		t.Fatalf("paged %d decisions, want %d", count, want)
 	}
 	for _, bad := range []*federav1.ListDecisionsRequest{{JobId: id, PageSize: 1001}, {JobId: id, PageSize: -1}, {JobId: id, PageToken: "x"}} {
 		if _, err := svc.ListDecisions(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "field page_") {

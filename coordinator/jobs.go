@@ -123,12 +123,16 @@ func (c *Coordinator) updateWith(id, event string, fn func(j *federav1.Job), per
 	if err := c.store.AppendDecisions(id, queued); err != nil {
 		return nil, fmt.Errorf("store decisions of job %s: %w", id, err)
 	}
+	// Stored: off the queue even if the record's write below fails, so no
+	// decision is stored twice. Sites only append to the queue.
+	c.mu.Lock()
+	js.decisions = js.decisions[len(queued):]
+	c.mu.Unlock()
 	if err := persist(j); err != nil {
 		return nil, fmt.Errorf("store job %s: %w", id, err)
 	}
 	c.mu.Lock()
 	js.job = j
-	js.decisions = js.decisions[len(queued):]
 	if event != "" {
 		js.events = append(js.events, event)
 	}
