@@ -162,6 +162,10 @@ func newJobGetCmd(g *globals) *cobra.Command {
 				return writeProto(g.stdout, j)
 			}
 			printJob(g.stdout, j)
+			// The decisions are not on the record; say how many there are.
+			if d, err := c.ListDecisions(cmd.Context(), &federav1.ListDecisionsRequest{JobId: j.GetId(), PageSize: 1}); err == nil && d.GetTotal() > 0 {
+				fmt.Fprintf(g.stdout, "\nPolicy decisions: %d by the sites (federa job decisions %s)\n", d.GetTotal(), j.GetId())
+			}
 			return nil
 		},
 	}

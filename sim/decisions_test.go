@@ -48,6 +48,13 @@ func TestDecisionsPageLikeTheAuditLog(t *testing.T) {
 		t.Fatalf("paged decisions %v\nthe audit log's %v", paged, logged)
 	}
 
+	// federa job get counts them and names the command that lists them.
+	var got, gotErr bytes.Buffer
+	if code := cli.Execute(context.Background(), []string{"job", "get", job.GetId(), "--coordinator", n.Addr(), "--identity", n.IdentityDir("alice")}, &got, &gotErr); code != 0 ||
+		!strings.Contains(got.String(), fmt.Sprintf("Policy decisions: %d by the sites (federa job decisions %s)", len(paged), job.GetId())) {
+		t.Fatalf("job get: %s%s", got.String(), gotErr.String())
+	}
+
 	// federa job decisions lists the same, a JSON line each.
 	var out, errb bytes.Buffer
 	args := []string{"job", "decisions", job.GetId(), "-o", "json", "--coordinator", n.Addr(), "--identity", n.IdentityDir("alice")}
