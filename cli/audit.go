@@ -67,6 +67,9 @@ func readKey(keyFile, flagKey string) (string, error) {
 
 // openAudit opens the log for reading. The coordinator holds it while it
 // runs; stop it, or verify (which needs no lock).
+// errLogInUse: the audit log is locked by the coordinator writing it.
+var errLogInUse = errors.New("held by a running coordinator")
+
 func openAudit(state string) (*auditlog.Log, error) {
 	dir, _, err := auditDirs(state)
 	if err != nil {
@@ -74,7 +77,7 @@ func openAudit(state string) (*auditlog.Log, error) {
 	}
 	l, err := auditlog.Open(dir, auditlog.Options{})
 	if errors.Is(err, auditlog.ErrLocked) {
-		return nil, fmt.Errorf("the audit log in %s is held by a running coordinator; stop it first (`federa audit verify` works while it runs)", dir)
+		return nil, fmt.Errorf("the audit log in %s is %w; stop it first (`federa audit verify` works while it runs)", dir, errLogInUse)
 	}
 	return l, err
 }

@@ -60,7 +60,7 @@ func (f *clientFlags) dial() (*grpc.ClientConn, error) {
 			return nil, fmt.Errorf("flag --coordinator-id: %q is not a SPIFFE ID: %v", f.coordID, err)
 		}
 	}
-	cc, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(attest.ClientCredentials(id, attest.AllowIDs(coord), nil)))
+	cc, err := grpc.NewClient(f.addr, append(tlsHints(id, coord, f.addr), grpc.WithTransportCredentials(attest.ClientCredentials(id, attest.AllowIDs(coord), nil)))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to coordinator %s: %w", f.addr, err)
 	}

@@ -13,8 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/spec"
@@ -28,8 +26,6 @@ func rpcErr(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-var pj = protojson.MarshalOptions{UseProtoNames: true}
-
 func newJobCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "job",
@@ -38,7 +34,7 @@ func newJobCmd(g *globals) *cobra.Command {
   federa job list
   federa job get job-3f2a9c81d0e4`,
 	}
-	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobGetCmd(g), newJobWatchCmd(g), newJobCancelCmd(g), newJobPlotCmd(g))
+	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobGetCmd(g), newJobWatchCmd(g), newJobCancelCmd(g), newJobPlotCmd(g), newJobDecisionsCmd(g))
 	return cmd
 }
 
@@ -166,6 +162,10 @@ func newJobGetCmd(g *globals) *cobra.Command {
 				return writeProto(g.stdout, j)
 			}
 			printJob(g.stdout, j)
+			// The decisions are not on the record; say how many there are.
+			if d, err := c.ListDecisions(cmd.Context(), &federav1.ListDecisionsRequest{JobId: j.GetId(), PageSize: 1}); err == nil && d.GetTotal() > 0 {
+				fmt.Fprintf(g.stdout, "\nPolicy decisions: %d by the sites (federa job decisions %s)\n", d.GetTotal(), j.GetId())
+			}
 			return nil
 		},
 	}
@@ -227,6 +227,72 @@ func newJobCancelCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+func newJobDecisionsCmd(g *globals) *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "decisions ID",
+		Short: "List every policy decision the sites reported for a job",
+		Long: `List the admission and egress decisions the sites' policies made for a job,
+oldest first: site, the site's sequence number, kind, task, allowed or not,
+and the reasons. They are read page by page (ListDecisions), so a job of
+many sites and rounds lists in full. The audit log holds the same records
+signed, and also the dry run each site made when the job was submitted.
+With -o json, one JSON object per decision and line.`,
+		Example: "  federa job decisions job-3f2a9c81d0e4 --identity ids/alice\n  federa job decisions job-3f2a9c81d0e4 -o json | jq -c 'select(.record.allow | not)'",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(f.output); err != nil {
+				return err
+			}
+			c, closeFn, err := f.jobs()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			if f.output == "text" {
+				fmt.Fprintln(tw, "SITE\tSEQ\tKIND\tTASK\tALLOWED\tREASONS")
+			}
+			token := ""
+			for {
+				resp, err := c.ListDecisions(cmd.Context(), &federav1.ListDecisionsRequest{JobId: args[0], PageToken: token, PageSize: 500})
+				if err != nil {
+					return rpcErr("list decisions", err)
+				}
+				for _, d := range resp.GetDecisions() {
+					if f.output == "json" {
+						if err := writeProto(g.stdout, d); err != nil {
+							return err
+						}
+						continue
+					}
+					r := d.GetRecord()
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%t\t%s\n", d.GetSite(), r.GetSeq(), r.GetKind(), taskLabel(r.GetTaskId()), r.GetAllow(), oneLine(strings.Join(r.GetReasons(), "; ")))
+				}
+				if token = resp.GetNextPageToken(); token == "" {
+					break
+				}
+			}
+			if f.output == "text" {
+				return tw.Flush()
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// taskLabel is the readable part of a task id, "r3/train" of
+// "job-…/r3/train/eu/paris/nonce.seal".
+func taskLabel(id string) string {
+	parts := strings.SplitN(id, "/", 4)
+	if len(parts) < 3 {
+		return id
+	}
+	return parts[1] + "/" + parts[2]
+}
+
 // watchJob prints each change of a job until it ends and returns the final
 // record.
 func watchJob(ctx context.Context, c federav1.JobServiceClient, id string, w io.Writer, output string) (*federav1.Job, error) {
@@ -259,16 +325,6 @@ func watchJob(ctx context.Context, c federav1.JobServiceClient, id string, w io.
 			fmt.Fprintf(w, "%s  %s\n", time.Now().Format("15:04:05"), ev.GetMessage())
 		}
 	}
-}
-
-// writeProto prints one message as a JSON line (proto field names).
-func writeProto(w io.Writer, m proto.Message) error {
-	b, err := pj.Marshal(m)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
-	return err
 }
 
 func oneLine(s string) string {

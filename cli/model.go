@@ -34,17 +34,30 @@ func newModelCmd(g *globals) *cobra.Command {
 
 func newModelGetCmd(g *globals) *cobra.Command {
 	var f clientFlags
-	var out string
+	var out, output string
+	var checkpoint bool
 	cmd := &cobra.Command{
 		Use:   "get JOB",
 		Short: "Download a succeeded job's model as a safetensors file",
 		Long: `Download the model of a succeeded job. The file is safetensors: tensors
 linear.weight [K, F], linear.bias [K], scaler.mean [F], scaler.scale [F] and
 metadata naming the features, classes and label (docs/models.md), readable
-from Python with the safetensors package or a few lines of numpy.`,
-		Example: "  federa model get job-3f2a9c81d0e4 -o model.safetensors --identity ids/alice",
-		Args:    cobra.ExactArgs(1),
+from Python with the safetensors package or a few lines of numpy.
+
+With --checkpoint, download the model of the last completed round of a job
+that has not ended (running, or waiting for its quorum): not signed, since
+only a finished job's model is released with a signature and provenance,
+but its handing out is recorded in the audit log.
+
+Here -o is the file to write; the output format is the long flag --output.`,
+		Example: `  federa model get job-3f2a9c81d0e4 -o model.safetensors --identity ids/alice
+  federa model get job-3f2a9c81d0e4 -o model.safetensors --output json
+  federa model get job-3f2a9c81d0e4 --checkpoint -o round.safetensors`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			if out == "" {
 				return errors.New("flag --out/-o: required (where to write the model)")
 			}
@@ -54,11 +67,20 @@ from Python with the safetensors package or a few lines of numpy.`,
 				return err
 			}
 			defer closeFn()
+			if checkpoint {
+				return getCheckpoint(cmd, g, c, args[0], out, output)
+			}
 			sum, n, err := downloadModel(cmd, c, args[0], out)
 			if err != nil {
 				return err
 			}
 			p := releasePaths(out)
+			if output == "json" {
+				return json.NewEncoder(g.stdout).Encode(map[string]any{
+					"job": args[0], "model": out, "bytes": n, "sha256": sum, "verified": true,
+					"bundle": p.Bundle, "provenance": p.Provenance, "signing_key": p.SigningKey,
+				})
+			}
 			fmt.Fprintf(g.stdout, "wrote %s (%d bytes, sha256:%s), verified against %s\n", out, n, sum, p.Bundle)
 			fmt.Fprintf(g.stdout, "also: %s (signed provenance), %s (the coordinator's public key)\n", p.Provenance, p.SigningKey)
 			return nil
@@ -66,7 +88,38 @@ from Python with the safetensors package or a few lines of numpy.`,
 	}
 	f.registerConn(cmd)
 	cmd.Flags().StringVarP(&out, "out", "o", "", "file to write (required)")
+	cmd.Flags().StringVar(&output, "output", "text", "output format: text or json")
+	cmd.Flags().BoolVar(&checkpoint, "checkpoint", false, "the last completed round's model of a job that has not ended (not signed)")
 	return cmd
+}
+
+// getCheckpoint writes the model of a running or waiting job's last
+// completed round, after checking it parses.
+func getCheckpoint(cmd *cobra.Command, g *globals, c federav1.JobServiceClient, jobID, out, output string) error {
+	model, err := fetchArtifact(cmd, c, jobID, "checkpoint")
+	if err != nil {
+		return err
+	}
+	m, err := models.ReadSafetensors(bytes.NewReader(model))
+	if err != nil {
+		return fmt.Errorf("get checkpoint: the coordinator sent an unreadable model: %w", err)
+	}
+	if dir := filepath.Dir(out); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := attest.WriteFileAtomic(out, model, 0o644); err != nil {
+		return err
+	}
+	sum, round := sha256Hex(model), m.Metadata["federa.rounds"]
+	if output == "json" {
+		return json.NewEncoder(g.stdout).Encode(map[string]any{
+			"job": jobID, "model": out, "bytes": len(model), "sha256": sum, "checkpoint": true, "round": json.Number(round), "verified": false,
+		})
+	}
+	fmt.Fprintf(g.stdout, "wrote %s (%d bytes, sha256:%s): the model of round %s of job %s, not signed (only a finished job's model is)\n", out, len(model), sum, round, jobID)
+	return nil
 }
 
 // fetchArtifact streams one release artifact of a job.

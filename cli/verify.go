@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,6 +47,24 @@ The same bundle verifies with the real cosign CLI:
 			if prov != "" {
 				p.Provenance = prov
 			}
+			res := map[string]any{"ok": false, "model": p.Model}
+			// report ends the command: a JSON line for scripts (also when
+			// the model does not verify), then the exit status.
+			report := func(code int, err error) error {
+				if output == "json" {
+					res["ok"] = err == nil
+					if err != nil {
+						res["error"] = err.Error()
+					}
+					if jerr := json.NewEncoder(g.stdout).Encode(res); jerr != nil {
+						return jerr
+					}
+				}
+				if err != nil {
+					return &exitError{code: code, err: err}
+				}
+				return nil
+			}
 			read := func(flag, path string) ([]byte, error) {
 				b, err := os.ReadFile(path)
 				if err != nil {
@@ -55,42 +74,45 @@ The same bundle verifies with the real cosign CLI:
 			}
 			model, err := read("model", p.Model)
 			if err != nil {
-				return err
+				return report(1, err)
 			}
 			pub, err := read("signing key (--key)", p.SigningKey)
 			if err != nil {
-				return err
+				return report(1, err)
 			}
 			bb, err := read("bundle (--bundle)", p.Bundle)
 			if err != nil {
-				return err
+				return report(1, err)
 			}
 			pb, err := read("provenance (--provenance)", p.Provenance)
 			if err != nil {
-				return err
+				return report(1, err)
 			}
 			fail := func(err error) error {
-				return &exitError{code: 2, err: fmt.Errorf("%s does NOT verify: %w", p.Model, err)}
+				res["verified"] = false
+				return report(2, fmt.Errorf("%s does NOT verify: %w", p.Model, err))
 			}
 			if err := sign.VerifyBlob(pub, bb, model); err != nil {
 				return fail(err)
 			}
+			res["signature_ok"] = true
 			provenance, err := sign.VerifyProvenance(pub, pb, model)
 			if err != nil {
 				return fail(err)
 			}
-			res := map[string]any{"ok": true, "model": p.Model, "provenance": provenance}
+			res["provenance_ok"] = true
+			res["provenance"] = provenanceJSON(provenance)
 			if state != "" || auditKey != "" {
 				k := auditKey
 				var logDir string
 				if state != "" {
 					dir, keyFile, err := auditDirs(state)
 					if err != nil {
-						return err
+						return report(1, err)
 					}
 					logDir = dir
 					if k, err = readKey(keyFile, auditKey); err != nil {
-						return err
+						return report(1, err)
 					}
 				}
 				head, err := auditlog.VerifyCheckpoint([]byte(provenance.AuditCheckpoint), k)
@@ -103,14 +125,24 @@ The same bundle verifies with the real cosign CLI:
 						return fail(err)
 					}
 					idx, err := findRelease(state, sha256Hex(model), head.Size)
+					if errors.Is(err, errLogInUse) {
+						// Not a verdict on the model: the log is locked by the
+						// coordinator that writes it.
+						res["state_in_use"] = true
+						return report(1, fmt.Errorf("%s: signature, provenance and its audit checkpoint verify, and the audit log verifies; "+
+							"whether the log records this model's release was not checked: the state directory %s is in use by a running coordinator "+
+							"(its audit log is locked). Stop that coordinator and run this again, or ask the running one: "+
+							"federa audit show --job JOB --coordinator ADDR lists the job's model_release entry", p.Model, state))
+					}
 					if err != nil {
 						return fail(err)
 					}
 					res["audit_release_entry"] = idx
 				}
 			}
+			res["verified"] = true
 			if output == "json" {
-				return json.NewEncoder(g.stdout).Encode(res)
+				return report(0, nil)
 			}
 			fmt.Fprintf(g.stdout, "%s: signature ok; provenance ok (%d rounds, sites %v)", filepath.Base(p.Model), provenance.Rounds, provenance.Sites)
 			if i, ok := res["audit_release_entry"]; ok {
@@ -151,6 +183,16 @@ func findRelease(state, sha string, size int64) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("the audit log has no model_release entry for sha256:%s within its first %d entries", sha, size)
+}
+
+// provenanceJSON is a provenance as -o json prints it: snake_case keys,
+// as every other JSON federa prints (the signed in-toto predicate itself
+// keeps its camelCase).
+func provenanceJSON(p sign.Provenance) map[string]any {
+	return map[string]any{
+		"job_spec_digest": p.JobSpecDigest, "sites": p.Sites, "rounds": p.Rounds,
+		"policy_revisions": p.PolicyRevisions, "epsilon_spent": p.EpsilonSpent, "audit_checkpoint": p.AuditCheckpoint,
+	}
 }
 
 func sha256Hex(b []byte) string {

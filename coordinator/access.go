@@ -116,6 +116,8 @@ func (c *Coordinator) resourceOf(ctx context.Context, peer spiffeid.ID, rpc stri
 		return jobOwner(r.GetId())
 	case *federav1.GetModelRequest:
 		return jobOwner(r.GetJobId())
+	case *federav1.ListDecisionsRequest:
+		return jobOwner(r.GetJobId())
 	case *federav1.ListPendingRequest:
 		return policy.Resource{Site: r.GetSite()}, nil
 	case *federav1.DecideRequest:

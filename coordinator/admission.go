@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/federa-dev/federa/internal/logkeys"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
@@ -108,31 +106,6 @@ func (c *Coordinator) preCheck(ctx context.Context, job *federav1.Job) error {
 		return fmt.Errorf("refused by %s", strings.Join(denied, " | "))
 	}
 	return nil
-}
-
-// The job record keeps its most recent decision records, at most
-// maxDecisionsPerJob of them and maxDecisionBytesPerJob in all: the record
-// is rewritten at every update and sent whole by GetJob, and the audit log
-// and the sites' journals hold every decision anyway. Without the byte
-// bound a site's long reasons made GetJob fail for everyone.
-const (
-	maxDecisionsPerJob     = 2000
-	maxDecisionBytesPerJob = 1 << 20
-)
-
-// trimDecisions keeps the newest decisions within both bounds.
-func trimDecisions(ds []*federav1.SiteDecision) []*federav1.SiteDecision {
-	if n := len(ds); n > maxDecisionsPerJob {
-		ds = ds[n-maxDecisionsPerJob:]
-	}
-	total := 0
-	for i := len(ds) - 1; i >= 0; i-- {
-		total += proto.Size(ds[i])
-		if total > maxDecisionBytesPerJob {
-			return ds[i+1:]
-		}
-	}
-	return ds
 }
 
 // roleOf is the role a user submits under: data-scientist when they have

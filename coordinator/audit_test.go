@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/federa-dev/federa/attest/auditlog"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
@@ -69,33 +67,6 @@ func fmtAny(v any) string {
 		return ""
 	}
 	return v.(string)
-}
-
-// TestJobRecordKeepsBoundedDecisions: the decisions kept on a job record
-// are the newest, within a count and a byte bound, however many and however
-// long the sites' records are (the pen-test's 12 × 500 KB records made
-// GetJob fail for everyone).
-func TestJobRecordKeepsBoundedDecisions(t *testing.T) {
-	long := strings.Repeat("r", federav1.MaxReasonBytes)
-	var ds []*federav1.SiteDecision
-	for i := range 3000 {
-		ds = append(ds, &federav1.SiteDecision{Site: "eu/paris", Record: &federav1.DecisionRecord{Seq: uint64(i + 1), Reasons: []string{long}}})
-	}
-	kept := trimDecisions(ds)
-	size := 0
-	for _, d := range kept {
-		size += proto.Size(d)
-	}
-	if size > maxDecisionBytesPerJob || len(kept) == 0 || kept[len(kept)-1].GetRecord().GetSeq() != 3000 {
-		t.Fatalf("kept %d decisions of %d bytes, last %d", len(kept), size, kept[len(kept)-1].GetRecord().GetSeq())
-	}
-	short := ds[:10]
-	for _, d := range short {
-		d.Record.Reasons = nil
-	}
-	if got := trimDecisions(short); len(got) != 10 {
-		t.Fatalf("small records were dropped: %d of 10 kept", len(got))
-	}
 }
 
 // TestJobRecordKeepsBoundedRounds: a 10000-round job keeps the figures of

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -42,6 +43,16 @@ func (c *Coordinator) loadJobs() error {
 		return fmt.Errorf("load jobs: %w", err)
 	}
 	for _, j := range jobs {
+		// A record written before decisions had their own list: move them.
+		if old := j.GetDecisions(); len(old) > 0 {
+			if err := c.store.AppendDecisions(j.GetId(), old); err != nil {
+				return fmt.Errorf("load jobs: move the decisions of job %s to their own list: %w", j.GetId(), err)
+			}
+			j.Decisions = nil
+			if err := c.store.PutJob(j); err != nil {
+				return fmt.Errorf("load jobs: %w", err)
+			}
+		}
 		c.jobs[j.GetId()] = &jobState{job: j, changed: make(chan struct{})}
 	}
 	return nil
@@ -106,14 +117,22 @@ func (c *Coordinator) updateWith(id, event string, fn func(j *federav1.Job), per
 	queued := js.decisions
 	c.mu.Unlock()
 	fn(j)
-	j.Decisions = trimDecisions(append(j.Decisions, queued...))
 	j.UpdatedUnixMs = c.cfg.Now().UnixMilli()
+	// The decisions go to their own list (ListDecisions), not the record:
+	// it is rewritten whole at every update.
+	if err := c.store.AppendDecisions(id, queued); err != nil {
+		return nil, fmt.Errorf("store decisions of job %s: %w", id, err)
+	}
+	// Stored: off the queue even if the record's write below fails, so no
+	// decision is stored twice. Sites only append to the queue.
+	c.mu.Lock()
+	js.decisions = js.decisions[len(queued):]
+	c.mu.Unlock()
 	if err := persist(j); err != nil {
 		return nil, fmt.Errorf("store job %s: %w", id, err)
 	}
 	c.mu.Lock()
 	js.job = j
-	js.decisions = js.decisions[len(queued):]
 	if event != "" {
 		js.events = append(js.events, event)
 	}
@@ -337,11 +356,21 @@ func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.Job
 	if !ok {
 		return status.Errorf(codes.NotFound, "job %q not found", req.GetJobId())
 	}
-	if j.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
-		return status.Errorf(codes.FailedPrecondition, "job %s has no model: it is %s", j.GetId(), j.GetStatus().Name())
-	}
 	var data []byte
 	var err error
+	if req.GetArtifact() == ArtifactCheckpoint {
+		if data, err = s.c.checkpointModel(j, callerID(stream.Context())); err != nil {
+			return err
+		}
+		return sendChunks(stream, data)
+	}
+	if j.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		hint := ""
+		if !isFinal(j.GetStatus()) && j.GetRoundsCompleted() > 0 {
+			hint = fmt.Sprintf("; the model of its last completed round (%d) is the artifact checkpoint (federa model get --checkpoint)", j.GetRoundsCompleted())
+		}
+		return status.Errorf(codes.FailedPrecondition, "job %s has no model: it is %s%s", j.GetId(), j.GetStatus().Name(), hint)
+	}
 	switch req.GetArtifact() {
 	case "", "model":
 		data, err = s.c.store.GetModel(j.GetId())
@@ -350,13 +379,17 @@ func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.Job
 	case "signing_key":
 		data = s.c.SigningKeyPEM()
 	default:
-		return status.Errorf(codes.InvalidArgument, "artifact %q: valid: model, bundle, provenance, signing_key", req.GetArtifact())
+		return status.Errorf(codes.InvalidArgument, "artifact %q: valid: model, bundle, provenance, signing_key, checkpoint", req.GetArtifact())
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return status.Errorf(codes.NotFound, "%s of job %s not found", req.GetArtifact(), j.GetId())
 	} else if err != nil {
 		return status.Errorf(codes.Internal, "read %s: %v", req.GetArtifact(), err)
 	}
+	return sendChunks(stream, data)
+}
+
+func sendChunks(stream federav1.JobService_GetModelServer, data []byte) error {
 	for off := 0; off < len(data); off += federav1.MaxChunkBytes {
 		end := min(off+federav1.MaxChunkBytes, len(data))
 		if err := stream.Send(&federav1.ModelChunk{Data: data[off:end]}); err != nil {
@@ -364,6 +397,47 @@ func (s *jobService) GetModel(req *federav1.GetModelRequest, stream federav1.Job
 		}
 	}
 	return nil
+}
+
+// Page sizes of ListDecisions. A page also stops short of
+// maxDecisionPageBytes, well under gRPC's 4 MiB message limit, since one
+// decision's reasons may run to tens of kilobytes.
+const (
+	defaultDecisionPage  = 100
+	maxDecisionPage      = 1000
+	maxDecisionPageBytes = 2 << 20
+)
+
+// ListDecisions pages through a job's policy decisions, oldest first. The
+// page token is the position of the last decision returned.
+func (s *jobService) ListDecisions(ctx context.Context, req *federav1.ListDecisionsRequest) (*federav1.ListDecisionsResponse, error) {
+	if _, _, _, ok := s.c.snapshot(req.GetJobId()); !ok {
+		return nil, status.Errorf(codes.NotFound, "job %q not found", req.GetJobId())
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = defaultDecisionPage
+	case size < 0 || size > maxDecisionPage:
+		return nil, status.Errorf(codes.InvalidArgument, "field page_size: %d; valid: 1 to %d, or 0 for %d", size, maxDecisionPage, defaultDecisionPage)
+	}
+	var after uint64
+	if t := req.GetPageToken(); t != "" {
+		n, err := strconv.ParseUint(t, 10, 64)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "field page_token: %q is not a token this coordinator gave; pass next_page_token from the previous page, or \"\" for the first", t)
+		}
+		after = n
+	}
+	ds, last, total, err := s.c.store.ListDecisions(req.GetJobId(), after, size, maxDecisionPageBytes)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "list decisions: %v", err)
+	}
+	resp := &federav1.ListDecisionsResponse{Decisions: ds, Total: total}
+	if len(ds) > 0 && int64(last) < total {
+		resp.NextPageToken = strconv.FormatUint(last, 10)
+	}
+	return resp, nil
 }
 
 // auditThenPut logs a job's end, then stores the job: the persist step of

@@ -94,6 +94,15 @@ func (c *Coordinator) execute(ctx context.Context, id string, log *slog.Logger) 
 		}
 		st.redoOf = c.priorAttempt(id, st.round+1)
 		log.Info("resuming from checkpoint", logkeys.Round, st.round)
+		if j.GetStatus() == federav1.JobStatus_JOB_STATUS_WAITING {
+			// Its quorum is checked again by the next round's site wait.
+			if _, err := c.update(id, "resuming after a restart", func(j *federav1.Job) {
+				j.Status = federav1.JobStatus_JOB_STATUS_RUNNING
+				j.Message = fmt.Sprintf("resuming after round %d", st.round)
+			}); err != nil {
+				return err
+			}
+		}
 	}
 	agg, err := models.NewAggregator(sp.GetAggregator(), spec.FromProto(sp).Aggregator.Params())
 	if err != nil {
@@ -102,13 +111,87 @@ func (c *Coordinator) execute(ctx context.Context, id string, log *slog.Logger) 
 	if err := restoreAggregator(agg, st); err != nil {
 		return err
 	}
-	for r := st.round + 1; r <= int(sp.GetRounds()); r++ {
-		if err := c.round(ctx, j, st, r, agg); err != nil {
+	for r := st.round + 1; r <= int(sp.GetRounds()); {
+		err := c.round(ctx, j, st, r, agg)
+		var lost *quorumLost
+		switch {
+		case err == nil:
+			r++
+		case errors.As(err, &lost):
+			// Too few of the job's sites came back within the site wait:
+			// the job waits, resumable, rather than failing and losing
+			// the rounds it completed.
+			if err := c.awaitQuorum(ctx, id, sp, st, r, lost); err != nil {
+				return err
+			}
+		case ctx.Err() == nil && c.quorumGone(sp, st):
+			// Sites left during the round, and too few remain: redo it;
+			// its site wait waits for them.
+			log.Info("round lost its quorum as sites left; redoing it", logkeys.Round, r, logkeys.Reason, err.Error())
+		default:
 			return fmt.Errorf("round %d: %w", r, err)
 		}
 		c.roundDone(log.With(logkeys.Round, r), id, r)
 	}
 	return c.finish(id, sp, st)
+}
+
+// quorumLost is waitForSites' error for a job past its first round: fewer
+// than min_sites of its sites connected by the end of the site wait.
+type quorumLost struct{ msg string }
+
+func (e *quorumLost) Error() string { return e.msg }
+
+// quorumGone reports whether fewer than min_sites of the job's sites are
+// connected and serve its dataset.
+func (c *Coordinator) quorumGone(sp *federav1.JobSpec, st *training) bool {
+	connected, _ := c.connectedSites(sp.GetDataset())
+	return len(intersect(st.sites, connected)) < int(sp.GetMinSites())
+}
+
+// awaitQuorum holds a job that lost its quorum before round r: its status
+// is WAITING, saying how many of its sites are connected and that it goes
+// on by itself, until min_sites of them are back (then RUNNING, and the
+// round is tried again) or the job is cancelled or the coordinator stops
+// (then it resumes, waiting again if need be, at the next start). Its last
+// completed round's model stays readable (GetModel, artifact checkpoint).
+func (c *Coordinator) awaitQuorum(ctx context.Context, id string, sp *federav1.JobSpec, st *training, r int, lost *quorumLost) error {
+	need := int(sp.GetMinSites())
+	announced := -1
+	for {
+		connected, changed := c.connectedSites(sp.GetDataset())
+		have := intersect(st.sites, connected)
+		if len(have) >= need {
+			_, err := c.update(id, fmt.Sprintf("quorum back: %d of %d sites; round %d starts again", len(have), len(st.sites), r), func(j *federav1.Job) {
+				j.Status = federav1.JobStatus_JOB_STATUS_RUNNING
+				j.Message = fmt.Sprintf("quorum back (%s); running round %d of %d", strings.Join(have, ", "), r, sp.GetRounds())
+			})
+			c.log.Info("job has its quorum back", logkeys.Job, id, logkeys.Round, r, "sites", have)
+			return err
+		}
+		if len(have) != announced {
+			msg := fmt.Sprintf("waiting for quorum: %d of %d sites connected, min_sites is %d (connected: %s; job sites: %s). "+
+				"Resumable: round %d starts when enough of them reconnect; `federa job cancel %s` ends the job",
+				len(have), len(st.sites), need, listOrNone(have), strings.Join(st.sites, ", "), r, id)
+			if st.round > 0 {
+				msg += fmt.Sprintf("; round %d's model: `federa model get %s --checkpoint -o FILE`", st.round, id)
+			}
+			if announced < 0 {
+				c.log.Warn("job waiting for quorum", logkeys.Job, id, logkeys.Round, r, "connected", len(have), "min_sites", need, logkeys.Reason, lost.Error())
+			}
+			announced = len(have)
+			if _, err := c.update(id, msg, func(j *federav1.Job) {
+				j.Status = federav1.JobStatus_JOB_STATUS_WAITING
+				j.Message = msg
+			}); err != nil {
+				return err
+			}
+		}
+		waitChanged(ctx, changed, time.Second)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 }
 
 // standardize runs the stats fan-out: every site reports its columns,
@@ -622,8 +705,12 @@ func (c *Coordinator) waitForSites(ctx context.Context, id string, sp *federav1.
 			if len(want) > 0 {
 				wanted = strings.Join(want, ", ")
 			}
-			return nil, fmt.Errorf("waited %s for sites serving dataset %q: %d connected, %d needed (serving it: %s; wanted: %s; %s)",
+			msg := fmt.Sprintf("waited %s for sites serving dataset %q: %d connected, %d needed (serving it: %s; wanted: %s; %s)",
 				c.cfg.SiteWaitTimeout, sp.GetDataset(), len(have), need, listOrNone(have), wanted, view.connectedSummary())
+			if allowed != nil {
+				return nil, &quorumLost{msg: msg}
+			}
+			return nil, errors.New(msg)
 		}
 		msg := view.waiting(sp.GetDataset(), len(have), need)
 		if msg != announced {

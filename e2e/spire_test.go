@@ -205,25 +205,25 @@ reconnect: {min: 100ms, max: 1s}
 				if done(st, msg) {
 					return
 				}
-				if st != "JOB_STATUS_RUNNING" && st != "JOB_STATUS_PENDING" || time.Now().After(deadline) {
+				if st != "RUNNING" && st != "PENDING" || time.Now().After(deadline) {
 					t.Fatalf("job %s, waiting for %s: %s %q", id, what, st, msg)
 				}
 				time.Sleep(300 * time.Millisecond)
 			}
 		}
 		waitFor("the hold at eu/paris", func(st, msg string) bool {
-			return st == "JOB_STATUS_RUNNING" && strings.Contains(msg, "waiting for approval at eu/paris")
+			return st == "RUNNING" && strings.Contains(msg, "waiting for approval at eu/paris")
 		})
 		if whileHeld != nil {
 			whileHeld(id)
-			if st, msg := jobStatus(); st != "JOB_STATUS_RUNNING" || !strings.Contains(msg, "waiting for approval at eu/paris") {
+			if st, msg := jobStatus(); st != "RUNNING" || !strings.Contains(msg, "waiting for approval at eu/paris") {
 				t.Fatalf("job %s was %s %q after the wait; nothing should have released it", id, st, msg)
 			}
 		}
 		if out, err := exec.Command(bins["eu-paris"], "site", "approve", id, "--reason", "spire test", "--config", filepath.Join(dir, "eu-paris.yaml")).CombinedOutput(); err != nil {
 			t.Fatalf("approve %s at eu/paris: %v\n%s", id, err, out)
 		}
-		waitFor("success", func(st, _ string) bool { return st == "JOB_STATUS_SUCCEEDED" })
+		waitFor("success", func(st, _ string) bool { return st == "SUCCEEDED" })
 		if out, err := cli("job", "get", id, "-o", "json"); err != nil || !regexp.MustCompile(`"rounds_completed":\s*3\b`).Match(out) {
 			t.Fatalf("job %s did not complete its 3 rounds: %v\n%s", id, err, out)
 		}

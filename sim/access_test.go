@@ -96,6 +96,10 @@ var rpcCalls = map[string]rpcCall{
 		s, err := federav1.NewJobServiceClient(cc).GetModel(ctx, &federav1.GetModelRequest{JobId: job})
 		return drain[*federav1.ModelChunk](s, err)
 	},
+	"JobService.ListDecisions": func(ctx context.Context, cc *grpc.ClientConn, job string) error {
+		_, err := federav1.NewJobServiceClient(cc).ListDecisions(ctx, &federav1.ListDecisionsRequest{JobId: job})
+		return err
+	},
 	"AuditService.Checkpoint": func(ctx context.Context, cc *grpc.ClientConn, _ string) error {
 		_, err := federav1.NewAuditServiceClient(cc).Checkpoint(ctx, &federav1.AuditCheckpointRequest{})
 		return err
@@ -157,6 +161,7 @@ JobService.ListJobs         Y Y Y - - - -
 JobService.WatchJob         Y - Y - - - -
 JobService.CancelJob        Y - Y - - - -
 JobService.GetModel         Y - Y - - - -
+JobService.ListDecisions    Y - Y - - - -
 AuditService.Checkpoint     - - - Y - - -
 AuditService.Export         - - - Y - - -
 AuditService.Proof          - - - Y - - -

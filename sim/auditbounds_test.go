@@ -123,7 +123,7 @@ func TestSitesReportOnlyOnTheirOwnTasks(t *testing.T) {
 		t.Fatalf("job: %s", job.GetMessage())
 	}
 	var parisTask string
-	for _, d := range job.GetDecisions() {
+	for _, d := range jobDecisions(t, n, job.GetId()) {
 		if d.GetSite() == "eu/paris" {
 			parisTask = d.GetRecord().GetTaskId()
 		}

@@ -85,7 +85,7 @@ func BenchmarkDemoRound(b *testing.B) {
 	// as a share of the rounds' wall time.
 	var policyUs, roundMs, egressUs, admitUs float64
 	var nEgress, nAdmit int
-	for _, d := range final.GetDecisions() {
+	for _, d := range jobDecisions(b, n, final.GetId()) {
 		policyUs += d.GetRecord().GetEvalUs()
 		if d.GetRecord().GetKind() == "egress" {
 			egressUs += d.GetRecord().GetEvalUs()

@@ -265,3 +265,29 @@ func restartCoordinator(t *testing.T, n *sim.Net) federav1.JobServiceClient {
 	t.Cleanup(closeFn)
 	return c
 }
+
+// jobDecisions pages through every policy decision of job id, as alice
+// (its owner in these tests), checking each page's token leads on.
+func jobDecisions(t testing.TB, n *sim.Net, id string) []*federav1.SiteDecision {
+	t.Helper()
+	c, closeFn, err := n.Dial("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	var out []*federav1.SiteDecision
+	token := ""
+	for {
+		resp, err := c.ListDecisions(context.Background(), &federav1.ListDecisionsRequest{JobId: id, PageToken: token, PageSize: 7})
+		if err != nil {
+			t.Fatalf("list decisions of %s: %v", id, err)
+		}
+		out = append(out, resp.GetDecisions()...)
+		if token = resp.GetNextPageToken(); token == "" {
+			if int64(len(out)) != resp.GetTotal() {
+				t.Fatalf("paged %d decisions of job %s, total says %d", len(out), id, resp.GetTotal())
+			}
+			return out
+		}
+	}
+}

@@ -132,7 +132,7 @@ func TestSpecialCategoryNeedsDP(t *testing.T) {
 		t.Fatalf("EU admission %v: want allowed with obligations", eu.GetAdmission())
 	}
 	var egress, admissions int
-	for _, d := range job.GetDecisions() {
+	for _, d := range jobDecisions(t, n, job.GetId()) {
 		switch d.GetRecord().GetKind() {
 		case "egress":
 			egress++

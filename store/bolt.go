@@ -19,6 +19,8 @@ var (
 	bucketCheckpoints = []byte("checkpoints")
 	bucketModels      = []byte("models")
 	bucketQueries     = []byte("queries")
+	// decisions/<job id>/<position, 8 bytes big-endian> -> SiteDecision
+	bucketDecisions = []byte("decisions")
 )
 
 // Bolt is a Store in a single bbolt file.
@@ -45,7 +47,7 @@ func OpenBolt(dir string) (*Bolt, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketJobs, bucketCheckpoints, bucketModels, bucketQueries} {
+		for _, b := range [][]byte{bucketJobs, bucketCheckpoints, bucketModels, bucketQueries, bucketDecisions} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

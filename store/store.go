@@ -28,6 +28,16 @@ type Store interface {
 	// model's signature bundle, its provenance) by name.
 	PutArtifact(jobID, name string, data []byte) error
 	GetArtifact(jobID, name string) ([]byte, error)
+	// AppendDecisions adds policy decisions to a job's list, after those
+	// already there. The job record does not carry them: it is rewritten
+	// at every update, and a job's decisions grow with sites × rounds.
+	AppendDecisions(jobID string, ds []*federav1.SiteDecision) error
+	// ListDecisions returns up to limit of a job's decisions, oldest first,
+	// starting after position after (0: from the first) and stopping
+	// before their encoded size passes maxBytes (one at least), with the
+	// position of the last one returned (0 when none was) and how many the
+	// job has.
+	ListDecisions(jobID string, after uint64, limit, maxBytes int) (ds []*federav1.SiteDecision, last uint64, total int64, err error)
 	// PutQuery creates or replaces an analytics query record (its result
 	// included).
 	PutQuery(q *federav1.Query) error

@@ -120,6 +120,10 @@ const (
 	JobStatus_JOB_STATUS_SUCCEEDED   JobStatus = 3
 	JobStatus_JOB_STATUS_FAILED      JobStatus = 4
 	JobStatus_JOB_STATUS_CANCELLED   JobStatus = 5
+	// Waiting for quorum: fewer than min_sites of the job's sites stayed
+	// connected past the site wait. Not final: the job continues from its
+	// last completed round when enough sites reconnect (or it is cancelled).
+	JobStatus_JOB_STATUS_WAITING JobStatus = 6
 )
 
 // Enum value maps for JobStatus.
@@ -131,6 +135,7 @@ var (
 		3: "JOB_STATUS_SUCCEEDED",
 		4: "JOB_STATUS_FAILED",
 		5: "JOB_STATUS_CANCELLED",
+		6: "JOB_STATUS_WAITING",
 	}
 	JobStatus_value = map[string]int32{
 		"JOB_STATUS_UNSPECIFIED": 0,
@@ -139,6 +144,7 @@ var (
 		"JOB_STATUS_SUCCEEDED":   3,
 		"JOB_STATUS_FAILED":      4,
 		"JOB_STATUS_CANCELLED":   5,
+		"JOB_STATUS_WAITING":     6,
 	}
 )
 
@@ -2882,7 +2888,11 @@ type Job struct {
 	// SHA-256 of the exported model file, hex; set when the job succeeded.
 	ModelSha256 string `protobuf:"bytes,13,opt,name=model_sha256,json=modelSha256,proto3" json:"model_sha256,omitempty"`
 	ModelBytes  int64  `protobuf:"varint,14,opt,name=model_bytes,json=modelBytes,proto3" json:"model_bytes,omitempty"`
-	// Every policy decision the sites reported for this job.
+	// No longer filled: a job's policy decisions are read with
+	// ListDecisions (the record is rewritten at every update and sent whole
+	// by GetJob, so it must not grow with sites × rounds).
+	//
+	// Deprecated: Marked as deprecated in federa/v1/federa.proto.
 	Decisions []*SiteDecision `protobuf:"bytes,15,rep,name=decisions,proto3" json:"decisions,omitempty"`
 	// The role the requester submitted under (from coordinator config).
 	RequesterRole string `protobuf:"bytes,16,opt,name=requester_role,json=requesterRole,proto3" json:"requester_role,omitempty"`
@@ -3018,6 +3028,7 @@ func (x *Job) GetModelBytes() int64 {
 	return 0
 }
 
+// Deprecated: Marked as deprecated in federa/v1/federa.proto.
 func (x *Job) GetDecisions() []*SiteDecision {
 	if x != nil {
 		return x.Decisions
@@ -3771,6 +3782,130 @@ func (*ListJobsRequest) Descriptor() ([]byte, []int) {
 	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
 }
 
+type ListDecisionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// From the previous response's next_page_token; "" for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many decisions (1 to 1000); 0 means 100.
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionsRequest) Reset() {
+	*x = ListDecisionsRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionsRequest) ProtoMessage() {}
+
+func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
+func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListDecisionsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListDecisionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListDecisionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListDecisionsResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Decisions []*SiteDecision        `protobuf:"bytes,1,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	// Pass it back for the next page; "" when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many decisions the job has in all.
+	Total         int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionsResponse) Reset() {
+	*x = ListDecisionsResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionsResponse) ProtoMessage() {}
+
+func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
+func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListDecisionsResponse) GetDecisions() []*SiteDecision {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+func (x *ListDecisionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListDecisionsResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
 type ListJobsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
@@ -3780,7 +3915,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3792,7 +3927,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3805,7 +3940,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -3824,7 +3959,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3836,7 +3971,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3849,7 +3984,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -3870,7 +4005,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +4017,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +4030,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -3922,7 +4057,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3934,7 +4069,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3947,7 +4082,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -3977,7 +4112,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3989,7 +4124,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4002,7 +4137,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetModelRequest) GetJobId() string {
@@ -4028,7 +4163,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4040,7 +4175,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4053,7 +4188,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ModelChunk) GetData() []byte {
@@ -4076,7 +4211,7 @@ type SubmitQueryRequest struct {
 
 func (x *SubmitQueryRequest) Reset() {
 	*x = SubmitQueryRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4088,7 +4223,7 @@ func (x *SubmitQueryRequest) String() string {
 func (*SubmitQueryRequest) ProtoMessage() {}
 
 func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4101,7 +4236,7 @@ func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryRequest.ProtoReflect.Descriptor instead.
 func (*SubmitQueryRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubmitQueryRequest) GetSpec() []byte {
@@ -4127,7 +4262,7 @@ type GetQueryRequest struct {
 
 func (x *GetQueryRequest) Reset() {
 	*x = GetQueryRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4139,7 +4274,7 @@ func (x *GetQueryRequest) String() string {
 func (*GetQueryRequest) ProtoMessage() {}
 
 func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4152,7 +4287,7 @@ func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueryRequest.ProtoReflect.Descriptor instead.
 func (*GetQueryRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetQueryRequest) GetId() string {
@@ -4170,7 +4305,7 @@ type ListQueriesRequest struct {
 
 func (x *ListQueriesRequest) Reset() {
 	*x = ListQueriesRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4182,7 +4317,7 @@ func (x *ListQueriesRequest) String() string {
 func (*ListQueriesRequest) ProtoMessage() {}
 
 func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4195,7 +4330,7 @@ func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueriesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueriesRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
 }
 
 type ListQueriesResponse struct {
@@ -4207,7 +4342,7 @@ type ListQueriesResponse struct {
 
 func (x *ListQueriesResponse) Reset() {
 	*x = ListQueriesResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4219,7 +4354,7 @@ func (x *ListQueriesResponse) String() string {
 func (*ListQueriesResponse) ProtoMessage() {}
 
 func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4232,7 +4367,7 @@ func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueriesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueriesResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListQueriesResponse) GetQueries() []*Query {
@@ -4275,7 +4410,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4287,7 +4422,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4300,7 +4435,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Query) GetId() string {
@@ -4417,7 +4552,7 @@ type ListPendingRequest struct {
 
 func (x *ListPendingRequest) Reset() {
 	*x = ListPendingRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[45]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4429,7 +4564,7 @@ func (x *ListPendingRequest) String() string {
 func (*ListPendingRequest) ProtoMessage() {}
 
 func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[45]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4442,7 +4577,7 @@ func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListPendingRequest) GetSite() string {
@@ -4468,7 +4603,7 @@ type PendingApproval struct {
 
 func (x *PendingApproval) Reset() {
 	*x = PendingApproval{}
-	mi := &file_federa_v1_federa_proto_msgTypes[46]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4480,7 +4615,7 @@ func (x *PendingApproval) String() string {
 func (*PendingApproval) ProtoMessage() {}
 
 func (x *PendingApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[46]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4493,7 +4628,7 @@ func (x *PendingApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingApproval.ProtoReflect.Descriptor instead.
 func (*PendingApproval) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PendingApproval) GetJobId() string {
@@ -4554,7 +4689,7 @@ type ListPendingResponse struct {
 
 func (x *ListPendingResponse) Reset() {
 	*x = ListPendingResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[47]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4566,7 +4701,7 @@ func (x *ListPendingResponse) String() string {
 func (*ListPendingResponse) ProtoMessage() {}
 
 func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[47]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4579,7 +4714,7 @@ func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListPendingResponse) GetPending() []*PendingApproval {
@@ -4602,7 +4737,7 @@ type DecideRequest struct {
 
 func (x *DecideRequest) Reset() {
 	*x = DecideRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[48]
+	mi := &file_federa_v1_federa_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4614,7 +4749,7 @@ func (x *DecideRequest) String() string {
 func (*DecideRequest) ProtoMessage() {}
 
 func (x *DecideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[48]
+	mi := &file_federa_v1_federa_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4627,7 +4762,7 @@ func (x *DecideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
 func (*DecideRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DecideRequest) GetSite() string {
@@ -4671,7 +4806,7 @@ type DecideResponse struct {
 
 func (x *DecideResponse) Reset() {
 	*x = DecideResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[49]
+	mi := &file_federa_v1_federa_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4683,7 +4818,7 @@ func (x *DecideResponse) String() string {
 func (*DecideResponse) ProtoMessage() {}
 
 func (x *DecideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[49]
+	mi := &file_federa_v1_federa_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4696,7 +4831,7 @@ func (x *DecideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
 func (*DecideResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DecideResponse) GetSite() string {
@@ -4735,7 +4870,7 @@ type AuditCheckpointRequest struct {
 
 func (x *AuditCheckpointRequest) Reset() {
 	*x = AuditCheckpointRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[50]
+	mi := &file_federa_v1_federa_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4747,7 +4882,7 @@ func (x *AuditCheckpointRequest) String() string {
 func (*AuditCheckpointRequest) ProtoMessage() {}
 
 func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[50]
+	mi := &file_federa_v1_federa_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4760,7 +4895,7 @@ func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{50}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{52}
 }
 
 type AuditCheckpointResponse struct {
@@ -4773,7 +4908,7 @@ type AuditCheckpointResponse struct {
 
 func (x *AuditCheckpointResponse) Reset() {
 	*x = AuditCheckpointResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[51]
+	mi := &file_federa_v1_federa_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4785,7 +4920,7 @@ func (x *AuditCheckpointResponse) String() string {
 func (*AuditCheckpointResponse) ProtoMessage() {}
 
 func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[51]
+	mi := &file_federa_v1_federa_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4798,7 +4933,7 @@ func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{51}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
@@ -4823,7 +4958,7 @@ type AuditExportRequest struct {
 
 func (x *AuditExportRequest) Reset() {
 	*x = AuditExportRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[52]
+	mi := &file_federa_v1_federa_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4835,7 +4970,7 @@ func (x *AuditExportRequest) String() string {
 func (*AuditExportRequest) ProtoMessage() {}
 
 func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[52]
+	mi := &file_federa_v1_federa_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4848,7 +4983,7 @@ func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditExportRequest.ProtoReflect.Descriptor instead.
 func (*AuditExportRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{52}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{54}
 }
 
 type AuditLeaf struct {
@@ -4861,7 +4996,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_federa_v1_federa_proto_msgTypes[53]
+	mi := &file_federa_v1_federa_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4873,7 +5008,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[53]
+	mi := &file_federa_v1_federa_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4886,7 +5021,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{53}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AuditLeaf) GetIndex() int64 {
@@ -4912,7 +5047,7 @@ type AuditProofRequest struct {
 
 func (x *AuditProofRequest) Reset() {
 	*x = AuditProofRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[54]
+	mi := &file_federa_v1_federa_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4924,7 +5059,7 @@ func (x *AuditProofRequest) String() string {
 func (*AuditProofRequest) ProtoMessage() {}
 
 func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[54]
+	mi := &file_federa_v1_federa_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4937,7 +5072,7 @@ func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofRequest.ProtoReflect.Descriptor instead.
 func (*AuditProofRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{54}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AuditProofRequest) GetIndex() int64 {
@@ -4958,7 +5093,7 @@ type AuditProofResponse struct {
 
 func (x *AuditProofResponse) Reset() {
 	*x = AuditProofResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[55]
+	mi := &file_federa_v1_federa_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4970,7 +5105,7 @@ func (x *AuditProofResponse) String() string {
 func (*AuditProofResponse) ProtoMessage() {}
 
 func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[55]
+	mi := &file_federa_v1_federa_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4983,7 +5118,7 @@ func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofResponse.ProtoReflect.Descriptor instead.
 func (*AuditProofResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{55}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *AuditProofResponse) GetLeaf() []byte {
@@ -5030,7 +5165,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[56]
+	mi := &file_federa_v1_federa_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5042,7 +5177,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[56]
+	mi := &file_federa_v1_federa_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5055,7 +5190,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{56}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -5391,7 +5526,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"egressKind\x12\x14\n" +
 	"\x05bytes\x18\f \x01(\x03R\x05bytes\x12\x17\n" +
 	"\aeval_us\x18\r \x01(\x01R\x06evalUs\x12\x10\n" +
-	"\x03seq\x18\x0e \x01(\x04R\x03seq\"\xd5\x04\n" +
+	"\x03seq\x18\x0e \x01(\x04R\x03seq\"\xd9\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\x12,\n" +
@@ -5408,8 +5543,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\aclasses\x18\f \x03(\tR\aclasses\x12!\n" +
 	"\fmodel_sha256\x18\r \x01(\tR\vmodelSha256\x12\x1f\n" +
 	"\vmodel_bytes\x18\x0e \x01(\x03R\n" +
-	"modelBytes\x125\n" +
-	"\tdecisions\x18\x0f \x03(\v2\x17.federa.v1.SiteDecisionR\tdecisions\x12%\n" +
+	"modelBytes\x129\n" +
+	"\tdecisions\x18\x0f \x03(\v2\x17.federa.v1.SiteDecisionB\x02\x18\x01R\tdecisions\x12%\n" +
 	"\x0erequester_role\x18\x10 \x01(\tR\rrequesterRole\"U\n" +
 	"\fSiteDecision\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x121\n" +
@@ -5483,7 +5618,16 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x04spec\x18\x01 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
-	"\x0fListJobsRequest\"6\n" +
+	"\x0fListJobsRequest\"i\n" +
+	"\x14ListDecisionsRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"\x8c\x01\n" +
+	"\x15ListDecisionsResponse\x125\n" +
+	"\tdecisions\x18\x01 \x03(\v2\x17.federa.v1.SiteDecisionR\tdecisions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"6\n" +
 	"\x10ListJobsResponse\x12\"\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x0e.federa.v1.JobR\x04jobs\"!\n" +
 	"\x0fWatchJobRequest\x12\x0e\n" +
@@ -5586,16 +5730,17 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x0fTASK_KIND_ADMIT\x10\x04\x12\x14\n" +
 	"\x10TASK_KIND_DECIDE\x10\x05\x12\x13\n" +
 	"\x0fTASK_KIND_QUERY\x10\x06\x12\x14\n" +
-	"\x10TASK_KIND_SECAGG\x10\a*\xa2\x01\n" +
+	"\x10TASK_KIND_SECAGG\x10\a*\xba\x01\n" +
 	"\tJobStatus\x12\x1a\n" +
 	"\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n" +
 	"\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n" +
 	"\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n" +
-	"\x14JOB_STATUS_CANCELLED\x10\x052S\n" +
+	"\x14JOB_STATUS_CANCELLED\x10\x05\x12\x16\n" +
+	"\x12JOB_STATUS_WAITING\x10\x062S\n" +
 	"\vSiteService\x12D\n" +
-	"\aConnect\x12\x16.federa.v1.SiteMessage\x1a\x1d.federa.v1.CoordinatorMessage(\x010\x012\xf9\x02\n" +
+	"\aConnect\x12\x16.federa.v1.SiteMessage\x1a\x1d.federa.v1.CoordinatorMessage(\x010\x012\xcd\x03\n" +
 	"\n" +
 	"JobService\x128\n" +
 	"\tSubmitJob\x12\x1b.federa.v1.SubmitJobRequest\x1a\x0e.federa.v1.Job\x122\n" +
@@ -5603,7 +5748,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\bListJobs\x12\x1a.federa.v1.ListJobsRequest\x1a\x1b.federa.v1.ListJobsResponse\x12=\n" +
 	"\bWatchJob\x12\x1a.federa.v1.WatchJobRequest\x1a\x13.federa.v1.JobEvent0\x01\x128\n" +
 	"\tCancelJob\x12\x1b.federa.v1.CancelJobRequest\x1a\x0e.federa.v1.Job\x12?\n" +
-	"\bGetModel\x12\x1a.federa.v1.GetModelRequest\x1a\x15.federa.v1.ModelChunk0\x012\xd6\x01\n" +
+	"\bGetModel\x12\x1a.federa.v1.GetModelRequest\x1a\x15.federa.v1.ModelChunk0\x01\x12R\n" +
+	"\rListDecisions\x12\x1f.federa.v1.ListDecisionsRequest\x1a .federa.v1.ListDecisionsResponse2\xd6\x01\n" +
 	"\fQueryService\x12>\n" +
 	"\vSubmitQuery\x12\x1d.federa.v1.SubmitQueryRequest\x1a\x10.federa.v1.Query\x128\n" +
 	"\bGetQuery\x12\x1a.federa.v1.GetQueryRequest\x1a\x10.federa.v1.Query\x12L\n" +
@@ -5630,7 +5776,7 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 }
 
 var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),                   // 0: federa.v1.TaskKind
 	(JobStatus)(0),                  // 1: federa.v1.JobStatus
@@ -5670,29 +5816,31 @@ var file_federa_v1_federa_proto_goTypes = []any{
 	(*SubmitJobRequest)(nil),        // 35: federa.v1.SubmitJobRequest
 	(*GetJobRequest)(nil),           // 36: federa.v1.GetJobRequest
 	(*ListJobsRequest)(nil),         // 37: federa.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 38: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),         // 39: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),                // 40: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),        // 41: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),         // 42: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),              // 43: federa.v1.ModelChunk
-	(*SubmitQueryRequest)(nil),      // 44: federa.v1.SubmitQueryRequest
-	(*GetQueryRequest)(nil),         // 45: federa.v1.GetQueryRequest
-	(*ListQueriesRequest)(nil),      // 46: federa.v1.ListQueriesRequest
-	(*ListQueriesResponse)(nil),     // 47: federa.v1.ListQueriesResponse
-	(*Query)(nil),                   // 48: federa.v1.Query
-	(*ListPendingRequest)(nil),      // 49: federa.v1.ListPendingRequest
-	(*PendingApproval)(nil),         // 50: federa.v1.PendingApproval
-	(*ListPendingResponse)(nil),     // 51: federa.v1.ListPendingResponse
-	(*DecideRequest)(nil),           // 52: federa.v1.DecideRequest
-	(*DecideResponse)(nil),          // 53: federa.v1.DecideResponse
-	(*AuditCheckpointRequest)(nil),  // 54: federa.v1.AuditCheckpointRequest
-	(*AuditCheckpointResponse)(nil), // 55: federa.v1.AuditCheckpointResponse
-	(*AuditExportRequest)(nil),      // 56: federa.v1.AuditExportRequest
-	(*AuditLeaf)(nil),               // 57: federa.v1.AuditLeaf
-	(*AuditProofRequest)(nil),       // 58: federa.v1.AuditProofRequest
-	(*AuditProofResponse)(nil),      // 59: federa.v1.AuditProofResponse
-	(*Checkpoint)(nil),              // 60: federa.v1.Checkpoint
+	(*ListDecisionsRequest)(nil),    // 38: federa.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),   // 39: federa.v1.ListDecisionsResponse
+	(*ListJobsResponse)(nil),        // 40: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),         // 41: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),                // 42: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),        // 43: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),         // 44: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),              // 45: federa.v1.ModelChunk
+	(*SubmitQueryRequest)(nil),      // 46: federa.v1.SubmitQueryRequest
+	(*GetQueryRequest)(nil),         // 47: federa.v1.GetQueryRequest
+	(*ListQueriesRequest)(nil),      // 48: federa.v1.ListQueriesRequest
+	(*ListQueriesResponse)(nil),     // 49: federa.v1.ListQueriesResponse
+	(*Query)(nil),                   // 50: federa.v1.Query
+	(*ListPendingRequest)(nil),      // 51: federa.v1.ListPendingRequest
+	(*PendingApproval)(nil),         // 52: federa.v1.PendingApproval
+	(*ListPendingResponse)(nil),     // 53: federa.v1.ListPendingResponse
+	(*DecideRequest)(nil),           // 54: federa.v1.DecideRequest
+	(*DecideResponse)(nil),          // 55: federa.v1.DecideResponse
+	(*AuditCheckpointRequest)(nil),  // 56: federa.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil), // 57: federa.v1.AuditCheckpointResponse
+	(*AuditExportRequest)(nil),      // 58: federa.v1.AuditExportRequest
+	(*AuditLeaf)(nil),               // 59: federa.v1.AuditLeaf
+	(*AuditProofRequest)(nil),       // 60: federa.v1.AuditProofRequest
+	(*AuditProofResponse)(nil),      // 61: federa.v1.AuditProofResponse
+	(*Checkpoint)(nil),              // 62: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
 	8,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
@@ -5737,46 +5885,49 @@ var file_federa_v1_federa_proto_depIdxs = []int32{
 	32, // 39: federa.v1.RoundSummary.secagg:type_name -> federa.v1.SecAggRound
 	27, // 40: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
 	5,  // 41: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
-	29, // 42: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
-	29, // 43: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	48, // 44: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
-	1,  // 45: federa.v1.Query.status:type_name -> federa.v1.JobStatus
-	50, // 46: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
-	9,  // 47: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	35, // 48: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	36, // 49: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	37, // 50: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	39, // 51: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	41, // 52: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	42, // 53: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	44, // 54: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
-	45, // 55: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
-	46, // 56: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
-	49, // 57: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
-	52, // 58: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
-	54, // 59: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
-	56, // 60: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
-	58, // 61: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
-	10, // 62: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	29, // 63: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	29, // 64: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	38, // 65: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	40, // 66: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	29, // 67: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	43, // 68: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	48, // 69: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
-	48, // 70: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
-	47, // 71: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
-	51, // 72: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
-	53, // 73: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
-	55, // 74: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
-	57, // 75: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
-	59, // 76: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
-	62, // [62:77] is the sub-list for method output_type
-	47, // [47:62] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	30, // 42: federa.v1.ListDecisionsResponse.decisions:type_name -> federa.v1.SiteDecision
+	29, // 43: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
+	29, // 44: federa.v1.JobEvent.job:type_name -> federa.v1.Job
+	50, // 45: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
+	1,  // 46: federa.v1.Query.status:type_name -> federa.v1.JobStatus
+	52, // 47: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
+	9,  // 48: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	35, // 49: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	36, // 50: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	37, // 51: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	41, // 52: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	43, // 53: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	44, // 54: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	38, // 55: federa.v1.JobService.ListDecisions:input_type -> federa.v1.ListDecisionsRequest
+	46, // 56: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
+	47, // 57: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
+	48, // 58: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
+	51, // 59: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
+	54, // 60: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
+	56, // 61: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
+	58, // 62: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
+	60, // 63: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
+	10, // 64: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	29, // 65: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	29, // 66: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	40, // 67: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	42, // 68: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	29, // 69: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	45, // 70: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	39, // 71: federa.v1.JobService.ListDecisions:output_type -> federa.v1.ListDecisionsResponse
+	50, // 72: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
+	50, // 73: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
+	49, // 74: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
+	53, // 75: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
+	55, // 76: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
+	57, // 77: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
+	59, // 78: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
+	61, // 79: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
+	64, // [64:80] is the sub-list for method output_type
+	48, // [48:64] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -5807,7 +5958,7 @@ func file_federa_v1_federa_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   57,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

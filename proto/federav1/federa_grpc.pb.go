@@ -137,12 +137,13 @@ var SiteService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	JobService_SubmitJob_FullMethodName = "/federa.v1.JobService/SubmitJob"
-	JobService_GetJob_FullMethodName    = "/federa.v1.JobService/GetJob"
-	JobService_ListJobs_FullMethodName  = "/federa.v1.JobService/ListJobs"
-	JobService_WatchJob_FullMethodName  = "/federa.v1.JobService/WatchJob"
-	JobService_CancelJob_FullMethodName = "/federa.v1.JobService/CancelJob"
-	JobService_GetModel_FullMethodName  = "/federa.v1.JobService/GetModel"
+	JobService_SubmitJob_FullMethodName     = "/federa.v1.JobService/SubmitJob"
+	JobService_GetJob_FullMethodName        = "/federa.v1.JobService/GetJob"
+	JobService_ListJobs_FullMethodName      = "/federa.v1.JobService/ListJobs"
+	JobService_WatchJob_FullMethodName      = "/federa.v1.JobService/WatchJob"
+	JobService_CancelJob_FullMethodName     = "/federa.v1.JobService/CancelJob"
+	JobService_GetModel_FullMethodName      = "/federa.v1.JobService/GetModel"
+	JobService_ListDecisions_FullMethodName = "/federa.v1.JobService/ListDecisions"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -156,8 +157,14 @@ type JobServiceClient interface {
 	// ends when the job reaches a final state.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error)
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*Job, error)
-	// GetModel streams the exported safetensors file of a succeeded job.
+	// GetModel streams the exported safetensors file of a succeeded job,
+	// or (artifact "checkpoint") the model of the last completed round of a
+	// job that has not ended.
 	GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ModelChunk], error)
+	// ListDecisions pages through the policy decisions the sites reported
+	// for a job, oldest first. They are kept apart from the job record so
+	// GetJob stays small however many sites and rounds a job has.
+	ListDecisions(ctx context.Context, in *ListDecisionsRequest, opts ...grpc.CallOption) (*ListDecisionsResponse, error)
 }
 
 type jobServiceClient struct {
@@ -246,6 +253,16 @@ func (c *jobServiceClient) GetModel(ctx context.Context, in *GetModelRequest, op
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_GetModelClient = grpc.ServerStreamingClient[ModelChunk]
 
+func (c *jobServiceClient) ListDecisions(ctx context.Context, in *ListDecisionsRequest, opts ...grpc.CallOption) (*ListDecisionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDecisionsResponse)
+	err := c.cc.Invoke(ctx, JobService_ListDecisions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -257,8 +274,14 @@ type JobServiceServer interface {
 	// ends when the job reaches a final state.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[JobEvent]) error
 	CancelJob(context.Context, *CancelJobRequest) (*Job, error)
-	// GetModel streams the exported safetensors file of a succeeded job.
+	// GetModel streams the exported safetensors file of a succeeded job,
+	// or (artifact "checkpoint") the model of the last completed round of a
+	// job that has not ended.
 	GetModel(*GetModelRequest, grpc.ServerStreamingServer[ModelChunk]) error
+	// ListDecisions pages through the policy decisions the sites reported
+	// for a job, oldest first. They are kept apart from the job record so
+	// GetJob stays small however many sites and rounds a job has.
+	ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -286,6 +309,9 @@ func (UnimplementedJobServiceServer) CancelJob(context.Context, *CancelJobReques
 }
 func (UnimplementedJobServiceServer) GetModel(*GetModelRequest, grpc.ServerStreamingServer[ModelChunk]) error {
 	return status.Error(codes.Unimplemented, "method GetModel not implemented")
+}
+func (UnimplementedJobServiceServer) ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDecisions not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -402,6 +428,24 @@ func _JobService_GetModel_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_GetModelServer = grpc.ServerStreamingServer[ModelChunk]
 
+func _JobService_ListDecisions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDecisionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListDecisions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListDecisions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListDecisions(ctx, req.(*ListDecisionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -424,6 +468,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelJob",
 			Handler:    _JobService_CancelJob_Handler,
+		},
+		{
+			MethodName: "ListDecisions",
+			Handler:    _JobService_ListDecisions_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
