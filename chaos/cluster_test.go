@@ -257,11 +257,11 @@ func (f *federation) cli(args ...string) (string, string, int) {
 }
 
 type roundJSON struct {
-	Round        int      `json:"round"`
-	Participants []string `json:"participants"`
-	Missing      []string `json:"missing"`
-	DurationMs   string   `json:"duration_ms"`
-	TrainPhaseMs float64  `json:"train_phase_ms"`
+	Round        int         `json:"round"`
+	Participants []string    `json:"participants"`
+	Missing      []string    `json:"missing"`
+	DurationMs   json.Number `json:"duration_ms"`
+	TrainPhaseMs float64     `json:"train_phase_ms"`
 }
 
 type jobJSON struct {
@@ -273,7 +273,7 @@ type jobJSON struct {
 }
 
 func (j jobJSON) ended() bool {
-	return j.Status != "" && j.Status != "JOB_STATUS_RUNNING" && j.Status != "JOB_STATUS_PENDING"
+	return j.Status != "" && j.Status != "RUNNING" && j.Status != "PENDING" && j.Status != "WAITING"
 }
 
 // getJob reads job id; ok is false when the coordinator did not answer.

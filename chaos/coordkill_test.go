@@ -76,7 +76,7 @@ func TestCoordinatorKill9(t *testing.T) {
 	jobs[first] = killRounds
 	var roundMs int64
 	for _, r := range j0.Rounds {
-		d, _ := strconv.ParseInt(r.DurationMs, 10, 64)
+		d, _ := strconv.ParseInt(r.DurationMs.String(), 10, 64)
 		roundMs += d
 	}
 	roundMs = max(roundMs/int64(len(j0.Rounds)), 1)
@@ -106,7 +106,7 @@ func TestCoordinatorKill9(t *testing.T) {
 		killedAt[seen]++
 		f.coord.start()
 		j := f.waitEnd(h, id, 3*time.Minute)
-		if j.Status != "JOB_STATUS_SUCCEEDED" {
+		if j.Status != "SUCCEEDED" {
 			t.Errorf("trial %d (kill after %s, %d rounds seen): job %s: %s", i, delay, seen, j.Status, j.Message)
 		}
 		for !h.snap(f) {

@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"os"
 	"testing"
 	"time"
 )
@@ -12,13 +11,9 @@ import (
 // resumable and continues when the network returns, keeping its rounds,
 // instead of failing.
 //
-// The coordinator fails such a job today; the change that makes it wait is
-// being made separately. Until it lands this test runs only with
-// FEDERA_CHAOS_RESUMABLE=1, and is not part of make test.
+// Before the coordinator learned to wait (JOB_STATUS_WAITING) the job failed
+// here with "0 of 3 sites answered".
 func TestCoordinatorPartitionedLongerThanSiteWait(t *testing.T) {
-	if os.Getenv("FEDERA_CHAOS_RESUMABLE") != "1" {
-		t.Skip("needs the coordinator to wait (resumable) when it loses its quorum; set FEDERA_CHAOS_RESUMABLE=1 once that is merged")
-	}
 	f := startFederation(t, options{heartbeat: "250ms", siteWait: "3s"})
 	h := newHistory()
 	f.waitSites()
@@ -38,7 +33,7 @@ func TestCoordinatorPartitionedLongerThanSiteWait(t *testing.T) {
 	time.Sleep(8 * time.Second)
 	f.lab.restore("coordinator")
 	j := f.waitEnd(h, id, 3*time.Minute)
-	if j.Status != "JOB_STATUS_SUCCEEDED" {
+	if j.Status != "SUCCEEDED" {
 		t.Fatalf("after an 8 s partition (site wait 3 s): job %s: %s", j.Status, j.Message)
 	}
 	for !h.snap(f) {

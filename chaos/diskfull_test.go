@@ -91,7 +91,7 @@ func TestCoordinatorDiskFull(t *testing.T) {
 	f.coord.stop()
 	f.coord.start()
 	j := f.waitEnd(h, id, 3*time.Minute)
-	if j.Status != "JOB_STATUS_SUCCEEDED" {
+	if j.Status != "SUCCEEDED" {
 		t.Errorf("after the space came back: job %s: %s", j.Status, j.Message)
 	}
 	for !h.snap(f) {

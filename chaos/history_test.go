@@ -104,7 +104,7 @@ var jobModel = porcupine.Model{
 }
 
 func ended(status string) bool {
-	return status != "JOB_STATUS_RUNNING" && status != "JOB_STATUS_PENDING"
+	return status != "RUNNING" && status != "PENDING" && status != "WAITING"
 }
 
 // snap takes an audit snapshot from the running coordinator; it reports
@@ -251,7 +251,7 @@ func (h *history) check(f *federation, jobs map[string]int, dp bool) violations 
 			continue
 		}
 		finals[id] = j
-		if j.Status != "JOB_STATUS_SUCCEEDED" || j.RoundsCompleted != n || len(j.Rounds) != n {
+		if j.Status != "SUCCEEDED" || j.RoundsCompleted != n || len(j.Rounds) != n {
 			v.add("job %s: %s with %d of %d rounds (%d listed): %s", id, j.Status, j.RoundsCompleted, n, len(j.Rounds), j.Message)
 		}
 		for i, r := range j.Rounds {

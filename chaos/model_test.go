@@ -14,7 +14,7 @@ import (
 func TestJobModel(t *testing.T) {
 	op := func(call, ret int64, out string) porcupine.Operation {
 		// R and S: running and succeeded.
-		out = strings.NewReplacer("R", "JOB_STATUS_RUNNING", "S", "JOB_STATUS_SUCCEEDED").Replace(out)
+		out = strings.NewReplacer("R", "RUNNING", "S", "SUCCEEDED").Replace(out)
 		return porcupine.Operation{Input: "job", Call: call, Return: ret, Output: out}
 	}
 	for _, tc := range []struct {

@@ -115,7 +115,7 @@ func TestSitePartitionedMidRound(t *testing.T) {
 	if lag > time.Second {
 		t.Errorf("round 3 closed %s after its last live answer; the quorum was met and the partitioned site known gone, so it should close within 1s", lag)
 	}
-	if final.Status != "JOB_STATUS_SUCCEEDED" {
+	if final.Status != "SUCCEEDED" {
 		t.Fatalf("job: %s: %s", final.Status, final.Message)
 	}
 	if last := final.Rounds[len(final.Rounds)-1]; !slices.Contains(last.Participants, "us/boston") {

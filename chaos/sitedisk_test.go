@@ -94,7 +94,7 @@ func siteDiskFull(t *testing.T, dp bool) {
 		}
 	}
 	t.Logf("job %s; rounds without us/boston: %v", j.Status, out)
-	if j.Status != "JOB_STATUS_SUCCEEDED" {
+	if j.Status != "SUCCEEDED" {
 		t.Errorf("job: %s: %s", j.Status, j.Message)
 	}
 	if said == "" {

@@ -90,7 +90,7 @@ func siteKillTrial(t *testing.T, i int, rng *rand.Rand) {
 		t.Logf("trial %d: killed us/boston %s into sending round %d's %d-byte update; its ledger had paid rounds %v", i, delay.Round(time.Millisecond), sending.Round, sending.Bytes, paid)
 		f.sites["us/boston"].start()
 		j := f.waitEnd(h, id, 5*time.Minute)
-		if j.Status != "JOB_STATUS_SUCCEEDED" {
+		if j.Status != "SUCCEEDED" {
 			t.Errorf("trial %d: job %s: %s", i, j.Status, j.Message)
 		}
 		for !h.snap(f) {

@@ -52,7 +52,7 @@ func TestSlowLink(t *testing.T) {
 	id := f.submit(spec)
 	j := f.waitEnd(h, id, 15*time.Minute)
 	took := time.Since(start)
-	if j.Status != "JOB_STATUS_SUCCEEDED" {
+	if j.Status != "SUCCEEDED" {
 		t.Fatalf("job over the slow link: %s: %s", j.Status, j.Message)
 	}
 	for _, r := range j.Rounds {
