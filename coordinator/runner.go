@@ -116,6 +116,7 @@ func (c *Coordinator) execute(ctx context.Context, id string, log *slog.Logger) 
 		var lost *quorumLost
 		switch {
 		case err == nil:
+			c.roundDone(log.With(logkeys.Round, r), id, r)
 			r++
 		case errors.As(err, &lost):
 			// Too few of the job's sites came back within the site wait:
@@ -131,7 +132,6 @@ func (c *Coordinator) execute(ctx context.Context, id string, log *slog.Logger) 
 		default:
 			return fmt.Errorf("round %d: %w", r, err)
 		}
-		c.roundDone(log.With(logkeys.Round, r), id, r)
 	}
 	return c.finish(id, sp, st)
 }
