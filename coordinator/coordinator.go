@@ -53,6 +53,7 @@ type Coordinator struct {
 	cpReq      chan struct{}
 	cpMu       sync.Mutex
 	cpSize     int64 // tree size of the latest checkpoint this process signed
+	witness    witnessBook
 
 	runCtx    context.Context
 	runCancel context.CancelFunc

@@ -30,10 +30,10 @@ import (
 // session is one connected site's stream.
 type session struct {
 	site       string
-	peer       spiffeid.ID // the site's verified SPIFFE ID
-	witnessKey string      // the site's audit witness key, from its hello
-	witnessed  int64       // largest audit tree size shown to it (guarded by Coordinator.mu)
-	syncMu     sync.Mutex
+	peer       spiffeid.ID   // the site's verified SPIFFE ID
+	witnessKey string        // the site's audit witness key, from its hello
+	witnessed  int64         // largest audit tree size shown to it (guarded by Coordinator.mu)
+	witnessReq chan struct{} // wakes the session's witness loop (witness.go)
 	datasets   map[string]bool
 	stream     federav1.SiteService_ConnectServer
 	sendMu     sync.Mutex
@@ -117,7 +117,7 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 		return status.Error(codes.InvalidArgument, "the first message on a site stream must be a hello")
 	}
 	sess := &session{site: name, peer: id, stream: stream, done: make(chan struct{}), datasets: map[string]bool{},
-		witnessKey: hello.GetWitnessKey(), witnessed: hello.GetWitnessedSize()}
+		witnessKey: hello.GetWitnessKey(), witnessed: hello.GetWitnessedSize(), witnessReq: make(chan struct{}, 1)}
 	for _, d := range hello.GetDatasets() {
 		sess.datasets[d] = true
 	}
@@ -142,7 +142,10 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 	}
 	log.Info("site connected", "datasets", hello.GetDatasets(), "agent_version", hello.GetAgentVersion())
 	// A (re)connecting site checks the log at once, not at the next round.
-	c.syncWitness(sess)
+	if sess.witnessKey != "" {
+		go c.witnessLoop(sess)
+		sess.requestWitnessSync()
+	}
 
 	msgs := make(chan *federav1.SiteMessage)
 	errc := make(chan error, 1)
