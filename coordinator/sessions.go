@@ -401,16 +401,15 @@ func (c *Coordinator) connectedSites(dataset string) ([]string, <-chan struct{})
 	return out, c.changed
 }
 
-// dispatch sends a task (and its weights) to a site and registers where
-// its reply goes. The site may send back as many values as the weights
-// hold, or, with ring > 0, a ring vector of exactly ring elements. It
-// returns the bytes sent.
-func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, ring int64, ch chan<- reply) (int64, error) {
+// expect registers where the reply to a task for site goes, before the
+// task is sent. The site may send back as many values as the weights w
+// hold, or, with ring > 0, a ring vector of exactly ring elements.
+func (c *Coordinator) expect(site, taskID string, w models.Weights, ring int64, ch chan<- reply) (*session, error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	sess := c.sessions[site]
 	if sess == nil {
-		c.mu.Unlock()
-		return 0, fmt.Errorf("site %s is not connected", site)
+		return nil, fmt.Errorf("site %s is not connected", site)
 	}
 	var elems int64
 	for _, t := range w {
@@ -420,28 +419,30 @@ func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, 
 	if ring > 0 {
 		p.maxElems, p.ring = ring, true
 	}
-	c.pending[t.GetTaskId()] = p
-	c.mu.Unlock()
-	fail := func(err error) (int64, error) {
-		c.mu.Lock()
-		delete(c.pending, t.GetTaskId())
-		c.mu.Unlock()
-		return 0, err
-	}
-	t.WeightsFollow = w != nil
-	msgs := []*federav1.CoordinatorMessage{{Body: &federav1.CoordinatorMessage_Task{Task: t}}}
-	if w != nil {
-		for _, ch := range transfer.ChunkWeights(t.GetTaskId(), w, 0) {
-			msgs = append(msgs, &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}})
-		}
+	c.pending[taskID] = p
+	return sess, nil
+}
+
+// dispatch sends a task expected from sess, and the weights' chunks
+// after it, and returns the bytes sent. The chunks are shared by every
+// site of a fan-out: each gets its own headers naming its task, over the
+// same payloads. If the send fails, the task's fan-out hears that the site
+// is lost (unless it already heard, from the session ending).
+func (c *Coordinator) dispatch(sess *session, t *federav1.Task, chunks []*federav1.TensorChunk) int64 {
+	t.WeightsFollow = chunks != nil
+	msgs := make([]*federav1.CoordinatorMessage, 0, 1+len(chunks))
+	msgs = append(msgs, &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Task{Task: t}})
+	for _, ch := range transfer.Retarget(chunks, t.GetTaskId()) {
+		msgs = append(msgs, &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}})
 	}
 	// The task and its chunks go together: a second fan-out's task to the
 	// same site must not land between them.
 	n, err := sess.sendAll(msgs...)
 	if err != nil {
-		return fail(err)
+		c.deliver(sess.site, t.GetTaskId(), reply{site: sess.site, lost: err.Error()})
+		return 0
 	}
-	return n, nil
+	return n
 }
 
 // forget drops tasks whose fan-out ended and tells the sites still working
@@ -460,8 +461,12 @@ func (c *Coordinator) forget(taskSites map[string]string, reason string) {
 		}
 	}
 	c.mu.Unlock()
+	// Not waited for: a site whose stream is stalled must not hold up the
+	// fan-out that gave up on it.
 	for i, s := range cancel {
-		_, _ = s.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Cancel{Cancel: &federav1.CancelTask{TaskId: ids[i], Reason: reason}}})
+		go func() {
+			_, _ = s.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Cancel{Cancel: &federav1.CancelTask{TaskId: ids[i], Reason: reason}}})
+		}()
 	}
 }
 
