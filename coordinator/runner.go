@@ -33,6 +33,9 @@ type training struct {
 	weights  models.Weights
 	sites    []string // sites that passed the stats phase
 	aggState []byte   // a stateful aggregator's state after round, encoded; nil if none
+	// spare is the previous round's model, which nothing refers to any
+	// more: an IntoAggregator writes the next one into it.
+	spare models.Weights
 	// redoOf is the audit index of the next round's first attempt, logged
 	// before a stop that lost its checkpoint; nil if none.
 	redoOf *int64
@@ -325,6 +328,9 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		}
 	}
 	sum.DurationMs = c.cfg.Now().Sub(start).Milliseconds()
+	if _, ok := agg.(models.IntoAggregator); ok {
+		st.spare = st.weights
+	}
 	st.weights = next
 	st.round = r
 	if err := saveAggregator(agg, st); err != nil {
@@ -415,7 +421,12 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 		tr.loss = lossSum / float64(tr.examples)
 	}
 	aggStart := c.cfg.Now()
-	if tr.next, err = agg.Aggregate(st.weights, updates); err != nil {
+	if into, ok := agg.(models.IntoAggregator); ok {
+		tr.next, err = into.AggregateInto(st.spare, st.weights, updates)
+	} else {
+		tr.next, err = agg.Aggregate(st.weights, updates)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("aggregate: %w", err)
 	}
 	tr.aggTime = c.cfg.Now().Sub(aggStart)
