@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/coordinator"
@@ -251,14 +253,21 @@ func (n *Net) runScaleJob(ctx context.Context, specs []SiteSpec, rounds int) (*f
 	if err != nil {
 		return nil, fmt.Errorf("sim: submit: %w", err)
 	}
+	var lastErr error
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("sim: job %s did not end: %w", job.GetId(), ctx.Err())
+			return nil, fmt.Errorf("sim: job %s did not end: %w (last poll error: %v)", job.GetId(), ctx.Err(), lastErr)
 		case <-time.After(250 * time.Millisecond):
 		}
 		got, err := c.GetJob(ctx, &federav1.GetJobRequest{Id: job.GetId()})
 		if err != nil {
+			// A loaded coordinator may time out the poll's handshake; the
+			// job goes on, and so does the poll, until ctx ends.
+			if status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded {
+				lastErr = err
+				continue
+			}
 			return nil, fmt.Errorf("sim: get job %s: %w", job.GetId(), err)
 		}
 		switch got.GetStatus() {

@@ -124,6 +124,10 @@ type Options struct {
 	Coordinator func(*coordinator.Config)
 	// Site, if set, adjusts each site's config before start.
 	Site func(name string, cfg *site.Config)
+	// SiteOptions, if set, are each site's options (site.WithBeforeTask,
+	// site.WithNoiseSeed): what a simulation asks of a site that no
+	// site's config can say.
+	SiteOptions func(name string) []site.Option
 	// PolicyDir, if set, is every site's policy folder; empty means the
 	// built-in default policy.
 	PolicyDir string
@@ -455,7 +459,11 @@ func (n *Net) StartSite(name string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	pprof.Do(ctx, pprof.Labels(ProfileLabel, "site"), func(ctx context.Context) {
-		if a, err = site.New(cfg); err == nil {
+		var opts []site.Option
+		if n.opts.SiteOptions != nil {
+			opts = n.opts.SiteOptions(name)
+		}
+		if a, err = site.New(cfg, opts...); err == nil {
 			go func() { done <- a.Run(ctx) }()
 		}
 	})
