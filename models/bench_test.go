@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -15,8 +16,9 @@ import (
 // copying the same N update slices into one buffer. Each op runs one
 // FedAvg (AggregateInto a reused output buffer, as the coordinator does
 // round after round) and one copy of the same bytes, alternately, each
-// timed on its own, so both see the same machine state; it reports the
-// median of each and rate_vs_copy, the copy's median time over FedAvg's:
+// timed on its own in the thread's CPU time (Linux; wall time elsewhere),
+// so both see the same machine state; it reports the median of each and
+// rate_vs_copy, the copy's median time over FedAvg's:
 // FedAvg's speed as a share of memcpy's (the goal: ≥ 0.8 at 1M+
 // parameters on one core, -cpu 1). ns/op is the pair.
 func BenchmarkFedAvg(b *testing.B) {
@@ -41,16 +43,20 @@ func BenchmarkFedAvg(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+				// Timed in the thread's CPU time, so a core taken by another
+				// process mid-call is not charged to either.
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
 				var fed, cp []float64
 				for b.Loop() {
-					t0 := time.Now()
+					t0 := threadCPU()
 					if _, err := (FedAvg{}).AggregateInto(out, global, updates); err != nil {
 						b.Fatal(err)
 					}
-					t1 := time.Now()
+					t1 := threadCPU()
 					copyAll(dst, srcs)
-					t2 := time.Now()
-					fed, cp = append(fed, float64(t1.Sub(t0))), append(cp, float64(t2.Sub(t1)))
+					t2 := threadCPU()
+					fed, cp = append(fed, float64(t1-t0)), append(cp, float64(t2-t1))
 				}
 				mf, mc := medianF(fed), medianF(cp)
 				b.ReportMetric(mf/1e3, "fedavg_us")

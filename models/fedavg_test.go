@@ -2,9 +2,9 @@ package models
 
 import (
 	"math"
-	"runtime"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
