@@ -115,11 +115,17 @@ func RunScale(ctx context.Context, opts ScaleOptions) (*ScaleResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every site shares this process's cores, so while a thousand of
+	// them evaluate their policies at once a heartbeat or a handshake can
+	// wait its turn for seconds: an artefact of the simulation (deployed
+	// sites bring their own cores), so the intervals grow with the fleet.
+	load := time.Duration(opts.Sites)
 	n, err := Start(Options{
-		Dir: opts.Dir, Sites: specs, Log: opts.Log, Heartbeat: 5 * time.Second,
+		Dir: opts.Dir, Sites: specs, Log: opts.Log, Heartbeat: max(5*time.Second, load*50*time.Millisecond),
 		Coordinator: func(c *coordinator.Config) {
 			// Every site connects at once: give the handshakes room.
 			c.SiteWaitTimeout = max(c.SiteWaitTimeout, 10*time.Minute)
+			c.Limits.HandshakeTimeout = max(c.Limits.HandshakeTimeout, load*60*time.Millisecond)
 			if opts.Coordinator != nil {
 				opts.Coordinator(c)
 			}
