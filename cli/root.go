@@ -62,6 +62,7 @@ Site agents run next to the data and dial out to a coordinator over SPIFFE
 mutual TLS; they send back only aggregates (model updates, column
 statistics, evaluation counts), never a row.`,
 		Example: `  federa demo                              # the whole thing, in one process
+  federa sim --sites 100                   # a hundred sites in one process, and what they cost
   federa dev-ca init --dir ca --trust-domain example.org
   federa coordinator --config coordinator.yaml
   federa site --config site.yaml
@@ -73,6 +74,7 @@ statistics, evaluation counts), never a row.`,
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
 		newDemoCmd(g),
+		newSimCmd(g),
 		newCoordinatorCmd(g),
 		newSiteCmd(g),
 		newDevCACmd(g),

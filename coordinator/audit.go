@@ -48,6 +48,9 @@ func (c *Coordinator) openAudit() error {
 	if c.decisions.key, err = loadTaskKey(keys); err != nil {
 		return fmt.Errorf("task id key: %w", err)
 	}
+	if err := c.indexWitnessEntries(); err != nil {
+		return err
+	}
 	return c.recoverDecisionSeqs()
 }
 
@@ -81,7 +84,10 @@ func (c *Coordinator) audit(checkpoint bool, entries ...auditlog.Entry) error {
 	c.mu.Unlock()
 	all := append(queued, entries...)
 	if len(all) > 0 {
+		first := c.auditLog.Size()
+		c.noteAppending(first, all)
 		if _, err := c.auditLog.Append(all...); err != nil {
+			c.forgetAppending(first, all)
 			// Nothing of the batch was appended: put the sites' entries back
 			// in front, in order, for the next append.
 			c.mu.Lock()
@@ -130,10 +136,12 @@ func (c *Coordinator) signIfBehind() error {
 	if size == 0 || size == c.cpSize {
 		return nil
 	}
-	if _, err := c.auditLog.Checkpoint(); err != nil {
+	cp, err := c.auditLog.Checkpoint()
+	if err != nil {
 		return fmt.Errorf("audit checkpoint: %w", err)
 	}
 	c.cpSize = size
+	c.noteCheckpoint(cp)
 	c.syncWitnesses()
 	return nil
 }

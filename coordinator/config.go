@@ -161,7 +161,10 @@ type Config struct {
 	// ServerOptions are extra gRPC server options (tests use them to watch
 	// the wire).
 	ServerOptions []grpc.ServerOption
-	// Now is the clock; tests inject one.
+	// Clock is the time deadlines run on (default the wall clock); tests
+	// inject one. Now, if set without Clock, stamps times only.
+	Clock Clock
+	// Now is Clock.Now once the config is in use.
 	Now func() time.Time
 }
 
@@ -258,7 +261,12 @@ func (c *Config) setDefaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	switch {
+	case c.Clock != nil:
+	case c.Now != nil:
+		c.Clock = nowClock{now: c.Now}
+	default:
+		c.Clock = systemClock{}
 	}
+	c.Now = c.Clock.Now
 }

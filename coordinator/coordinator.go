@@ -55,6 +55,7 @@ type Coordinator struct {
 	cpReq      chan struct{}
 	cpMu       sync.Mutex
 	cpSize     int64 // tree size of the latest checkpoint this process signed
+	witness    witnessBook
 
 	metrics *metrics
 	http    *httpserve.Server // nil unless Config.HTTP is set

@@ -21,6 +21,7 @@ import (
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/spec"
 	"github.com/federa-dev/federa/store"
+	"github.com/federa-dev/federa/transfer"
 )
 
 // training is a running job's state between rounds: what a checkpoint
@@ -33,6 +34,9 @@ type training struct {
 	weights  models.Weights
 	sites    []string // sites that passed the stats phase
 	aggState []byte   // a stateful aggregator's state after round, encoded; nil if none
+	// spare is the previous round's model, which nothing refers to any
+	// more: an IntoAggregator writes the next one into it.
+	spare models.Weights
 	// redoOf is the audit index of the next round's first attempt, logged
 	// before a stop that lost its checkpoint; nil if none.
 	redoOf *int64
@@ -355,7 +359,10 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	if on, _, _, _ := spec.SecAggOf(sp, len(sites)); on {
 		tr, err = c.secureTrain(ctx, job, st, r, sites, agg)
 	} else {
-		tr, err = c.plainTrain(ctx, job, st, r, sites, agg)
+		// The round's deadline runs from when the round started, waiting
+		// for sites included, not from when the last task went out.
+		deadline := start.Add(time.Duration(sp.GetRoundTimeoutMs()) * time.Millisecond)
+		tr, err = c.plainTrain(ctx, job, st, r, sites, agg, deadline)
 	}
 	if err != nil {
 		return err
@@ -407,6 +414,9 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		}
 	}
 	sum.DurationMs = c.cfg.Now().Sub(start).Milliseconds()
+	if _, ok := agg.(models.IntoAggregator); ok {
+		st.spare = st.weights
+	}
 	st.weights = next
 	st.round = r
 	if err := saveAggregator(agg, st); err != nil {
@@ -466,12 +476,12 @@ type trainedRound struct {
 	secagg  *federav1.SecAggRound
 }
 
-// plainTrain sends the weights, receives every site's update and
-// aggregates them.
-func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *training, r int, sites []string, agg models.Aggregator) (*trainedRound, error) {
+// plainTrain sends the weights, receives every site's update by
+// deadline and aggregates them.
+func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *training, r int, sites []string, agg models.Aggregator, deadline time.Time) (*trainedRound, error) {
 	sp := job.GetSpec()
 	trainStart := c.cfg.Now()
-	col, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_TRAIN, sites: sites, minSites: int(sp.GetMinSites()), st: st, w: st.weights})
+	col, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_TRAIN, sites: sites, minSites: int(sp.GetMinSites()), st: st, w: st.weights, deadline: deadline})
 	if err != nil {
 		return nil, err
 	}
@@ -497,7 +507,12 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 		tr.loss = lossSum / float64(tr.examples)
 	}
 	aggStart := c.cfg.Now()
-	if tr.next, err = agg.Aggregate(st.weights, updates); err != nil {
+	if into, ok := agg.(models.IntoAggregator); ok {
+		tr.next, err = into.AggregateInto(st.spare, st.weights, updates)
+	} else {
+		tr.next, err = agg.Aggregate(st.weights, updates)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("aggregate: %w", err)
 	}
 	tr.aggTime = c.cfg.Now().Sub(aggStart)
@@ -583,6 +598,7 @@ type fan struct {
 	st       *training      // features, classes, scaler (nil before standardization)
 	w        models.Weights // weights to send, or nil
 	timeout  time.Duration  // 0: the job's round_timeout
+	deadline time.Time      // if set, when the fan-out closes (timeout is then unused)
 	dryRun   bool
 	decision *federav1.ApprovalDecision // DECIDE only
 	// A query's ADMIT and QUERY tasks: the stage's analytics.Request, JSON.
@@ -597,14 +613,24 @@ type fan struct {
 
 // fanOut sends one task kind to sites and collects the answers until the
 // quorum and deadline rule of Collect says stop.
+//
+// The tasks go out side by side, one goroutine per site, so a site whose
+// stream is stalled delays only its own task; the weights are chunked once
+// for the whole fan-out and the chunks' payloads shared by every site's
+// copy. The deadline, the wait for it and the tick that closes the
+// fan-out all read the coordinator's one Clock.
 func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 	id, sp, round, kind, sites, minSites, st, w := f.job.GetId(), f.job.GetSpec(), f.round, f.kind, f.sites, f.minSites, f.st, f.w
-	timeout := f.timeout
-	if timeout == 0 {
-		timeout = time.Duration(sp.GetRoundTimeoutMs()) * time.Millisecond
+	deadline := f.deadline
+	if deadline.IsZero() {
+		timeout := f.timeout
+		if timeout == 0 {
+			timeout = time.Duration(sp.GetRoundTimeoutMs()) * time.Millisecond
+		}
+		deadline = c.cfg.Now().Add(timeout)
 	}
 	col := &collected{
-		Collect:  NewCollect[reply](sites, minSites, c.cfg.Now().Add(timeout)),
+		Collect:  NewCollect[reply](sites, minSites, deadline),
 		bytesIn:  map[string]int64{},
 		bytesOut: map[string]int64{},
 	}
@@ -612,8 +638,13 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 		col.NameQuorum(f.quorumName)
 	}
 	ch := make(chan reply, len(sites))
+	sent := make(chan sentTask, len(sites))
 	tasks := map[string]string{}
 	kindName := strings.ToLower(strings.TrimPrefix(kind.String(), "TASK_KIND_"))
+	var chunks []*federav1.TensorChunk
+	if w != nil {
+		chunks = transfer.ChunkWeights("", w, 0)
+	}
 	for _, s := range sites {
 		t := &federav1.Task{
 			TaskId: c.newTaskID(id, round, kindName, s),
@@ -628,45 +659,83 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			t.Features, t.Classes = st.features, st.classes
 			t.ScalerMean, t.ScalerScale = st.scaler.Mean, st.scaler.Scale
 		}
-		n, err := c.dispatch(s, t, w, f.ringLen, ch)
-		col.bytesOut[s] += n
+		sess, err := c.expect(s, t.GetTaskId(), w, f.ringLen, ch)
 		if err != nil {
 			col.Lose(s, err.Error())
 			continue
 		}
 		tasks[t.GetTaskId()] = s
+		go func() { sent <- sentTask{site: s, bytes: c.dispatch(sess, t, chunks)} }()
 	}
 	defer c.forget(tasks, "the fan-out closed")
-	timer := time.NewTimer(time.Until(col.Deadline()))
-	defer timer.Stop()
+	countSent := func(t sentTask) { col.bytesOut[t.site] += t.bytes }
+	defer func() {
+		// Sends that finished while the fan-out closed still count.
+		for {
+			select {
+			case t := <-sent:
+				countSent(t)
+			default:
+				return
+			}
+		}
+	}()
+	take := func(r reply) error {
+		col.bytesIn[r.site] += r.bytesIn
+		switch {
+		case r.lost != "":
+			col.Lose(r.site, r.lost)
+		case r.result.GetError() != "":
+			if kind == federav1.TaskKind_TASK_KIND_STATS {
+				// A data problem at a site is the user's to fix; hiding it
+				// behind a quorum would train on less data silently.
+				return fmt.Errorf("site %s: %s", r.site, r.result.GetError())
+			}
+			col.Lose(r.site, r.result.GetError())
+		default:
+			col.Answer(r.site, r)
+		}
+		return nil
+	}
+	tick := c.cfg.Clock.After(col.Deadline().Sub(c.cfg.Now()))
 	for col.Outcome() == Waiting {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-timer.C:
+		case <-tick:
+			// Answers that arrived by the deadline count, even if the
+			// tick is read first.
+			for drained := false; !drained; {
+				select {
+				case r := <-ch:
+					if err := take(r); err != nil {
+						return nil, err
+					}
+				default:
+					drained = true
+				}
+			}
 			col.Tick(c.cfg.Now())
 			if col.Outcome() == Waiting {
-				timer.Reset(100 * time.Millisecond)
+				tick = c.cfg.Clock.After(max(col.Deadline().Sub(c.cfg.Now()), 100*time.Millisecond))
 			}
+		case t := <-sent:
+			countSent(t)
 		case r := <-ch:
-			col.bytesIn[r.site] += r.bytesIn
-			switch {
-			case r.lost != "":
-				col.Lose(r.site, r.lost)
-			case r.result.GetError() != "":
-				if kind == federav1.TaskKind_TASK_KIND_STATS {
-					// A data problem at a site is the user's to fix; hiding it
-					// behind a quorum would train on less data silently.
-					return nil, fmt.Errorf("site %s: %s", r.site, r.result.GetError())
-				}
-				col.Lose(r.site, r.result.GetError())
-			default:
-				col.Answer(r.site, r)
+			if err := take(r); err != nil {
+				return nil, err
 			}
 		}
 	}
 	c.metrics.transfer(kindName, f.dryRun, col)
 	return col, nil
+}
+
+// sentTask is the bytes a fan-out's task took to reach its site (0 if
+// the send failed).
+type sentTask struct {
+	site  string
+	bytes int64
 }
 
 // waitForSites returns the sites to ask this round: the job's sites that

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -30,10 +31,10 @@ import (
 // session is one connected site's stream.
 type session struct {
 	site       string
-	peer       spiffeid.ID // the site's verified SPIFFE ID
-	witnessKey string      // the site's audit witness key, from its hello
-	witnessed  int64       // largest audit tree size shown to it (guarded by Coordinator.mu)
-	syncMu     sync.Mutex
+	peer       spiffeid.ID   // the site's verified SPIFFE ID
+	witnessKey string        // the site's audit witness key, from its hello
+	witnessed  int64         // largest audit tree size shown to it (guarded by Coordinator.mu)
+	witnessReq chan struct{} // wakes the session's witness loop (witness.go)
 	datasets   map[string]bool
 	stream     federav1.SiteService_ConnectServer
 	sendMu     sync.Mutex
@@ -117,7 +118,7 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 		return status.Error(codes.InvalidArgument, "the first message on a site stream must be a hello")
 	}
 	sess := &session{site: name, peer: id, stream: stream, done: make(chan struct{}), datasets: map[string]bool{},
-		witnessKey: hello.GetWitnessKey(), witnessed: hello.GetWitnessedSize()}
+		witnessKey: hello.GetWitnessKey(), witnessed: hello.GetWitnessedSize(), witnessReq: make(chan struct{}, 1)}
 	for _, d := range hello.GetDatasets() {
 		sess.datasets[d] = true
 	}
@@ -143,13 +144,22 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 	log.Info("site connected", "datasets", hello.GetDatasets(), "agent_version", hello.GetAgentVersion())
 	c.metrics.siteSessions.WithLabelValues(name).Inc()
 	// A (re)connecting site checks the log at once, not at the next round.
-	c.syncWitness(sess)
+	if sess.witnessKey != "" {
+		go c.witnessLoop(sess)
+		sess.requestWitnessSync()
+	}
 
 	msgs := make(chan *federav1.SiteMessage)
 	errc := make(chan error, 1)
+	// When the site was last heard from, stamped as a message arrives, not
+	// when it is handled: a site whose messages wait behind a slow one is
+	// alive (with a thousand sites, handling can lag arrival by seconds).
+	var heard atomic.Int64
+	heard.Store(time.Now().UnixNano())
 	go func() {
 		for {
 			m, err := stream.Recv()
+			heard.Store(time.Now().UnixNano())
 			if err != nil {
 				errc <- err
 				return
@@ -175,6 +185,10 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 			sess.close("stream ended: " + err.Error())
 			return nil
 		case <-timer.C:
+			if since := time.Since(time.Unix(0, heard.Load())); since < idle {
+				timer.Reset(idle - since)
+				continue
+			}
 			sess.close(fmt.Sprintf("no message for %s", idle))
 			return status.Error(codes.DeadlineExceeded, "site missed its heartbeats")
 		case m := <-msgs:
@@ -399,16 +413,15 @@ func (c *Coordinator) connectedSites(dataset string) ([]string, <-chan struct{})
 	return out, c.changed
 }
 
-// dispatch sends a task (and its weights) to a site and registers where
-// its reply goes. The site may send back as many values as the weights
-// hold, or, with ring > 0, a ring vector of exactly ring elements. It
-// returns the bytes sent.
-func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, ring int64, ch chan<- reply) (int64, error) {
+// expect registers where the reply to a task for site goes, before the
+// task is sent. The site may send back as many values as the weights w
+// hold, or, with ring > 0, a ring vector of exactly ring elements.
+func (c *Coordinator) expect(site, taskID string, w models.Weights, ring int64, ch chan<- reply) (*session, error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	sess := c.sessions[site]
 	if sess == nil {
-		c.mu.Unlock()
-		return 0, fmt.Errorf("site %s is not connected", site)
+		return nil, fmt.Errorf("site %s is not connected", site)
 	}
 	var elems int64
 	for _, t := range w {
@@ -418,28 +431,30 @@ func (c *Coordinator) dispatch(site string, t *federav1.Task, w models.Weights, 
 	if ring > 0 {
 		p.maxElems, p.ring = ring, true
 	}
-	c.pending[t.GetTaskId()] = p
-	c.mu.Unlock()
-	fail := func(err error) (int64, error) {
-		c.mu.Lock()
-		delete(c.pending, t.GetTaskId())
-		c.mu.Unlock()
-		return 0, err
-	}
-	t.WeightsFollow = w != nil
-	msgs := []*federav1.CoordinatorMessage{{Body: &federav1.CoordinatorMessage_Task{Task: t}}}
-	if w != nil {
-		for _, ch := range transfer.ChunkWeights(t.GetTaskId(), w, 0) {
-			msgs = append(msgs, &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}})
-		}
+	c.pending[taskID] = p
+	return sess, nil
+}
+
+// dispatch sends a task expected from sess, and the weights' chunks
+// after it, and returns the bytes sent. The chunks are shared by every
+// site of a fan-out: each gets its own headers naming its task, over the
+// same payloads. If the send fails, the task's fan-out hears that the site
+// is lost (unless it already heard, from the session ending).
+func (c *Coordinator) dispatch(sess *session, t *federav1.Task, chunks []*federav1.TensorChunk) int64 {
+	t.WeightsFollow = chunks != nil
+	msgs := make([]*federav1.CoordinatorMessage, 0, 1+len(chunks))
+	msgs = append(msgs, &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Task{Task: t}})
+	for _, ch := range transfer.Retarget(chunks, t.GetTaskId()) {
+		msgs = append(msgs, &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}})
 	}
 	// The task and its chunks go together: a second fan-out's task to the
 	// same site must not land between them.
 	n, err := sess.sendAll(msgs...)
 	if err != nil {
-		return fail(err)
+		c.deliver(sess.site, t.GetTaskId(), reply{site: sess.site, lost: err.Error()})
+		return 0
 	}
-	return n, nil
+	return n
 }
 
 // forget drops tasks whose fan-out ended and tells the sites still working
@@ -458,8 +473,12 @@ func (c *Coordinator) forget(taskSites map[string]string, reason string) {
 		}
 	}
 	c.mu.Unlock()
+	// Not waited for: a site whose stream is stalled must not hold up the
+	// fan-out that gave up on it.
 	for i, s := range cancel {
-		_, _ = s.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Cancel{Cancel: &federav1.CancelTask{TaskId: ids[i], Reason: reason}}})
+		go func() {
+			_, _ = s.send(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Cancel{Cancel: &federav1.CancelTask{TaskId: ids[i], Reason: reason}}})
+		}()
 	}
 }
 

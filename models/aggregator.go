@@ -50,6 +50,17 @@ type ParamError struct {
 
 func (e *ParamError) Error() string { return e.Param + ": " + e.Reason }
 
+// IntoAggregator is implemented by aggregators that can write the next
+// model into a buffer the caller no longer needs (a model from an earlier
+// round), sparing an allocation the size of the model per round.
+type IntoAggregator interface {
+	Aggregator
+	// AggregateInto is Aggregate, reusing dst's tensors where their
+	// shapes match. dst must share no memory with global or the updates;
+	// nil dst allocates.
+	AggregateInto(dst, global Weights, updates []Update) (Weights, error)
+}
+
 // MinUpdater is implemented by aggregators that cannot combine fewer than
 // a number of updates, so a job that lists its sites can be refused at
 // submit rather than in its first round. Why says where the floor comes

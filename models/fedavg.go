@@ -31,7 +31,16 @@ const fedAvgChunk = 2048
 // Aggregate returns the example-weighted average of the updates. global
 // fixes the expected tensor names and shapes; when it is empty the first
 // update's layout is used. Neither global nor the updates are modified.
-func (FedAvg) Aggregate(global Weights, updates []Update) (Weights, error) {
+func (f FedAvg) Aggregate(global Weights, updates []Update) (Weights, error) {
+	return f.AggregateInto(nil, global, updates)
+}
+
+// AggregateInto is Aggregate writing into dst's tensors where their
+// shapes match (allocating the others), so a caller that aggregates round
+// after round can hand back a model it no longer uses instead of making
+// the garbage collector find and zero a fresh one each time. dst must not
+// be global nor share memory with it or any update.
+func (FedAvg) AggregateInto(dst, global Weights, updates []Update) (Weights, error) {
 	spec, names, err := layoutOf("fedavg", global, updates)
 	if err != nil {
 		return nil, err
@@ -65,6 +74,7 @@ func (FedAvg) Aggregate(global Weights, updates []Update) (Weights, error) {
 		}
 	}
 
+	dst0 := dst
 	var blas gonum.Implementation
 	zeros := make([]float32, fedAvgChunk)
 	srcs := make([][]float32, len(contributing))
@@ -73,12 +83,21 @@ func (FedAvg) Aggregate(global Weights, updates []Update) (Weights, error) {
 		for k, i := range contributing {
 			srcs[k] = updates[i].Weights[name].Data
 		}
-		dst := make([]float32, len(spec[name].Data))
+		var dst []float32
+		if t := dst0[name]; t != nil && slices.Equal(t.Shape, spec[name].Shape) && len(t.Data) == len(spec[name].Data) {
+			dst = t.Data
+		} else {
+			dst = make([]float32, len(spec[name].Data))
+		}
 		for off := 0; off < len(dst); off += fedAvgChunk {
 			end := min(off+fedAvgChunk, len(dst))
 			chunk := dst[off:end]
-			for k, src := range srcs {
-				blas.Saxpy(len(chunk), coefs[k], src[off:end], 1, chunk, 1)
+			// The first update is scaled into the chunk, the rest added:
+			// dst's old values are overwritten without a pass of their own.
+			copy(chunk, srcs[0][off:end])
+			blas.Sscal(len(chunk), coefs[0], chunk, 1)
+			for k, src := range srcs[1:] {
+				blas.Saxpy(len(chunk), coefs[k+1], src[off:end], 1, chunk, 1)
 			}
 			// Checking the result chunk while it is still in cache,
 			// rather than every input, costs one pass over P values

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -176,4 +177,46 @@ func TestNewAggregator(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// TestFedAvgIntoReusesTheBuffer: AggregateInto writes the average into
+// the buffer it is given — whatever it held, NaN included — bit for bit
+// what Aggregate returns, without allocating a new one.
+func TestFedAvgIntoReusesTheBuffer(t *testing.T) {
+	updates, global := benchUpdates(3, 5000)
+	want, err := FedAvg{}.Aggregate(global, updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := Weights{"w": {Name: "w", Shape: []int{5000}, Data: make([]float32, 5000)}}
+	for i := range dst["w"].Data {
+		dst["w"].Data[i] = float32(math.NaN())
+	}
+	got, err := FedAvg{}.AggregateInto(dst, global, updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &got["w"].Data[0] != &dst["w"].Data[0] {
+		t.Error("AggregateInto allocated a new buffer instead of reusing dst's")
+	}
+	for i, v := range want["w"].Data {
+		if math.Float32bits(got["w"].Data[i]) != math.Float32bits(v) {
+			t.Fatalf("value %d: AggregateInto %v, Aggregate %v", i, got["w"].Data[i], v)
+		}
+	}
+	// A buffer of another shape is not used.
+	small := Weights{"w": {Name: "w", Shape: []int{10}, Data: make([]float32, 10)}}
+	got, err = FedAvg{}.AggregateInto(small, global, updates)
+	if err != nil || len(got["w"].Data) != 5000 {
+		t.Fatalf("with a buffer of the wrong shape: %v, %d values", err, len(got["w"].Data))
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := (FedAvg{}).AggregateInto(dst, global, updates); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n >= 5000*4 {
+		t.Errorf("AggregateInto into a matching buffer allocated %d bytes, a model's worth (%d)", n, 5000*4)
+	}
 }

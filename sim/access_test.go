@@ -294,11 +294,11 @@ func TestAccessOnResources(t *testing.T) {
 func TestSiteAnswersOnlyItsOwnTasks(t *testing.T) {
 	taskIDs := make(chan string, 16)
 	release := make(chan struct{})
-	n, _ := accessNet(t, sim.Options{Site: func(name string, cfg *site.Config) {
+	n, _ := accessNet(t, sim.Options{SiteOptions: func(name string) []site.Option {
 		if name != "eu/paris" {
-			return
+			return nil
 		}
-		cfg.BeforeTask = func(ctx context.Context, task *federav1.Task) {
+		return []site.Option{site.WithBeforeTask(func(ctx context.Context, task *federav1.Task) {
 			if task.GetKind() == federav1.TaskKind_TASK_KIND_STATS {
 				taskIDs <- task.GetTaskId()
 				select {
@@ -306,7 +306,7 @@ func TestSiteAnswersOnlyItsOwnTasks(t *testing.T) {
 				case <-ctx.Done():
 				}
 			}
-		}
+		})}
 	}})
 	c, closeFn, err := n.Dial("alice")
 	if err != nil {

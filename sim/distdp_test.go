@@ -102,7 +102,7 @@ func TestDistributedDPNoiseIsInTheSum(t *testing.T) {
 // within its budget.
 func TestDistributedDPLearnsThroughADropout(t *testing.T) {
 	hit := make(chan string, 1)
-	n, _ := startNet(t, sim.Options{Site: hangWhen(maskingAt("us/boston", 3), hit)})
+	n, _ := startNet(t, sim.Options{SiteOptions: hangWhen(maskingAt("us/boston", 3), hit)})
 	const eps = 4.0
 	j := distDPSpec(25, 0.3, eps, 1)
 	j.MinSites = 2
@@ -199,8 +199,8 @@ func TestDistributedDPRoundRedoneAfterRestartIsNotPaidTwice(t *testing.T) {
 	const held = "us/boston"
 	release := make(chan struct{})
 	var once sync.Once
-	n, _ := startNet(t, sim.Options{Site: func(name string, cfg *site.Config) {
-		cfg.BeforeTask = func(ctx context.Context, t *federav1.Task) {
+	n, _ := startNet(t, sim.Options{SiteOptions: func(name string) []site.Option {
+		return []site.Option{site.WithBeforeTask(func(ctx context.Context, t *federav1.Task) {
 			if name != held || !maskingAt(held, 3)(name, t) {
 				return
 			}
@@ -212,7 +212,7 @@ func TestDistributedDPRoundRedoneAfterRestartIsNotPaidTwice(t *testing.T) {
 				case <-release:
 				}
 			}
-		}
+		})}
 	}})
 	defer once.Do(func() {})
 	const eps = 3.0

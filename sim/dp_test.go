@@ -44,8 +44,8 @@ func TestDPRoundRedoneAfterRestartIsNotPaidTwice(t *testing.T) {
 	var trainsOfRound3 sync.Map // site → *atomic.Int32
 	release := make(chan struct{})
 	var once sync.Once
-	n, _ := startNet(t, sim.Options{Site: func(name string, cfg *site.Config) {
-		cfg.BeforeTask = func(ctx context.Context, t *federav1.Task) {
+	n, _ := startNet(t, sim.Options{SiteOptions: func(name string) []site.Option {
+		return []site.Option{site.WithBeforeTask(func(ctx context.Context, t *federav1.Task) {
 			if t.GetKind() != federav1.TaskKind_TASK_KIND_TRAIN || t.GetRound() != 3 {
 				return
 			}
@@ -61,7 +61,7 @@ func TestDPRoundRedoneAfterRestartIsNotPaidTwice(t *testing.T) {
 					}
 				}
 			}
-		}
+		})}
 	}})
 	defer once.Do(func() {})
 	j := demoSpec()

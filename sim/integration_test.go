@@ -170,16 +170,16 @@ func TestFederatedTrainingReachesCentralQuality(t *testing.T) {
 
 // hangAt makes a site's task hang (until its context ends) the first time
 // a task of kind and round arrives, and reports that on the channel.
-func hangAt(kind federav1.TaskKind, round int32, hit chan<- string) func(string, *site.Config) {
+func hangAt(kind federav1.TaskKind, round int32, hit chan<- string) func(string) []site.Option {
 	return hangWhen(func(_ string, t *federav1.Task) bool { return t.GetKind() == kind && t.GetRound() == round }, hit)
 }
 
 // hangWhen makes the first task that match accepts, at whichever site gets
 // it, hang until its context ends, and reports the site on hit.
-func hangWhen(match func(site string, t *federav1.Task) bool, hit chan<- string) func(string, *site.Config) {
+func hangWhen(match func(site string, t *federav1.Task) bool, hit chan<- string) func(string) []site.Option {
 	var once sync.Once
-	return func(name string, cfg *site.Config) {
-		cfg.BeforeTask = func(ctx context.Context, t *federav1.Task) {
+	return func(name string) []site.Option {
+		return []site.Option{site.WithBeforeTask(func(ctx context.Context, t *federav1.Task) {
 			if !match(name, t) {
 				return
 			}
@@ -189,7 +189,7 @@ func hangWhen(match func(site string, t *federav1.Task) bool, hit chan<- string)
 				hit <- name
 				<-ctx.Done()
 			}
-		}
+		})}
 	}
 }
 
@@ -227,13 +227,14 @@ func submit(t *testing.T, n *sim.Net, j *spec.Job) (federav1.JobServiceClient, s
 func TestSiteDiesMidRound(t *testing.T) {
 	hit := make(chan string, 1)
 	var mu sync.Mutex
-	hooks := map[string]func(string, *site.Config){"us/boston": hangAt(federav1.TaskKind_TASK_KIND_TRAIN, 3, hit)}
-	n, _ := startNet(t, sim.Options{Site: func(name string, cfg *site.Config) {
+	hooks := map[string]func(string) []site.Option{"us/boston": hangAt(federav1.TaskKind_TASK_KIND_TRAIN, 3, hit)}
+	n, _ := startNet(t, sim.Options{SiteOptions: func(name string) []site.Option {
 		mu.Lock()
 		defer mu.Unlock()
 		if h := hooks[name]; h != nil {
-			h(name, cfg)
+			return h(name)
 		}
+		return nil
 	}})
 	j := demoSpec()
 	j.Rounds = 5
@@ -316,7 +317,7 @@ func TestQuorumLostFailsJob(t *testing.T) {
 // round 4, keeps rounds 1–3 as they were, and completes.
 func TestCoordinatorCrashResumes(t *testing.T) {
 	hit := make(chan string, 1)
-	n, _ := startNet(t, sim.Options{Site: hangAt(federav1.TaskKind_TASK_KIND_TRAIN, 4, hit)})
+	n, _ := startNet(t, sim.Options{SiteOptions: hangAt(federav1.TaskKind_TASK_KIND_TRAIN, 4, hit)})
 	j := demoSpec()
 	j.Rounds = 6
 	c, id := submit(t, n, j)
@@ -357,7 +358,7 @@ func TestCoordinatorCrashResumes(t *testing.T) {
 // round 2s.
 func TestRedoneRoundSaysWhichEntryItReplaces(t *testing.T) {
 	hit := make(chan string, 1)
-	n, _ := startNet(t, sim.Options{Site: hangAt(federav1.TaskKind_TASK_KIND_EVAL, 2, hit)})
+	n, _ := startNet(t, sim.Options{SiteOptions: hangAt(federav1.TaskKind_TASK_KIND_EVAL, 2, hit)})
 	j := demoSpec()
 	j.Rounds = 3
 	_, id := submit(t, n, j)

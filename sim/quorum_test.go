@@ -32,8 +32,8 @@ func TestQuorumLostJobWaitsAndResumes(t *testing.T) {
 	hung := map[string]bool{}
 	n, _ := startNet(t, sim.Options{
 		Coordinator: func(c *coordinator.Config) { c.SiteWaitTimeout = time.Second },
-		Site: func(name string, cfg *site.Config) {
-			cfg.BeforeTask = func(ctx context.Context, task *federav1.Task) {
+		SiteOptions: func(name string) []site.Option {
+			return []site.Option{site.WithBeforeTask(func(ctx context.Context, task *federav1.Task) {
 				if !dying[name] || task.GetKind() != federav1.TaskKind_TASK_KIND_TRAIN || task.GetRound() != 3 {
 					return
 				}
@@ -45,7 +45,7 @@ func TestQuorumLostJobWaitsAndResumes(t *testing.T) {
 					hit <- name
 					<-ctx.Done()
 				}
-			}
+			})}
 		},
 	})
 	j := demoSpec()

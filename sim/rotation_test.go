@@ -163,14 +163,16 @@ func TestJobRunsAcrossSVIDRotations(t *testing.T) {
 				proxy.setTarget(c.CoordinatorAddr)
 				c.CoordinatorAddr = proxy.addr()
 			}
-			c.BeforeTask = func(ctx context.Context, task *federav1.Task) {
+		},
+		SiteOptions: func(string) []site.Option {
+			return []site.Option{site.WithBeforeTask(func(ctx context.Context, task *federav1.Task) {
 				if task.GetKind() == federav1.TaskKind_TASK_KIND_TRAIN && task.GetRound() == gateRound {
 					select {
 					case <-gate:
 					case <-ctx.Done():
 					}
 				}
-			}
+			})}
 		},
 	})
 

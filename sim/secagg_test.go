@@ -203,7 +203,7 @@ func containsBytes(hay, needle []byte) bool { return bytes.Contains(hay, needle)
 // with the survivors' exact sum; the job finishes with a good model.
 func TestSecureAggregationSurvivesADropout(t *testing.T) {
 	hit := make(chan string, 1)
-	n, _ := startNet(t, sim.Options{Site: hangWhen(maskingAt("us/boston", 2), hit)})
+	n, _ := startNet(t, sim.Options{SiteOptions: hangWhen(maskingAt("us/boston", 2), hit)})
 	j := secAggSpec()
 	j.Rounds = 4
 	done := make(chan *federav1.Job, 1)
@@ -369,7 +369,7 @@ func TestSecureAggregationWithDP(t *testing.T) {
 // saying so, instead of hanging or returning a partial sum.
 func TestSecureAggregationFailsBelowTheThreshold(t *testing.T) {
 	hit := make(chan string, 1)
-	n, _ := startNet(t, sim.Options{Site: hangWhen(maskingAt("us/boston", 2), hit)})
+	n, _ := startNet(t, sim.Options{SiteOptions: hangWhen(maskingAt("us/boston", 2), hit)})
 	j := demoSpec()
 	j.Rounds = 3
 	j.Privacy.SecureAggregation = spec.SecureAggregation{On: true, Threshold: new(3)}
@@ -396,7 +396,7 @@ func TestSecureAggregationFailsBelowTheThreshold(t *testing.T) {
 func TestSecAggPlusOverTheWire(t *testing.T) {
 	specs := dealSites(t, 5)
 	hit := make(chan string, 1)
-	n, _ := startNet(t, sim.Options{Sites: specs, Site: hangWhen(maskingAt("eu/site-3", 2), hit)})
+	n, _ := startNet(t, sim.Options{Sites: specs, SiteOptions: hangWhen(maskingAt("eu/site-3", 2), hit)})
 	j := demoSpec()
 	j.Rounds, j.MinSites, j.Sites = 4, 3, nil
 	for _, s := range specs {

@@ -25,8 +25,8 @@ func TestServerOptimizerResumesExactly(t *testing.T) {
 	var armed atomic.Bool
 	var once sync.Once
 	hit := make(chan string, 3)
-	n, _ := startNet(t, sim.Options{Site: func(name string, cfg *site.Config) {
-		cfg.BeforeTask = func(ctx context.Context, t *federav1.Task) {
+	n, _ := startNet(t, sim.Options{SiteOptions: func(name string) []site.Option {
+		return []site.Option{site.WithBeforeTask(func(ctx context.Context, t *federav1.Task) {
 			if armed.Load() && t.GetKind() == federav1.TaskKind_TASK_KIND_TRAIN && t.GetRound() == 3 {
 				fire := false
 				once.Do(func() { fire = true })
@@ -35,7 +35,7 @@ func TestServerOptimizerResumesExactly(t *testing.T) {
 					<-ctx.Done()
 				}
 			}
-		}
+		})}
 	}})
 	j := demoSpec()
 	j.Rounds = 4

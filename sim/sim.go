@@ -13,12 +13,15 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/federa-dev/federa/attest"
@@ -121,6 +124,10 @@ type Options struct {
 	Coordinator func(*coordinator.Config)
 	// Site, if set, adjusts each site's config before start.
 	Site func(name string, cfg *site.Config)
+	// SiteOptions, if set, are each site's options (site.WithBeforeTask,
+	// site.WithNoiseSeed): what a simulation asks of a site that no
+	// site's config can say.
+	SiteOptions func(name string) []site.Option
 	// PolicyDir, if set, is every site's policy folder; empty means the
 	// built-in default policy.
 	PolicyDir string
@@ -166,11 +173,12 @@ type daemonIdentity struct {
 }
 
 type siteProc struct {
-	spec   SiteSpec
-	id     *attest.DirSource
-	agent  *site.Agent
-	cancel context.CancelFunc
-	done   chan error
+	spec     SiteSpec
+	starting bool // site.New is running (StartSite)
+	id       *attest.DirSource
+	agent    *site.Agent
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 // Paths inside Dir.
@@ -253,11 +261,16 @@ func Start(opts Options) (*Net, error) {
 		n.Close()
 		return nil, err
 	}
+	// Sites start side by side: each compiles its policy, which takes
+	// long enough that a thousand in a row would take minutes.
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, s := range opts.Sites {
-		if err := n.StartSite(s.Name); err != nil {
-			n.Close()
-			return nil, err
-		}
+		g.Go(func() error { return n.StartSite(s.Name) })
+	}
+	if err := g.Wait(); err != nil {
+		n.Close()
+		return nil, err
 	}
 	return n, nil
 }
@@ -367,24 +380,33 @@ func (n *Net) StartCoordinator() error {
 	}
 	var c *coordinator.Coordinator
 	var err error
-	// A restarted coordinator wants its old port back; the kernel may hold
-	// it for a moment after the previous listener closed.
-	for i := 0; i < 50; i++ {
-		if c, err = coordinator.New(cfg); err == nil || !strings.Contains(err.Error(), "address already in use") {
-			break
+	// Everything the coordinator runs carries the profiler label
+	// federa=coordinator (goroutines inherit it), so a CPU profile of the
+	// whole federation can tell its share from the sites'.
+	pprof.Do(context.Background(), pprof.Labels(ProfileLabel, "coordinator"), func(ctx context.Context) {
+		// A restarted coordinator wants its old port back; the kernel may
+		// hold it for a moment after the previous listener closed.
+		for i := 0; i < 50; i++ {
+			if c, err = coordinator.New(cfg); err == nil || !strings.Contains(err.Error(), "address already in use") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		return err
-	}
-	n.addr = c.Addr()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	n.coord, n.cStop, n.cDone = c, cancel, done
-	return nil
+		if err != nil {
+			return
+		}
+		n.addr = c.Addr()
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		n.coord, n.cStop, n.cDone = c, cancel, done
+	})
+	return err
 }
+
+// ProfileLabel is the runtime/pprof label key whose value, "coordinator"
+// or "site", says which part of the federation a goroutine belongs to.
+const ProfileLabel = "federa"
 
 // StopCoordinator stops the coordinator abruptly: no job is told anything,
 // as in a crash. Durable state is whatever the store had committed.
@@ -410,7 +432,7 @@ func (n *Net) StartSite(name string) error {
 	if !ok {
 		return fmt.Errorf("sim: no site %q", name)
 	}
-	if p.agent != nil {
+	if p.agent != nil || p.starting {
 		return fmt.Errorf("sim: site %s already running", name)
 	}
 	cfg := site.Config{
@@ -438,13 +460,29 @@ func (n *Net) StartSite(name string) error {
 	if n.opts.Site != nil {
 		n.opts.Site(name, &cfg)
 	}
-	a, err := site.New(cfg)
-	if err != nil {
-		return err
-	}
+	// site.New compiles the policy: out of the lock, so sites start in
+	// parallel.
+	p.starting = true
+	n.mu.Unlock()
+	var a *site.Agent
+	var err error
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	pprof.Do(ctx, pprof.Labels(ProfileLabel, "site"), func(ctx context.Context) {
+		var opts []site.Option
+		if n.opts.SiteOptions != nil {
+			opts = n.opts.SiteOptions(name)
+		}
+		if a, err = site.New(cfg, opts...); err == nil {
+			go func() { done <- a.Run(ctx) }()
+		}
+	})
+	n.mu.Lock()
+	p.starting = false
+	if err != nil {
+		cancel()
+		return err
+	}
 	p.agent, p.cancel, p.done = a, cancel, done
 	return nil
 }

@@ -142,10 +142,11 @@ func TestMalformedSiteMessages(t *testing.T) {
 // keeps its state; the sites are free for the next job.
 func TestCancelRunningJob(t *testing.T) {
 	hit := make(chan string, 1)
-	n, logs := startNet(t, sim.Options{Site: func(name string, cfg *site.Config) {
+	n, logs := startNet(t, sim.Options{SiteOptions: func(name string) []site.Option {
 		if name == "eu/paris" {
-			hangAt(federav1.TaskKind_TASK_KIND_TRAIN, 2, hit)(name, cfg)
+			return hangAt(federav1.TaskKind_TASK_KIND_TRAIN, 2, hit)(name)
 		}
+		return nil
 	}})
 	c, closeFn, err := n.Dial("alice")
 	if err != nil {

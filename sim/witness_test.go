@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +98,50 @@ func TestForkedCoordinatorIsCaught(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(n.SiteDir("eu/paris"), "witness", "FORKED")); err != nil {
 		t.Fatalf("the alarm is not durable: %v", err)
+	}
+}
+
+// TestWitnessesAreShownEveryDecisionTheyMade: after a job each site has
+// been shown, through the witness syncs, every decision it made — the
+// numbers its witness state says the log holds reach the last number in
+// its journal — and none raised the alarm. A coordinator that showed a
+// site only some of the entries about it would leave a gap (the alarm) or
+// a number never shown (this test's wait runs out).
+func TestWitnessesAreShownEveryDecisionTheyMade(t *testing.T) {
+	n, _ := startNet(t, sim.Options{})
+	j := demoSpec()
+	j.Rounds = 3
+	if job := runJob(t, n, j); job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		t.Fatalf("job: %s", job.GetMessage())
+	}
+	for _, s := range shippedSites {
+		dir := n.SiteDir(s.Name)
+		var made uint64
+		b, err := os.ReadFile(filepath.Join(dir, "decisions.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var r struct {
+				Seq uint64 `json:"seq"`
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("%s: journal line %q: %v", s.Name, line, err)
+			}
+			made = max(made, r.Seq)
+		}
+		if made < 7 { // admission, stats, and a train and eval egress per round at least
+			t.Fatalf("%s made only %d decisions", s.Name, made)
+		}
+		var seen struct {
+			Seq uint64 `json:"seq"`
+		}
+		waitFor(t, s.Name+"'s witness to be shown all its decisions", func() bool {
+			if b, err := os.ReadFile(filepath.Join(dir, "witness", "FORKED")); err == nil {
+				t.Fatalf("%s raised the alarm: %s", s.Name, b)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "witness", "decisions.json"))
+			return err == nil && json.Unmarshal(b, &seen) == nil && seen.Seq == made
+		})
 	}
 }

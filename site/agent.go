@@ -35,6 +35,7 @@ const Version = "0.1.0"
 // Agent is a site agent.
 type Agent struct {
 	cfg       Config
+	opts      options
 	log       *slog.Logger
 	data      *dataCache
 	policy    engineSource
@@ -78,8 +79,9 @@ type staticEngine struct{ e *policy.Engine }
 
 func (s staticEngine) Current() *policy.Engine { return s.e }
 
-// New checks cfg and prepares an agent. It does not dial.
-func New(cfg Config) (*Agent, error) {
+// New checks cfg and prepares an agent. It does not dial. opts are for
+// simulations and tests (see Option).
+func New(cfg Config, opts ...Option) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("site config: %w", err)
 	}
@@ -101,6 +103,9 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}()
 	a := &Agent{cfg: cfg, data: newDataCache(8), started: time.Now(), stateLock: lock}
+	for _, o := range opts {
+		o(&a.opts)
+	}
 	a.log = cfg.Log.With(logkeys.Component, "site", logkeys.SpiffeID, cfg.Identity.ID().String())
 	var err error
 	if a.ledger, err = openLedger(cfg.StateDir); err != nil {
@@ -122,8 +127,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.egress = newJournal(cfg.StateDir, "egress.jsonl")
 	seed := [32]byte{}
-	if cfg.NoiseSeed != nil {
-		binary.LittleEndian.PutUint64(seed[:], *cfg.NoiseSeed)
+	if a.opts.noiseSeed != nil {
+		binary.LittleEndian.PutUint64(seed[:], *a.opts.noiseSeed)
 	} else if _, err := crand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("seed DP noise: %w", err)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/federa-dev/federa/internal/config"
 	"github.com/federa-dev/federa/internal/httpserve"
 	"github.com/federa-dev/federa/policy"
-	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -240,13 +239,6 @@ type Config struct {
 	Log  *slog.Logger
 	// Rand drives reconnect jitter; tests seed it.
 	Rand *rand.Rand
-	// NoiseSeed, if set, seeds DP noise so tests are reproducible. Never
-	// set it in production: noise must be unpredictable.
-	NoiseSeed *uint64
-	// BeforeTask, if set, runs before each task with the task's context.
-	// It exists for tests that deliberately break a site (a hung or slow
-	// site); production configs leave it nil.
-	BeforeTask func(ctx context.Context, t *federav1.Task)
 }
 
 // Validate reports every problem at once, naming the field.

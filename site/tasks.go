@@ -27,8 +27,8 @@ import (
 func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights) *release {
 	res := &federav1.TaskResult{TaskId: t.GetTaskId(), JobId: t.GetJobId(), Round: t.GetRound(), Kind: t.GetKind()}
 	r := &release{res: res}
-	if a.cfg.BeforeTask != nil {
-		a.cfg.BeforeTask(ctx, t)
+	if a.opts.beforeTask != nil {
+		a.opts.beforeTask(ctx, t)
 	}
 	start := time.Now()
 	defer func() { res.ComputeMs = float64(time.Since(start)) / float64(time.Millisecond) }()

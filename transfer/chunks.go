@@ -43,6 +43,22 @@ func ChunkWeights(transferID string, w models.Weights, maxBytes int) []*federav1
 	return out
 }
 
+// Retarget returns chunks as chunks of transferID: new headers over the
+// same payloads, so weights chunked once can go to many transfers without
+// being encoded again. The payloads are shared: neither copy may be
+// changed. nil stays nil.
+func Retarget(chunks []*federav1.TensorChunk, transferID string) []*federav1.TensorChunk {
+	if chunks == nil {
+		return nil
+	}
+	out := make([]*federav1.TensorChunk, len(chunks))
+	for i, c := range chunks {
+		out[i] = &federav1.TensorChunk{TransferId: transferID, Name: c.GetName(), Shape: c.GetShape(), Offset: c.GetOffset(),
+			Data: c.GetData(), Last: c.GetLast(), Ring: c.GetRing()}
+	}
+	return out
+}
+
 // Assembler rebuilds weights from the chunks of one transfer, checking
 // every chunk so a malformed or hostile stream is an error, never a panic
 // or an unbounded allocation.
