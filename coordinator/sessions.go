@@ -167,6 +167,9 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 			select {
 			case msgs <- m:
 			case <-stream.Context().Done():
+				// The stream ended while the loop was busy: say so, or the
+				// loop would wait for the idle timer to find out.
+				errc <- context.Cause(stream.Context())
 				return
 			}
 		}
