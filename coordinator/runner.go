@@ -578,11 +578,42 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 				}
 				col.Lose(r.site, r.result.GetError())
 			default:
+				if err := checkReply(f, r); err != nil {
+					// A site that answers with what no honest site sends is
+					// refused and counted against itself (it is among the
+					// round's missing sites); the others go on.
+					c.log.Warn("refused a site's answer", logkeys.Job, id, logkeys.Round, round, logkeys.Site, r.site, logkeys.Reason, err.Error())
+					col.Lose(r.site, "refused its answer: "+err.Error())
+					continue
+				}
 				col.Answer(r.site, r)
 			}
 		}
 	}
 	return col, nil
+}
+
+// checkReply refuses an answer no honest site sends for f's task: a
+// training update in the clear must be the shape of the weights it was
+// sent, every value finite. (Ring vectors are sized by RingAssembler;
+// what a secure sum holds is the secure aggregation's to check.)
+func checkReply(f fan, r reply) error {
+	if f.kind != federav1.TaskKind_TASK_KIND_TRAIN || f.secagg != nil || f.w == nil {
+		return nil
+	}
+	if r.weights == nil {
+		return errors.New("a training answer without an update")
+	}
+	if err := r.weights.Validate(f.w); err != nil {
+		return fmt.Errorf("an update that does not fit the model: %w", err)
+	}
+	if n := r.result.GetExamples(); n < 1 {
+		return fmt.Errorf("an update from %d training examples", n)
+	}
+	if l := r.result.GetTrainLoss(); math.IsNaN(l) || math.IsInf(l, 0) || l < 0 {
+		return fmt.Errorf("a training loss of %v", l)
+	}
+	return nil
 }
 
 // waitForSites returns the sites to ask this round: the job's sites that
