@@ -569,6 +569,7 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			col.bytesIn[r.site] += r.bytesIn
 			switch {
 			case r.lost != "":
+				c.log.Warn("a site will not answer its task", logkeys.Job, id, logkeys.Round, round, logkeys.Site, r.site, logkeys.Reason, r.lost)
 				col.Lose(r.site, r.lost)
 			case r.result.GetError() != "":
 				if kind == federav1.TaskKind_TASK_KIND_STATS {

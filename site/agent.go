@@ -407,7 +407,15 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			h.Write(b)
 			n += int64(len(b))
 		}
-		c.a.recordEgress(t, n, "sha256:"+hex.EncodeToString(h.Sum(nil)), allowed)
+		refused := ""
+		if len(msgs) == 1 {
+			res := msgs[0].GetResult()
+			refused = res.GetError()
+			if ad := res.GetAdmission(); refused == "" && ad.GetOutcome() == federav1.Admission_OUTCOME_DENY {
+				refused = "not admitted: " + strings.Join(ad.GetReasons(), "; ")
+			}
+		}
+		c.a.recordEgress(t, n, "sha256:"+hex.EncodeToString(h.Sum(nil)), allowed, refused)
 		for _, m := range msgs {
 			if err := c.send(m); err != nil {
 				log.Warn("send result", logkeys.Err, err)
@@ -420,11 +428,17 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 
 // recordEgress appends what left to the site's own record, so the site can
 // say what it sent without trusting the coordinator.
-func (a *Agent) recordEgress(t *federav1.Task, n int64, digest string, allowed bool) {
+// A task the site refused (not admitted, not for data it holds, malformed,
+// or its release denied) is recorded with the reason it sent back in
+// "error": only that reason left.
+func (a *Agent) recordEgress(t *federav1.Task, n int64, digest string, allowed bool, refused string) {
 	rec := map[string]any{
 		"time": time.Now().UTC().Format(time.RFC3339Nano), "job": t.GetJobId(), "task": t.GetTaskId(),
 		"kind": t.GetKind().String(), "round": t.GetRound(), "bytes": n, "sha256": digest,
 		"egress_allowed": allowed, "to": a.cfg.CoordinatorID.String(),
+	}
+	if refused != "" {
+		rec["error"] = refused
 	}
 	if sa := t.GetSecagg(); sa != nil {
 		// Each phase of a secure-aggregation round is its own entry.
