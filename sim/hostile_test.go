@@ -1,8 +1,16 @@
 package sim_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -200,4 +208,175 @@ func TestHostileSiteRefusedAlone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hostileCoordinator rewrites what the real coordinator sends one site,
+// on the wire: to the site it is the coordinator (its real SVID, its
+// real stream) sending the rewritten messages.
+type hostileCoordinator struct {
+	peer    string
+	mu      sync.Mutex
+	rewrite func(m *federav1.CoordinatorMessage)
+}
+
+func (h *hostileCoordinator) set(f func(m *federav1.CoordinatorMessage)) {
+	h.mu.Lock()
+	h.rewrite = f
+	h.mu.Unlock()
+}
+
+func (h *hostileCoordinator) option() grpc.ServerOption {
+	return grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if id, err := attest.PeerID(ss.Context()); err != nil || id.String() != h.peer {
+			return handler(srv, ss)
+		}
+		return handler(srv, &rewrittenStream{ServerStream: ss, h: h})
+	})
+}
+
+type rewrittenStream struct {
+	grpc.ServerStream
+	h *hostileCoordinator
+}
+
+func (s *rewrittenStream) SendMsg(m any) error {
+	cm, ok := m.(*federav1.CoordinatorMessage)
+	s.h.mu.Lock()
+	f := s.h.rewrite
+	s.h.mu.Unlock()
+	if ok && f != nil {
+		cm = proto.Clone(cm).(*federav1.CoordinatorMessage)
+		f(cm)
+		m = cm
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
+// TestHostileCoordinatorRefusedBySite: a coordinator that sends a site a
+// task its policy refuses, a task for a data set it does not hold, or a
+// malformed task or weights stream is refused: the site says why in its
+// log and, for a task, in its egress journal (what left was only the
+// reason), and stays up — it answers the next honest job.
+func TestHostileCoordinatorRefusedBySite(t *testing.T) {
+	const bostonID = "spiffe://federa.demo/site/us/boston"
+	h := &hostileCoordinator{peer: bostonID}
+	n, logs := startNet(t, sim.Options{Coordinator: func(c *coordinator.Config) {
+		c.ServerOptions = append(c.ServerOptions, h.option())
+	}})
+	onTask := func(edit func(t *federav1.Task)) func(m *federav1.CoordinatorMessage) {
+		return func(m *federav1.CoordinatorMessage) {
+			if t := m.GetTask(); t != nil {
+				edit(t)
+			}
+		}
+	}
+	journal := filepath.Join(n.SiteDir("us/boston"), "egress.jsonl")
+	tests := []struct {
+		name    string
+		rewrite func(m *federav1.CoordinatorMessage)
+		log     string // in a site log line naming us/boston
+		journal string // in the "error" of an egress journal entry; "" for none
+	}{
+		{"task the policy refuses", onTask(func(t *federav1.Task) { t.RequesterRole = "intruder" }),
+			`has role \"intruder\"`, `has role "intruder"`},
+		{"dataset it does not hold", onTask(func(t *federav1.Task) {
+			if t.Spec != nil {
+				t.Spec.Dataset = "ghost-records"
+			}
+		}), "ghost-records", "ghost-records"},
+		{"training task carrying a query", onTask(func(t *federav1.Task) {
+			if t.GetKind() == federav1.TaskKind_TASK_KIND_TRAIN {
+				t.QueryRequest = []byte(`{"query":`)
+			}
+		}), "must carry a query request exactly when it is a query task", "must carry a query request exactly when it is a query task"},
+		{"weights chunk out of order", func(m *federav1.CoordinatorMessage) {
+			if c := m.GetChunk(); c != nil {
+				c.Offset += 3
+			}
+		}, "chunks must arrive in order", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, seen := len(logs.String()), len(readJournal(t, journal))
+			h.set(tt.rewrite)
+			j := demoSpec()
+			j.Rounds, j.MinSites = 1, 2
+			j.RoundTimeout = spec.Duration(5 * time.Second)
+			c, closeFn, err := n.Dial("alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeFn()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			// The submit's pre-check may already meet the refusal (the site's
+			// reason comes back to the user), or the job runs without boston.
+			if job, err := c.SubmitJob(ctx, &federav1.SubmitJobRequest{Spec: j.Proto()}); err != nil {
+				t.Logf("submit: %v", err)
+			} else {
+				job = waitFinal(t, c, job.GetId())
+				t.Logf("job %s: %s", job.GetStatus(), job.GetMessage())
+			}
+			h.set(nil)
+			found := false
+			for _, line := range strings.Split(logs.String()[before:], "\n") {
+				if strings.Contains(line, "us/boston") && strings.Contains(line, tt.log) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				t.Errorf("no site log line names us/boston and %q", tt.log)
+			}
+			if tt.journal != "" {
+				found = false
+				for _, e := range readJournal(t, journal)[seen:] {
+					if strings.Contains(fmt.Sprint(e["error"]), tt.journal) {
+						found = true
+						if b, _ := e["bytes"].(float64); b > 4096 {
+							t.Errorf("a refusal sent %v bytes", b)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("boston's egress journal has no new entry with an error containing %q", tt.journal)
+				}
+			}
+			// The site stays up: the next honest job has it take part.
+			wctx, wcancel := context.WithTimeout(context.Background(), hangBound)
+			defer wcancel()
+			if err := n.WaitConnected(wctx); err != nil {
+				t.Fatal(err)
+			}
+			j = demoSpec()
+			j.Rounds = 1
+			honest := runJob(t, n, j)
+			if honest.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED || !slices.Contains(honest.GetRounds()[0].GetParticipants(), "us/boston") {
+				t.Fatalf("the next honest job: %s %s, participants %v", honest.GetStatus(), honest.GetMessage(), honest.GetRounds())
+			}
+		})
+	}
+}
+
+func readJournal(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // no task yet
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var e map[string]any
+		if err := json.Unmarshal(line, &e); err != nil {
+			t.Fatalf("journal line %q: %v", line, err)
+		}
+		out = append(out, e)
+	}
+	return out
 }
