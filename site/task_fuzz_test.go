@@ -4,7 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
-		"testing"
+	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
