@@ -62,7 +62,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoadFile -fuzztime 20000x -parallel 1 ./coordinator/
 	$(GO) test -run '^$$' -fuzz FuzzSiteMessages -fuzztime 20000x -parallel 1 ./coordinator/
 	$(GO) test -run '^$$' -fuzz FuzzLoadFile -fuzztime 20000x -parallel 1 ./site/
-	$(GO) test -run '^$$' -fuzz FuzzTask -fuzztime 5000x -parallel 1 ./site/
+	$(GO) test -run '^$$' -fuzz FuzzTask -fuzztime 20000x -parallel 1 ./site/
 	$(GO) test -run '^$$' -fuzz FuzzUnpack -fuzztime 20000x -parallel 1 ./secagg/
 	$(GO) test -run '^$$' -fuzz FuzzServer -fuzztime 5000x -parallel 1 ./secagg/
 	$(GO) test -run '^$$' -fuzz FuzzClient -fuzztime 5000x -parallel 1 ./secagg/
