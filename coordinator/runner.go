@@ -599,6 +599,9 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 // sent, every value finite. (Ring vectors are sized by RingAssembler;
 // what a secure sum holds is the secure aggregation's to check.)
 func checkReply(f fan, r reply) error {
+	if f.kind == federav1.TaskKind_TASK_KIND_EVAL {
+		return checkEval(r.result)
+	}
 	if f.kind != federav1.TaskKind_TASK_KIND_TRAIN || f.secagg != nil || f.w == nil {
 		return nil
 	}
@@ -613,6 +616,24 @@ func checkReply(f fan, r reply) error {
 	}
 	if l := r.result.GetTrainLoss(); math.IsNaN(l) || math.IsInf(l, 0) || l < 0 {
 		return fmt.Errorf("a training loss of %v", l)
+	}
+	return nil
+}
+
+// checkEval refuses an evaluation no honest site sends: negative counts,
+// more correct than scored, a loss or label spread that is not a finite,
+// non-negative number. One such answer would otherwise make the round's
+// pooled accuracy exceed 1 or its loss NaN.
+func checkEval(res *federav1.TaskResult) error {
+	n, correct := res.GetEvalTotal(), res.GetEvalCorrect()
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	switch {
+	case n < 0 || correct < 0 || correct > n:
+		return fmt.Errorf("an evaluation of %d correct out of %d", correct, n)
+	case n > 0 && (!finite(res.GetEvalLoss()) || res.GetEvalLoss() < 0):
+		return fmt.Errorf("an evaluation loss of %v", res.GetEvalLoss())
+	case !finite(res.GetEvalLabelMean()) || !finite(res.GetEvalLabelM2()) || res.GetEvalLabelM2() < 0:
+		return fmt.Errorf("an evaluation label spread of mean %v, M2 %v", res.GetEvalLabelMean(), res.GetEvalLabelM2())
 	}
 	return nil
 }

@@ -170,6 +170,12 @@ func TestHostileSiteRefusedAlone(t *testing.T) {
 			}
 			return []*federav1.SiteMessage{m}
 		}, []int32{1, 2}, "sent malformed weights"},
+		{"evaluation claiming more correct than scored", func(m *federav1.SiteMessage) []*federav1.SiteMessage {
+			if r := m.GetResult(); r.GetKind() == federav1.TaskKind_TASK_KIND_EVAL {
+				r.EvalCorrect = 2*r.EvalTotal + 1
+			}
+			return []*federav1.SiteMessage{m}
+		}, nil, "an evaluation of"},
 		{"answer to another round's task", replay(true), []int32{2}, "not pending"},
 		{"replayed old answer", replay(false), []int32{2}, "not pending"},
 	}
@@ -186,6 +192,9 @@ func TestHostileSiteRefusedAlone(t *testing.T) {
 				t.Fatalf("job %s: %s; want it to go on without the hostile site", job.GetStatus(), job.GetMessage())
 			}
 			for _, r := range job.GetRounds() {
+				if r.GetEvalAccuracy() > 1 {
+					t.Errorf("round %d: pooled accuracy %v", r.GetRound(), r.GetEvalAccuracy())
+				}
 				missing := slices.Contains(r.GetMissing(), "us/boston")
 				if want := slices.Contains(tt.rounds, r.GetRound()); missing != want || slices.Contains(r.GetParticipants(), "us/boston") == want {
 					t.Errorf("round %d: participants %v, missing %v; boston missing: want %v", r.GetRound(), r.GetParticipants(), r.GetMissing(), want)
