@@ -58,6 +58,18 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseEntry -fuzztime 20000x ./attest/auditlog/
 	$(GO) test -run '^$$' -fuzz FuzzCheckpoint -fuzztime 20000x ./attest/auditlog/
 	$(GO) test -run '^$$' -fuzz FuzzVerifyBlob -fuzztime 20000x ./attest/sign/
+	$(GO) test -run '^$$' -fuzz FuzzParquet -fuzztime 20000x -parallel 1 ./dataset/
+	$(GO) test -run '^$$' -fuzz FuzzLoadFile -fuzztime 20000x -parallel 1 ./coordinator/
+	$(GO) test -run '^$$' -fuzz FuzzSiteMessages -fuzztime 20000x -parallel 1 ./coordinator/
+	$(GO) test -run '^$$' -fuzz FuzzLoadFile -fuzztime 20000x -parallel 1 ./site/
+	$(GO) test -run '^$$' -fuzz FuzzTask -fuzztime 20000x -parallel 1 ./site/
+	$(GO) test -run '^$$' -fuzz FuzzUnpack -fuzztime 20000x -parallel 1 ./secagg/
+	$(GO) test -run '^$$' -fuzz FuzzServer -fuzztime 5000x -parallel 1 ./secagg/
+	$(GO) test -run '^$$' -fuzz FuzzClient -fuzztime 5000x -parallel 1 ./secagg/
+	$(GO) test -run '^$$' -fuzz 'FuzzDecode$$' -fuzztime 20000x -parallel 1 ./secagg/updates/
+	$(GO) test -run '^$$' -fuzz FuzzDPDecode -fuzztime 20000x -parallel 1 ./secagg/updates/
+	$(GO) test -run '^$$' -fuzz FuzzRingAssembler -fuzztime 20000x -parallel 1 ./proto/federav1/
+	$(GO) test -run '^$$' -fuzz FuzzMergePartials -fuzztime 20000x -parallel 1 ./analytics/
 
 # The default policy passes the real OPA CLI of the version in go.mod,
 # unchanged (the first run builds OPA: about a minute).

@@ -12,7 +12,7 @@ import (
 	"github.com/federa-dev/federa/attest"
 )
 
-func testIdentity(t *testing.T) attest.Source {
+func testIdentity(t testing.TB) attest.Source {
 	t.Helper()
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	ca, err := attest.NewCA(td)

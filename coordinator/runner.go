@@ -684,6 +684,7 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 		col.bytesIn[r.site] += r.bytesIn
 		switch {
 		case r.lost != "":
+			c.log.Warn("a site will not answer its task", logkeys.Job, id, logkeys.Round, round, logkeys.Site, r.site, logkeys.Reason, r.lost)
 			col.Lose(r.site, r.lost)
 		case r.result.GetError() != "":
 			if kind == federav1.TaskKind_TASK_KIND_STATS {
@@ -693,6 +694,14 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			}
 			col.Lose(r.site, r.result.GetError())
 		default:
+			if err := checkReply(f, r); err != nil {
+				// A site that answers with what no honest site sends is
+				// refused and counted against itself (it is among the
+				// round's missing sites); the others go on.
+				c.log.Warn("refused a site's answer", logkeys.Job, id, logkeys.Round, round, logkeys.Site, r.site, logkeys.Reason, err.Error())
+				col.Lose(r.site, "refused its answer: "+err.Error())
+				return nil
+			}
 			col.Answer(r.site, r)
 		}
 		return nil
@@ -736,6 +745,50 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 type sentTask struct {
 	site  string
 	bytes int64
+}
+
+// checkReply refuses an answer no honest site sends for f's task: a
+// training update in the clear must be the shape of the weights it was
+// sent, every value finite. (Ring vectors are sized by RingAssembler;
+// what a secure sum holds is the secure aggregation's to check.)
+func checkReply(f fan, r reply) error {
+	if f.kind == federav1.TaskKind_TASK_KIND_EVAL {
+		return checkEval(r.result)
+	}
+	if f.kind != federav1.TaskKind_TASK_KIND_TRAIN || f.secagg != nil || f.w == nil {
+		return nil
+	}
+	if r.weights == nil {
+		return errors.New("a training answer without an update")
+	}
+	if err := r.weights.Validate(f.w); err != nil {
+		return fmt.Errorf("an update that does not fit the model: %w", err)
+	}
+	if n := r.result.GetExamples(); n < 1 {
+		return fmt.Errorf("an update from %d training examples", n)
+	}
+	if l := r.result.GetTrainLoss(); math.IsNaN(l) || math.IsInf(l, 0) || l < 0 {
+		return fmt.Errorf("a training loss of %v", l)
+	}
+	return nil
+}
+
+// checkEval refuses an evaluation no honest site sends: negative counts,
+// more correct than scored, a loss or label spread that is not a finite,
+// non-negative number. One such answer would otherwise make the round's
+// pooled accuracy exceed 1 or its loss NaN.
+func checkEval(res *federav1.TaskResult) error {
+	n, correct := res.GetEvalTotal(), res.GetEvalCorrect()
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	switch {
+	case n < 0 || correct < 0 || correct > n:
+		return fmt.Errorf("an evaluation of %d correct out of %d", correct, n)
+	case n > 0 && (!finite(res.GetEvalLoss()) || res.GetEvalLoss() < 0):
+		return fmt.Errorf("an evaluation loss of %v", res.GetEvalLoss())
+	case !finite(res.GetEvalLabelMean()) || !finite(res.GetEvalLabelM2()) || res.GetEvalLabelM2() < 0:
+		return fmt.Errorf("an evaluation label spread of mean %v, M2 %v", res.GetEvalLabelMean(), res.GetEvalLabelM2())
+	}
+	return nil
 }
 
 // waitForSites returns the sites to ask this round: the job's sites that

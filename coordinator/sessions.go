@@ -300,6 +300,9 @@ func (c *Coordinator) countPending(sess *session, taskID string, size int64) (bo
 	}
 	c.mu.Unlock()
 	if !ok {
+		// Late (its fan-out closed), replayed, or for a task never sent:
+		// nothing of it is used.
+		c.log.Info("ignored an answer to a task that is not pending (late, replayed, or never sent)", logkeys.Site, sess.site, logkeys.Task, taskID)
 		return false, nil
 	}
 	if err := c.authorizeID(sess.stream.Context(), sess.peer, "SiteService.AnswerTask", policy.Resource{TaskSite: taskSite}); err != nil {

@@ -446,7 +446,15 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			h.Write(b)
 			n += int64(len(b))
 		}
-		if err := c.a.recordEgress(t, n, "sha256:"+hex.EncodeToString(h.Sum(nil)), allowed); err != nil && !allowed {
+		refused := ""
+		if len(msgs) == 1 {
+			res := msgs[0].GetResult()
+			refused = res.GetError()
+			if ad := res.GetAdmission(); refused == "" && ad.GetOutcome() == federav1.Admission_OUTCOME_DENY {
+				refused = "not admitted: " + strings.Join(ad.GetReasons(), "; ")
+			}
+		}
+		if err := c.a.recordEgress(t, n, "sha256:"+hex.EncodeToString(h.Sum(nil)), allowed, refused); err != nil && !allowed {
 			log.Warn("record egress", logkeys.Err, err)
 		} else if err != nil {
 			// A release this site could not record does not leave: its
@@ -454,7 +462,7 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			// stays charged: over-counted, never under.)
 			log.Error("record egress; the release is withheld", logkeys.Err, err)
 			msgs = fail(fmt.Sprintf("at %s: cannot record the release in the egress journal (%v); nothing was sent", c.a.siteName(), redact(err)))
-			if err := c.a.recordEgress(t, 0, "", false); err != nil {
+			if err := c.a.recordEgress(t, 0, "", false, msgs[0].GetResult().GetError()); err != nil {
 				log.Warn("record egress", logkeys.Err, err)
 			}
 		}
@@ -471,11 +479,17 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 
 // recordEgress appends what left to the site's own record, so the site can
 // say what it sent without trusting the coordinator.
-func (a *Agent) recordEgress(t *federav1.Task, n int64, digest string, allowed bool) error {
+// A task the site refused (not admitted, not for data it holds, malformed,
+// or its release denied) is recorded with the reason it sent back in
+// "error": only that reason left.
+func (a *Agent) recordEgress(t *federav1.Task, n int64, digest string, allowed bool, refused string) error {
 	rec := map[string]any{
 		"time": time.Now().UTC().Format(time.RFC3339Nano), "job": t.GetJobId(), "task": t.GetTaskId(),
 		"kind": t.GetKind().String(), "round": t.GetRound(), "bytes": n, "sha256": digest,
 		"egress_allowed": allowed, "to": a.cfg.CoordinatorID.String(),
+	}
+	if refused != "" {
+		rec["error"] = refused
 	}
 	if sa := t.GetSecagg(); sa != nil {
 		// Each phase of a secure-aggregation round is its own entry.

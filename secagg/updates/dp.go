@@ -156,7 +156,13 @@ func (c DPCodec) Decode(global models.Weights, sum []uint64, lr float64) (models
 		g := global[name]
 		t := &models.Tensor{Name: name, Shape: append([]int(nil), g.Shape...), Data: make([]float32, len(g.Data))}
 		for j, v := range g.Data {
-			t.Data[j] = float32(float64(v) - step*signed(sum[i]))
+			x := float32(float64(v) - step*signed(sum[i]))
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				// A hostile share (or a step too large) would put a value
+				// past float32 into the model; no site's honest share does.
+				return nil, 0, fmt.Errorf("distributed DP: parameter %d of %s decodes to %v; the sum is not of well-formed shares", j, name, x)
+			}
+			t.Data[j] = x
 			i++
 		}
 		out[name] = t

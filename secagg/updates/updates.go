@@ -145,7 +145,11 @@ func (c Codec) Decode(global models.Weights, sum []uint64) (models.Weights, int6
 		g := global[name]
 		t := &models.Tensor{Name: name, Shape: append([]int(nil), g.Shape...), Data: make([]float32, len(g.Data))}
 		for i, v := range g.Data {
-			t.Data[i] = float32(float64(v) + delta[off+i]/float64(total))
+			x := float32(float64(v) + delta[off+i]/float64(total))
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return nil, 0, 0, fmt.Errorf("secure aggregation: parameter %d of %s decodes to %v; the sum is not of well-formed updates", i, name, x)
+			}
+			t.Data[i] = x
 		}
 		off += len(g.Data)
 		out[name] = t
