@@ -336,6 +336,7 @@ approvals:
 # http:
 #   listen: 127.0.0.1:9091
 #   token_file: http-token
+#   (reader: the coordinator's only; a site serves no jobs page)
 `, yamlString(relFlag(base, o.stateDir, o.asIs["state-dir"])))
 	if err := errors.Join(errs...); err != nil {
 		return "", err
@@ -470,9 +471,13 @@ sites:
 # bearer token in the token file's first line (16+ characters, e.g. openssl
 # rand -hex 32 > http-token). Bind it to loopback or a monitoring network;
 # docs/operations.md.
+# The jobs page shows what the access policy lets reader (a SPIFFE ID in
+# users below) read: an operator sees every job, a data scientist their own,
+# an auditor the audit figures; without reader the page is refused.
 # http:
 #   listen: 127.0.0.1:9090
 #   token_file: http-token
+#   reader: spiffe://example.org/user/ops
 
 # Sites send a heartbeat this often; three missed and the site counts as gone.
 heartbeat_interval: 5s

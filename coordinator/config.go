@@ -222,6 +222,11 @@ func (c *Config) Validate() error {
 	if err := c.HTTP.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if r := c.HTTP.Reader; r != "" {
+		if _, err := spiffeid.FromString(r); err != nil {
+			errs = append(errs, fmt.Errorf("field http.reader: %q is not a SPIFFE ID (%v); want the user the token reads the jobs page as, e.g. spiffe://example.org/user/ops", r, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -27,7 +27,7 @@ http: {listen: "127.0.0.1:9090", tokn_file: tok}
 `)
 	_, err := LoadFile(bad, nil)
 	for _, want := range []string{
-		"line 4: field http.tokn_file: unknown; valid keys in http: listen, token_file (did you mean token_file?)",
+		"line 4: field http.tokn_file: unknown; valid keys in http: listen, token_file, reader (did you mean token_file?)",
 		"field http.token_file: required with http.listen",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {

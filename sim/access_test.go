@@ -36,7 +36,11 @@ const (
 // a listed site that no agent runs, so a test can act as it.
 func accessNet(t *testing.T, opts sim.Options) (*sim.Net, *syncBuffer) {
 	t.Helper()
+	extra := opts.Coordinator
 	opts.Coordinator = func(c *coordinator.Config) {
+		if extra != nil {
+			defer extra(c)
+		}
 		c.Users[bobID] = []string{"data-scientist"}
 		c.Users[opsID] = []string{"operator"}
 		c.Users[parisAdmin] = []string{"site-admin:eu/paris"}

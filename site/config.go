@@ -258,6 +258,9 @@ func (c *Config) Validate() error {
 	if err := c.HTTP.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.HTTP.Reader != "" {
+		errs = append(errs, errors.New("field http.reader: only the coordinator serves a jobs page; a site serves /metrics and /healthz, behind the token alone"))
+	}
 	if c.PolicyDir != "" && c.PolicyBundle != "" {
 		errs = append(errs, errors.New("field policy: set dir or bundle, not both"))
 	}

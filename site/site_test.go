@@ -12,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/httpserve"
 	"github.com/federa-dev/federa/internal/testutil"
 )
 
@@ -109,10 +110,12 @@ func TestValidateReportsEveryField(t *testing.T) {
 	cfg := Config{
 		Datasets:     []Dataset{{Name: "a", Path: filepath.Join(dir, "missing.csv"), Format: "xlsx"}, {Name: "a", Path: dir}},
 		ReconnectMin: 5 * time.Second, ReconnectMax: time.Second,
+		HTTP: httpserve.Config{Reader: "spiffe://example.org/user/ops"},
 	}
 	err := cfg.Validate()
 	for _, w := range []string{"field identity", "field coordinator.address", "field coordinator.id",
-		"datasets[0].path", "datasets[0].format", `datasets[1].name: "a" listed twice`, "is a directory", "field reconnect"} {
+		"datasets[0].path", "datasets[0].format", `datasets[1].name: "a" listed twice`, "is a directory", "field reconnect",
+		"field http.reader: only the coordinator serves a jobs page"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error %v lacks %q", err, w)
 		}

@@ -39,6 +39,11 @@ type File struct {
 	// TokenFile holds the bearer token every reader must send; required
 	// with listen.
 	TokenFile string `yaml:"token_file"`
+	// Reader is the SPIFFE ID the token's holder reads the coordinator's
+	// jobs page as: the access policy decides which jobs (and whether the
+	// audit figures) it shows, as for that caller's GetJob. Without it the
+	// page is refused (dev mode aside); /metrics needs only the token.
+	Reader string `yaml:"reader"`
 }
 
 // Config is the HTTP listener's configuration. The zero value is off.
@@ -48,6 +53,9 @@ type Config struct {
 	Listen string
 	// TokenFile is a file holding the bearer token readers must send.
 	TokenFile string
+	// Reader is the SPIFFE ID the token reads the coordinator's page as
+	// (File.Reader); "" refuses the page outside dev mode.
+	Reader string
 	// Dev lets loopback clients read without a token and refuses any
 	// other client: federa demo --serve, never a production daemon.
 	Dev bool
@@ -56,7 +64,7 @@ type Config struct {
 // Config is f with TokenFile taken relative to base, the directory of the
 // config file that names it.
 func (f File) Config(base string) Config {
-	c := Config{Listen: f.Listen, TokenFile: f.TokenFile}
+	c := Config{Listen: f.Listen, TokenFile: f.TokenFile, Reader: f.Reader}
 	if c.TokenFile != "" && !filepath.IsAbs(c.TokenFile) {
 		c.TokenFile = filepath.Join(base, c.TokenFile)
 	}
