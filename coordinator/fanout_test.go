@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -88,7 +89,8 @@ func TestRoundClosesAtItsDeadlineOnTheInjectedClock(t *testing.T) {
 	// A year ahead: a fan-out that waited on the wall clock would not close.
 	t0 := time.Now().Add(365 * 24 * time.Hour)
 	clock := newFakeClock(t0)
-	c := &Coordinator{cfg: Config{Clock: clock}, sessions: map[string]*session{}, pending: map[string]*pendingTask{}}
+	c := &Coordinator{cfg: Config{Clock: clock}, log: slog.New(slog.DiscardHandler), sessions: map[string]*session{}, pending: map[string]*pendingTask{}}
+	c.metrics = newMetrics(c)
 	c.cfg.setDefaults()
 	release := make(chan struct{})
 	defer close(release)
@@ -140,7 +142,10 @@ func TestRoundClosesAtItsDeadlineOnTheInjectedClock(t *testing.T) {
 			}
 			last = ch.GetLast()
 		}
-		c.deliver(s, task.GetTaskId(), reply{site: s, result: &federav1.TaskResult{TaskId: task.GetTaskId()}})
+		// An honest answer: an update of the model's shape (checkReply
+		// refuses anything else).
+		c.deliver(s, task.GetTaskId(), reply{site: s, weights: models.NewLogReg(3, 2),
+			result: &federav1.TaskResult{TaskId: task.GetTaskId(), Examples: 10, TrainLoss: 0.5}})
 	}
 	if len(payloads) == 2 && &payloads[0][0] != &payloads[1][0] {
 		t.Error("each site's chunks were encoded anew; the fan-out should chunk the weights once")
