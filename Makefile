@@ -118,7 +118,7 @@ e2e: build
 # iproute2. Set FEDERA_CHAOS_SEED to replay a run's random points.
 CHAOS_TRIALS ?= 50
 chaos:
-	FEDERA_CHAOS_TRIALS=$(CHAOS_TRIALS) FEDERA_CHAOS_BIG=1 $(GO) test -count=1 -timeout 60m -v -run . ./chaos/
+	FEDERA_CHAOS_REQUIRED=1 FEDERA_CHAOS_TRIALS=$(CHAOS_TRIALS) FEDERA_CHAOS_BIG=1 $(GO) test -count=1 -timeout 60m -v -run . ./chaos/
 
 # Fashion-MNIST (testdata/README.md) from Debian's dataset-fashion-mnist,
 # split into ten label-skewed sites under data/fashion-mnist/ (git-ignored;
