@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/federa-dev/federa/internal/testutil"
 )
 
 const coordPort = "7443"
@@ -222,26 +223,12 @@ sites:
 // stdout, stderr and the exit code.
 func run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(federaBin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run federa %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return testutil.Run(t, federaBin, args...)
 }
 
 func mustRun(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errs, code := run(t, args...)
-	if code != 0 {
-		t.Fatalf("federa %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
-	}
-	return out
+	return testutil.MustRun(t, federaBin, args...)
 }
 
 func write(t *testing.T, path, data string) {

@@ -1,11 +1,10 @@
 package chaos
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/federa-dev/federa/internal/testutil"
 )
 
 var (
@@ -15,19 +14,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "federa-chaos-bin-")
-	if err != nil {
-		panic(err)
-	}
-	federaBin = filepath.Join(dir, "federa")
-	build := exec.Command("go", "build", "-o", federaBin, "../cmd/federa")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build federa:", err)
-		os.Exit(1)
-	}
+	bin, cleanup := testutil.BuildFederaOnce("../cmd/federa", "federa-chaos-bin-")
+	federaBin = bin
 	netnsErr = probeNetns()
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }

@@ -50,21 +50,7 @@ site.yaml'.`,
       --dataset claims=/data/claims.parquet --default-classification personal --force`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := "site.yaml"
-			if len(args) == 1 {
-				path = args[0]
-			}
-			// Defaults name places beside the file; paths typed on the
-			// command line are relative to the working directory.
-			o.asIs = map[string]bool{"identity": !cmd.Flags().Changed("identity"), "state-dir": !cmd.Flags().Changed("state-dir")}
-			body, err := o.render(path)
-			if err != nil {
-				return err
-			}
-			if err := writeNew(path, body, o.force); err != nil {
-				return err
-			}
-			return reportLoad(g.stdout, path, "site", func(log *slog.Logger) error {
+			return writeInit(g, cmd, args, "site.yaml", "site", &o.asIs, o.render, o.force, func(path string, log *slog.Logger) error {
 				cfg, err := site.LoadFile(path, log)
 				if err == nil {
 					closeIdentity(cfg.Identity)
@@ -88,6 +74,28 @@ site.yaml'.`,
 	return cmd
 }
 
+// writeInit is what site init and coordinator init share: the file (def
+// unless named), rendered, written only if new (or --force), then loaded
+// with the daemon's own loader to say what is still missing. Defaults name
+// places beside the file; paths typed on the command line are relative to
+// the working directory (asIs says which were not typed).
+func writeInit(g *globals, cmd *cobra.Command, args []string, def, kind string, asIs *map[string]bool,
+	render func(string) (string, error), force bool, load func(string, *slog.Logger) error) error {
+	path := def
+	if len(args) == 1 {
+		path = args[0]
+	}
+	*asIs = map[string]bool{"identity": !cmd.Flags().Changed("identity"), "state-dir": !cmd.Flags().Changed("state-dir")}
+	body, err := render(path)
+	if err != nil {
+		return err
+	}
+	if err := writeNew(path, body, force); err != nil {
+		return err
+	}
+	return reportLoad(g.stdout, path, kind, func(log *slog.Logger) error { return load(path, log) })
+}
+
 func newCoordinatorInitCmd(g *globals) *cobra.Command {
 	var o coordInit
 	cmd := &cobra.Command{
@@ -108,19 +116,7 @@ coordinator.yaml'.`,
       --trust-domain example.org --site spiffe://example.org/site/eu/paris --force`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := "coordinator.yaml"
-			if len(args) == 1 {
-				path = args[0]
-			}
-			o.asIs = map[string]bool{"identity": !cmd.Flags().Changed("identity"), "state-dir": !cmd.Flags().Changed("state-dir")}
-			body, err := o.render(path)
-			if err != nil {
-				return err
-			}
-			if err := writeNew(path, body, o.force); err != nil {
-				return err
-			}
-			return reportLoad(g.stdout, path, "coordinator", func(log *slog.Logger) error {
+			return writeInit(g, cmd, args, "coordinator.yaml", "coordinator", &o.asIs, o.render, o.force, func(path string, log *slog.Logger) error {
 				cfg, err := coordinator.LoadFile(path, log)
 				if err == nil {
 					closeIdentity(cfg.Identity)

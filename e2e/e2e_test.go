@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -16,50 +15,29 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/federa-dev/federa/internal/testutil"
 )
 
 var federaBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "federa-e2e-bin-")
-	if err != nil {
-		panic(err)
-	}
-	federaBin = filepath.Join(dir, "federa")
-	build := exec.Command("go", "build", "-o", federaBin, "../cmd/federa")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build federa:", err)
-		os.Exit(1)
-	}
+	bin, cleanup := testutil.BuildFederaOnce("../cmd/federa", "federa-e2e-bin-")
+	federaBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
 // run runs the CLI and returns stdout, stderr and the exit code.
 func run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(federaBin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run federa %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return testutil.Run(t, federaBin, args...)
 }
 
 func mustRun(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errs, code := run(t, args...)
-	if code != 0 {
-		t.Fatalf("federa %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
-	}
-	return out
+	return testutil.MustRun(t, federaBin, args...)
 }
 
 // daemon starts a long-running federa process with its log in dir.
