@@ -263,7 +263,7 @@ func (g generated) Scan(columns []string, fn func([]Value) error) error {
 // after 40 000.
 func TestMemoryFlatInRows(t *testing.T) {
 	if testing.Short() {
-		t.Skip("scans 440 000 rows")
+		t.Skip("skipped with -short: scans 440 000 rows")
 	}
 	q := mustParse(t, `
 name: big

@@ -40,9 +40,6 @@ type training struct {
 	// redoOf is the audit index of the next round's first attempt, logged
 	// before a stop that lost its checkpoint; nil if none.
 	redoOf *int64
-	// dpSigma is a distributed-DP job's noise multiplier, calibrated at its
-	// first secure round (about a second of accounting), then reused.
-	dpSigma float64
 }
 
 // runJob drives one job to a final state. If the coordinator is shutting

@@ -41,7 +41,7 @@ func (c *Coordinator) secureTrain(ctx context.Context, job *federav1.Job, st *tr
 	for _, t := range st.weights {
 		params += len(t.Data)
 	}
-	codec, err := newRoundCodec(sp, &st.dpSigma, len(sites), threshold, maxWeight, params, clip)
+	codec, err := newRoundCodec(sp, len(sites), threshold, maxWeight, params, clip)
 	if err != nil {
 		return nil, err
 	}
@@ -238,21 +238,19 @@ type roundCodec struct {
 	scale  float64
 }
 
-// sigma caches the job's σ: 0 until calibrated.
-func newRoundCodec(sp *federav1.JobSpec, sigma *float64, sites, threshold int, maxWeight int64, params int, clip float64) (roundCodec, error) {
+// σ costs about a second of accounting the first time; privacy remembers
+// it, so later rounds (and the sites in one process) do not pay again.
+func newRoundCodec(sp *federav1.JobSpec, sites, threshold int, maxWeight int64, params int, clip float64) (roundCodec, error) {
 	if !spec.DistributedDP(sp) {
 		c, err := updates.New(sites, maxWeight, clip)
 		return roundCodec{plain: c, length: c.Length(params), scale: c.DeltaScale}, err
 	}
 	dp := sp.GetPrivacy().GetDp()
-	if *sigma == 0 {
-		s, err := privacy.CalibrateNoise(dp.GetEpsilon(), dp.GetDelta(), dp.GetSamplingRate(), int(sp.GetRounds()), privacy.WideOrders)
-		if err != nil {
-			return roundCodec{}, fmt.Errorf("distributed DP: %w", err)
-		}
-		*sigma = s
+	sigma, err := privacy.CalibrateNoise(dp.GetEpsilon(), dp.GetDelta(), dp.GetSamplingRate(), int(sp.GetRounds()), privacy.WideOrders)
+	if err != nil {
+		return roundCodec{}, fmt.Errorf("distributed DP: %w", err)
 	}
-	c, err := updates.NewDP(sites, threshold, maxWeight, params, dp.GetSamplingRate(), *sigma, dp.GetClipNorm())
+	c, err := updates.NewDP(sites, threshold, maxWeight, params, dp.GetSamplingRate(), sigma, dp.GetClipNorm())
 	if err != nil {
 		return roundCodec{}, err
 	}

@@ -199,7 +199,7 @@ func TestValueText(t *testing.T) {
 // page, not per row, and a CSV scan once per record (encoding/csv's line).
 func TestScanAllocations(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes a 100 000-row file")
+		t.Skip("skipped with -short: writes a 100 000-row file")
 	}
 	const rows = 100_000
 	dir := t.TempDir()
