@@ -1,15 +1,14 @@
 package coordinator
 
 import (
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/testutil"
 )
 
 // FuzzLoadFile feeds LoadFile arbitrary coordinator.yaml bytes, beside a
@@ -41,22 +40,6 @@ limits: {max_connections: 10}
 	f.Add("heartbeat_interval: -5s\nunknown_key: 1\n")
 	f.Add("")
 	p := filepath.Join(dir, "coordinator.yaml")
-	f.Fuzz(func(t *testing.T, content string) {
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := LoadFile(p, nil)
-		if err != nil {
-			if !strings.Contains(err.Error(), p) {
-				t.Fatalf("error %q does not name the file", err)
-			}
-			return
-		}
-		if c, ok := cfg.Identity.(interface{ Close() error }); ok {
-			defer c.Close()
-		}
-		if err := cfg.Validate(); err != nil {
-			t.Fatalf("LoadFile accepted a config Validate refuses: %v", err)
-		}
-	})
+	testutil.FuzzConfigFile(f, p, func(p string) (Config, error) { return LoadFile(p, nil) },
+		func(c Config) error { return c.Validate() }, func(c Config) { testutil.CloseIdentity(c.Identity) })
 }

@@ -3,8 +3,9 @@ package site
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/federa-dev/federa/internal/testutil"
 )
 
 // FuzzLoadFile feeds LoadFile arbitrary site.yaml bytes, beside a real
@@ -30,22 +31,6 @@ log_level: info
 	f.Add("datasets: {\n")
 	f.Add("")
 	p := filepath.Join(dir, "site.yaml")
-	f.Fuzz(func(t *testing.T, content string) {
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := LoadFile(p, nil)
-		if err != nil {
-			if !strings.Contains(err.Error(), p) {
-				t.Fatalf("error %q does not name the file", err)
-			}
-			return
-		}
-		if c, ok := cfg.Identity.(interface{ Close() error }); ok {
-			defer c.Close()
-		}
-		if err := cfg.Validate(); err != nil {
-			t.Fatalf("LoadFile accepted a config Validate refuses: %v", err)
-		}
-	})
+	testutil.FuzzConfigFile(f, p, func(p string) (Config, error) { return LoadFile(p, nil) },
+		func(c Config) error { return c.Validate() }, func(c Config) { testutil.CloseIdentity(c.Identity) })
 }
