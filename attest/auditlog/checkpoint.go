@@ -161,8 +161,7 @@ func (l *Log) Checkpoint() ([]byte, error) {
 	}
 	// The hashes this checkpoint vouches for must be on disk first (Append
 	// leaves their fsync to here).
-	if err := l.hashes.Sync(); err != nil {
-		l.broken = err
+	if err := l.syncHashes(); err != nil {
 		return nil, fmt.Errorf("sign checkpoint at size %d: sync hashes: %w", l.size, err)
 	}
 	msg, err := note.Sign(&note.Note{Text: string(text)}, l.opts.Signer)
@@ -173,6 +172,31 @@ func (l *Log) Checkpoint() ([]byte, error) {
 		return nil, fmt.Errorf("store checkpoint at size %d: %w", l.size, err)
 	}
 	return msg, nil
+}
+
+// syncHashes makes every stored hash durable. After a failed fsync the
+// kernel may have marked the pages it could not write clean, so a second
+// fsync would report success for hashes that never reached the disk: the
+// next call writes the hashes not known to be durable again (from the page
+// cache, which holds what Append wrote) before it fsyncs.
+func (l *Log) syncHashes() error {
+	n := tlog.StoredHashCount(l.size)
+	if l.resyncHashes && n > l.syncedHashes {
+		buf := make([]byte, (n-l.syncedHashes)*tlog.HashSize)
+		if _, err := l.hashes.ReadAt(buf, l.syncedHashes*tlog.HashSize); err != nil {
+			return fmt.Errorf("reread %s: %w", l.hashes.Name(), err)
+		}
+		if _, err := l.hashes.WriteAt(buf, l.syncedHashes*tlog.HashSize); err != nil {
+			return fmt.Errorf("rewrite %s: %w", l.hashes.Name(), err)
+		}
+	}
+	if err := l.hashes.Sync(); err != nil {
+		l.resyncHashes = true
+		return err
+	}
+	l.resyncHashes = false
+	l.syncedHashes = n
+	return nil
 }
 
 // Checkpoints returns every stored checkpoint note, smallest tree first.

@@ -16,7 +16,7 @@ import (
 // fileHashes reads stored hashes from hashes.bin, with the hashes of a
 // batch still being built (pending) layered on top of the file.
 type fileHashes struct {
-	f       *os.File
+	f       io.ReaderAt
 	n       int64       // hashes readable from the file
 	pending []tlog.Hash // hashes with stored index n, n+1, …
 }

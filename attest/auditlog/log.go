@@ -3,6 +3,7 @@ package auditlog
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,19 +60,38 @@ type Log struct {
 	opts Options
 
 	mu      sync.RWMutex
-	records *os.File
-	hashes  *os.File
+	records logFile
+	hashes  logFile
 	lock    *os.File
 	// offsets[i] is where record i starts in entries.log; offsets[size] is
 	// the end of the last record, where the next one will be written.
 	offsets []int64
 	size    int64
 	root    tlog.Hash
-	// broken is set when a write or fsync failed: the files may now hold
-	// bytes this Log did not account for, so further appends must wait for
-	// a reopen, whose recovery knows how to deal with them.
+	// broken is set when a write or fsync failed and undoing it (rollback)
+	// failed too: the files may hold bytes past what this Log accounts
+	// for. The next Append tries the rollback again before it writes.
 	broken error
-	closed bool
+	// resyncHashes is set when fsyncing hashes.bin failed: pages the
+	// kernel could not write may since have been marked clean, so the next
+	// Checkpoint writes the hashes from syncedHashes on again before it
+	// fsyncs and signs.
+	resyncHashes bool
+	// syncedHashes is how many stored hashes are known to be on disk.
+	syncedHashes int64
+	closed       bool
+}
+
+// logFile is what a Log needs of entries.log and hashes.bin; *os.File in
+// production.
+type logFile interface {
+	io.ReaderAt
+	io.WriterAt
+	io.Closer
+	Sync() error
+	Truncate(size int64) error
+	Stat() (os.FileInfo, error)
+	Name() string
 }
 
 // Open opens the log in dir, creating it if needed, and repairs what a
@@ -115,12 +135,16 @@ func (l *Log) open() error {
 	if err := lockFile(l.lock); err != nil {
 		return err
 	}
-	if l.records, err = os.OpenFile(filepath.Join(l.dir, entriesFile), os.O_RDWR|os.O_CREATE, 0o640); err != nil {
+	records, err := os.OpenFile(filepath.Join(l.dir, entriesFile), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
 		return err
 	}
-	if l.hashes, err = os.OpenFile(filepath.Join(l.dir, hashesFile), os.O_RDWR|os.O_CREATE, 0o640); err != nil {
+	l.records = records
+	hashes, err := os.OpenFile(filepath.Join(l.dir, hashesFile), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
 		return err
 	}
+	l.hashes = hashes
 	// The files may have just been created; their names must survive a
 	// crash as surely as their contents.
 	if err := syncDir(l.dir); err != nil {
@@ -130,10 +154,14 @@ func (l *Log) open() error {
 }
 
 func (l *Log) closeFiles() {
-	for _, f := range []*os.File{l.records, l.hashes, l.lock} {
-		if f != nil {
-			f.Close()
-		}
+	if l.records != nil {
+		l.records.Close()
+	}
+	if l.hashes != nil {
+		l.hashes.Close()
+	}
+	if l.lock != nil {
+		l.lock.Close()
 	}
 }
 
@@ -147,7 +175,7 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	var errs []error
-	for _, f := range []*os.File{l.records, l.hashes, l.lock} {
+	for _, f := range []io.Closer{l.records, l.hashes, l.lock} {
 		if err := f.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -198,10 +226,15 @@ func (l *Log) RootAt(size int64) (tlog.Hash, error) {
 // Options.Now. An entry that does not encode fails the whole call before
 // anything is written.
 //
-// If writing or fsyncing fails, Append returns an error and the Log
-// refuses further appends until reopened: the entries of that call may or
-// may not be in the log then (never part of one), so a caller that retries
-// must be able to tell.
+// If writing or fsyncing fails (a full disk, say), Append cuts the files
+// back to where they ended before the call, fsyncs that, and returns the
+// error: none of the call's entries is in the log, the Log's size and root
+// are unchanged, and the next Append (once there is space) goes on from
+// there; no reopen is needed. If the cut itself fails, the error says so
+// and every later Append tries it again before writing. Only a crash in
+// between (before the cut is durable) can leave the call's entries in the
+// log after a failed Append — whole, never part of one, as after any crash
+// — so a caller that retries after a restart must be able to tell.
 func (l *Log) Append(entries ...Entry) (first int64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -209,7 +242,9 @@ func (l *Log) Append(entries ...Entry) (first int64, err error) {
 		return 0, err
 	}
 	if l.broken != nil {
-		return 0, fmt.Errorf("append: an earlier write failed, reopen the log: %w", l.broken)
+		if err := l.rollback(); err != nil {
+			return 0, fmt.Errorf("append: undo an earlier failed write (%v): %w", l.broken, err)
+		}
 	}
 	first = l.size
 	if len(entries) == 0 {
@@ -246,8 +281,8 @@ func (l *Log) Append(entries ...Entry) (first int64, err error) {
 	// hash on disk proves its record was fsynced, so a damaged record with
 	// a hash is corruption to report, while one without is a torn write
 	// nobody was told about, safe to cut off.
-	if err := l.writeSync(l.records, recs, end); err != nil {
-		return 0, fmt.Errorf("append %d entries to %s: %w", len(entries), l.records.Name(), err)
+	if err := writeSync(l.records, recs, end); err != nil {
+		return 0, l.undo(fmt.Errorf("append %d entries to %s: %w", len(entries), l.records.Name(), err))
 	}
 	hbuf := make([]byte, 0, len(hr.pending)*tlog.HashSize)
 	for _, h := range hr.pending {
@@ -259,8 +294,7 @@ func (l *Log) Append(entries ...Entry) (first int64, err error) {
 	// hashes a checkpoint vouches for are always on disk. One fsync per
 	// Append instead of two halves the cost of a round's audit entries.
 	if _, err := l.hashes.WriteAt(hbuf, hr.n*tlog.HashSize); err != nil {
-		l.broken = err
-		return 0, fmt.Errorf("append %d entries to %s: %w", len(entries), l.hashes.Name(), err)
+		return 0, l.undo(fmt.Errorf("append %d entries to %s: %w", len(entries), l.hashes.Name(), err))
 	}
 
 	l.offsets = append(l.offsets, offsets...)
@@ -269,18 +303,56 @@ func (l *Log) Append(entries ...Entry) (first int64, err error) {
 	return first, nil
 }
 
-func (l *Log) writeSync(f *os.File, b []byte, off int64) error {
+func writeSync(f logFile, b []byte, off int64) error {
 	if _, err := f.WriteAt(b, off); err != nil {
-		l.broken = err
 		return err
 	}
-	// After a failed fsync the kernel may have dropped the dirty pages and
-	// a retry can report success for data that is gone, so failure is
-	// final for this Log.
 	if err := f.Sync(); err != nil {
-		l.broken = err
 		return fmt.Errorf("fsync: %w", err)
 	}
+	return nil
+}
+
+// undo is Append's failure path: it rolls the files back to what the Log
+// accounts for and returns err saying whether that worked.
+func (l *Log) undo(err error) error {
+	l.broken = err
+	if rerr := l.rollback(); rerr != nil {
+		return fmt.Errorf("%w; undoing the partial write failed too, so the next append retries that first: %v", err, rerr)
+	}
+	return fmt.Errorf("%w (nothing was appended; the log is as it was)", err)
+}
+
+// rollback cuts entries.log and hashes.bin back to the Log's size and
+// makes the cut durable. The in-memory state (offsets, size, root) is
+// only ever advanced after a successful write, so it is the truth the
+// files are cut back to.
+//
+// Hashes first: once entries.log is cut, a hash on disk past its end would
+// read as an acknowledged entry gone missing (ErrDamaged at Open), while a
+// whole record past the hashes' end is only an unacknowledged one, which
+// Open keeps or cuts.
+//
+// A failed fsync may have dropped dirty pages (marking them clean), but
+// every byte before the cut was fsynced by an earlier, successful Append
+// and never written since, so after the cut and a successful fsync the
+// file on disk is exactly the log's records.
+func (l *Log) rollback() error {
+	want := tlog.StoredHashCount(l.size) * tlog.HashSize
+	if err := l.hashes.Truncate(want); err != nil {
+		return fmt.Errorf("cut %s back to %d bytes: %w", l.hashes.Name(), want, err)
+	}
+	if err := l.hashes.Sync(); err != nil {
+		return fmt.Errorf("cut %s back to %d bytes: fsync: %w", l.hashes.Name(), want, err)
+	}
+	end := l.offsets[l.size]
+	if err := l.records.Truncate(end); err != nil {
+		return fmt.Errorf("cut %s back to %d bytes: %w", l.records.Name(), end, err)
+	}
+	if err := l.records.Sync(); err != nil {
+		return fmt.Errorf("cut %s back to %d bytes: fsync: %w", l.records.Name(), end, err)
+	}
+	l.broken = nil
 	return nil
 }
 
@@ -313,7 +385,7 @@ func (l *Log) Entry(i int64) ([]byte, error) {
 	return readRecordAt(l.records, start, end)
 }
 
-func readRecordAt(f *os.File, start, end int64) ([]byte, error) {
+func readRecordAt(f logFile, start, end int64) ([]byte, error) {
 	buf := make([]byte, end-start)
 	if _, err := f.ReadAt(buf, start); err != nil {
 		return nil, fmt.Errorf("read record at %d in %s: %w", start, f.Name(), err)

@@ -121,6 +121,11 @@ func (l *Log) recover() error {
 
 	l.offsets = offsets
 	l.size = n
+	// The hashes the checkpoint vouches for were fsynced before it was
+	// signed, and rewriteHashes fsyncs what it writes; hashes it found
+	// already in place after the checkpoint may only be in the page cache
+	// of a process that crashed, so they count as not yet durable.
+	l.syncedHashes = tlog.StoredHashCount(base)
 	l.root, err = tlog.TreeHash(n, &fileHashes{f: l.hashes, n: tlog.StoredHashCount(n)})
 	if err != nil {
 		return fmt.Errorf("tree hash: %w", err)
