@@ -13,9 +13,11 @@ import (
 
 // TestCoordinatorDiskFull puts the coordinator's state directory on a
 // 64 MB tmpfs and fills it while a job runs. The coordinator must say so
-// clearly (ENOSPC in its log, naming what it could not write), leave no
+// clearly (ENOSPC in its log, naming what it could not write, and the job
+// WAITING with a message that says it waits for disk space), leave no
 // corrupt state (the audit log verifies and only grew), and the job must
-// finish once the space is back and the coordinator restarted.
+// finish once the space is back — by itself, with the same coordinator
+// process: no restart.
 // diskJob's rounds take a few hundred milliseconds of local training.
 const diskJob = `name: disk-full
 dataset: breast-cancer
@@ -63,38 +65,55 @@ func TestCoordinatorDiskFull(t *testing.T) {
 	h.snap(f)
 	filler := filepath.Join(mnt, "filler")
 	fill(t, filler)
-	// Let the coordinator hit the wall for a few rounds' worth of time.
+	// The coordinator hits the wall at its next write (the round's audit
+	// append or checkpoint) and shows the job waiting for space.
 	var enospc string
-	for deadline := time.Now().Add(30 * time.Second); enospc == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	var during jobJSON
+	for deadline := time.Now().Add(30 * time.Second); (enospc == "" || during.Status != "WAITING") && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		for _, line := range strings.Split(f.coord.log(), "\n") {
 			if strings.Contains(line, "no space left on device") {
 				enospc = line
 				break
 			}
 		}
-	}
-	during, _ := h.read(f, id)
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
+		during, _ = h.read(f, id)
 	}
 	if enospc == "" {
+		os.Remove(filler)
 		t.Fatalf("the coordinator never reported the full disk (job %s, %d rounds)", during.Status, during.RoundsCompleted)
 	}
 	t.Logf("full disk reported as: %s", enospc)
-	t.Logf("with the disk full: job %s after %d rounds (%s); coordinator running: %v", during.Status, during.RoundsCompleted, during.Message, f.coord.running())
-	// Today the coordinator does not come back by itself: the failed audit
-	// append poisons the open log ("an earlier write failed, reopen the
-	// log"), the job's failure cannot be recorded either, and the job
-	// reads RUNNING with no round advancing (docs/reliability.md). A
-	// restart reopens the log and resumes the job from its checkpoint.
-	time.Sleep(3 * time.Second)
-	still, _ := h.read(f, id)
-	t.Logf("3 s after the space came back, without a restart: job %s, %d rounds", still.Status, still.RoundsCompleted)
-	f.coord.stop()
-	f.coord.start()
+	t.Logf("with the disk full: job %s after %d rounds: %s", during.Status, during.RoundsCompleted, during.Message)
+	if during.Status != "WAITING" || !strings.Contains(during.Message, "waiting for disk space") || !strings.Contains(during.Message, "no space left on device") {
+		t.Errorf("with the disk full the job reads %s %q; want WAITING, saying it waits for disk space and why", during.Status, during.Message)
+	}
+	// Hold the disk full a while: the job keeps waiting, nothing is lost.
+	time.Sleep(2 * time.Second)
+	held, _ := h.read(f, id)
+	if held.Status != "WAITING" || held.RoundsCompleted != during.RoundsCompleted {
+		t.Errorf("2 s later, disk still full: job %s at %d rounds; want WAITING at %d", held.Status, held.RoundsCompleted, during.RoundsCompleted)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	freed := time.Now()
+	// No restart: the same process goes on.
+	var resumed time.Duration
+	for deadline := time.Now().Add(time.Minute); resumed == 0; time.Sleep(100 * time.Millisecond) {
+		if j, ok := h.read(f, id); ok && (j.RoundsCompleted > during.RoundsCompleted || j.ended()) {
+			resumed = time.Since(freed)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no round completed within 1 min of the space coming back, without a restart")
+		}
+	}
+	t.Logf("the next round completed %s after the space came back (no restart)", resumed.Round(time.Millisecond))
 	j := f.waitEnd(h, id, 3*time.Minute)
 	if j.Status != "SUCCEEDED" {
 		t.Errorf("after the space came back: job %s: %s", j.Status, j.Message)
+	}
+	if !f.coord.running() || f.coord.runs != 1 {
+		t.Errorf("the coordinator was restarted or died (runs %d, running %v)", f.coord.runs, f.coord.running())
 	}
 	for !h.snap(f) {
 		time.Sleep(100 * time.Millisecond)

@@ -46,7 +46,11 @@ type training struct {
 // down it leaves the job as it is, to be resumed at the next start.
 func (c *Coordinator) runJob(ctx context.Context, id string) {
 	log := c.log.With(logkeys.Job, id)
-	err := c.execute(ctx, id, log)
+	run := func() error { return c.execute(ctx, id, log) }
+	// A write the job's steps do not wait for themselves (a progress
+	// update) that found the disk full: the job starts again from its last
+	// checkpoint, as after a restart, once there is space.
+	err := c.retryStorage(ctx, id, "the job's progress", run(), run)
 	switch {
 	case err == nil, errors.Is(err, errJobEnded):
 	case c.runCtx.Err() != nil:
@@ -134,7 +138,7 @@ func (c *Coordinator) execute(ctx context.Context, id string, log *slog.Logger) 
 			return fmt.Errorf("round %d: %w", r, err)
 		}
 	}
-	return c.finish(id, sp, st)
+	return c.finish(ctx, id, sp, st)
 }
 
 // quorumLost is waitForSites' error for a job past its first round: fewer
@@ -268,7 +272,8 @@ func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites 
 		return nil, err
 	}
 	cp := st.checkpoint(id, cpw)
-	_, err = c.updateWith(id, fmt.Sprintf("standardized: %d sites, %d features, classes %v", len(names), len(features), classes), func(j *federav1.Job) {
+	record := func(j *federav1.Job) {
+		j.Status = federav1.JobStatus_JOB_STATUS_RUNNING
 		j.Features, j.Classes = features, classes
 		j.Message = "training"
 		for _, s := range names {
@@ -279,8 +284,12 @@ func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites 
 			ss.EvalRows = r.result.GetEvalRows()
 		}
 		addBytes(j, col)
-	}, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
-	return st, err
+	}
+	save := func() error {
+		_, err := c.updateWith(id, fmt.Sprintf("standardized: %d sites, %d features, classes %v", len(names), len(features), classes), record, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
+		return err
+	}
+	return st, c.retryStorage(ctx, id, "the standardized starting point", save(), save)
 }
 
 func (st *training) checkpoint(id string, weights []byte) *federav1.Checkpoint {
@@ -428,7 +437,9 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	// checkpoint is signed in the background.
 	// The time the round waits for its entries to be durable.
 	auditStart := c.cfg.Now()
-	if err := <-logged; err != nil {
+	if err := c.retryStorage(ctx, id, fmt.Sprintf("round %d's audit entries", r), <-logged, func() error {
+		return c.audit(false, tr.entries...)
+	}); err != nil {
 		return err
 	}
 	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))
@@ -437,7 +448,9 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	if tr.secagg != nil {
 		event += fmt.Sprintf(" (secure aggregation, threshold %d)", tr.secagg.GetThreshold())
 	}
-	_, err = c.updateWith(id, event, func(j *federav1.Job) {
+	record := func(j *federav1.Job) {
+		// RUNNING too: a wait for disk space only showed WAITING.
+		j.Status = federav1.JobStatus_JOB_STATUS_RUNNING
 		j.RoundsCompleted = int32(r)
 		j.Rounds = appendRound(j.Rounds, sum)
 		j.Message = fmt.Sprintf("round %d of %d done", r, sp.GetRounds())
@@ -452,8 +465,14 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 			addBytes(j, col)
 		}
 		addBytes(j, ecol)
-	}, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
-	return err
+	}
+	// The round is in the audit log: on a full disk its checkpoint waits
+	// for space rather than the round being trained again.
+	save := func() error {
+		_, err := c.updateWith(id, event, record, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
+		return err
+	}
+	return c.retryStorage(ctx, id, fmt.Sprintf("round %d's checkpoint", r), save(), save)
 }
 
 // trainedRound is a round's training half: who took part, the aggregate,
@@ -534,7 +553,7 @@ func appendRound(rounds []*federav1.RoundSummary, sum *federav1.RoundSummary) []
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // finish exports the model and marks the job succeeded, in one write.
-func (c *Coordinator) finish(id string, sp *federav1.JobSpec, st *training) error {
+func (c *Coordinator) finish(ctx context.Context, id string, sp *federav1.JobSpec, st *training) error {
 	arch, err := spec.ArchOf(sp)
 	if err != nil {
 		return err
@@ -560,18 +579,29 @@ func (c *Coordinator) finish(id string, sp *federav1.JobSpec, st *training) erro
 	end := auditlog.Entry{Type: auditlog.TypeJobEnd, Job: id, Actor: "coordinator", Data: map[string]any{
 		"status": "succeeded", "rounds_completed": st.round,
 	}}
-	if err := c.audit(true, release, end); err != nil {
+	// Each step waits for disk space on its own, so a full disk repeats
+	// none that succeeded (the release is logged once).
+	logRelease := func() error { return c.audit(false, release, end) }
+	if err := c.retryStorage(ctx, id, "the model release's audit entries", logRelease(), logRelease); err != nil {
 		return err
 	}
-	if err := c.signRelease(id, sp, st, buf.Bytes(), hex.EncodeToString(sum[:])); err != nil {
+	if err := c.retryStorage(ctx, id, "the audit checkpoint over the release", c.signIfBehind(), c.signIfBehind); err != nil {
 		return err
 	}
-	_, err = c.updateWith(id, "succeeded", func(j *federav1.Job) {
-		j.Status = federav1.JobStatus_JOB_STATUS_SUCCEEDED
-		j.Message = fmt.Sprintf("trained for %d rounds", st.round)
-		j.ModelSha256 = hex.EncodeToString(sum[:])
-		j.ModelBytes = int64(buf.Len())
-	}, func(j *federav1.Job) error { return c.store.FinishJob(j, buf.Bytes()) })
+	signRelease := func() error { return c.signRelease(id, sp, st, buf.Bytes(), hex.EncodeToString(sum[:])) }
+	if err := c.retryStorage(ctx, id, "the model's signature and provenance", signRelease(), signRelease); err != nil {
+		return err
+	}
+	store := func() error {
+		_, err := c.updateWith(id, "succeeded", func(j *federav1.Job) {
+			j.Status = federav1.JobStatus_JOB_STATUS_SUCCEEDED
+			j.Message = fmt.Sprintf("trained for %d rounds", st.round)
+			j.ModelSha256 = hex.EncodeToString(sum[:])
+			j.ModelBytes = int64(buf.Len())
+		}, func(j *federav1.Job) error { return c.store.FinishJob(j, buf.Bytes()) })
+		return err
+	}
+	err = c.retryStorage(ctx, id, "the model", store(), store)
 	if err == nil {
 		c.log.Info("job succeeded; model released", logkeys.Job, id, "rounds", st.round,
 			"model_sha256", hex.EncodeToString(sum[:]), logkeys.Bytes, buf.Len())
