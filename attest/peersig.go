@@ -51,7 +51,8 @@ func SignAsSVID(src x509svid.Source, msg []byte) (sig []byte, chain [][]byte, er
 	return sig, chain, nil
 }
 
-// VerifySiteSignature checks that chain is an SVID valid at now under
+// VerifySiteSignature checks that chain is an SVID valid at now (with
+// MaxClockSkew's slack before its NotBefore) under
 // bundles, that it names site (a "<jurisdiction>/<name>" site ID, in any
 // trust domain the bundles hold), and that sig is its key's signature
 // over msg. The error says which of these failed.
@@ -59,7 +60,7 @@ func VerifySiteSignature(bundles x509bundle.Source, site string, chain [][]byte,
 	if len(chain) == 0 {
 		return fmt.Errorf("signature of %s: no certificate chain", site)
 	}
-	id, certs, err := x509svid.ParseAndVerify(chain, bundles, x509svid.WithTime(now))
+	id, certs, err := verifySVID(chain, bundles, now)
 	if err != nil {
 		return fmt.Errorf("signature of %s: the certificate chain does not verify against this site's trust bundle: %w", site, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -32,25 +33,65 @@ func AllowIDs(ids ...spiffeid.ID) Authorizer {
 	}
 }
 
+// CredentialOption adjusts ServerCredentials and ClientCredentials.
+type CredentialOption func(*credOptions)
+
+type credOptions struct{ now func() time.Time }
+
+// WithClock makes the peer's certificate validity be checked against now
+// instead of the system clock: a test gives one daemon a skewed clock
+// with it (site.WithClock). Deployed daemons use the system clock.
+func WithClock(now func() time.Time) CredentialOption {
+	return func(o *credOptions) { o.now = now }
+}
+
+func newCredOptions(opts []CredentialOption) credOptions {
+	o := credOptions{now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
 // ServerCredentials is mTLS for a gRPC server: the peer must present an
 // SVID that chains to a bundle from src and that authorize accepts. Every
 // refusal is logged with the peer's SPIFFE ID (when it has one) and why.
-func ServerCredentials(src Source, authorize Authorizer, log *slog.Logger) credentials.TransportCredentials {
+// A peer's chain gets MaxClockSkew's slack before its NotBefore.
+func ServerCredentials(src Source, authorize Authorizer, log *slog.Logger, opts ...CredentialOption) credentials.TransportCredentials {
+	o := newCredOptions(opts)
 	cfg := tlsconfig.MTLSServerConfig(src, src, adapt(authorize))
 	// Request rather than require a client certificate, so a client with
 	// none reaches the verify callback and its refusal is logged too; the
 	// callback refuses an empty chain (wrapVerify), so it is still mTLS.
 	cfg.ClientAuth = tls.RequestClientCert
+	cfg.Time = o.now
+	cfg.VerifyPeerCertificate = verifyPeer(src, authorize, o.now)
 	wrapVerify(cfg, log)
 	return credentials.NewTLS(cfg)
 }
 
 // ClientCredentials is mTLS for a gRPC client that will talk only to a
-// server whose SVID authorize accepts.
-func ClientCredentials(src Source, authorize Authorizer, log *slog.Logger) credentials.TransportCredentials {
+// server whose SVID authorize accepts, with the same clock slack.
+func ClientCredentials(src Source, authorize Authorizer, log *slog.Logger, opts ...CredentialOption) credentials.TransportCredentials {
+	o := newCredOptions(opts)
 	cfg := tlsconfig.MTLSClientConfig(src, src, adapt(authorize))
+	cfg.Time = o.now
+	cfg.VerifyPeerCertificate = verifyPeer(src, authorize, o.now)
 	wrapVerify(cfg, log)
 	return credentials.NewTLS(cfg)
+}
+
+// verifyPeer is go-spiffe's tlsconfig.VerifyPeerCertificate (the chain
+// verified against the bundles, then authorize) with verifySVID's clock:
+// go-spiffe's reads the system clock and allows no skew.
+func verifyPeer(bundles Source, authorize Authorizer, now func() time.Time) func([][]byte, [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		id, _, err := verifySVID(raw, bundles, now())
+		if err != nil {
+			return err
+		}
+		return authorize(id)
+	}
 }
 
 func adapt(a Authorizer) tlsconfig.Authorizer {
