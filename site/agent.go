@@ -103,6 +103,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		}
 	}()
 	a := &Agent{cfg: cfg, data: newDataCache(8), started: time.Now(), stateLock: lock}
+	a.opts.now = time.Now
 	for _, o := range opts {
 		o(&a.opts)
 	}
@@ -262,7 +263,7 @@ func (c *conn) send(m *federav1.SiteMessage) error {
 }
 
 func (a *Agent) session(ctx context.Context) error {
-	creds := attest.ClientCredentials(a.cfg.Identity, attest.AllowIDs(a.cfg.CoordinatorID), a.log)
+	creds := attest.ClientCredentials(a.cfg.Identity, attest.AllowIDs(a.cfg.CoordinatorID), a.log, attest.WithClock(a.opts.now))
 	cc, err := grpc.NewClient(a.cfg.CoordinatorAddr,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/internal/fsutil"
@@ -288,7 +287,7 @@ func (a *Agent) secaggPhase(t *federav1.Task, r *release) error {
 	}
 	res := &federav1.SecAggResult{Phase: sa.GetPhase()}
 	r.res.Secagg = res
-	now := time.Now()
+	now := a.opts.now()
 	switch sa.GetPhase() {
 	case federav1.SecAggTask_PHASE_SHARE:
 		var u1 []secagg.Keys
