@@ -56,6 +56,10 @@ func explainTLS(err error, id attest.Source, coord spiffeid.ID, addr string, now
 	msg := st.Message()
 	var hint string
 	switch {
+	case strings.Contains(msg, "clock skew"):
+		// A validity period failed here, and the reason already says
+		// which certificate, by how much and what to check (attest).
+		return err
 	case strings.Contains(msg, "x509svid: could not verify") || strings.Contains(msg, "could not get X509 bundle") || strings.Contains(msg, "unknown authority"):
 		hint = fmt.Sprintf("the coordinator's certificate is not signed by a CA in your trust bundle (bundle.pem of your identity, trust domain %s): get the bundle of the coordinator's trust domain", id.ID().TrustDomain())
 	case strings.Contains(msg, "is not an allowed peer"):
