@@ -51,7 +51,9 @@ func TestSiteClockSkew(t *testing.T) {
 			if job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 				t.Fatalf("%s's clock %s off: job %s: %s", skewedSite, skew, job.GetStatus(), job.GetMessage())
 			}
+			var took []string
 			for _, r := range job.GetRounds() {
+				took = append(took, fmt.Sprintf("%d ms", r.GetDurationMs()))
 				if !slices.Contains(r.GetParticipants(), skewedSite) {
 					t.Errorf("round %d without %s: participants %v, missing %v", r.GetRound(), skewedSite, r.GetParticipants(), r.GetMissing())
 				}
@@ -59,6 +61,7 @@ func TestSiteClockSkew(t *testing.T) {
 					t.Errorf("round %d took %s: it waited for its deadline (20 s)", r.GetRound(), d)
 				}
 			}
+			t.Logf("%s's clock %s off: rounds took %s", skewedSite, skew, strings.Join(took, ", "))
 		})
 	}
 }
