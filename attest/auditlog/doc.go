@@ -29,7 +29,9 @@
 //	LOCK                    flock(2) held by the one process writing the log
 //
 // Append writes and fsyncs the records, then the hashes, before it returns:
-// an acknowledged entry is durable. Open repairs what a crash can leave (a
+// an acknowledged entry is durable. An Append whose write or fsync fails (a
+// full disk) cuts the files back to where they ended and fsyncs that, so
+// the same Log appends again once there is space. Open repairs what a crash can leave (a
 // torn last record, stale hashes after the latest checkpoint) and refuses,
 // with ErrDamaged, anything a crash cannot explain. Verify trusts nothing
 // on disk but recomputes the tree from the entries.
