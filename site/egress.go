@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,12 +118,11 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 		// deriving it again. After a reload they derive it afresh.
 		in.Admission = r.admitted.decision.Summary()
 	}
+	// The time a decision takes includes deriving its input's digest: a
+	// reused decision is found by it.
 	evalStart := time.Now()
-	var dec policy.EgressDecision
-	p, err := a.prepared(t.GetJobId(), in)
-	if err == nil {
-		dec, err = eng.EgressPrepared(ctx, p, in.Egress, in.Admission)
-	}
+	digest := policy.InputDigest(in)
+	dec, err := a.egressDecision(ctx, eng, t.GetJobId(), in, digest)
 	evalUs := float64(time.Since(evalStart)) / float64(time.Microsecond)
 	if err != nil {
 		dec = policy.EgressDecision{Reasons: []string{"policy evaluation failed: " + err.Error()}}
@@ -132,7 +132,7 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 	}
 	a.record(&federav1.DecisionRecord{
 		UnixMs: time.Now().UnixMilli(), Kind: "egress", JobId: t.GetJobId(), TaskId: t.GetTaskId(),
-		InputDigest: policy.InputDigest(in), Allow: dec.Allow, Reasons: dec.Reasons, PolicyRevision: eng.Revision(),
+		InputDigest: digest, Allow: dec.Allow, Reasons: dec.Reasons, PolicyRevision: eng.Revision(),
 		EgressKind: r.kind, Bytes: in.Egress.Bytes, EvalUs: evalUs,
 	})
 	if dec.Allow {
@@ -143,6 +143,48 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 		Error: fmt.Sprintf("egress denied at %s: %s", a.siteName(), strings.Join(dec.Reasons, "; ")),
 	}
 	return []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: denied}}}, false
+}
+
+// egressDecision is eng's egress decision on in, whose digest is digest.
+// A deterministic policy decides the same on the same input, so the
+// decision a policy revision made for an input is kept and reused for the
+// next message with the same digest — a job's update of the same size from
+// the same number of records, round after round — instead of being
+// evaluated again (about 0.2–1 ms each, most of a site's policy time per
+// round; docs/scale.md). Any change to the input (size, records, noise,
+// privacy spend, the admission summary) is a new digest, and a reload a new
+// revision, so either is decided afresh; a policy that reads the clock or
+// draws random numbers is asked every time. Failed evaluations are not kept.
+func (a *Agent) egressDecision(ctx context.Context, eng *policy.Engine, job string, in policy.Input, digest string) (policy.EgressDecision, error) {
+	det, _ := eng.Deterministic()
+	key := eng.Revision() + "\x00" + digest
+	if det && digest != "" {
+		a.admitMu.Lock()
+		d, ok := a.egressCache[key]
+		a.admitMu.Unlock()
+		if ok {
+			// Records trim their reasons in place: each gets its own.
+			d.Reasons = slices.Clone(d.Reasons)
+			return d, nil
+		}
+	}
+	p, err := a.prepared(job, in)
+	if err != nil {
+		return policy.EgressDecision{}, err
+	}
+	dec, err := eng.EgressPrepared(ctx, p, in.Egress, in.Admission)
+	if err != nil || !det || digest == "" {
+		return dec, err
+	}
+	a.admitMu.Lock()
+	if a.egressCache == nil || len(a.egressCache) >= 1024 {
+		a.egressCache = map[string]policy.EgressDecision{}
+	}
+	kept := dec
+	kept.Reasons = slices.Clone(dec.Reasons)
+	a.egressCache[key] = kept
+	a.admitMu.Unlock()
+	return dec, nil
 }
 
 // prepared converts a job's policy input once for its many egress checks.
