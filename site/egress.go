@@ -121,8 +121,15 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 	// The time a decision takes includes deriving its input's digest: a
 	// reused decision is found by it.
 	evalStart := time.Now()
-	digest := policy.InputDigest(in)
-	dec, err := a.egressDecision(ctx, eng, t.GetJobId(), in, digest)
+	var dec policy.EgressDecision
+	var digest string
+	p, err := a.prepared(t.GetJobId(), in)
+	if err == nil {
+		digest = p.Digest(in.Egress, in.Admission)
+		dec, err = a.egressDecision(ctx, eng, p, in, digest)
+	} else {
+		digest = policy.InputDigest(in)
+	}
 	evalUs := float64(time.Since(evalStart)) / float64(time.Microsecond)
 	if err != nil {
 		dec = policy.EgressDecision{Reasons: []string{"policy evaluation failed: " + err.Error()}}
@@ -155,7 +162,7 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 // privacy spend, the admission summary) is a new digest, and a reload a new
 // revision, so either is decided afresh; a policy that reads the clock or
 // draws random numbers is asked every time. Failed evaluations are not kept.
-func (a *Agent) egressDecision(ctx context.Context, eng *policy.Engine, job string, in policy.Input, digest string) (policy.EgressDecision, error) {
+func (a *Agent) egressDecision(ctx context.Context, eng *policy.Engine, p *policy.Prepared, in policy.Input, digest string) (policy.EgressDecision, error) {
 	det, _ := eng.Deterministic()
 	key := eng.Revision() + "\x00" + digest
 	if det && digest != "" {
@@ -167,10 +174,6 @@ func (a *Agent) egressDecision(ctx context.Context, eng *policy.Engine, job stri
 			d.Reasons = slices.Clone(d.Reasons)
 			return d, nil
 		}
-	}
-	p, err := a.prepared(job, in)
-	if err != nil {
-		return policy.EgressDecision{}, err
 	}
 	dec, err := eng.EgressPrepared(ctx, p, in.Egress, in.Admission)
 	if err != nil || !det || digest == "" {
@@ -188,14 +191,15 @@ func (a *Agent) egressDecision(ctx context.Context, eng *policy.Engine, job stri
 }
 
 // prepared converts a job's policy input once for its many egress checks.
-// The key holds the job and the features: everything else in the base
-// input is fixed for the life of the agent.
+// The key holds the job and the features, which fix the rest of the base
+// input for an honest coordinator; a kept input that does not match in
+// (another spec sent under the same job id) is prepared again.
 func (a *Agent) prepared(job string, in policy.Input) (*policy.Prepared, error) {
 	key := job + "\x00" + strings.Join(in.Job.Features, ",")
 	a.admitMu.Lock()
 	p, ok := a.prepCache[key]
 	a.admitMu.Unlock()
-	if ok {
+	if ok && p.Matches(in) {
 		return p, nil
 	}
 	p, err := policy.Prepare(in)
