@@ -59,8 +59,8 @@ type Agent struct {
 	admitCache map[string]evaluation
 	prepCache  map[string]*policy.Prepared
 	// egressCache holds egress decisions by policy revision and input
-	// digest (egressDecision).
-	egressCache map[string]policy.EgressDecision
+	// (egressDecision).
+	egressCache map[egressKey]keptEgress
 
 	metrics *metrics
 	http    *httpserve.Server // nil unless Config.HTTP is set

@@ -2,6 +2,7 @@ package site
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -125,8 +126,7 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 	var digest string
 	p, err := a.prepared(t.GetJobId(), in)
 	if err == nil {
-		digest = p.Digest(in.Egress, in.Admission)
-		dec, err = a.egressDecision(ctx, eng, p, in, digest)
+		dec, digest, err = a.egressDecision(ctx, eng, p, in)
 	} else {
 		digest = policy.InputDigest(in)
 	}
@@ -152,42 +152,67 @@ func (a *Agent) checkEgress(ctx context.Context, t *federav1.Task, r *release, m
 	return []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: denied}}}, false
 }
 
-// egressDecision is eng's egress decision on in, whose digest is digest.
-// A deterministic policy decides the same on the same input, so the
-// decision a policy revision made for an input is kept and reused for the
-// next message with the same digest — a job's update of the same size from
-// the same number of records, round after round — instead of being
-// evaluated again (about 0.2–1 ms each, most of a site's policy time per
-// round; docs/scale.md). Any change to the input (size, records, noise,
-// privacy spend, the admission summary) is a new digest, and a reload a new
-// revision, so either is decided afresh; a policy that reads the clock or
-// draws random numbers is asked every time. Failed evaluations are not kept.
-func (a *Agent) egressDecision(ctx context.Context, eng *policy.Engine, p *policy.Prepared, in policy.Input, digest string) (policy.EgressDecision, error) {
+// egressDecision is eng's egress decision on in, prepared as p, and the
+// input's digest. A deterministic policy decides the same on the same
+// input, so the decision a policy revision made for an input is kept, with
+// its digest, and reused for the next message with the same input — a
+// job's update of the same size from the same number of records, round
+// after round — instead of being evaluated again (0.2–1 ms each, most of a
+// site's policy time per round; docs/scale.md). Any change to the input
+// (size, records, noise, privacy spend, the admission summary, the job or
+// site part that p matched) is another key, and a reload another revision,
+// so either is decided afresh; a policy that reads the clock or draws
+// random numbers is asked every time. Failed evaluations are not kept.
+func (a *Agent) egressDecision(ctx context.Context, eng *policy.Engine, p *policy.Prepared, in policy.Input) (policy.EgressDecision, string, error) {
 	det, _ := eng.Deterministic()
-	key := eng.Revision() + "\x00" + digest
-	if det && digest != "" {
+	key, keyed := egressKey{revision: eng.Revision(), base: p}, false
+	if det {
+		// The message part is its JSON: every field, exactly (a NaN has
+		// none, and is decided afresh — and denied, for want of a digest).
+		eg, err1 := json.Marshal(in.Egress)
+		adm, err2 := json.Marshal(in.Admission)
+		key.message, keyed = string(eg)+"\x00"+string(adm), err1 == nil && err2 == nil
+	}
+	if keyed {
 		a.admitMu.Lock()
-		d, ok := a.egressCache[key]
+		kept, ok := a.egressCache[key]
 		a.admitMu.Unlock()
 		if ok {
 			// Records trim their reasons in place: each gets its own.
+			d := kept.decision
 			d.Reasons = slices.Clone(d.Reasons)
-			return d, nil
+			return d, kept.digest, nil
 		}
 	}
+	digest := p.Digest(in.Egress, in.Admission)
 	dec, err := eng.EgressPrepared(ctx, p, in.Egress, in.Admission)
-	if err != nil || !det || digest == "" {
-		return dec, err
+	if err != nil || !keyed || digest == "" {
+		return dec, digest, err
 	}
 	a.admitMu.Lock()
 	if a.egressCache == nil || len(a.egressCache) >= 1024 {
-		a.egressCache = map[string]policy.EgressDecision{}
+		a.egressCache = map[egressKey]keptEgress{}
 	}
-	kept := dec
-	kept.Reasons = slices.Clone(dec.Reasons)
+	kept := keptEgress{decision: dec, digest: digest}
+	kept.decision.Reasons = slices.Clone(dec.Reasons)
 	a.egressCache[key] = kept
 	a.admitMu.Unlock()
-	return dec, nil
+	return dec, digest, nil
+}
+
+// egressKey identifies an egress input under a policy revision: the
+// prepared job, site and destination (a Prepared is kept while a key
+// holds it, so its address is never another's) and the message's JSON.
+type egressKey struct {
+	revision string
+	base     *policy.Prepared
+	message  string
+}
+
+// keptEgress is a reused egress decision and its input's digest.
+type keptEgress struct {
+	decision policy.EgressDecision
+	digest   string
 }
 
 // prepared converts a job's policy input once for its many egress checks.
