@@ -190,7 +190,8 @@ func (a *Agent) egressDecision(ctx context.Context, eng *policy.Engine, p *polic
 		return dec, digest, err
 	}
 	a.admitMu.Lock()
-	if a.egressCache == nil || len(a.egressCache) >= 1024 {
+	// Bounded like prepCache: a key holds its Prepared input alive.
+	if a.egressCache == nil || len(a.egressCache) >= 256 {
 		a.egressCache = map[egressKey]keptEgress{}
 	}
 	kept := keptEgress{decision: dec, digest: digest}
