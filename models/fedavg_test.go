@@ -1,6 +1,7 @@
 package models
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -218,5 +219,54 @@ func TestFedAvgIntoReusesTheBuffer(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if n := after.TotalAlloc - before.TotalAlloc; n >= 5000*4 {
 		t.Errorf("AggregateInto into a matching buffer allocated %d bytes, a model's worth (%d)", n, 5000*4)
+	}
+}
+
+// TestFedAvgFindsEveryNonFinite: the finiteness check is a dot product of
+// each chunk's two halves, so it must see a NaN or ±Inf wherever it sits —
+// either half, the odd element a halving leaves over, the first and last
+// chunk, the short tail — and name the update and index. Large finite
+// values that overflow the check's own products are not an error.
+func TestFedAvgFindsEveryNonFinite(t *testing.T) {
+	const p = 2*fedAvgChunk + 5 // an odd-length tail chunk
+	h := fedAvgChunk / 2
+	tail := 2 * fedAvgChunk
+	positions := []int{0, 1, h - 1, h, fedAvgChunk - 1, fedAvgChunk, fedAvgChunk + h, tail, tail + 1, tail + 2, tail + 3, p - 1}
+	bad := map[string]float32{"NaN": float32(math.NaN()), "+Inf": float32(math.Inf(1)), "-Inf": float32(math.Inf(-1))}
+	fill := func(v float32) Weights {
+		d := make([]float32, p)
+		for i := range d {
+			d[i] = v
+		}
+		return Weights{"v": {Name: "v", Shape: []int{p}, Data: d}}
+	}
+	for name, v := range bad {
+		for _, at := range positions {
+			for _, zero := range []bool{false, true} {
+				// With zero, every other value is 0, so a ±Inf's product in
+				// the check is 0·Inf; otherwise it is an ordinary number.
+				base := float32(0.5)
+				if zero {
+					base = 0
+				}
+				updates := []Update{{fill(base), 3}, {fill(base), 1}, {fill(base), 2}}
+				updates[2].Weights["v"].Data[at] = v
+				_, err := FedAvg{}.Aggregate(nil, updates)
+				want := fmt.Sprintf(`update 2: tensor "v" has non-finite value at index %d`, at)
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("%s at %d (others %v): err = %v, want %q", name, at, base, err, want)
+				}
+			}
+		}
+	}
+	big := float32(1e30) // 1e30·1e30 overflows float32; the average does not
+	got, err := FedAvg{}.Aggregate(nil, []Update{{fill(big), 1}, {fill(big), 1}})
+	if err != nil {
+		t.Fatalf("large finite values: %v", err)
+	}
+	for i, v := range got["v"].Data {
+		if math.Abs(float64(v)-1e30) > 1e24 {
+			t.Fatalf("large finite values: value %d is %v, want 1e30", i, v)
+		}
 	}
 }

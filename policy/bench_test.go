@@ -58,6 +58,29 @@ func BenchmarkEgress(b *testing.B) {
 	})
 }
 
+// BenchmarkEgressPrepared is an egress decision as a site asks it: the
+// job's input prepared once, the admission summary passed in.
+func BenchmarkEgressPrepared(b *testing.B) {
+	e := loadDefault(b)
+	ctx := context.Background()
+	in := SampleEgress()
+	adm, err := e.Admission(ctx, in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := Prepare(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchLatency(b, func() error {
+		d, err := e.EgressPrepared(ctx, p, in.Egress, adm.Summary())
+		if err == nil && !d.Allow {
+			b.Fatalf("sample egress denied: %v", d.Reasons)
+		}
+		return err
+	})
+}
+
 // BenchmarkLoad is the cost of a (re)load: compile, prepare, validate.
 func BenchmarkLoad(b *testing.B) {
 	ctx := context.Background()

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -33,6 +35,50 @@ type Engine struct {
 	denyAll string
 	// loaded is set by Load; a zero (or nil) Engine denies everything.
 	loaded bool
+	// nondeterministic names a builtin the policy calls whose result
+	// varies between calls on the same input (time.now_ns, rand.intn,
+	// http.send, ...); "" when there is none.
+	nondeterministic string
+}
+
+// Deterministic reports whether the policy decides the same on the same
+// input every time: it calls no builtin OPA marks non-deterministic (the
+// clock, randomness, the network). Only then may a caller reuse a decision
+// this engine made for an input instead of asking again; the second result
+// names the first such builtin found, for logs.
+func (e *Engine) Deterministic() (bool, string) {
+	if e == nil || !e.loaded {
+		return true, "" // DenyAll: always the same deny
+	}
+	return e.nondeterministic == "", e.nondeterministic
+}
+
+// nondeterministicCall is the name of the first builtin OPA marks
+// non-deterministic that the compiled modules call, in module order, or "".
+func nondeterministicCall(c *ast.Compiler) string {
+	found := ""
+	check := func(op ast.Ref) {
+		if b, ok := ast.BuiltinMap[op.String()]; ok && b.IsNondeterministic() && found == "" {
+			found = b.Name
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
+		ast.WalkTerms(c.Modules[name], func(t *ast.Term) bool {
+			if call, ok := t.Value.(ast.Call); ok && len(call) > 0 {
+				if ref, ok := call[0].Value.(ast.Ref); ok {
+					check(ref)
+				}
+			}
+			return found != ""
+		})
+		ast.WalkExprs(c.Modules[name], func(x *ast.Expr) bool {
+			if x.IsCall() {
+				check(x.Operator())
+			}
+			return found != ""
+		})
+	}
+	return found
 }
 
 // Load compiles every .rego file under dir (recursively, skipping
@@ -90,7 +136,7 @@ func load(ctx context.Context, fsys fs.FS, root, display string) (*Engine, error
 			rego.StrictBuiltinErrors(true),
 		).PrepareForEval(ctx)
 	}
-	e := &Engine{revision: snap.revision(), loaded: true}
+	e := &Engine{revision: snap.revision(), loaded: true, nondeterministic: nondeterministicCall(compiler)}
 	if e.admission, err = prepare(AdmissionQuery); err != nil {
 		return nil, err
 	}

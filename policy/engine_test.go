@@ -626,3 +626,34 @@ func TestConcurrentEvaluation(t *testing.T) {
 // budget is the default policy's lifetime privacy budget (data.json:
 // limits.max_epsilon at limits.max_delta).
 var budget = Budget{Epsilon: 8, Delta: 1e-5}
+
+// TestDeterministic: a policy that reads the clock, draws random numbers or
+// asks the network is not deterministic, wherever the call sits (a rule
+// body, a rule's value, a function, another package); the default policy
+// is, and so is a deny-all engine.
+func TestDeterministic(t *testing.T) {
+	ctx := context.Background()
+	if ok, name := loadDefault(t).Deterministic(); !ok {
+		t.Errorf("the default policy calls %s, a non-deterministic builtin", name)
+	}
+	if ok, _ := DenyAll("x").Deterministic(); !ok {
+		t.Error("a deny-all engine is not deterministic")
+	}
+	for _, tc := range []struct{ name, extra, want string }{
+		{"clock in a body", "late if time.now_ns() > 0\n", "time.now_ns"},
+		{"randomness as a value", "coin := rand.intn(\"c\", 2)\n", "rand.intn"},
+		{"in a function", "stamp(x) := y if y := sprintf(\"%v-%v\", [x, uuid.rfc4122(\"u\")])\n", "uuid.rfc4122"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := defaultFiles(t)
+			files["zz_extra.rego"] = &fstest.MapFile{Data: []byte("package federa.extra\n\n" + tc.extra)}
+			e, err := LoadFS(ctx, files, ".")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, name := e.Deterministic(); ok || name != tc.want {
+				t.Errorf("Deterministic() = %v, %q; want false, %q", ok, name, tc.want)
+			}
+		})
+	}
+}

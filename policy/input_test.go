@@ -68,3 +68,50 @@ func TestPreparedEgressMatchesEgress(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparedDigestIsInputDigest: a message's digest from a prepared
+// input is the very string InputDigest gives the whole input — with and
+// without noise and an admission summary, nil reasons like empty ones —
+// and "" exactly when InputDigest's is; Matches tells a prepared input
+// from one for another job, site or requester.
+func TestPreparedDigestIsInputDigest(t *testing.T) {
+	base := SampleEgress()
+	p, err := Prepare(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	egresses := []*Egress{
+		nil,
+		base.Egress,
+		{Kind: KindMetrics, Bytes: 145, MaxBytes: 16384, Records: 50},
+		{Kind: KindModelUpdate, Bytes: 1, MaxBytes: 2, Records: 3, Noise: &Noise{Mechanism: "gaussian", Sigma: 0.5, ClipNorm: 1}, EpsilonSpent: 1.5, DatasetEpsilonSpent: 2.25},
+		{Kind: "<raw & rows>", Bytes: 1},
+		{Kind: KindMetrics, EpsilonSpent: nan()},
+	}
+	admissions := []*Admitted{nil, {Allow: true}, {Allow: false, Reasons: []string{"no", "\"quoted\" <b>"}, MinRecords: 10, RequireDP: true}, {Reasons: []string{}}}
+	for i, eg := range egresses {
+		for j, adm := range admissions {
+			in := base
+			in.Egress, in.Admission = eg, adm
+			want := InputDigest(in)
+			if got := p.Digest(eg, adm); got != want {
+				t.Errorf("egress %d, admission %d: Digest = %q, InputDigest = %q", i, j, got, want)
+			}
+		}
+	}
+	if !p.Matches(base) {
+		t.Error("a prepared input does not match the input it was prepared from")
+	}
+	for name, edit := range map[string]func(*Input){
+		"job":       func(in *Input) { in.Job.ID = "job-2" },
+		"requester": func(in *Input) { in.Job.Requester.Role = "admin" },
+		"column":    func(in *Input) { in.Site.Dataset.Columns[0].Classification = SpecialCategory },
+		"dp":        func(in *Input) { in.Job.Privacy.DP = nil },
+	} {
+		in := SampleEgress()
+		edit(&in)
+		if p.Matches(in) {
+			t.Errorf("a prepared input matches one with another %s", name)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"unicode/utf8"
 
@@ -168,17 +169,65 @@ func (b *builder) extraItems(in Input) [][2]*ast.Term {
 // classified columns costs more than evaluating the egress rules.
 type Prepared struct {
 	base [][2]*ast.Term
+	// in is the normalized input it was prepared from, without Egress and
+	// Admission; head is its canonical JSON without the closing brace, so
+	// a message's digest encodes only the message.
+	in   Input
+	head []byte
 }
 
 // Prepare converts in (without its Egress and Admission) once.
 func Prepare(in Input) (*Prepared, error) {
 	in = normalize(in)
+	in.Egress, in.Admission = nil, nil
 	b := builder{}
 	base := b.baseItems(in)
 	if b.err != nil {
 		return nil, b.err
 	}
-	return &Prepared{base: base}, nil
+	bs, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{base: base, in: in, head: bs[:len(bs)-1]}, nil
+}
+
+// Matches reports whether in's version, job, site and destination are the
+// ones p was prepared from, so a cache of Prepared inputs can check that
+// it hands out the right one.
+func (p *Prepared) Matches(in Input) bool {
+	in = normalize(in)
+	in.Egress, in.Admission = nil, nil
+	return reflect.DeepEqual(p.in, in)
+}
+
+// Digest is InputDigest of p's input with eg and adm, the same string,
+// without encoding the job, site and destination again.
+func (p *Prepared) Digest(eg *Egress, adm *Admitted) string {
+	extra := normalize(Input{Egress: eg, Admission: adm})
+	b := builder{}
+	b.extraItems(extra)
+	if b.err != nil {
+		return ""
+	}
+	h := sha256.New()
+	h.Write(p.head)
+	for _, part := range []struct {
+		key string
+		v   any
+	}{{"egress", extra.Egress}, {"admission", extra.Admission}} {
+		if reflect.ValueOf(part.v).IsNil() {
+			continue // omitempty
+		}
+		bs, err := json.Marshal(part.v)
+		if err != nil {
+			return ""
+		}
+		fmt.Fprintf(h, ",%q:", part.key)
+		h.Write(bs)
+	}
+	h.Write([]byte("}"))
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // with is the prepared input plus one message's egress and admission.

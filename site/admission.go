@@ -339,7 +339,10 @@ func (a *Agent) evaluate(ctx context.Context, eng *policy.Engine, t *federav1.Ta
 	// A dry run asks the same policy the same question as the real admission
 	// that follows (approval is decided outside the policy), so it shares
 	// the cache.
-	cacheable := t.GetJobId() != ""
+	// A policy that reads the clock or draws random numbers is asked again
+	// every time.
+	det, _ := eng.Deterministic()
+	cacheable := t.GetJobId() != "" && det
 	if cacheable {
 		a.admitMu.Lock()
 		ev, ok := a.admitCache[key]

@@ -58,6 +58,9 @@ type Agent struct {
 	admitMu    sync.Mutex
 	admitCache map[string]evaluation
 	prepCache  map[string]*policy.Prepared
+	// egressCache holds egress decisions by policy revision and input
+	// (egressDecision).
+	egressCache map[egressKey]keptEgress
 
 	metrics *metrics
 	http    *httpserve.Server // nil unless Config.HTTP is set
