@@ -41,6 +41,7 @@ func (p *proc) start() {
 		p.t.Fatal(err)
 	}
 	cmd := p.nd.command(federaBin, p.args...)
+	cmd.Env = append(os.Environ(), failpointEnv...) // failpoint_test.go
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
