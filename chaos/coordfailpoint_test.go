@@ -71,13 +71,13 @@ func TestCoordinatorKill9AtFailpoints(t *testing.T) {
 	f := startFederation(t, options{})
 	h := newHistory()
 	f.waitSites()
-	rounds := 2*len(coordPoints) + 2
+	rounds := 3*len(coordPoints) + 2
 	id := f.submit(strings.Replace(killJob, "rounds: 8", fmt.Sprintf("rounds: %d", rounds), 1))
 	killed := map[string]int{} // point -> round in progress at the kill
 	next := 1
 	for _, pt := range coordPoints {
-		// Each kill lands in a later round than the one before, after the
-		// resumed job has completed a round.
+		// Each kill lands in a later round than the one before, once the
+		// resumed job has completed the round it was killed in.
 		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
 			j, ok := h.read(f, id)
 			if ok && j.RoundsCompleted >= next {
@@ -97,7 +97,7 @@ func TestCoordinatorKill9AtFailpoints(t *testing.T) {
 		killed[pt.name] = r
 		t.Logf("killed the coordinator at %s (%s), round %d of %d in progress", pt.name, pt.what, r, rounds)
 		f.coord.start()
-		next = r + 1
+		next = r
 	}
 	j := f.waitEnd(h, id, 3*time.Minute)
 	if j.Status != "SUCCEEDED" {
