@@ -111,6 +111,9 @@ func TestSiteKill9AtFailpoints(t *testing.T) {
 	}
 	v = append(v, h.check(f, map[string]int{id: rounds}, true)...)
 	v = append(v, budgetCovers(t, f, id)...)
+	if left := tempOf(state, "privacy.json"); len(left) > 0 {
+		v.add("us/boston left the ledger's temporary files of a write cut short: %v", left)
+	}
 	for _, x := range v {
 		t.Error(x)
 	}
