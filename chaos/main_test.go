@@ -14,6 +14,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	raiseParallel() // parallel_test.go
 	// One binary for every scenario, its failpoints compiled in (inert
 	// unless a test arms one: failpoint_test.go).
 	bin, cleanup := testutil.BuildFederaFailpoints("federa-chaos-bin-")

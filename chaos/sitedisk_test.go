@@ -21,8 +21,9 @@ import (
 // failed append left a torn line that the next record ran into; it now
 // withholds what it cannot record and cuts a failed append back.
 func TestSiteDiskFull(t *testing.T) {
+	t.Parallel()
 	for _, dp := range []bool{false, true} {
-		t.Run(fmt.Sprintf("dp=%v", dp), func(t *testing.T) { siteDiskFull(t, dp) })
+		t.Run(fmt.Sprintf("dp=%v", dp), func(t *testing.T) { t.Parallel(); siteDiskFull(t, dp) })
 	}
 }
 
