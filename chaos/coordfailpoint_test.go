@@ -60,70 +60,80 @@ var coordPoints = []coordPoint{
 	},
 }
 
-// TestCoordinatorKill9AtFailpoints runs one job and SIGKILLs the
+// TestCoordinatorKill9AtFailpoints runs a job and SIGKILLs the
 // coordinator at each failpoint in turn, in a later round each time,
-// restarting it on the same state. The job must succeed, every invariant
-// of the history checker hold, and each killed round end with the audit
+// restarting it on the same state; FEDERA_CHAOS_TRIALS/5 such jobs (one by
+// default, 10 in make chaos). Every job must succeed, every invariant of
+// the history checker hold, and each killed round end with the audit
 // entries its point allows: a round recorded before the kill is redone
 // and says so (redo_of), one that was not is logged once.
 func TestCoordinatorKill9AtFailpoints(t *testing.T) {
 	t.Parallel()
+	passes := (trials(t, 5) + 4) / 5
 	f := startFederation(t, options{})
 	h := newHistory()
 	f.waitSites()
 	rounds := 3*len(coordPoints) + 2
-	id := f.submit(strings.Replace(killJob, "rounds: 8", fmt.Sprintf("rounds: %d", rounds), 1))
-	killed := map[string]int{} // point -> round in progress at the kill
-	next := 1
-	for _, pt := range coordPoints {
-		// Each kill lands in a later round than the one before, once the
-		// resumed job has completed the round it was killed in.
-		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
-			j, ok := h.read(f, id)
-			if ok && j.RoundsCompleted >= next {
-				break
+	spec := strings.Replace(killJob, "rounds: 8", fmt.Sprintf("rounds: %d", rounds), 1)
+	jobs := map[string]int{}
+	killed := map[string]map[string]int{} // job -> point -> round in progress at the kill
+	for pass := 0; pass < passes; pass++ {
+		f.waitSites()
+		id := f.submit(spec)
+		jobs[id], killed[id] = rounds, map[string]int{}
+		next := 1
+		for _, pt := range coordPoints {
+			// Each kill lands in a later round than the one before, once the
+			// resumed job has completed the round it was killed in.
+			for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+				j, ok := h.read(f, id)
+				if ok && j.RoundsCompleted >= next {
+					break
+				}
+				if ok && j.ended() {
+					t.Fatalf("%s: the job ended before the kill: %+v", pt.name, j)
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the job never completed round %d: %+v", pt.name, next, j)
+				}
 			}
-			if ok && j.ended() {
-				t.Fatalf("%s: the job ended before the kill: %+v", pt.name, j)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the job never completed round %d: %+v", pt.name, next, j)
-			}
+			pt.reach(f)
+			j, _ := h.read(f, id)
+			f.coord.kill9()
+			r := j.RoundsCompleted + 1
+			killed[id][pt.name] = r
+			t.Logf("pass %d: killed the coordinator at %s (%s), round %d of %d in progress", pass, pt.name, pt.what, r, rounds)
+			f.coord.start()
+			next = r
 		}
-		pt.reach(f)
-		j, _ := h.read(f, id)
-		f.coord.kill9()
-		r := j.RoundsCompleted + 1
-		killed[pt.name] = r
-		t.Logf("killed the coordinator at %s (%s), round %d of %d in progress", pt.name, pt.what, r, rounds)
-		f.coord.start()
-		next = r
+		if j := f.waitEnd(h, id, 3*time.Minute); j.Status != "SUCCEEDED" {
+			t.Fatalf("job %s: %s", j.Status, j.Message)
+		}
+		for !h.snap(f) {
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
-	j := f.waitEnd(h, id, 3*time.Minute)
-	if j.Status != "SUCCEEDED" {
-		t.Fatalf("job %s: %s", j.Status, j.Message)
-	}
-	for !h.snap(f) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	v := h.check(f, map[string]int{id: rounds}, false)
+	v := h.check(f, jobs, false)
 	entries, err := parseExport(h.snapshots[len(h.snapshots)-1].export)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byRound := map[int]int{}
-	for _, e := range entries {
-		if e.Entry.Type == auditlog.TypeRound && e.Entry.Job == id {
-			byRound[int(e.Entry.Data["round"].(float64))]++
+	for id := range jobs {
+		byRound := map[int]int{}
+		for _, e := range entries {
+			if e.Entry.Type == auditlog.TypeRound && e.Entry.Job == id {
+				byRound[int(e.Entry.Data["round"].(float64))]++
+			}
+		}
+		for _, pt := range coordPoints {
+			r := killed[id][pt.name]
+			t.Logf("job %s: %s: round %d has %d round entries", id, pt.name, r, byRound[r])
+			if pt.entries > 0 && byRound[r] != pt.entries {
+				v.add("job %s: %s: round %d has %d round entries in the audit log, want %d (%s)", id, pt.name, r, byRound[r], pt.entries, pt.what)
+			}
 		}
 	}
-	for _, pt := range coordPoints {
-		r := killed[pt.name]
-		t.Logf("%s: round %d has %d round entries", pt.name, r, byRound[r])
-		if pt.entries > 0 && byRound[r] != pt.entries {
-			v.add("%s: round %d has %d round entries in the audit log, want %d (%s)", pt.name, r, byRound[r], pt.entries, pt.what)
-		}
-	}
+	t.Logf("%d kills at failpoints over %d jobs; %d invariant violations", passes*len(coordPoints), passes, len(v))
 	for _, x := range v {
 		t.Error(x)
 	}

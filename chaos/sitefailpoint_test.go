@@ -55,9 +55,11 @@ var sitePoints = []sitePoint{
 	},
 }
 
-// TestSiteKill9AtFailpoints runs one DP job whose updates travel in two
+// TestSiteKill9AtFailpoints runs a DP job whose updates travel in two
 // chunks and SIGKILLs us/boston at each site failpoint in turn, restarting
-// it on the same state each time. Right after each kill its privacy
+// it on the same state each time; FEDERA_CHAOS_TRIALS/5 such jobs (one by
+// default, 10 in make chaos), each in a federation of its own (a DP job
+// spends the dataset's whole lifetime budget). Right after each kill its privacy
 // ledger and egress journal must parse (a torn last journal line is what
 // a kill mid-write leaves) and every release the journal says left must be
 // paid for. At the end the job has succeeded on quorum, the history
@@ -66,6 +68,14 @@ var sitePoints = []sitePoint{
 // aggregated its update in: the budget is never under-counted.
 func TestSiteKill9AtFailpoints(t *testing.T) {
 	t.Parallel()
+	passes := (trials(t, 5) + 4) / 5
+	for pass := 0; pass < passes; pass++ {
+		t.Run(fmt.Sprintf("pass%d", pass), siteFailpointPass)
+	}
+	t.Logf("%d kills at failpoints over %d jobs", passes*len(sitePoints), passes)
+}
+
+func siteFailpointPass(t *testing.T) {
 	f := startFederation(t, options{})
 	h := newHistory()
 	f.waitSites()

@@ -2,6 +2,8 @@ package testutil
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,8 +17,8 @@ import (
 // comments in the production code (`// gofail: var name type`), inert in
 // every ordinary build; `gofail enable` (go.etcd.io/gofail, a tool of
 // go.mod) rewrites them into calls to gofail's runtime. The rewrite is
-// done on a copy of the module in a temporary folder, never on the
-// checkout. A process of the binary takes failpoints from GOFAIL_FAILPOINTS
+// done on a copy of the module in the system's temporary folder (one per
+// checkout), never on the checkout. A process of the binary takes failpoints from GOFAIL_FAILPOINTS
 // (e.g. "coordBeforeRoundSave=sleep(600000)") and, with GOFAIL_HTTP set to
 // a listen address, over HTTP (PUT /name with the terms, GET /name/count
 // for how often it fired). Without either it behaves as the ordinary
@@ -28,7 +30,7 @@ func BuildFederaFailpoints(prefix string) (bin string, cleanup func()) {
 		panic(err)
 	}
 	bin = filepath.Join(dir, "federa")
-	if err := buildFailpoints(dir, bin); err != nil {
+	if err := buildFailpoints(bin); err != nil {
 		fmt.Fprintln(os.Stderr, "build federa with failpoints:", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -36,13 +38,27 @@ func BuildFederaFailpoints(prefix string) (bin string, cleanup func()) {
 	return bin, func() { os.RemoveAll(dir) }
 }
 
-func buildFailpoints(dir, bin string) error {
+func buildFailpoints(bin string) error {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return fmt.Errorf("go env GOMOD: %w", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	src := filepath.Join(dir, "src")
+	// The copy lives at one path per checkout, so the build cache (whose
+	// keys hold a package's folder) serves every package the last build of
+	// the same sources compiled: after the first run only what changed is
+	// compiled, and the binary linked. A lock keeps two test processes of
+	// one checkout from writing it at once.
+	sum := sha256.Sum256([]byte(root))
+	src := filepath.Join(os.TempDir(), "federa-failpoints-"+hex.EncodeToString(sum[:6]))
+	unlock, err := lockPath(src + ".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := os.RemoveAll(src); err != nil {
+		return err
+	}
 	pkgs, err := copyModule(root, src)
 	if err != nil {
 		return err
@@ -63,12 +79,7 @@ func buildFailpoints(dir, bin string) error {
 	if err := run(append([]string{"tool", "gofail", "enable"}, pkgs...)...); err != nil {
 		return err
 	}
-	// -trimpath keeps the temporary folder's name out of the build, so the
-	// build cache serves the packages gofail did not touch, run after run.
-	if err := run("build", "-trimpath", "-o", bin, "./cmd/federa"); err != nil {
-		return err
-	}
-	return os.RemoveAll(src)
+	return run("build", "-o", bin, "./cmd/federa")
 }
 
 // copyModule copies the module's files (not .git, .cache, bin, data or
