@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -134,6 +135,16 @@ func TestCoordinatorKill9AtFailpoints(t *testing.T) {
 		}
 	}
 	t.Logf("%d kills at failpoints over %d jobs; %d invariant violations", passes*len(coordPoints), passes, len(v))
+	// A write cut short before its rename leaves its temporary file; the
+	// audit log does not sweep them yet (docs/reliability.md, known gaps).
+	var left []string
+	_ = filepath.WalkDir(f.coordDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), ".tmp-") {
+			left = append(left, strings.TrimPrefix(p, f.coordDir+"/"))
+		}
+		return nil
+	})
+	t.Logf("temporary files left in the coordinator's state: %v", left)
 	for _, x := range v {
 		t.Error(x)
 	}
