@@ -113,8 +113,9 @@ e2e: build
 	./$(BIN) demo --output json
 
 # The fault scenarios of chaos/ (docs/reliability.md) in their long form: 50
-# coordinator kill -9 trials (make test runs 5), 10 site kills, and the slow
-# link with a 50 MB model. Needs root (network namespaces, tmpfs) and
+# coordinator kill -9 trials (make test runs 5), 10 passes of the kills at
+# failpoints (make test runs 1), 10 site kills, and the slow link with a 50 MB
+# model. Needs root (network namespaces, tmpfs) and
 # iproute2. Set FEDERA_CHAOS_SEED to replay a run's random points.
 CHAOS_TRIALS ?= 50
 chaos:

@@ -41,6 +41,7 @@ func (p *proc) start() {
 		p.t.Fatal(err)
 	}
 	cmd := p.nd.command(federaBin, p.args...)
+	cmd.Env = append(os.Environ(), failpointEnv...) // failpoint_test.go
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
@@ -265,6 +266,11 @@ func (j jobJSON) ended() bool {
 
 // getJob reads job id; ok is false when the coordinator did not answer.
 func (f *federation) getJob(id string) (jobJSON, bool) {
+	return f.readJob(id) // client_test.go
+}
+
+// getJobCLI reads job id through `federa job get -o json`.
+func (f *federation) getJobCLI(id string) (jobJSON, bool) {
 	out, _, code := f.cli("job", "get", id, "-o", "json")
 	var j jobJSON
 	if code != 0 {

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,13 +68,13 @@ func TestCoordinatorKill9(t *testing.T) {
 	f := startFederation(t, options{})
 	h := newHistory()
 	jobs := map[string]int{}
-	// A first job, untouched, measures how long a round takes here: the
-	// kill lands after a random number of completed rounds, at a random
-	// moment of the next one.
+	// A first job of 3 rounds, untouched, measures how long a round takes
+	// here: the kill lands after a random number of completed rounds, at a
+	// random moment of the next one.
 	f.waitSites()
-	first := f.submit(killJob)
+	first := f.submit(strings.Replace(killJob, "rounds: 8", "rounds: 3", 1))
 	j0 := f.waitEnd(h, first, 3*time.Minute)
-	jobs[first] = killRounds
+	jobs[first] = 3
 	var roundMs int64
 	for _, r := range j0.Rounds {
 		d, _ := strconv.ParseInt(r.DurationMs.String(), 10, 64)

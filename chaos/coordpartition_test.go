@@ -14,6 +14,7 @@ import (
 // Before the coordinator learned to wait (JOB_STATUS_WAITING) the job failed
 // here with "0 of 3 sites answered".
 func TestCoordinatorPartitionedLongerThanSiteWait(t *testing.T) {
+	t.Parallel()
 	f := startFederation(t, options{heartbeat: "250ms", siteWait: "3s"})
 	h := newHistory()
 	f.waitSites()

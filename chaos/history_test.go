@@ -245,7 +245,7 @@ func (h *history) check(f *federation, jobs map[string]int, dp bool) violations 
 	}
 	finals := map[string]jobJSON{}
 	for id, n := range jobs {
-		j, ok := f.getJob(id)
+		j, ok := f.getJobCLI(id) // as the CLI shows it
 		if !ok {
 			v.add("job %s: cannot read it at the end", id)
 			continue

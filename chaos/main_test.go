@@ -14,7 +14,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	bin, cleanup := testutil.BuildFederaOnce("../cmd/federa", "federa-chaos-bin-")
+	raiseParallel() // parallel_test.go
+	// One binary for every scenario, its failpoints compiled in (inert
+	// unless a test arms one: failpoint_test.go).
+	bin, cleanup := testutil.BuildFederaFailpoints("federa-chaos-bin-")
 	federaBin = bin
 	netnsErr = probeNetns()
 	code := m.Run()

@@ -34,6 +34,7 @@ seed: 7
 // survivors' own egress journals — not at the 30 s round deadline. Once
 // the link is back the site rejoins and takes part in the last round.
 func TestSitePartitionedMidRound(t *testing.T) {
+	t.Parallel()
 	f := startFederation(t, options{heartbeat: "250ms"})
 	h := newHistory()
 	f.waitSites()

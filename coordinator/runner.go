@@ -373,6 +373,10 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	if err != nil {
 		return err
 	}
+	// Failpoints (chaos/failpoint_test.go; inert outside a gofail build):
+	// the round is aggregated, nothing of it is recorded yet.
+	// gofail: var coordAfterAggregate struct{}
+
 	// Missing are the job's sites that did not take part: asked and
 	// silent, and also not connected when the round began.
 	for _, s := range st.sites {
@@ -443,6 +447,9 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		return err
 	}
 	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))
+	// The round's entries are in the audit log (unsigned), its checkpoint
+	// is not stored.
+	// gofail: var coordBeforeRoundSave struct{}
 	c.requestCheckpoint()
 	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, federav1.FormatEval(sum))
 	if tr.secagg != nil {

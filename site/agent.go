@@ -436,6 +436,8 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 				msgs, allowed = fail(fmt.Sprintf("at %s: privacy ledger: %v; nothing was sent", c.a.siteName(), err)), false
 			} else {
 				c.a.metrics.epsilon.WithLabelValues(rel.dataset).Set(tx.datasetEpsilon)
+				// Charged; neither journalled nor sent (chaos/failpoint_test.go).
+				// gofail: var siteAfterCharge struct{}
 			}
 		}
 		if !allowed {
@@ -470,7 +472,12 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 				log.Warn("record egress", logkeys.Err, err)
 			}
 		}
-		for _, m := range msgs {
+		for i, m := range msgs {
+			if i == 1 {
+				// A release in several messages (its chunks, then the
+				// result) is half sent (chaos/failpoint_test.go).
+				// gofail: var siteMidRelease struct{}
+			}
 			if err := c.send(m); err != nil {
 				log.Warn("send result", logkeys.Err, err)
 				return

@@ -109,6 +109,16 @@ func openLedger(stateDir string) (*ledger, error) {
 		return l, nil
 	}
 	l.path = filepath.Join(stateDir, "privacy.json")
+	// A crash between writing the ledger's (or a kept release's) temporary
+	// file and renaming it into place leaves that file behind; what it held
+	// never counted, and nothing of that release left. The state directory
+	// is locked: no other process writes them.
+	for _, pattern := range []string{filepath.Join(stateDir, ".privacy.json.tmp-*"), filepath.Join(filepath.Dir(l.releasePath("")), ".*.json.tmp-*")} {
+		stale, _ := filepath.Glob(pattern)
+		for _, s := range stale {
+			_ = os.Remove(s)
+		}
+	}
 	b, err := os.ReadFile(l.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return l, nil

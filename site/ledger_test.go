@@ -270,3 +270,39 @@ func TestPlanSpendIsTheAccountantsExactly(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenLedgerSweepsTemporaryFiles: a ledger (or kept release) write cut
+// short by a crash before its rename leaves a temporary file; opening the
+// ledger removes those and nothing else. chaos TestSiteKill9AtFailpoints
+// kills a site at that point.
+func TestOpenLedgerSweepsTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	l, err := openLedger(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	releases := filepath.Dir(l.releasePath("job"))
+	if err := os.MkdirAll(releases, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale := []string{filepath.Join(dir, ".privacy.json.tmp-123"), filepath.Join(releases, ".abc.json.tmp-456")}
+	keep := []string{filepath.Join(dir, "egress.jsonl"), filepath.Join(releases, "abc.json"), filepath.Join(dir, ".other.json.tmp-1")}
+	for _, p := range append(slices.Clone(stale), keep...) {
+		if err := os.WriteFile(p, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := openLedger(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range stale {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s: still there after the ledger opened (%v)", p, err)
+		}
+	}
+	for _, p := range keep {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s: %v; only the ledger's temporary files may go", p, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package site
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +34,7 @@ func (j *journal) append(v any) error {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	f, err := os.OpenFile(j.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(j.path, os.O_CREATE|os.O_APPEND|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("append to %s: %w", j.path, err)
 	}
@@ -42,6 +43,16 @@ func (j *journal) append(v any) error {
 	if err != nil {
 		return fmt.Errorf("append to %s: %w", j.path, err)
 	}
+	if err := cutTornTail(f, st.Size()); err != nil {
+		return fmt.Errorf("append to %s: %w", j.path, err)
+	}
+	if st, err = f.Stat(); err != nil {
+		return fmt.Errorf("append to %s: %w", j.path, err)
+	}
+	// Half the record is written, the rest never will be, in a journal whose
+	// name matches the pattern it is given (chaos/failpoint_test.go).
+	// gofail: var journalTornWrite string
+	// if ok, _ := filepath.Match(journalTornWrite, filepath.Base(j.path)); ok { _, _ = f.Write(line[:len(line)/2]); select {} }
 	_, err = f.Write(append(line, '\n'))
 	if err == nil {
 		err = f.Sync()
@@ -55,4 +66,41 @@ func (j *journal) append(v any) error {
 		return fmt.Errorf("append to %s: %w", j.path, err)
 	}
 	return nil
+}
+
+// cutTornTail cuts off a last line that has no newline: a record a crash
+// (kill -9, power loss) left half written. Nothing it records happened —
+// a record is written before what it records leaves — and a record
+// appended after it would run into it, making both unreadable: the
+// journal would then miss a release that did leave.
+func cutTornTail(f *os.File, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	var last [1]byte
+	if _, err := f.ReadAt(last[:], size-1); err != nil {
+		return fmt.Errorf("read the last record: %w", err)
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	// Back to just after the last newline (or the start).
+	buf := make([]byte, 4096)
+	end := size
+	for end > 0 {
+		start := max(end-int64(len(buf)), 0)
+		b := buf[:end-start]
+		if _, err := f.ReadAt(b, start); err != nil {
+			return fmt.Errorf("read the last record: %w", err)
+		}
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			end = start + int64(i) + 1
+			break
+		}
+		end = start
+	}
+	if err := f.Truncate(end); err != nil {
+		return fmt.Errorf("cut a half-written last record: %w", err)
+	}
+	return f.Sync()
 }

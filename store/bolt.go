@@ -132,6 +132,8 @@ func (b *Bolt) SaveRound(job *federav1.Job, cp *federav1.Checkpoint) error {
 		if err := putProto(tx, bucketJobs, job.GetId(), job); err != nil {
 			return err
 		}
+		// Halfway through the transaction (chaos/failpoint_test.go).
+		// gofail: var storeMidSaveRound struct{}
 		return putProto(tx, bucketCheckpoints, job.GetId(), cp)
 	})
 }

@@ -26,6 +26,11 @@ func Write(path string, mode os.FileMode, fill func(w io.Writer) error) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	// The new content is whole in tmp, path still holds the old: a write
+	// of a file whose name matches the pattern it is given stops here for
+	// good (chaos/failpoint_test.go).
+	// gofail: var fsutilBeforeRename string
+	// if ok, _ := filepath.Match(fsutilBeforeRename, filepath.Base(path)); ok { select {} }
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
