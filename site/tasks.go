@@ -133,8 +133,12 @@ func (a *Agent) load(t *federav1.Task, ds *Dataset, features []string, ad admitt
 	}
 	// The task's columns (the coordinator's agreed list) must be ones the
 	// admission judged: a coordinator cannot widen what a job reads.
+	judged := make(map[string]bool, len(ad.features))
+	for _, c := range ad.features {
+		judged[c] = true
+	}
 	for _, c := range features {
-		if !slices.Contains(ad.features, c) {
+		if !judged[c] {
 			return nil, fmt.Errorf("the task reads column %q, which the admission of job %s did not judge; refusing", c, t.GetJobId())
 		}
 	}

@@ -3009,8 +3009,17 @@ type Job struct {
 	Decisions []*SiteDecision `protobuf:"bytes,15,rep,name=decisions,proto3" json:"decisions,omitempty"`
 	// The role the requester submitted under (from coordinator config).
 	RequesterRole string `protobuf:"bytes,16,opt,name=requester_role,json=requesterRole,proto3" json:"requester_role,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// What a read of the record left out to stay far below gRPC's 4 MiB
+	// message limit, however many rounds, sites and columns the job has:
+	// GetJob and WatchJob send the newest rounds, the first sites and the
+	// first features that fit their budgets; ListJobs sends only the last
+	// round and no sites or features. 0 when nothing was left out. The
+	// rest is read with ListRounds and ListFeatures.
+	RoundsOmitted   int32 `protobuf:"varint,17,opt,name=rounds_omitted,json=roundsOmitted,proto3" json:"rounds_omitted,omitempty"`
+	SitesOmitted    int32 `protobuf:"varint,18,opt,name=sites_omitted,json=sitesOmitted,proto3" json:"sites_omitted,omitempty"`
+	FeaturesOmitted int32 `protobuf:"varint,19,opt,name=features_omitted,json=featuresOmitted,proto3" json:"features_omitted,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -3154,6 +3163,27 @@ func (x *Job) GetRequesterRole() string {
 		return x.RequesterRole
 	}
 	return ""
+}
+
+func (x *Job) GetRoundsOmitted() int32 {
+	if x != nil {
+		return x.RoundsOmitted
+	}
+	return 0
+}
+
+func (x *Job) GetSitesOmitted() int32 {
+	if x != nil {
+		return x.SitesOmitted
+	}
+	return 0
+}
+
+func (x *Job) GetFeaturesOmitted() int32 {
+	if x != nil {
+		return x.FeaturesOmitted
+	}
+	return 0
 }
 
 type SiteDecision struct {
@@ -3860,7 +3890,11 @@ func (x *GetJobRequest) GetId() string {
 }
 
 type ListJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// From the previous response's next_page_token; "" for the first page.
+	PageToken string `protobuf:"bytes,1,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many jobs (1 to 1000); 0 means 100.
+	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3895,6 +3929,268 @@ func (*ListJobsRequest) Descriptor() ([]byte, []int) {
 	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
 }
 
+func (x *ListJobsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListRoundsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// From the previous response's next_page_token; "" for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many rounds (1 to 1000); 0 means 100.
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRoundsRequest) Reset() {
+	*x = ListRoundsRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRoundsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRoundsRequest) ProtoMessage() {}
+
+func (x *ListRoundsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRoundsRequest.ProtoReflect.Descriptor instead.
+func (*ListRoundsRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListRoundsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListRoundsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRoundsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListRoundsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Rounds []*RoundSummary        `protobuf:"bytes,1,rep,name=rounds,proto3" json:"rounds,omitempty"`
+	// Pass it back for the next page; "" when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many round summaries the job's record keeps in all.
+	Total         int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRoundsResponse) Reset() {
+	*x = ListRoundsResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRoundsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRoundsResponse) ProtoMessage() {}
+
+func (x *ListRoundsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRoundsResponse.ProtoReflect.Descriptor instead.
+func (*ListRoundsResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListRoundsResponse) GetRounds() []*RoundSummary {
+	if x != nil {
+		return x.Rounds
+	}
+	return nil
+}
+
+func (x *ListRoundsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListRoundsResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+type ListFeaturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// From the previous response's next_page_token; "" for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many columns (1 to 100000); 0 means 10000.
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFeaturesRequest) Reset() {
+	*x = ListFeaturesRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFeaturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFeaturesRequest) ProtoMessage() {}
+
+func (x *ListFeaturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFeaturesRequest.ProtoReflect.Descriptor instead.
+func (*ListFeaturesRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListFeaturesRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListFeaturesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListFeaturesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListFeaturesResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Features []string               `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
+	// Pass it back for the next page; "" when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many feature columns the job has in all.
+	Total         int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFeaturesResponse) Reset() {
+	*x = ListFeaturesResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFeaturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFeaturesResponse) ProtoMessage() {}
+
+func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFeaturesResponse.ProtoReflect.Descriptor instead.
+func (*ListFeaturesResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListFeaturesResponse) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *ListFeaturesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListFeaturesResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
 type ListDecisionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -3908,7 +4204,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3920,7 +4216,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3933,7 +4229,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListDecisionsRequest) GetJobId() string {
@@ -3970,7 +4266,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3982,7 +4278,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3995,7 +4291,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*SiteDecision {
@@ -4020,15 +4316,19 @@ func (x *ListDecisionsResponse) GetTotal() int64 {
 }
 
 type ListJobsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first. Each is a summary: the last round only, no sites or
+	// features (GetJob has them).
+	Jobs []*Job `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// Pass it back for the next page; "" when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4040,7 +4340,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4053,7 +4353,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -4061,6 +4361,13 @@ func (x *ListJobsResponse) GetJobs() []*Job {
 		return x.Jobs
 	}
 	return nil
+}
+
+func (x *ListJobsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type WatchJobRequest struct {
@@ -4072,7 +4379,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4084,7 +4391,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4097,7 +4404,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -4118,7 +4425,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4130,7 +4437,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4143,7 +4450,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -4170,7 +4477,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4182,7 +4489,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4195,7 +4502,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -4225,7 +4532,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4237,7 +4544,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4250,7 +4557,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetModelRequest) GetJobId() string {
@@ -4276,7 +4583,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4288,7 +4595,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4301,7 +4608,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ModelChunk) GetData() []byte {
@@ -4324,7 +4631,7 @@ type SubmitQueryRequest struct {
 
 func (x *SubmitQueryRequest) Reset() {
 	*x = SubmitQueryRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4336,7 +4643,7 @@ func (x *SubmitQueryRequest) String() string {
 func (*SubmitQueryRequest) ProtoMessage() {}
 
 func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4349,7 +4656,7 @@ func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryRequest.ProtoReflect.Descriptor instead.
 func (*SubmitQueryRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SubmitQueryRequest) GetSpec() []byte {
@@ -4375,7 +4682,7 @@ type GetQueryRequest struct {
 
 func (x *GetQueryRequest) Reset() {
 	*x = GetQueryRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4387,7 +4694,7 @@ func (x *GetQueryRequest) String() string {
 func (*GetQueryRequest) ProtoMessage() {}
 
 func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4400,7 +4707,7 @@ func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueryRequest.ProtoReflect.Descriptor instead.
 func (*GetQueryRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetQueryRequest) GetId() string {
@@ -4418,7 +4725,7 @@ type ListQueriesRequest struct {
 
 func (x *ListQueriesRequest) Reset() {
 	*x = ListQueriesRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[45]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4430,7 +4737,7 @@ func (x *ListQueriesRequest) String() string {
 func (*ListQueriesRequest) ProtoMessage() {}
 
 func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[45]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4443,7 +4750,7 @@ func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueriesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueriesRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
 }
 
 type ListQueriesResponse struct {
@@ -4455,7 +4762,7 @@ type ListQueriesResponse struct {
 
 func (x *ListQueriesResponse) Reset() {
 	*x = ListQueriesResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[46]
+	mi := &file_federa_v1_federa_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4467,7 +4774,7 @@ func (x *ListQueriesResponse) String() string {
 func (*ListQueriesResponse) ProtoMessage() {}
 
 func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[46]
+	mi := &file_federa_v1_federa_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4480,7 +4787,7 @@ func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueriesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueriesResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListQueriesResponse) GetQueries() []*Query {
@@ -4523,7 +4830,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_federa_v1_federa_proto_msgTypes[47]
+	mi := &file_federa_v1_federa_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4535,7 +4842,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[47]
+	mi := &file_federa_v1_federa_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4548,7 +4855,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Query) GetId() string {
@@ -4665,7 +4972,7 @@ type ListPendingRequest struct {
 
 func (x *ListPendingRequest) Reset() {
 	*x = ListPendingRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[48]
+	mi := &file_federa_v1_federa_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4677,7 +4984,7 @@ func (x *ListPendingRequest) String() string {
 func (*ListPendingRequest) ProtoMessage() {}
 
 func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[48]
+	mi := &file_federa_v1_federa_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4690,7 +4997,7 @@ func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListPendingRequest) GetSite() string {
@@ -4716,7 +5023,7 @@ type PendingApproval struct {
 
 func (x *PendingApproval) Reset() {
 	*x = PendingApproval{}
-	mi := &file_federa_v1_federa_proto_msgTypes[49]
+	mi := &file_federa_v1_federa_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4728,7 +5035,7 @@ func (x *PendingApproval) String() string {
 func (*PendingApproval) ProtoMessage() {}
 
 func (x *PendingApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[49]
+	mi := &file_federa_v1_federa_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4741,7 +5048,7 @@ func (x *PendingApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingApproval.ProtoReflect.Descriptor instead.
 func (*PendingApproval) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PendingApproval) GetJobId() string {
@@ -4802,7 +5109,7 @@ type ListPendingResponse struct {
 
 func (x *ListPendingResponse) Reset() {
 	*x = ListPendingResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[50]
+	mi := &file_federa_v1_federa_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4814,7 +5121,7 @@ func (x *ListPendingResponse) String() string {
 func (*ListPendingResponse) ProtoMessage() {}
 
 func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[50]
+	mi := &file_federa_v1_federa_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4827,7 +5134,7 @@ func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{50}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListPendingResponse) GetPending() []*PendingApproval {
@@ -4850,7 +5157,7 @@ type DecideRequest struct {
 
 func (x *DecideRequest) Reset() {
 	*x = DecideRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[51]
+	mi := &file_federa_v1_federa_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4862,7 +5169,7 @@ func (x *DecideRequest) String() string {
 func (*DecideRequest) ProtoMessage() {}
 
 func (x *DecideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[51]
+	mi := &file_federa_v1_federa_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4875,7 +5182,7 @@ func (x *DecideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
 func (*DecideRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{51}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DecideRequest) GetSite() string {
@@ -4919,7 +5226,7 @@ type DecideResponse struct {
 
 func (x *DecideResponse) Reset() {
 	*x = DecideResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[52]
+	mi := &file_federa_v1_federa_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4931,7 +5238,7 @@ func (x *DecideResponse) String() string {
 func (*DecideResponse) ProtoMessage() {}
 
 func (x *DecideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[52]
+	mi := &file_federa_v1_federa_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4944,7 +5251,7 @@ func (x *DecideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
 func (*DecideResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{52}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DecideResponse) GetSite() string {
@@ -4983,7 +5290,7 @@ type AuditCheckpointRequest struct {
 
 func (x *AuditCheckpointRequest) Reset() {
 	*x = AuditCheckpointRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[53]
+	mi := &file_federa_v1_federa_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4995,7 +5302,7 @@ func (x *AuditCheckpointRequest) String() string {
 func (*AuditCheckpointRequest) ProtoMessage() {}
 
 func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[53]
+	mi := &file_federa_v1_federa_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5008,7 +5315,7 @@ func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{53}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{57}
 }
 
 type AuditCheckpointResponse struct {
@@ -5021,7 +5328,7 @@ type AuditCheckpointResponse struct {
 
 func (x *AuditCheckpointResponse) Reset() {
 	*x = AuditCheckpointResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[54]
+	mi := &file_federa_v1_federa_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5033,7 +5340,7 @@ func (x *AuditCheckpointResponse) String() string {
 func (*AuditCheckpointResponse) ProtoMessage() {}
 
 func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[54]
+	mi := &file_federa_v1_federa_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5046,7 +5353,7 @@ func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{54}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
@@ -5071,7 +5378,7 @@ type AuditExportRequest struct {
 
 func (x *AuditExportRequest) Reset() {
 	*x = AuditExportRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[55]
+	mi := &file_federa_v1_federa_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5083,7 +5390,7 @@ func (x *AuditExportRequest) String() string {
 func (*AuditExportRequest) ProtoMessage() {}
 
 func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[55]
+	mi := &file_federa_v1_federa_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5096,7 +5403,7 @@ func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditExportRequest.ProtoReflect.Descriptor instead.
 func (*AuditExportRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{55}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{59}
 }
 
 type AuditLeaf struct {
@@ -5109,7 +5416,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_federa_v1_federa_proto_msgTypes[56]
+	mi := &file_federa_v1_federa_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5121,7 +5428,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[56]
+	mi := &file_federa_v1_federa_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5134,7 +5441,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{56}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AuditLeaf) GetIndex() int64 {
@@ -5160,7 +5467,7 @@ type AuditProofRequest struct {
 
 func (x *AuditProofRequest) Reset() {
 	*x = AuditProofRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[57]
+	mi := &file_federa_v1_federa_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5172,7 +5479,7 @@ func (x *AuditProofRequest) String() string {
 func (*AuditProofRequest) ProtoMessage() {}
 
 func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[57]
+	mi := &file_federa_v1_federa_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5185,7 +5492,7 @@ func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofRequest.ProtoReflect.Descriptor instead.
 func (*AuditProofRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{57}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *AuditProofRequest) GetIndex() int64 {
@@ -5206,7 +5513,7 @@ type AuditProofResponse struct {
 
 func (x *AuditProofResponse) Reset() {
 	*x = AuditProofResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[58]
+	mi := &file_federa_v1_federa_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5218,7 +5525,7 @@ func (x *AuditProofResponse) String() string {
 func (*AuditProofResponse) ProtoMessage() {}
 
 func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[58]
+	mi := &file_federa_v1_federa_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5231,7 +5538,7 @@ func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofResponse.ProtoReflect.Descriptor instead.
 func (*AuditProofResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{58}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *AuditProofResponse) GetLeaf() []byte {
@@ -5278,7 +5585,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[59]
+	mi := &file_federa_v1_federa_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5290,7 +5597,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[59]
+	mi := &file_federa_v1_federa_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5303,7 +5610,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{59}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -5646,7 +5953,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"egressKind\x12\x14\n" +
 	"\x05bytes\x18\f \x01(\x03R\x05bytes\x12\x17\n" +
 	"\aeval_us\x18\r \x01(\x01R\x06evalUs\x12\x10\n" +
-	"\x03seq\x18\x0e \x01(\x04R\x03seq\"\xd9\x04\n" +
+	"\x03seq\x18\x0e \x01(\x04R\x03seq\"\xd0\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\x12,\n" +
@@ -5665,7 +5972,10 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\vmodel_bytes\x18\x0e \x01(\x03R\n" +
 	"modelBytes\x129\n" +
 	"\tdecisions\x18\x0f \x03(\v2\x17.federa.v1.SiteDecisionB\x02\x18\x01R\tdecisions\x12%\n" +
-	"\x0erequester_role\x18\x10 \x01(\tR\rrequesterRole\"U\n" +
+	"\x0erequester_role\x18\x10 \x01(\tR\rrequesterRole\x12%\n" +
+	"\x0erounds_omitted\x18\x11 \x01(\x05R\rroundsOmitted\x12#\n" +
+	"\rsites_omitted\x18\x12 \x01(\x05R\fsitesOmitted\x12)\n" +
+	"\x10features_omitted\x18\x13 \x01(\x05R\x0ffeaturesOmitted\"U\n" +
 	"\fSiteDecision\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x121\n" +
 	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\x82\x05\n" +
@@ -5737,8 +6047,29 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x10SubmitJobRequest\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
-	"\x0fListJobsRequest\"i\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"M\n" +
+	"\x0fListJobsRequest\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x01 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"f\n" +
+	"\x11ListRoundsRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"\x83\x01\n" +
+	"\x12ListRoundsResponse\x12/\n" +
+	"\x06rounds\x18\x01 \x03(\v2\x17.federa.v1.RoundSummaryR\x06rounds\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"h\n" +
+	"\x13ListFeaturesRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"p\n" +
+	"\x14ListFeaturesResponse\x12\x1a\n" +
+	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"i\n" +
 	"\x14ListDecisionsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
@@ -5747,9 +6078,10 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x15ListDecisionsResponse\x125\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x17.federa.v1.SiteDecisionR\tdecisions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
-	"\x05total\x18\x03 \x01(\x03R\x05total\"6\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"^\n" +
 	"\x10ListJobsResponse\x12\"\n" +
-	"\x04jobs\x18\x01 \x03(\v2\x0e.federa.v1.JobR\x04jobs\"!\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x0e.federa.v1.JobR\x04jobs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n" +
 	"\x0fWatchJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"F\n" +
 	"\bJobEvent\x12 \n" +
@@ -5860,7 +6192,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x14JOB_STATUS_CANCELLED\x10\x05\x12\x16\n" +
 	"\x12JOB_STATUS_WAITING\x10\x062S\n" +
 	"\vSiteService\x12D\n" +
-	"\aConnect\x12\x16.federa.v1.SiteMessage\x1a\x1d.federa.v1.CoordinatorMessage(\x010\x012\xcd\x03\n" +
+	"\aConnect\x12\x16.federa.v1.SiteMessage\x1a\x1d.federa.v1.CoordinatorMessage(\x010\x012\xe9\x04\n" +
 	"\n" +
 	"JobService\x128\n" +
 	"\tSubmitJob\x12\x1b.federa.v1.SubmitJobRequest\x1a\x0e.federa.v1.Job\x122\n" +
@@ -5869,7 +6201,10 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\bWatchJob\x12\x1a.federa.v1.WatchJobRequest\x1a\x13.federa.v1.JobEvent0\x01\x128\n" +
 	"\tCancelJob\x12\x1b.federa.v1.CancelJobRequest\x1a\x0e.federa.v1.Job\x12?\n" +
 	"\bGetModel\x12\x1a.federa.v1.GetModelRequest\x1a\x15.federa.v1.ModelChunk0\x01\x12R\n" +
-	"\rListDecisions\x12\x1f.federa.v1.ListDecisionsRequest\x1a .federa.v1.ListDecisionsResponse2\xd6\x01\n" +
+	"\rListDecisions\x12\x1f.federa.v1.ListDecisionsRequest\x1a .federa.v1.ListDecisionsResponse\x12I\n" +
+	"\n" +
+	"ListRounds\x12\x1c.federa.v1.ListRoundsRequest\x1a\x1d.federa.v1.ListRoundsResponse\x12O\n" +
+	"\fListFeatures\x12\x1e.federa.v1.ListFeaturesRequest\x1a\x1f.federa.v1.ListFeaturesResponse2\xd6\x01\n" +
 	"\fQueryService\x12>\n" +
 	"\vSubmitQuery\x12\x1d.federa.v1.SubmitQueryRequest\x1a\x10.federa.v1.Query\x128\n" +
 	"\bGetQuery\x12\x1a.federa.v1.GetQueryRequest\x1a\x10.federa.v1.Query\x12L\n" +
@@ -5896,7 +6231,7 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 }
 
 var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),                   // 0: federa.v1.TaskKind
 	(JobStatus)(0),                  // 1: federa.v1.JobStatus
@@ -5937,31 +6272,35 @@ var file_federa_v1_federa_proto_goTypes = []any{
 	(*SubmitJobRequest)(nil),        // 36: federa.v1.SubmitJobRequest
 	(*GetJobRequest)(nil),           // 37: federa.v1.GetJobRequest
 	(*ListJobsRequest)(nil),         // 38: federa.v1.ListJobsRequest
-	(*ListDecisionsRequest)(nil),    // 39: federa.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),   // 40: federa.v1.ListDecisionsResponse
-	(*ListJobsResponse)(nil),        // 41: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),         // 42: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),                // 43: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),        // 44: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),         // 45: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),              // 46: federa.v1.ModelChunk
-	(*SubmitQueryRequest)(nil),      // 47: federa.v1.SubmitQueryRequest
-	(*GetQueryRequest)(nil),         // 48: federa.v1.GetQueryRequest
-	(*ListQueriesRequest)(nil),      // 49: federa.v1.ListQueriesRequest
-	(*ListQueriesResponse)(nil),     // 50: federa.v1.ListQueriesResponse
-	(*Query)(nil),                   // 51: federa.v1.Query
-	(*ListPendingRequest)(nil),      // 52: federa.v1.ListPendingRequest
-	(*PendingApproval)(nil),         // 53: federa.v1.PendingApproval
-	(*ListPendingResponse)(nil),     // 54: federa.v1.ListPendingResponse
-	(*DecideRequest)(nil),           // 55: federa.v1.DecideRequest
-	(*DecideResponse)(nil),          // 56: federa.v1.DecideResponse
-	(*AuditCheckpointRequest)(nil),  // 57: federa.v1.AuditCheckpointRequest
-	(*AuditCheckpointResponse)(nil), // 58: federa.v1.AuditCheckpointResponse
-	(*AuditExportRequest)(nil),      // 59: federa.v1.AuditExportRequest
-	(*AuditLeaf)(nil),               // 60: federa.v1.AuditLeaf
-	(*AuditProofRequest)(nil),       // 61: federa.v1.AuditProofRequest
-	(*AuditProofResponse)(nil),      // 62: federa.v1.AuditProofResponse
-	(*Checkpoint)(nil),              // 63: federa.v1.Checkpoint
+	(*ListRoundsRequest)(nil),       // 39: federa.v1.ListRoundsRequest
+	(*ListRoundsResponse)(nil),      // 40: federa.v1.ListRoundsResponse
+	(*ListFeaturesRequest)(nil),     // 41: federa.v1.ListFeaturesRequest
+	(*ListFeaturesResponse)(nil),    // 42: federa.v1.ListFeaturesResponse
+	(*ListDecisionsRequest)(nil),    // 43: federa.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),   // 44: federa.v1.ListDecisionsResponse
+	(*ListJobsResponse)(nil),        // 45: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),         // 46: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),                // 47: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),        // 48: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),         // 49: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),              // 50: federa.v1.ModelChunk
+	(*SubmitQueryRequest)(nil),      // 51: federa.v1.SubmitQueryRequest
+	(*GetQueryRequest)(nil),         // 52: federa.v1.GetQueryRequest
+	(*ListQueriesRequest)(nil),      // 53: federa.v1.ListQueriesRequest
+	(*ListQueriesResponse)(nil),     // 54: federa.v1.ListQueriesResponse
+	(*Query)(nil),                   // 55: federa.v1.Query
+	(*ListPendingRequest)(nil),      // 56: federa.v1.ListPendingRequest
+	(*PendingApproval)(nil),         // 57: federa.v1.PendingApproval
+	(*ListPendingResponse)(nil),     // 58: federa.v1.ListPendingResponse
+	(*DecideRequest)(nil),           // 59: federa.v1.DecideRequest
+	(*DecideResponse)(nil),          // 60: federa.v1.DecideResponse
+	(*AuditCheckpointRequest)(nil),  // 61: federa.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil), // 62: federa.v1.AuditCheckpointResponse
+	(*AuditExportRequest)(nil),      // 63: federa.v1.AuditExportRequest
+	(*AuditLeaf)(nil),               // 64: federa.v1.AuditLeaf
+	(*AuditProofRequest)(nil),       // 65: federa.v1.AuditProofRequest
+	(*AuditProofResponse)(nil),      // 66: federa.v1.AuditProofResponse
+	(*Checkpoint)(nil),              // 67: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
 	9,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
@@ -6008,49 +6347,54 @@ var file_federa_v1_federa_proto_depIdxs = []int32{
 	33, // 41: federa.v1.RoundSummary.secagg:type_name -> federa.v1.SecAggRound
 	28, // 42: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
 	6,  // 43: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
-	31, // 44: federa.v1.ListDecisionsResponse.decisions:type_name -> federa.v1.SiteDecision
-	30, // 45: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
-	30, // 46: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	51, // 47: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
-	1,  // 48: federa.v1.Query.status:type_name -> federa.v1.JobStatus
-	53, // 49: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
-	10, // 50: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	36, // 51: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	37, // 52: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	38, // 53: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	42, // 54: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	44, // 55: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	45, // 56: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	39, // 57: federa.v1.JobService.ListDecisions:input_type -> federa.v1.ListDecisionsRequest
-	47, // 58: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
-	48, // 59: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
-	49, // 60: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
-	52, // 61: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
-	55, // 62: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
-	57, // 63: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
-	59, // 64: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
-	61, // 65: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
-	11, // 66: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	30, // 67: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	30, // 68: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	41, // 69: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	43, // 70: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	30, // 71: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	46, // 72: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	40, // 73: federa.v1.JobService.ListDecisions:output_type -> federa.v1.ListDecisionsResponse
-	51, // 74: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
-	51, // 75: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
-	50, // 76: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
-	54, // 77: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
-	56, // 78: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
-	58, // 79: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
-	60, // 80: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
-	62, // 81: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
-	66, // [66:82] is the sub-list for method output_type
-	50, // [50:66] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	32, // 44: federa.v1.ListRoundsResponse.rounds:type_name -> federa.v1.RoundSummary
+	31, // 45: federa.v1.ListDecisionsResponse.decisions:type_name -> federa.v1.SiteDecision
+	30, // 46: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
+	30, // 47: federa.v1.JobEvent.job:type_name -> federa.v1.Job
+	55, // 48: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
+	1,  // 49: federa.v1.Query.status:type_name -> federa.v1.JobStatus
+	57, // 50: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
+	10, // 51: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	36, // 52: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	37, // 53: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	38, // 54: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	46, // 55: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	48, // 56: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	49, // 57: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	43, // 58: federa.v1.JobService.ListDecisions:input_type -> federa.v1.ListDecisionsRequest
+	39, // 59: federa.v1.JobService.ListRounds:input_type -> federa.v1.ListRoundsRequest
+	41, // 60: federa.v1.JobService.ListFeatures:input_type -> federa.v1.ListFeaturesRequest
+	51, // 61: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
+	52, // 62: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
+	53, // 63: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
+	56, // 64: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
+	59, // 65: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
+	61, // 66: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
+	63, // 67: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
+	65, // 68: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
+	11, // 69: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	30, // 70: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	30, // 71: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	45, // 72: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	47, // 73: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	30, // 74: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	50, // 75: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	44, // 76: federa.v1.JobService.ListDecisions:output_type -> federa.v1.ListDecisionsResponse
+	40, // 77: federa.v1.JobService.ListRounds:output_type -> federa.v1.ListRoundsResponse
+	42, // 78: federa.v1.JobService.ListFeatures:output_type -> federa.v1.ListFeaturesResponse
+	55, // 79: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
+	55, // 80: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
+	54, // 81: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
+	58, // 82: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
+	60, // 83: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
+	62, // 84: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
+	64, // 85: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
+	66, // 86: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
+	69, // [69:87] is the sub-list for method output_type
+	51, // [51:69] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -6083,7 +6427,7 @@ func file_federa_v1_federa_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   60,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   5,
 		},
