@@ -110,7 +110,7 @@ func finalErr(j *federav1.Job) error {
 
 func newJobListCmd(g *globals) *cobra.Command {
 	var f clientFlags
-	var limit int
+	var limit, pageSize int
 	var token string
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -134,6 +134,9 @@ the list short, its next_page_token continues it with --page-token.`,
 			if limit < 0 {
 				return fmt.Errorf("flag --limit: %d; want 0 (every job) or more", limit)
 			}
+			if pageSize < 1 || pageSize > 1000 {
+				return fmt.Errorf("flag --page-size: %d; want 1 to 1000", pageSize)
+			}
 			c, closeFn, err := f.jobs()
 			if err != nil {
 				return err
@@ -141,7 +144,7 @@ the list short, its next_page_token continues it with --page-token.`,
 			defer closeFn()
 			all := &federav1.ListJobsResponse{}
 			for {
-				size := int32(500)
+				size := int32(pageSize)
 				if left := limit - len(all.Jobs); limit > 0 && left < int(size) {
 					size = int32(left)
 				}
@@ -177,6 +180,7 @@ the list short, its next_page_token continues it with --page-token.`,
 	f.register(cmd)
 	cmd.Flags().IntVar(&limit, "limit", 0, "list at most this many jobs (0: every job)")
 	cmd.Flags().StringVar(&token, "page-token", "", "start after the jobs a previous --limit listed (its next_page_token)")
+	cmd.Flags().IntVar(&pageSize, "page-size", 500, "jobs to ask the coordinator for per page (1 to 1000)")
 	return cmd
 }
 
