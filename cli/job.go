@@ -187,8 +187,8 @@ the list short, its next_page_token continues it with --page-token.`,
 func newJobGetCmd(g *globals) *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "get ID",
-		Short:   "Show one job: status, per-round table, sites, bytes moved",
+		Use:   "get ID",
+		Short: "Show one job: status, per-round table, sites, bytes moved",
 		Long: `Show one job: its status, a table of every round, its sites and the bytes
 they moved. The coordinator's GetJob sends the newest rounds and the first
 features that fit its budget; this command reads the rest page by page
