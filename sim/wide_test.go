@@ -81,7 +81,10 @@ func TestWideStatsPhase(t *testing.T) {
 		{Name: "eu/paris", Dataset: "wide", Path: wideCSV(t, dir, cols, width, 24, 1)},
 		{Name: "us/boston", Dataset: "wide", Path: wideCSV(t, dir, cols, width, 24, 2)},
 	}
-	n, _ := startNet(t, sim.Options{Sites: sites})
+	// A slow heartbeat: with two sites and a coordinator in one process
+	// holding a few hundred MB of columns, a loaded machine's GC pauses
+	// are not a site's death.
+	n, _ := startNet(t, sim.Options{Sites: sites, Heartbeat: 10 * time.Second})
 	j := &spec.Job{
 		Name: "wide", Dataset: "wide", Label: "label", Model: spec.Model{Type: "logreg"},
 		Rounds: 1, LocalEpochs: 1, BatchSize: 12, LearningRate: 0.1, MinSites: 2,
