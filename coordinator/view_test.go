@@ -57,6 +57,8 @@ func TestJobReadsStayUnderTheLimit(t *testing.T) {
 	if n := proto.Size(v); n > grpcLimit*3/4 {
 		t.Fatalf("GetJob sends %d bytes; want well under gRPC's %d", n, grpcLimit)
 	}
+	t.Logf("a %d-byte record: GetJob sends %d bytes (%d rounds, %d sites, %d features; %d, %d, %d omitted)", proto.Size(j), proto.Size(v),
+		len(v.GetRounds()), len(v.GetSites()), len(v.GetFeatures()), v.GetRoundsOmitted(), v.GetSitesOmitted(), v.GetFeaturesOmitted())
 	if len(v.GetRounds()) == 0 || v.GetRounds()[len(v.GetRounds())-1].GetRound() != 5000 {
 		t.Fatalf("GetJob's view does not end with the newest round")
 	}
@@ -105,6 +107,7 @@ func TestJobReadsStayUnderTheLimit(t *testing.T) {
 	if pages == 0 {
 		t.Fatal("ListRounds sent 1,000 rounds of 1,000 participants in one page")
 	}
+	t.Logf("ListRounds: %d pages", pages+1)
 
 	var features []string
 	for token := ""; ; {
