@@ -191,10 +191,9 @@ func newJobGetCmd(g *globals) *cobra.Command {
 		Short: "Show one job: status, per-round table, sites, bytes moved",
 		Long: `Show one job: its status, a table of every round, its sites and the bytes
 they moved. The coordinator's GetJob sends the newest rounds and the first
-features that fit its budget; this command reads the rest page by page
-(ListRounds, ListFeatures), so with -o json the record is complete
-(rounds_omitted and features_omitted are then 0). A job of very many sites
-sends only the first sites that fit (sites_omitted says how many more).`,
+sites and features that fit its budget; this command reads the rest page
+by page (ListRounds, ListJobSites, ListFeatures), so with -o json the record
+is complete (rounds_omitted, sites_omitted and features_omitted are then 0).`,
 		Example: "  federa job get job-3f2a9c81d0e4 --identity ids/alice\n  federa job get job-3f2a9c81d0e4 -o json | jq '.rounds | length'",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -442,13 +441,11 @@ func printJob(w io.Writer, j *federav1.Job) {
 		fmt.Fprintln(w)
 		printSites(w, j)
 	}
-	if n := j.GetSitesOmitted(); n > 0 {
-		fmt.Fprintf(w, "(and %d more sites: the record sends the first %d)\n", n, len(j.GetSites()))
-	}
 }
 
 // getFullJob is GetJob with what the record's view left out read back
-// page by page: every round summary the record keeps and every feature.
+// page by page: every round summary the record keeps, every site and
+// every feature.
 func getFullJob(ctx context.Context, c federav1.JobServiceClient, id string) (*federav1.Job, error) {
 	j, err := c.GetJob(ctx, &federav1.GetJobRequest{Id: id})
 	if err != nil {
@@ -467,6 +464,20 @@ func getFullJob(ctx context.Context, c federav1.JobServiceClient, id string) (*f
 			}
 		}
 		j.Rounds, j.RoundsOmitted = rounds, 0
+	}
+	if j.GetSitesOmitted() > 0 {
+		var sites []*federav1.SiteSummary
+		for token := ""; ; {
+			resp, err := c.ListJobSites(ctx, &federav1.ListJobSitesRequest{JobId: id, PageToken: token, PageSize: 1000})
+			if err != nil {
+				return nil, rpcErr("list sites", err)
+			}
+			sites = append(sites, resp.GetSites()...)
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		j.Sites, j.SitesOmitted = sites, 0
 	}
 	if j.GetFeaturesOmitted() > 0 {
 		var features []string

@@ -122,6 +122,8 @@ func (c *Coordinator) resourceOf(ctx context.Context, peer spiffeid.ID, rpc stri
 		return jobOwner(r.GetJobId())
 	case *federav1.ListFeaturesRequest:
 		return jobOwner(r.GetJobId())
+	case *federav1.ListJobSitesRequest:
+		return jobOwner(r.GetJobId())
 	case *federav1.ListPendingRequest:
 		return policy.Resource{Site: r.GetSite()}, nil
 	case *federav1.DecideRequest:

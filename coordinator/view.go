@@ -22,7 +22,8 @@ import (
 // each listing its participants), its sites and its feature columns (a
 // 500,000-column job's names alone are 4 MB). GetJob and WatchJob send a
 // view of it within these budgets, far below gRPC's 4 MiB message limit
-// together; ListRounds and ListFeatures page through the rest.
+// together; ListRounds, ListJobSites and ListFeatures page through the
+// rest.
 const (
 	viewRoundsBytes   = 1 << 20
 	viewSitesBytes    = 512 << 10
@@ -36,6 +37,8 @@ const (
 	maxJobsPage         = 1000
 	defaultRoundsPage   = 100
 	maxRoundsPage       = 1000
+	defaultSitesPage    = 100
+	maxSitesPage        = 1000
 	defaultFeaturesPage = 10_000
 	maxFeaturesPage     = 100_000
 	pageBytes           = 2 << 20
@@ -246,6 +249,37 @@ func (s *jobService) ListFeatures(_ context.Context, req *federav1.ListFeaturesR
 	resp := &federav1.ListFeaturesResponse{Features: page, Total: int64(len(all))}
 	if end := from + len(page); end < len(all) {
 		resp.NextPageToken = strconv.Itoa(end)
+	}
+	return resp, nil
+}
+
+// ListJobSites pages through a job's site summaries, sorted by site. The
+// page token is the name of the last site returned (a site joining a
+// resumed job lands in its place, never shifting the pages).
+func (s *jobService) ListJobSites(_ context.Context, req *federav1.ListJobSitesRequest) (*federav1.ListJobSitesResponse, error) {
+	j, _, _, ok := s.c.snapshot(req.GetJobId())
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "job %q not found", req.GetJobId())
+	}
+	size, err := pageSize(req.GetPageSize(), defaultSitesPage, maxSitesPage)
+	if err != nil {
+		return nil, err
+	}
+	sites := j.GetSites()
+	if t := req.GetPageToken(); t != "" {
+		i, found := slices.BinarySearchFunc(sites, t, func(s *federav1.SiteSummary, name string) int { return strings.Compare(s.GetSite(), name) })
+		if found {
+			i++
+		}
+		sites = sites[i:]
+	}
+	page := fitFirst(sites[:min(size, len(sites))], pageBytes, func(s *federav1.SiteSummary) int { return proto.Size(s) })
+	if len(page) == 0 && len(sites) > 0 {
+		page = sites[:1] // one summary is far below the limit (its admission's reasons are bounded)
+	}
+	resp := &federav1.ListJobSitesResponse{Sites: page, Total: int64(len(j.GetSites()))}
+	if len(page) < len(sites) {
+		resp.NextPageToken = page[len(page)-1].GetSite()
 	}
 	return resp, nil
 }

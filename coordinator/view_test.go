@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -23,8 +24,10 @@ func bigJob() *federav1.Job {
 	names := make([]string, sites)
 	for i := range names {
 		names[i] = fmt.Sprintf("eu/hospital-%04d", i)
+		// Each site's admission says why at length: 1.1 MB of summaries.
 		j.Sites = append(j.Sites, &federav1.SiteSummary{Site: names[i], TrainRows: 1000, Admission: &federav1.Admission{
-			Outcome: federav1.Admission_OUTCOME_ALLOW, PolicyRevision: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}})
+			Outcome: federav1.Admission_OUTCOME_ALLOW, PolicyRevision: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+			Reasons: []string{strings.Repeat("allowed: every column is described and none is personal. ", 16)}}})
 	}
 	for r := 4001; r <= 4000+maxRoundSummaries; r++ {
 		j.Rounds = append(j.Rounds, &federav1.RoundSummary{Round: int32(r), Participants: names, TrainLoss: 0.5})
@@ -37,10 +40,10 @@ func bigJob() *federav1.Job {
 }
 
 // TestJobReadsStayUnderTheLimit: GetJob of a 1,000-site, 1,000-round,
-// 500,000-column job (a 26 MB record) sends a view far below gRPC's 4 MiB
+// 500,000-column job (a 27 MB record) sends a view far below gRPC's 4 MiB
 // limit, with the newest rounds and counts of what it left out; paging
 // ListRounds and ListFeatures returns every round and column exactly
-// once, in order, each page under the limit.
+// once, in order, each page under the limit; so does ListJobSites.
 func TestJobReadsStayUnderTheLimit(t *testing.T) {
 	j := bigJob()
 	if n := proto.Size(j); n < 6*grpcLimit {
@@ -68,8 +71,8 @@ func TestJobReadsStayUnderTheLimit(t *testing.T) {
 	if got := int(v.GetFeaturesOmitted()) + len(v.GetFeatures()); got != len(j.GetFeatures()) || v.GetFeaturesOmitted() == 0 {
 		t.Errorf("features: %d sent + %d omitted, want %d with some omitted", len(v.GetFeatures()), v.GetFeaturesOmitted(), len(j.GetFeatures()))
 	}
-	if got := int(v.GetSitesOmitted()) + len(v.GetSites()); got != len(j.GetSites()) {
-		t.Errorf("sites: %d sent + %d omitted, want %d", len(v.GetSites()), v.GetSitesOmitted(), len(j.GetSites()))
+	if got := int(v.GetSitesOmitted()) + len(v.GetSites()); got != len(j.GetSites()) || v.GetSitesOmitted() == 0 {
+		t.Errorf("sites: %d sent + %d omitted, want %d with some omitted", len(v.GetSites()), v.GetSitesOmitted(), len(j.GetSites()))
 	}
 	if len(j.GetRounds()) != maxRoundSummaries || len(j.GetFeatures()) != 500_000 {
 		t.Fatal("the view changed the record it was made from")
@@ -108,6 +111,34 @@ func TestJobReadsStayUnderTheLimit(t *testing.T) {
 		t.Fatal("ListRounds sent 1,000 rounds of 1,000 participants in one page")
 	}
 	t.Logf("ListRounds: %d pages", pages+1)
+
+	var sites []string
+	for token := ""; ; {
+		resp, err := svc.ListJobSites(ctx, &federav1.ListJobSitesRequest{JobId: j.GetId(), PageToken: token, PageSize: 300})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := proto.Size(resp); n > grpcLimit*3/4 {
+			t.Fatalf("ListJobSites page is %d bytes", n)
+		}
+		for _, s := range resp.GetSites() {
+			sites = append(sites, s.GetSite())
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+		if len(sites) > len(j.GetSites()) {
+			t.Fatal("ListJobSites does not end")
+		}
+	}
+	if len(sites) != len(j.GetSites()) {
+		t.Fatalf("ListJobSites returned %d sites, want %d", len(sites), len(j.GetSites()))
+	}
+	for i, s := range sites {
+		if s != j.GetSites()[i].GetSite() {
+			t.Fatalf("ListJobSites item %d is %q, want %q", i, s, j.GetSites()[i].GetSite())
+		}
+	}
 
 	var features []string
 	for token := ""; ; {

@@ -108,6 +108,10 @@ var rpcCalls = map[string]rpcCall{
 		_, err := federav1.NewJobServiceClient(cc).ListRounds(ctx, &federav1.ListRoundsRequest{JobId: job})
 		return err
 	},
+	"JobService.ListJobSites": func(ctx context.Context, cc *grpc.ClientConn, job string) error {
+		_, err := federav1.NewJobServiceClient(cc).ListJobSites(ctx, &federav1.ListJobSitesRequest{JobId: job})
+		return err
+	},
 	"JobService.ListFeatures": func(ctx context.Context, cc *grpc.ClientConn, job string) error {
 		_, err := federav1.NewJobServiceClient(cc).ListFeatures(ctx, &federav1.ListFeaturesRequest{JobId: job})
 		return err
@@ -176,6 +180,7 @@ JobService.GetModel         Y - Y - - - -
 JobService.ListDecisions    Y - Y - - - -
 JobService.ListRounds       Y - Y - - - -
 JobService.ListFeatures     Y - Y - - - -
+JobService.ListJobSites     Y - Y - - - -
 AuditService.Checkpoint     - - - Y - - -
 AuditService.Export         - - - Y - - -
 AuditService.Proof          - - - Y - - -

@@ -3014,7 +3014,7 @@ type Job struct {
 	// GetJob and WatchJob send the newest rounds, the first sites and the
 	// first features that fit their budgets; ListJobs sends only the last
 	// round and no sites or features. 0 when nothing was left out. The
-	// rest is read with ListRounds and ListFeatures.
+	// rest is read with ListRounds, ListJobSites and ListFeatures.
 	RoundsOmitted   int32 `protobuf:"varint,17,opt,name=rounds_omitted,json=roundsOmitted,proto3" json:"rounds_omitted,omitempty"`
 	SitesOmitted    int32 `protobuf:"varint,18,opt,name=sites_omitted,json=sitesOmitted,proto3" json:"sites_omitted,omitempty"`
 	FeaturesOmitted int32 `protobuf:"varint,19,opt,name=features_omitted,json=featuresOmitted,proto3" json:"features_omitted,omitempty"`
@@ -4129,6 +4129,130 @@ func (x *ListFeaturesRequest) GetPageSize() int32 {
 	return 0
 }
 
+type ListJobSitesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// From the previous response's next_page_token; "" for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many sites (1 to 1000); 0 means 100.
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobSitesRequest) Reset() {
+	*x = ListJobSitesRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobSitesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobSitesRequest) ProtoMessage() {}
+
+func (x *ListJobSitesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobSitesRequest.ProtoReflect.Descriptor instead.
+func (*ListJobSitesRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListJobSitesRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListJobSitesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListJobSitesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListJobSitesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sites []*SiteSummary         `protobuf:"bytes,1,rep,name=sites,proto3" json:"sites,omitempty"`
+	// Pass it back for the next page; "" when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many sites the job has in all.
+	Total         int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobSitesResponse) Reset() {
+	*x = ListJobSitesResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobSitesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobSitesResponse) ProtoMessage() {}
+
+func (x *ListJobSitesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobSitesResponse.ProtoReflect.Descriptor instead.
+func (*ListJobSitesResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListJobSitesResponse) GetSites() []*SiteSummary {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+func (x *ListJobSitesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListJobSitesResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
 type ListFeaturesResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Features []string               `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
@@ -4142,7 +4266,7 @@ type ListFeaturesResponse struct {
 
 func (x *ListFeaturesResponse) Reset() {
 	*x = ListFeaturesResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4154,7 +4278,7 @@ func (x *ListFeaturesResponse) String() string {
 func (*ListFeaturesResponse) ProtoMessage() {}
 
 func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4167,7 +4291,7 @@ func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeaturesResponse.ProtoReflect.Descriptor instead.
 func (*ListFeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListFeaturesResponse) GetFeatures() []string {
@@ -4204,7 +4328,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4216,7 +4340,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4229,7 +4353,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListDecisionsRequest) GetJobId() string {
@@ -4266,7 +4390,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4278,7 +4402,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4291,7 +4415,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*SiteDecision {
@@ -4328,7 +4452,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4340,7 +4464,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4353,7 +4477,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -4379,7 +4503,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4391,7 +4515,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4404,7 +4528,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -4425,7 +4549,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4437,7 +4561,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4450,7 +4574,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -4477,7 +4601,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4489,7 +4613,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4502,7 +4626,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -4532,7 +4656,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[45]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4544,7 +4668,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[45]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4557,7 +4681,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetModelRequest) GetJobId() string {
@@ -4583,7 +4707,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_federa_v1_federa_proto_msgTypes[46]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4595,7 +4719,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[46]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4608,7 +4732,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ModelChunk) GetData() []byte {
@@ -4631,7 +4755,7 @@ type SubmitQueryRequest struct {
 
 func (x *SubmitQueryRequest) Reset() {
 	*x = SubmitQueryRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[47]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4643,7 +4767,7 @@ func (x *SubmitQueryRequest) String() string {
 func (*SubmitQueryRequest) ProtoMessage() {}
 
 func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[47]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4656,7 +4780,7 @@ func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryRequest.ProtoReflect.Descriptor instead.
 func (*SubmitQueryRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SubmitQueryRequest) GetSpec() []byte {
@@ -4682,7 +4806,7 @@ type GetQueryRequest struct {
 
 func (x *GetQueryRequest) Reset() {
 	*x = GetQueryRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[48]
+	mi := &file_federa_v1_federa_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4694,7 +4818,7 @@ func (x *GetQueryRequest) String() string {
 func (*GetQueryRequest) ProtoMessage() {}
 
 func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[48]
+	mi := &file_federa_v1_federa_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4707,7 +4831,7 @@ func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueryRequest.ProtoReflect.Descriptor instead.
 func (*GetQueryRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetQueryRequest) GetId() string {
@@ -4725,7 +4849,7 @@ type ListQueriesRequest struct {
 
 func (x *ListQueriesRequest) Reset() {
 	*x = ListQueriesRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[49]
+	mi := &file_federa_v1_federa_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4737,7 +4861,7 @@ func (x *ListQueriesRequest) String() string {
 func (*ListQueriesRequest) ProtoMessage() {}
 
 func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[49]
+	mi := &file_federa_v1_federa_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4750,7 +4874,7 @@ func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueriesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueriesRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{51}
 }
 
 type ListQueriesResponse struct {
@@ -4762,7 +4886,7 @@ type ListQueriesResponse struct {
 
 func (x *ListQueriesResponse) Reset() {
 	*x = ListQueriesResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[50]
+	mi := &file_federa_v1_federa_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4774,7 +4898,7 @@ func (x *ListQueriesResponse) String() string {
 func (*ListQueriesResponse) ProtoMessage() {}
 
 func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[50]
+	mi := &file_federa_v1_federa_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4787,7 +4911,7 @@ func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueriesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueriesResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{50}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListQueriesResponse) GetQueries() []*Query {
@@ -4830,7 +4954,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_federa_v1_federa_proto_msgTypes[51]
+	mi := &file_federa_v1_federa_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4842,7 +4966,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[51]
+	mi := &file_federa_v1_federa_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4855,7 +4979,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{51}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Query) GetId() string {
@@ -4972,7 +5096,7 @@ type ListPendingRequest struct {
 
 func (x *ListPendingRequest) Reset() {
 	*x = ListPendingRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[52]
+	mi := &file_federa_v1_federa_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4984,7 +5108,7 @@ func (x *ListPendingRequest) String() string {
 func (*ListPendingRequest) ProtoMessage() {}
 
 func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[52]
+	mi := &file_federa_v1_federa_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4997,7 +5121,7 @@ func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{52}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListPendingRequest) GetSite() string {
@@ -5023,7 +5147,7 @@ type PendingApproval struct {
 
 func (x *PendingApproval) Reset() {
 	*x = PendingApproval{}
-	mi := &file_federa_v1_federa_proto_msgTypes[53]
+	mi := &file_federa_v1_federa_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5035,7 +5159,7 @@ func (x *PendingApproval) String() string {
 func (*PendingApproval) ProtoMessage() {}
 
 func (x *PendingApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[53]
+	mi := &file_federa_v1_federa_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5048,7 +5172,7 @@ func (x *PendingApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingApproval.ProtoReflect.Descriptor instead.
 func (*PendingApproval) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{53}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *PendingApproval) GetJobId() string {
@@ -5109,7 +5233,7 @@ type ListPendingResponse struct {
 
 func (x *ListPendingResponse) Reset() {
 	*x = ListPendingResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[54]
+	mi := &file_federa_v1_federa_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5121,7 +5245,7 @@ func (x *ListPendingResponse) String() string {
 func (*ListPendingResponse) ProtoMessage() {}
 
 func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[54]
+	mi := &file_federa_v1_federa_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5134,7 +5258,7 @@ func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{54}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListPendingResponse) GetPending() []*PendingApproval {
@@ -5157,7 +5281,7 @@ type DecideRequest struct {
 
 func (x *DecideRequest) Reset() {
 	*x = DecideRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[55]
+	mi := &file_federa_v1_federa_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5169,7 +5293,7 @@ func (x *DecideRequest) String() string {
 func (*DecideRequest) ProtoMessage() {}
 
 func (x *DecideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[55]
+	mi := &file_federa_v1_federa_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5182,7 +5306,7 @@ func (x *DecideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
 func (*DecideRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{55}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *DecideRequest) GetSite() string {
@@ -5226,7 +5350,7 @@ type DecideResponse struct {
 
 func (x *DecideResponse) Reset() {
 	*x = DecideResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[56]
+	mi := &file_federa_v1_federa_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5238,7 +5362,7 @@ func (x *DecideResponse) String() string {
 func (*DecideResponse) ProtoMessage() {}
 
 func (x *DecideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[56]
+	mi := &file_federa_v1_federa_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5251,7 +5375,7 @@ func (x *DecideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
 func (*DecideResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{56}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *DecideResponse) GetSite() string {
@@ -5290,7 +5414,7 @@ type AuditCheckpointRequest struct {
 
 func (x *AuditCheckpointRequest) Reset() {
 	*x = AuditCheckpointRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[57]
+	mi := &file_federa_v1_federa_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5302,7 +5426,7 @@ func (x *AuditCheckpointRequest) String() string {
 func (*AuditCheckpointRequest) ProtoMessage() {}
 
 func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[57]
+	mi := &file_federa_v1_federa_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5315,7 +5439,7 @@ func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{57}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{59}
 }
 
 type AuditCheckpointResponse struct {
@@ -5328,7 +5452,7 @@ type AuditCheckpointResponse struct {
 
 func (x *AuditCheckpointResponse) Reset() {
 	*x = AuditCheckpointResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[58]
+	mi := &file_federa_v1_federa_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5340,7 +5464,7 @@ func (x *AuditCheckpointResponse) String() string {
 func (*AuditCheckpointResponse) ProtoMessage() {}
 
 func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[58]
+	mi := &file_federa_v1_federa_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5353,7 +5477,7 @@ func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{58}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
@@ -5378,7 +5502,7 @@ type AuditExportRequest struct {
 
 func (x *AuditExportRequest) Reset() {
 	*x = AuditExportRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[59]
+	mi := &file_federa_v1_federa_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5390,7 +5514,7 @@ func (x *AuditExportRequest) String() string {
 func (*AuditExportRequest) ProtoMessage() {}
 
 func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[59]
+	mi := &file_federa_v1_federa_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5403,7 +5527,7 @@ func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditExportRequest.ProtoReflect.Descriptor instead.
 func (*AuditExportRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{59}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{61}
 }
 
 type AuditLeaf struct {
@@ -5416,7 +5540,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_federa_v1_federa_proto_msgTypes[60]
+	mi := &file_federa_v1_federa_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5428,7 +5552,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[60]
+	mi := &file_federa_v1_federa_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5441,7 +5565,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{60}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *AuditLeaf) GetIndex() int64 {
@@ -5467,7 +5591,7 @@ type AuditProofRequest struct {
 
 func (x *AuditProofRequest) Reset() {
 	*x = AuditProofRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[61]
+	mi := &file_federa_v1_federa_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5479,7 +5603,7 @@ func (x *AuditProofRequest) String() string {
 func (*AuditProofRequest) ProtoMessage() {}
 
 func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[61]
+	mi := &file_federa_v1_federa_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5492,7 +5616,7 @@ func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofRequest.ProtoReflect.Descriptor instead.
 func (*AuditProofRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{61}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *AuditProofRequest) GetIndex() int64 {
@@ -5513,7 +5637,7 @@ type AuditProofResponse struct {
 
 func (x *AuditProofResponse) Reset() {
 	*x = AuditProofResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[62]
+	mi := &file_federa_v1_federa_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5525,7 +5649,7 @@ func (x *AuditProofResponse) String() string {
 func (*AuditProofResponse) ProtoMessage() {}
 
 func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[62]
+	mi := &file_federa_v1_federa_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5538,7 +5662,7 @@ func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofResponse.ProtoReflect.Descriptor instead.
 func (*AuditProofResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{62}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *AuditProofResponse) GetLeaf() []byte {
@@ -5585,7 +5709,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[63]
+	mi := &file_federa_v1_federa_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5597,7 +5721,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[63]
+	mi := &file_federa_v1_federa_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5610,7 +5734,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{63}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -6065,7 +6189,16 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
-	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"p\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"h\n" +
+	"\x13ListJobSitesRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"\x82\x01\n" +
+	"\x14ListJobSitesResponse\x12,\n" +
+	"\x05sites\x18\x01 \x03(\v2\x16.federa.v1.SiteSummaryR\x05sites\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"p\n" +
 	"\x14ListFeaturesResponse\x12\x1a\n" +
 	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
@@ -6192,7 +6325,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x14JOB_STATUS_CANCELLED\x10\x05\x12\x16\n" +
 	"\x12JOB_STATUS_WAITING\x10\x062S\n" +
 	"\vSiteService\x12D\n" +
-	"\aConnect\x12\x16.federa.v1.SiteMessage\x1a\x1d.federa.v1.CoordinatorMessage(\x010\x012\xe9\x04\n" +
+	"\aConnect\x12\x16.federa.v1.SiteMessage\x1a\x1d.federa.v1.CoordinatorMessage(\x010\x012\xba\x05\n" +
 	"\n" +
 	"JobService\x128\n" +
 	"\tSubmitJob\x12\x1b.federa.v1.SubmitJobRequest\x1a\x0e.federa.v1.Job\x122\n" +
@@ -6204,7 +6337,8 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\rListDecisions\x12\x1f.federa.v1.ListDecisionsRequest\x1a .federa.v1.ListDecisionsResponse\x12I\n" +
 	"\n" +
 	"ListRounds\x12\x1c.federa.v1.ListRoundsRequest\x1a\x1d.federa.v1.ListRoundsResponse\x12O\n" +
-	"\fListFeatures\x12\x1e.federa.v1.ListFeaturesRequest\x1a\x1f.federa.v1.ListFeaturesResponse2\xd6\x01\n" +
+	"\fListFeatures\x12\x1e.federa.v1.ListFeaturesRequest\x1a\x1f.federa.v1.ListFeaturesResponse\x12O\n" +
+	"\fListJobSites\x12\x1e.federa.v1.ListJobSitesRequest\x1a\x1f.federa.v1.ListJobSitesResponse2\xd6\x01\n" +
 	"\fQueryService\x12>\n" +
 	"\vSubmitQuery\x12\x1d.federa.v1.SubmitQueryRequest\x1a\x10.federa.v1.Query\x128\n" +
 	"\bGetQuery\x12\x1a.federa.v1.GetQueryRequest\x1a\x10.federa.v1.Query\x12L\n" +
@@ -6231,7 +6365,7 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 }
 
 var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),                   // 0: federa.v1.TaskKind
 	(JobStatus)(0),                  // 1: federa.v1.JobStatus
@@ -6275,32 +6409,34 @@ var file_federa_v1_federa_proto_goTypes = []any{
 	(*ListRoundsRequest)(nil),       // 39: federa.v1.ListRoundsRequest
 	(*ListRoundsResponse)(nil),      // 40: federa.v1.ListRoundsResponse
 	(*ListFeaturesRequest)(nil),     // 41: federa.v1.ListFeaturesRequest
-	(*ListFeaturesResponse)(nil),    // 42: federa.v1.ListFeaturesResponse
-	(*ListDecisionsRequest)(nil),    // 43: federa.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),   // 44: federa.v1.ListDecisionsResponse
-	(*ListJobsResponse)(nil),        // 45: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),         // 46: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),                // 47: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),        // 48: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),         // 49: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),              // 50: federa.v1.ModelChunk
-	(*SubmitQueryRequest)(nil),      // 51: federa.v1.SubmitQueryRequest
-	(*GetQueryRequest)(nil),         // 52: federa.v1.GetQueryRequest
-	(*ListQueriesRequest)(nil),      // 53: federa.v1.ListQueriesRequest
-	(*ListQueriesResponse)(nil),     // 54: federa.v1.ListQueriesResponse
-	(*Query)(nil),                   // 55: federa.v1.Query
-	(*ListPendingRequest)(nil),      // 56: federa.v1.ListPendingRequest
-	(*PendingApproval)(nil),         // 57: federa.v1.PendingApproval
-	(*ListPendingResponse)(nil),     // 58: federa.v1.ListPendingResponse
-	(*DecideRequest)(nil),           // 59: federa.v1.DecideRequest
-	(*DecideResponse)(nil),          // 60: federa.v1.DecideResponse
-	(*AuditCheckpointRequest)(nil),  // 61: federa.v1.AuditCheckpointRequest
-	(*AuditCheckpointResponse)(nil), // 62: federa.v1.AuditCheckpointResponse
-	(*AuditExportRequest)(nil),      // 63: federa.v1.AuditExportRequest
-	(*AuditLeaf)(nil),               // 64: federa.v1.AuditLeaf
-	(*AuditProofRequest)(nil),       // 65: federa.v1.AuditProofRequest
-	(*AuditProofResponse)(nil),      // 66: federa.v1.AuditProofResponse
-	(*Checkpoint)(nil),              // 67: federa.v1.Checkpoint
+	(*ListJobSitesRequest)(nil),     // 42: federa.v1.ListJobSitesRequest
+	(*ListJobSitesResponse)(nil),    // 43: federa.v1.ListJobSitesResponse
+	(*ListFeaturesResponse)(nil),    // 44: federa.v1.ListFeaturesResponse
+	(*ListDecisionsRequest)(nil),    // 45: federa.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),   // 46: federa.v1.ListDecisionsResponse
+	(*ListJobsResponse)(nil),        // 47: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),         // 48: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),                // 49: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),        // 50: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),         // 51: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),              // 52: federa.v1.ModelChunk
+	(*SubmitQueryRequest)(nil),      // 53: federa.v1.SubmitQueryRequest
+	(*GetQueryRequest)(nil),         // 54: federa.v1.GetQueryRequest
+	(*ListQueriesRequest)(nil),      // 55: federa.v1.ListQueriesRequest
+	(*ListQueriesResponse)(nil),     // 56: federa.v1.ListQueriesResponse
+	(*Query)(nil),                   // 57: federa.v1.Query
+	(*ListPendingRequest)(nil),      // 58: federa.v1.ListPendingRequest
+	(*PendingApproval)(nil),         // 59: federa.v1.PendingApproval
+	(*ListPendingResponse)(nil),     // 60: federa.v1.ListPendingResponse
+	(*DecideRequest)(nil),           // 61: federa.v1.DecideRequest
+	(*DecideResponse)(nil),          // 62: federa.v1.DecideResponse
+	(*AuditCheckpointRequest)(nil),  // 63: federa.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil), // 64: federa.v1.AuditCheckpointResponse
+	(*AuditExportRequest)(nil),      // 65: federa.v1.AuditExportRequest
+	(*AuditLeaf)(nil),               // 66: federa.v1.AuditLeaf
+	(*AuditProofRequest)(nil),       // 67: federa.v1.AuditProofRequest
+	(*AuditProofResponse)(nil),      // 68: federa.v1.AuditProofResponse
+	(*Checkpoint)(nil),              // 69: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
 	9,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
@@ -6348,53 +6484,56 @@ var file_federa_v1_federa_proto_depIdxs = []int32{
 	28, // 42: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
 	6,  // 43: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
 	32, // 44: federa.v1.ListRoundsResponse.rounds:type_name -> federa.v1.RoundSummary
-	31, // 45: federa.v1.ListDecisionsResponse.decisions:type_name -> federa.v1.SiteDecision
-	30, // 46: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
-	30, // 47: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	55, // 48: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
-	1,  // 49: federa.v1.Query.status:type_name -> federa.v1.JobStatus
-	57, // 50: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
-	10, // 51: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	36, // 52: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	37, // 53: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	38, // 54: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	46, // 55: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	48, // 56: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	49, // 57: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	43, // 58: federa.v1.JobService.ListDecisions:input_type -> federa.v1.ListDecisionsRequest
-	39, // 59: federa.v1.JobService.ListRounds:input_type -> federa.v1.ListRoundsRequest
-	41, // 60: federa.v1.JobService.ListFeatures:input_type -> federa.v1.ListFeaturesRequest
-	51, // 61: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
-	52, // 62: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
-	53, // 63: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
-	56, // 64: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
-	59, // 65: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
-	61, // 66: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
-	63, // 67: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
-	65, // 68: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
-	11, // 69: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	30, // 70: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	30, // 71: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	45, // 72: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	47, // 73: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	30, // 74: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	50, // 75: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	44, // 76: federa.v1.JobService.ListDecisions:output_type -> federa.v1.ListDecisionsResponse
-	40, // 77: federa.v1.JobService.ListRounds:output_type -> federa.v1.ListRoundsResponse
-	42, // 78: federa.v1.JobService.ListFeatures:output_type -> federa.v1.ListFeaturesResponse
-	55, // 79: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
-	55, // 80: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
-	54, // 81: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
-	58, // 82: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
-	60, // 83: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
-	62, // 84: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
-	64, // 85: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
-	66, // 86: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
-	69, // [69:87] is the sub-list for method output_type
-	51, // [51:69] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	35, // 45: federa.v1.ListJobSitesResponse.sites:type_name -> federa.v1.SiteSummary
+	31, // 46: federa.v1.ListDecisionsResponse.decisions:type_name -> federa.v1.SiteDecision
+	30, // 47: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
+	30, // 48: federa.v1.JobEvent.job:type_name -> federa.v1.Job
+	57, // 49: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
+	1,  // 50: federa.v1.Query.status:type_name -> federa.v1.JobStatus
+	59, // 51: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
+	10, // 52: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	36, // 53: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	37, // 54: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	38, // 55: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	48, // 56: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	50, // 57: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	51, // 58: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	45, // 59: federa.v1.JobService.ListDecisions:input_type -> federa.v1.ListDecisionsRequest
+	39, // 60: federa.v1.JobService.ListRounds:input_type -> federa.v1.ListRoundsRequest
+	41, // 61: federa.v1.JobService.ListFeatures:input_type -> federa.v1.ListFeaturesRequest
+	42, // 62: federa.v1.JobService.ListJobSites:input_type -> federa.v1.ListJobSitesRequest
+	53, // 63: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
+	54, // 64: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
+	55, // 65: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
+	58, // 66: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
+	61, // 67: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
+	63, // 68: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
+	65, // 69: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
+	67, // 70: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
+	11, // 71: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	30, // 72: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	30, // 73: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	47, // 74: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	49, // 75: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	30, // 76: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	52, // 77: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	46, // 78: federa.v1.JobService.ListDecisions:output_type -> federa.v1.ListDecisionsResponse
+	40, // 79: federa.v1.JobService.ListRounds:output_type -> federa.v1.ListRoundsResponse
+	44, // 80: federa.v1.JobService.ListFeatures:output_type -> federa.v1.ListFeaturesResponse
+	43, // 81: federa.v1.JobService.ListJobSites:output_type -> federa.v1.ListJobSitesResponse
+	57, // 82: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
+	57, // 83: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
+	56, // 84: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
+	60, // 85: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
+	62, // 86: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
+	64, // 87: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
+	66, // 88: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
+	68, // 89: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
+	71, // [71:90] is the sub-list for method output_type
+	52, // [52:71] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -6427,7 +6566,7 @@ func file_federa_v1_federa_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   64,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

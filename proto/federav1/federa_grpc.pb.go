@@ -146,6 +146,7 @@ const (
 	JobService_ListDecisions_FullMethodName = "/federa.v1.JobService/ListDecisions"
 	JobService_ListRounds_FullMethodName    = "/federa.v1.JobService/ListRounds"
 	JobService_ListFeatures_FullMethodName  = "/federa.v1.JobService/ListFeatures"
+	JobService_ListJobSites_FullMethodName  = "/federa.v1.JobService/ListJobSites"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -175,6 +176,9 @@ type JobServiceClient interface {
 	// model's order; GetJob sends only the first that fit its budget
 	// (Job.features_omitted).
 	ListFeatures(ctx context.Context, in *ListFeaturesRequest, opts ...grpc.CallOption) (*ListFeaturesResponse, error)
+	// ListJobSites pages through a job's site summaries, by site name;
+	// GetJob sends only the first that fit its budget (Job.sites_omitted).
+	ListJobSites(ctx context.Context, in *ListJobSitesRequest, opts ...grpc.CallOption) (*ListJobSitesResponse, error)
 }
 
 type jobServiceClient struct {
@@ -293,6 +297,16 @@ func (c *jobServiceClient) ListFeatures(ctx context.Context, in *ListFeaturesReq
 	return out, nil
 }
 
+func (c *jobServiceClient) ListJobSites(ctx context.Context, in *ListJobSitesRequest, opts ...grpc.CallOption) (*ListJobSitesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJobSitesResponse)
+	err := c.cc.Invoke(ctx, JobService_ListJobSites_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -320,6 +334,9 @@ type JobServiceServer interface {
 	// model's order; GetJob sends only the first that fit its budget
 	// (Job.features_omitted).
 	ListFeatures(context.Context, *ListFeaturesRequest) (*ListFeaturesResponse, error)
+	// ListJobSites pages through a job's site summaries, by site name;
+	// GetJob sends only the first that fit its budget (Job.sites_omitted).
+	ListJobSites(context.Context, *ListJobSitesRequest) (*ListJobSitesResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -356,6 +373,9 @@ func (UnimplementedJobServiceServer) ListRounds(context.Context, *ListRoundsRequ
 }
 func (UnimplementedJobServiceServer) ListFeatures(context.Context, *ListFeaturesRequest) (*ListFeaturesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFeatures not implemented")
+}
+func (UnimplementedJobServiceServer) ListJobSites(context.Context, *ListJobSitesRequest) (*ListJobSitesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListJobSites not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -526,6 +546,24 @@ func _JobService_ListFeatures_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_ListJobSites_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJobSitesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListJobSites(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListJobSites_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListJobSites(ctx, req.(*ListJobSitesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -560,6 +598,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListFeatures",
 			Handler:    _JobService_ListFeatures_Handler,
+		},
+		{
+			MethodName: "ListJobSites",
+			Handler:    _JobService_ListJobSites_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
