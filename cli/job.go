@@ -110,43 +110,91 @@ func finalErr(j *federav1.Job) error {
 
 func newJobListCmd(g *globals) *cobra.Command {
 	var f clientFlags
+	var limit, pageSize int
+	var token string
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List jobs, oldest first",
-		Example: "  federa job list --identity ids/alice\n  federa job list -o json | jq '.jobs[].id'",
-		Args:    cobra.NoArgs,
+		Use:   "list",
+		Short: "List jobs, oldest first",
+		Long: `List the jobs you may read, oldest first: id, name, status, rounds, the last
+round's accuracy (RMSE for a regressor), when it was created and its message.
+The coordinator sends them a page at a time (ListJobs, at most 1,000 a page);
+this command follows the pages to the end, or stops after --limit jobs. With
+-o json it prints one object {"jobs": [...]} whose jobs are summaries (the last
+round only, no sites or features: federa job get has them); when --limit cut
+the list short, its next_page_token continues it with --page-token.`,
+		Example: `  federa job list --identity ids/alice
+  federa job list --limit 20
+  federa job list -o json | jq '.jobs[].id'
+  federa job list -o json --limit 100 | jq -r .next_page_token   # then: --page-token TOKEN`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(f.output); err != nil {
+				return err
+			}
+			if limit < 0 {
+				return fmt.Errorf("flag --limit: %d; want 0 (every job) or more", limit)
+			}
+			if pageSize < 1 || pageSize > 1000 {
+				return fmt.Errorf("flag --page-size: %d; want 1 to 1000", pageSize)
+			}
 			c, closeFn, err := f.jobs()
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			resp, err := c.ListJobs(cmd.Context(), &federav1.ListJobsRequest{})
-			if err != nil {
-				return rpcErr("list jobs", err)
+			all := &federav1.ListJobsResponse{}
+			for {
+				size := int32(pageSize)
+				if left := limit - len(all.Jobs); limit > 0 && left < int(size) {
+					size = int32(left)
+				}
+				resp, err := c.ListJobs(cmd.Context(), &federav1.ListJobsRequest{PageToken: token, PageSize: size})
+				if err != nil {
+					return rpcErr("list jobs", err)
+				}
+				all.Jobs = append(all.Jobs, resp.GetJobs()...)
+				token = resp.GetNextPageToken()
+				if token == "" || (limit > 0 && len(all.Jobs) >= limit) {
+					break
+				}
 			}
+			all.NextPageToken = token
 			if f.output == "json" {
-				return writeProto(g.stdout, resp)
+				return writeProto(g.stdout, all)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tROUNDS\tACCURACY\tCREATED\tMESSAGE")
-			for _, j := range resp.GetJobs() {
+			for _, j := range all.GetJobs() {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", j.GetId(), j.GetSpec().GetName(), j.GetStatus().Name(),
 					j.GetRoundsCompleted(), j.GetSpec().GetRounds(), lastAccuracy(j), time.UnixMilli(j.GetCreatedUnixMs()).Format(time.DateTime), oneLine(j.GetMessage()))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if token != "" {
+				fmt.Fprintf(g.stdout, "(more jobs: federa job list --page-token %s)\n", token)
+			}
+			return nil
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().IntVar(&limit, "limit", 0, "list at most this many jobs (0: every job)")
+	cmd.Flags().StringVar(&token, "page-token", "", "start after the jobs a previous --limit listed (its next_page_token)")
+	cmd.Flags().IntVar(&pageSize, "page-size", 500, "jobs to ask the coordinator for per page (1 to 1000)")
 	return cmd
 }
 
 func newJobGetCmd(g *globals) *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "get ID",
-		Short:   "Show one job: status, per-round table, sites, bytes moved",
-		Example: "  federa job get job-3f2a9c81d0e4 --identity ids/alice\n  federa job get job-3f2a9c81d0e4 -o json",
+		Use:   "get ID",
+		Short: "Show one job: status, per-round table, sites, bytes moved",
+		Long: `Show one job: its status, a table of every round, its sites and the bytes
+they moved. The coordinator's GetJob sends the newest rounds and the first
+sites and features that fit its budget; this command reads the rest page
+by page (ListRounds, ListJobSites, ListFeatures), so with -o json the record
+is complete (rounds_omitted, sites_omitted and features_omitted are then 0).`,
+		Example: "  federa job get job-3f2a9c81d0e4 --identity ids/alice\n  federa job get job-3f2a9c81d0e4 -o json | jq '.rounds | length'",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, closeFn, err := f.jobs()
@@ -154,9 +202,9 @@ func newJobGetCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeFn()
-			j, err := c.GetJob(cmd.Context(), &federav1.GetJobRequest{Id: args[0]})
+			j, err := getFullJob(cmd.Context(), c, args[0])
 			if err != nil {
-				return rpcErr("get job", err)
+				return err
 			}
 			if f.output == "json" {
 				return writeProto(g.stdout, j)
@@ -393,6 +441,59 @@ func printJob(w io.Writer, j *federav1.Job) {
 		fmt.Fprintln(w)
 		printSites(w, j)
 	}
+}
+
+// getFullJob is GetJob with what the record's view left out read back
+// page by page: every round summary the record keeps, every site and
+// every feature.
+func getFullJob(ctx context.Context, c federav1.JobServiceClient, id string) (*federav1.Job, error) {
+	j, err := c.GetJob(ctx, &federav1.GetJobRequest{Id: id})
+	if err != nil {
+		return nil, rpcErr("get job", err)
+	}
+	if j.GetRoundsOmitted() > 0 {
+		var rounds []*federav1.RoundSummary
+		for token := ""; ; {
+			resp, err := c.ListRounds(ctx, &federav1.ListRoundsRequest{JobId: id, PageToken: token, PageSize: 1000})
+			if err != nil {
+				return nil, rpcErr("list rounds", err)
+			}
+			rounds = append(rounds, resp.GetRounds()...)
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		j.Rounds, j.RoundsOmitted = rounds, 0
+	}
+	if j.GetSitesOmitted() > 0 {
+		var sites []*federav1.SiteSummary
+		for token := ""; ; {
+			resp, err := c.ListJobSites(ctx, &federav1.ListJobSitesRequest{JobId: id, PageToken: token, PageSize: 1000})
+			if err != nil {
+				return nil, rpcErr("list sites", err)
+			}
+			sites = append(sites, resp.GetSites()...)
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		j.Sites, j.SitesOmitted = sites, 0
+	}
+	if j.GetFeaturesOmitted() > 0 {
+		var features []string
+		for token := ""; ; {
+			resp, err := c.ListFeatures(ctx, &federav1.ListFeaturesRequest{JobId: id, PageToken: token, PageSize: 100_000})
+			if err != nil {
+				return nil, rpcErr("list features", err)
+			}
+			features = append(features, resp.GetFeatures()...)
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		j.Features, j.FeaturesOmitted = features, 0
+	}
+	return j, nil
 }
 
 // printRounds is the per-round table of a job, for job get and the demo.

@@ -73,9 +73,9 @@ plotted: the image shows the rounds completed so far.`,
 				return err
 			}
 			defer closeFn()
-			j, err := c.GetJob(cmd.Context(), &federav1.GetJobRequest{Id: args[0]})
+			j, err := getFullJob(cmd.Context(), c, args[0])
 			if err != nil {
-				return rpcErr("get job", err)
+				return err
 			}
 			if err := writeJobPlot(j, out, width, height); err != nil {
 				return err

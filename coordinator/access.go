@@ -118,6 +118,12 @@ func (c *Coordinator) resourceOf(ctx context.Context, peer spiffeid.ID, rpc stri
 		return jobOwner(r.GetJobId())
 	case *federav1.ListDecisionsRequest:
 		return jobOwner(r.GetJobId())
+	case *federav1.ListRoundsRequest:
+		return jobOwner(r.GetJobId())
+	case *federav1.ListFeaturesRequest:
+		return jobOwner(r.GetJobId())
+	case *federav1.ListJobSitesRequest:
+		return jobOwner(r.GetJobId())
 	case *federav1.ListPendingRequest:
 		return policy.Resource{Site: r.GetSite()}, nil
 	case *federav1.DecideRequest:

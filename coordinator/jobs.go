@@ -15,7 +15,6 @@ import (
 
 	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/internal/logkeys"
-	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/spec"
 	"github.com/federa-dev/federa/store"
@@ -252,29 +251,7 @@ func (s *jobService) GetJob(ctx context.Context, req *federav1.GetJobRequest) (*
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "job %q not found", req.GetId())
 	}
-	return j, nil
-}
-
-// ListJobs lists the jobs the caller may read: those the access policy
-// lets them GetJob (a data scientist's own; every job for an operator).
-func (s *jobService) ListJobs(ctx context.Context, _ *federav1.ListJobsRequest) (*federav1.ListJobsResponse, error) {
-	id, err := attest.PeerID(ctx)
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "an mTLS SPIFFE identity is required")
-	}
-	jobs, err := s.c.store.ListJobs()
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "list jobs: %v", err)
-	}
-	caller := s.c.callerOf(id)
-	visible := jobs[:0]
-	for _, j := range jobs {
-		d := s.c.access.Decide(ctx, policy.AccessRequest{Caller: caller, RPC: "JobService.GetJob", Resource: policy.Resource{JobOwner: j.GetRequester()}})
-		if d.Allow {
-			visible = append(visible, j)
-		}
-	}
-	return &federav1.ListJobsResponse{Jobs: visible}, nil
+	return jobView(j), nil
 }
 
 func (s *jobService) WatchJob(req *federav1.WatchJobRequest, stream federav1.JobService_WatchJobServer) error {
@@ -286,13 +263,13 @@ func (s *jobService) WatchJob(req *federav1.WatchJobRequest, stream federav1.Job
 			return status.Errorf(codes.NotFound, "job %q not found", req.GetId())
 		}
 		for ; seen < len(events); seen++ {
-			if err := stream.Send(&federav1.JobEvent{Job: j, Message: events[seen]}); err != nil {
+			if err := stream.Send(&federav1.JobEvent{Job: jobView(j), Message: events[seen]}); err != nil {
 				return err
 			}
 			last = j
 		}
 		if j != last {
-			if err := stream.Send(&federav1.JobEvent{Job: j}); err != nil {
+			if err := stream.Send(&federav1.JobEvent{Job: jobView(j)}); err != nil {
 				return err
 			}
 			last = j

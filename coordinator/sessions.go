@@ -38,6 +38,7 @@ type session struct {
 	datasets   map[string]bool
 	stream     federav1.SiteService_ConnectServer
 	sendMu     sync.Mutex
+	fragments  int64 // messages sent in fragments (guarded by sendMu), for their ids
 	done       chan struct{}
 	doneOnce   sync.Once
 	reason     string
@@ -59,10 +60,35 @@ func (s *session) sendAll(ms ...*federav1.CoordinatorMessage) (int64, error) {
 			return n, fmt.Errorf("site %s disconnected", s.site)
 		default:
 		}
-		if err := s.stream.Send(m); err != nil {
+		sent, err := s.sendOne(m)
+		n += sent
+		if err != nil {
 			return n, fmt.Errorf("send to site %s: %w", s.site, err)
 		}
-		n += int64(proto.Size(m))
+	}
+	return n, nil
+}
+
+// sendOne sends m whole, or in fragments when it is too large for one
+// gRPC message (a task over hundreds of thousands of columns, an audit
+// sync of many entries). The caller holds sendMu, so nothing comes
+// between the fragments.
+func (s *session) sendOne(m *federav1.CoordinatorMessage) (int64, error) {
+	s.fragments++
+	frags, err := transfer.SplitMessage(fmt.Sprintf("c%d", s.fragments), m, 0)
+	if err != nil {
+		return 0, err
+	}
+	if frags == nil {
+		return int64(proto.Size(m)), s.stream.Send(m)
+	}
+	var n int64
+	for _, f := range frags {
+		fm := &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Fragment{Fragment: f}}
+		if err := s.stream.Send(fm); err != nil {
+			return n, err
+		}
+		n += int64(proto.Size(fm))
 	}
 	return n, nil
 }
@@ -175,6 +201,7 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 		}
 	}()
 	asm := map[string]*assembly{}
+	frags := transfer.NewReassembler(0)
 	// Three missed heartbeats and the site is presumed dead, so a round
 	// does not wait on a half-open connection until its deadline.
 	idle := 3 * c.cfg.HeartbeatInterval
@@ -196,13 +223,46 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 			return status.Error(codes.DeadlineExceeded, "site missed its heartbeats")
 		case m := <-msgs:
 			timer.Reset(idle)
-			if err := c.handleSiteMessage(sess, m, asm); err != nil {
+			m, err := joinFragments(frags, m)
+			if err == nil && m == nil {
+				continue // more fragments to come
+			}
+			if err == nil {
+				err = c.handleSiteMessage(sess, m, asm)
+			}
+			if err != nil {
 				log.Warn("site protocol violation", logkeys.Err, err)
 				sess.close(err.Error())
 				return err
 			}
 		}
 	}
+}
+
+// joinFragments passes a whole message through, takes a fragment (nil
+// until its message is complete), and returns the message a last fragment
+// completes. A malformed fragment, or a fragment inside a fragmented
+// message, is a protocol violation.
+func joinFragments(r *transfer.Reassembler, m *federav1.SiteMessage) (*federav1.SiteMessage, error) {
+	f := m.GetFragment()
+	if f == nil {
+		return m, nil
+	}
+	b, err := r.Add(f)
+	if err != nil || b == nil {
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		return nil, nil
+	}
+	whole := &federav1.SiteMessage{}
+	if err := proto.Unmarshal(b, whole); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "fragmented message %q: %v", f.GetId(), err)
+	}
+	if whole.GetFragment() != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "fragmented message %q carries a fragment", f.GetId())
+	}
+	return whole, nil
 }
 
 type assembly struct {

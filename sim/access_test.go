@@ -104,6 +104,18 @@ var rpcCalls = map[string]rpcCall{
 		_, err := federav1.NewJobServiceClient(cc).ListDecisions(ctx, &federav1.ListDecisionsRequest{JobId: job})
 		return err
 	},
+	"JobService.ListRounds": func(ctx context.Context, cc *grpc.ClientConn, job string) error {
+		_, err := federav1.NewJobServiceClient(cc).ListRounds(ctx, &federav1.ListRoundsRequest{JobId: job})
+		return err
+	},
+	"JobService.ListJobSites": func(ctx context.Context, cc *grpc.ClientConn, job string) error {
+		_, err := federav1.NewJobServiceClient(cc).ListJobSites(ctx, &federav1.ListJobSitesRequest{JobId: job})
+		return err
+	},
+	"JobService.ListFeatures": func(ctx context.Context, cc *grpc.ClientConn, job string) error {
+		_, err := federav1.NewJobServiceClient(cc).ListFeatures(ctx, &federav1.ListFeaturesRequest{JobId: job})
+		return err
+	},
 	"AuditService.Checkpoint": func(ctx context.Context, cc *grpc.ClientConn, _ string) error {
 		_, err := federav1.NewAuditServiceClient(cc).Checkpoint(ctx, &federav1.AuditCheckpointRequest{})
 		return err
@@ -166,6 +178,9 @@ JobService.WatchJob         Y - Y - - - -
 JobService.CancelJob        Y - Y - - - -
 JobService.GetModel         Y - Y - - - -
 JobService.ListDecisions    Y - Y - - - -
+JobService.ListRounds       Y - Y - - - -
+JobService.ListFeatures     Y - Y - - - -
+JobService.ListJobSites     Y - Y - - - -
 AuditService.Checkpoint     - - - Y - - -
 AuditService.Export         - - - Y - - -
 AuditService.Proof          - - - Y - - -

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -252,17 +253,37 @@ func (a *Agent) Close() error {
 
 // conn is one live stream with its send lock and running tasks.
 type conn struct {
-	a      *Agent
-	stream federav1.SiteService_ConnectClient
-	sendMu sync.Mutex
-	tasks  sync.Map // task id -> context.CancelFunc
-	wg     sync.WaitGroup
+	a         *Agent
+	stream    federav1.SiteService_ConnectClient
+	sendMu    sync.Mutex
+	fragments atomic.Int64 // messages sent in fragments, for their ids
+	tasks     sync.Map     // task id -> context.CancelFunc
+	wg        sync.WaitGroup
 }
 
+// send sends m whole, or in fragments when it is too large for one gRPC
+// message (the statistics of hundreds of thousands of columns). Each
+// fragment takes the send lock on its own, so heartbeats and other
+// tasks' answers go on between them.
 func (c *conn) send(m *federav1.SiteMessage) error {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	return c.stream.Send(m)
+	frags, err := transfer.SplitMessage(fmt.Sprintf("s%d", c.fragments.Add(1)), m, 0)
+	if err != nil {
+		return err
+	}
+	if frags == nil {
+		c.sendMu.Lock()
+		defer c.sendMu.Unlock()
+		return c.stream.Send(m)
+	}
+	for _, f := range frags {
+		c.sendMu.Lock()
+		err := c.stream.Send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Fragment{Fragment: f}})
+		c.sendMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (a *Agent) session(ctx context.Context) error {
@@ -340,6 +361,7 @@ func (a *Agent) session(ctx context.Context) error {
 	var (
 		waiting *federav1.Task // task whose weights are arriving
 		asm     *transfer.Assembler
+		frags   = transfer.NewReassembler(0)
 	)
 	for {
 		m, err := stream.Recv()
@@ -351,6 +373,22 @@ func (a *Agent) session(ctx context.Context) error {
 				return errors.New("coordinator closed the stream")
 			}
 			return err
+		}
+		if f := m.GetFragment(); f != nil {
+			b, err := frags.Add(f)
+			if err != nil {
+				return fmt.Errorf("coordinator message: %w", err)
+			}
+			if b == nil {
+				continue
+			}
+			m = &federav1.CoordinatorMessage{}
+			if err := proto.Unmarshal(b, m); err != nil {
+				return fmt.Errorf("fragmented coordinator message %q: %w", f.GetId(), err)
+			}
+			if m.GetFragment() != nil {
+				return fmt.Errorf("fragmented coordinator message %q carries a fragment", f.GetId())
+			}
 		}
 		switch b := m.GetBody().(type) {
 		case *federav1.CoordinatorMessage_Task:

@@ -133,8 +133,12 @@ func (a *Agent) load(t *federav1.Task, ds *Dataset, features []string, ad admitt
 	}
 	// The task's columns (the coordinator's agreed list) must be ones the
 	// admission judged: a coordinator cannot widen what a job reads.
+	judged := make(map[string]bool, len(ad.features))
+	for _, c := range ad.features {
+		judged[c] = true
+	}
 	for _, c := range features {
-		if !slices.Contains(ad.features, c) {
+		if !judged[c] {
 			return nil, fmt.Errorf("the task reads column %q, which the admission of job %s did not judge; refusing", c, t.GetJobId())
 		}
 	}
@@ -196,6 +200,11 @@ func (a *Agent) stats(t *federav1.Task, ad admitted, r *release) error {
 	res.RawBytes = p.train.Bytes
 	r.kind, r.records, r.dataset = egressStatistics, int64(p.train.Rows()), ad.dataset.Name
 	r.maxBytes = boundFor(egressStatistics, len(res.Features), len(res.Classes), 0)
+	// boundFor allows 64 bytes a column for its name; a longer name (the
+	// site's own header, sent as it is) widens the bound by the rest.
+	for _, f := range res.Features {
+		r.maxBytes += int64(max(0, len(f)+3-64))
+	}
 	r.input = a.taskInput(t, ad, res.Features)
 	return nil
 }

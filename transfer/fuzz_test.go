@@ -103,3 +103,55 @@ func FuzzAssembler(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReassembler feeds arbitrary fragment sequences to a Reassembler, as
+// a hostile peer could: it must never panic, hold more than its limit or
+// more than MaxOpenMessages messages, and a message it completes is
+// exactly the bytes of that message's fragments in order.
+func FuzzReassembler(f *testing.F) {
+	const limit = 1 << 10
+	frag := func(fs []*federav1.Fragment) []byte {
+		var b []byte
+		for _, x := range fs {
+			data, err := proto.Marshal(x)
+			if err != nil {
+				f.Fatal(err)
+			}
+			b = protowire.AppendBytes(b, data)
+		}
+		return b
+	}
+	f.Add(frag(transfer.Fragments("a", []byte("hello, fragmented world"), 4)))
+	f.Add(frag(append(transfer.Fragments("a", []byte("0123456789"), 3), transfer.Fragments("b", []byte("xyz"), 1)...)))
+	f.Add(frag([]*federav1.Fragment{{Id: "a", Offset: 3, Data: []byte("x")}}))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := transfer.NewReassembler(limit)
+		sent := map[string][]byte{}
+		for len(in) > 0 {
+			data, n := protowire.ConsumeBytes(in)
+			if n < 0 {
+				return
+			}
+			in = in[n:]
+			var fr federav1.Fragment
+			if proto.Unmarshal(data, &fr) != nil {
+				continue
+			}
+			whole, err := r.Add(&fr)
+			if r.Held() < 0 || r.Held() > limit {
+				t.Fatalf("holds %d bytes; limit %d", r.Held(), limit)
+			}
+			if err != nil {
+				delete(sent, fr.GetId())
+				continue
+			}
+			sent[fr.GetId()] = append(sent[fr.GetId()], fr.GetData()...)
+			if whole != nil {
+				if string(whole) != string(sent[fr.GetId()]) {
+					t.Fatalf("message %q joined as %q; its fragments carried %q", fr.GetId(), whole, sent[fr.GetId()])
+				}
+				delete(sent, fr.GetId())
+			}
+		}
+	})
+}

@@ -29,7 +29,7 @@ resource := object.get(input, "resource", {})
 # denied: a new RPC is closed until someone writes its rule.
 # A query is a job as far as access goes: its submitter reads it, an
 # operator reads all.
-job_reads := {"JobService.GetJob", "JobService.WatchJob", "JobService.GetModel", "JobService.ListDecisions", "QueryService.GetQuery"}
+job_reads := {"JobService.GetJob", "JobService.WatchJob", "JobService.GetModel", "JobService.ListDecisions", "JobService.ListRounds", "JobService.ListFeatures", "JobService.ListJobSites", "QueryService.GetQuery"}
 
 job_writes := {"JobService.CancelJob"}
 

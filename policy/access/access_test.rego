@@ -51,19 +51,19 @@ test_list_jobs if {
 }
 
 test_owner_reads_and_cancels_own_job if {
-	every rpc in ["JobService.GetJob", "JobService.WatchJob", "JobService.GetModel", "JobService.ListDecisions", "JobService.CancelJob"] {
+	every rpc in ["JobService.GetJob", "JobService.WatchJob", "JobService.GetModel", "JobService.ListDecisions", "JobService.ListRounds", "JobService.ListFeatures", "JobService.ListJobSites", "JobService.CancelJob"] {
 		allowed(alice, rpc, alices_job)
 	}
 }
 
 test_other_data_scientist_may_not_touch_the_job if {
-	every rpc in ["JobService.GetJob", "JobService.WatchJob", "JobService.GetModel", "JobService.ListDecisions", "JobService.CancelJob"] {
+	every rpc in ["JobService.GetJob", "JobService.WatchJob", "JobService.GetModel", "JobService.ListDecisions", "JobService.ListRounds", "JobService.ListFeatures", "JobService.ListJobSites", "JobService.CancelJob"] {
 		denied_because(bob, rpc, alices_job, "job belongs to spiffe://td/user/alice")
 	}
 }
 
 test_operator_acts_on_any_job if {
-	every rpc in ["JobService.GetJob", "JobService.WatchJob", "JobService.GetModel", "JobService.ListDecisions", "JobService.CancelJob"] {
+	every rpc in ["JobService.GetJob", "JobService.WatchJob", "JobService.GetModel", "JobService.ListDecisions", "JobService.ListRounds", "JobService.ListFeatures", "JobService.ListJobSites", "JobService.CancelJob"] {
 		allowed(ops, rpc, alices_job)
 	}
 }

@@ -236,7 +236,7 @@ func (x SecAggTask_Phase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SecAggTask_Phase.Descriptor instead.
 func (SecAggTask_Phase) EnumDescriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14, 0}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type Admission_Outcome int32
@@ -289,7 +289,7 @@ func (x Admission_Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Admission_Outcome.Descriptor instead.
 func (Admission_Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23, 0}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24, 0}
 }
 
 // TensorChunk carries part of one named float32 tensor. A transfer is the
@@ -390,6 +390,85 @@ func (x *TensorChunk) GetRing() bool {
 	return false
 }
 
+// Fragment carries part of one SiteMessage or CoordinatorMessage whose
+// encoding is larger than MaxWholeMessageBytes (proto/federav1/limits.go):
+// a statistics answer or a task over hundreds of thousands of columns, an
+// audit sync of many entries. The sender marshals the message and sends its
+// bytes in order as fragments of at most MaxChunkBytes sharing one id; the
+// receiver joins them and handles the message as if it had arrived whole.
+// A fragment never carries a fragment.
+type Fragment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the message on its stream; fragments of other messages (and
+	// whole messages) may come between its fragments.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Byte offset of data in the message's encoding.
+	Offset int64  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data   []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// Set on the message's last fragment.
+	Last          bool `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fragment) Reset() {
+	*x = Fragment{}
+	mi := &file_federa_v1_federa_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fragment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fragment) ProtoMessage() {}
+
+func (x *Fragment) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fragment.ProtoReflect.Descriptor instead.
+func (*Fragment) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Fragment) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Fragment) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Fragment) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Fragment) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
 // JobSpec is a training job as a data scientist writes it (docs/jobs.md).
 type JobSpec struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -441,7 +520,7 @@ type JobSpec struct {
 
 func (x *JobSpec) Reset() {
 	*x = JobSpec{}
-	mi := &file_federa_v1_federa_proto_msgTypes[1]
+	mi := &file_federa_v1_federa_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +532,7 @@ func (x *JobSpec) String() string {
 func (*JobSpec) ProtoMessage() {}
 
 func (x *JobSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[1]
+	mi := &file_federa_v1_federa_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +545,7 @@ func (x *JobSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSpec.ProtoReflect.Descriptor instead.
 func (*JobSpec) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{1}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *JobSpec) GetName() string {
@@ -701,7 +780,7 @@ type Privacy struct {
 
 func (x *Privacy) Reset() {
 	*x = Privacy{}
-	mi := &file_federa_v1_federa_proto_msgTypes[2]
+	mi := &file_federa_v1_federa_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +792,7 @@ func (x *Privacy) String() string {
 func (*Privacy) ProtoMessage() {}
 
 func (x *Privacy) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[2]
+	mi := &file_federa_v1_federa_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +805,7 @@ func (x *Privacy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Privacy.ProtoReflect.Descriptor instead.
 func (*Privacy) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{2}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Privacy) GetDp() *DPSpec {
@@ -791,7 +870,7 @@ type DPSpec struct {
 
 func (x *DPSpec) Reset() {
 	*x = DPSpec{}
-	mi := &file_federa_v1_federa_proto_msgTypes[3]
+	mi := &file_federa_v1_federa_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +882,7 @@ func (x *DPSpec) String() string {
 func (*DPSpec) ProtoMessage() {}
 
 func (x *DPSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[3]
+	mi := &file_federa_v1_federa_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +895,7 @@ func (x *DPSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DPSpec.ProtoReflect.Descriptor instead.
 func (*DPSpec) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{3}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DPSpec) GetEpsilon() float64 {
@@ -866,7 +945,7 @@ type ModelSpec struct {
 
 func (x *ModelSpec) Reset() {
 	*x = ModelSpec{}
-	mi := &file_federa_v1_federa_proto_msgTypes[4]
+	mi := &file_federa_v1_federa_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +957,7 @@ func (x *ModelSpec) String() string {
 func (*ModelSpec) ProtoMessage() {}
 
 func (x *ModelSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[4]
+	mi := &file_federa_v1_federa_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +970,7 @@ func (x *ModelSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSpec.ProtoReflect.Descriptor instead.
 func (*ModelSpec) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{4}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ModelSpec) GetType() string {
@@ -925,6 +1004,7 @@ type SiteMessage struct {
 	//	*SiteMessage_Chunk
 	//	*SiteMessage_Decision
 	//	*SiteMessage_Cosignature
+	//	*SiteMessage_Fragment
 	Body          isSiteMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -932,7 +1012,7 @@ type SiteMessage struct {
 
 func (x *SiteMessage) Reset() {
 	*x = SiteMessage{}
-	mi := &file_federa_v1_federa_proto_msgTypes[5]
+	mi := &file_federa_v1_federa_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1024,7 @@ func (x *SiteMessage) String() string {
 func (*SiteMessage) ProtoMessage() {}
 
 func (x *SiteMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[5]
+	mi := &file_federa_v1_federa_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1037,7 @@ func (x *SiteMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteMessage.ProtoReflect.Descriptor instead.
 func (*SiteMessage) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{5}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SiteMessage) GetBody() isSiteMessage_Body {
@@ -1021,6 +1101,15 @@ func (x *SiteMessage) GetCosignature() *CoSignature {
 	return nil
 }
 
+func (x *SiteMessage) GetFragment() *Fragment {
+	if x != nil {
+		if x, ok := x.Body.(*SiteMessage_Fragment); ok {
+			return x.Fragment
+		}
+	}
+	return nil
+}
+
 type isSiteMessage_Body interface {
 	isSiteMessage_Body()
 }
@@ -1051,6 +1140,11 @@ type SiteMessage_Cosignature struct {
 	Cosignature *CoSignature `protobuf:"bytes,6,opt,name=cosignature,proto3,oneof"`
 }
 
+type SiteMessage_Fragment struct {
+	// Part of a site message too large for one gRPC message.
+	Fragment *Fragment `protobuf:"bytes,7,opt,name=fragment,proto3,oneof"`
+}
+
 func (*SiteMessage_Hello) isSiteMessage_Body() {}
 
 func (*SiteMessage_Heartbeat) isSiteMessage_Body() {}
@@ -1063,6 +1157,8 @@ func (*SiteMessage_Decision) isSiteMessage_Body() {}
 
 func (*SiteMessage_Cosignature) isSiteMessage_Body() {}
 
+func (*SiteMessage_Fragment) isSiteMessage_Body() {}
+
 type CoordinatorMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Body:
@@ -1072,6 +1168,7 @@ type CoordinatorMessage struct {
 	//	*CoordinatorMessage_Chunk
 	//	*CoordinatorMessage_Cancel
 	//	*CoordinatorMessage_AuditSync
+	//	*CoordinatorMessage_Fragment
 	Body          isCoordinatorMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1079,7 +1176,7 @@ type CoordinatorMessage struct {
 
 func (x *CoordinatorMessage) Reset() {
 	*x = CoordinatorMessage{}
-	mi := &file_federa_v1_federa_proto_msgTypes[6]
+	mi := &file_federa_v1_federa_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1188,7 @@ func (x *CoordinatorMessage) String() string {
 func (*CoordinatorMessage) ProtoMessage() {}
 
 func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[6]
+	mi := &file_federa_v1_federa_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1201,7 @@ func (x *CoordinatorMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorMessage.ProtoReflect.Descriptor instead.
 func (*CoordinatorMessage) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{6}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CoordinatorMessage) GetBody() isCoordinatorMessage_Body {
@@ -1159,6 +1256,15 @@ func (x *CoordinatorMessage) GetAuditSync() *AuditSync {
 	return nil
 }
 
+func (x *CoordinatorMessage) GetFragment() *Fragment {
+	if x != nil {
+		if x, ok := x.Body.(*CoordinatorMessage_Fragment); ok {
+			return x.Fragment
+		}
+	}
+	return nil
+}
+
 type isCoordinatorMessage_Body interface {
 	isCoordinatorMessage_Body()
 }
@@ -1183,6 +1289,11 @@ type CoordinatorMessage_AuditSync struct {
 	AuditSync *AuditSync `protobuf:"bytes,5,opt,name=audit_sync,json=auditSync,proto3,oneof"`
 }
 
+type CoordinatorMessage_Fragment struct {
+	// Part of a coordinator message too large for one gRPC message.
+	Fragment *Fragment `protobuf:"bytes,6,opt,name=fragment,proto3,oneof"`
+}
+
 func (*CoordinatorMessage_Welcome) isCoordinatorMessage_Body() {}
 
 func (*CoordinatorMessage_Task) isCoordinatorMessage_Body() {}
@@ -1192,6 +1303,8 @@ func (*CoordinatorMessage_Chunk) isCoordinatorMessage_Body() {}
 func (*CoordinatorMessage_Cancel) isCoordinatorMessage_Body() {}
 
 func (*CoordinatorMessage_AuditSync) isCoordinatorMessage_Body() {}
+
+func (*CoordinatorMessage_Fragment) isCoordinatorMessage_Body() {}
 
 // AuditSync shows a site the coordinator's latest signed audit checkpoint
 // with a consistency proof from the last checkpoint the site accepted, so
@@ -1214,7 +1327,7 @@ type AuditSync struct {
 
 func (x *AuditSync) Reset() {
 	*x = AuditSync{}
-	mi := &file_federa_v1_federa_proto_msgTypes[7]
+	mi := &file_federa_v1_federa_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1339,7 @@ func (x *AuditSync) String() string {
 func (*AuditSync) ProtoMessage() {}
 
 func (x *AuditSync) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[7]
+	mi := &file_federa_v1_federa_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1352,7 @@ func (x *AuditSync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditSync.ProtoReflect.Descriptor instead.
 func (*AuditSync) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{7}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AuditSync) GetCheckpoint() []byte {
@@ -1288,7 +1401,7 @@ type AuditInclusion struct {
 
 func (x *AuditInclusion) Reset() {
 	*x = AuditInclusion{}
-	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	mi := &file_federa_v1_federa_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1413,7 @@ func (x *AuditInclusion) String() string {
 func (*AuditInclusion) ProtoMessage() {}
 
 func (x *AuditInclusion) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[8]
+	mi := &file_federa_v1_federa_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1426,7 @@ func (x *AuditInclusion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditInclusion.ProtoReflect.Descriptor instead.
 func (*AuditInclusion) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{8}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AuditInclusion) GetIndex() int64 {
@@ -1347,7 +1460,7 @@ type CoSignature struct {
 
 func (x *CoSignature) Reset() {
 	*x = CoSignature{}
-	mi := &file_federa_v1_federa_proto_msgTypes[9]
+	mi := &file_federa_v1_federa_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1472,7 @@ func (x *CoSignature) String() string {
 func (*CoSignature) ProtoMessage() {}
 
 func (x *CoSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[9]
+	mi := &file_federa_v1_federa_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1485,7 @@ func (x *CoSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoSignature.ProtoReflect.Descriptor instead.
 func (*CoSignature) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{9}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CoSignature) GetCheckpoint() []byte {
@@ -1402,7 +1515,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_federa_v1_federa_proto_msgTypes[10]
+	mi := &file_federa_v1_federa_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1527,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[10]
+	mi := &file_federa_v1_federa_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1540,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{10}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -1477,7 +1590,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_federa_v1_federa_proto_msgTypes[11]
+	mi := &file_federa_v1_federa_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1602,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[11]
+	mi := &file_federa_v1_federa_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1615,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{11}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Welcome) GetSite() string {
@@ -1528,7 +1641,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_federa_v1_federa_proto_msgTypes[12]
+	mi := &file_federa_v1_federa_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1653,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[12]
+	mi := &file_federa_v1_federa_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1666,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{12}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Heartbeat) GetUnixMs() int64 {
@@ -1598,7 +1711,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_federa_v1_federa_proto_msgTypes[13]
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1723,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[13]
+	mi := &file_federa_v1_federa_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1736,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{13}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Task) GetTaskId() string {
@@ -1773,7 +1886,7 @@ type SecAggTask struct {
 
 func (x *SecAggTask) Reset() {
 	*x = SecAggTask{}
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1898,7 @@ func (x *SecAggTask) String() string {
 func (*SecAggTask) ProtoMessage() {}
 
 func (x *SecAggTask) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[14]
+	mi := &file_federa_v1_federa_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1911,7 @@ func (x *SecAggTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggTask.ProtoReflect.Descriptor instead.
 func (*SecAggTask) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{14}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SecAggTask) GetPhase() SecAggTask_Phase {
@@ -1901,7 +2014,7 @@ type SecAggKeys struct {
 
 func (x *SecAggKeys) Reset() {
 	*x = SecAggKeys{}
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2026,7 @@ func (x *SecAggKeys) String() string {
 func (*SecAggKeys) ProtoMessage() {}
 
 func (x *SecAggKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[15]
+	mi := &file_federa_v1_federa_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2039,7 @@ func (x *SecAggKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggKeys.ProtoReflect.Descriptor instead.
 func (*SecAggKeys) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{15}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SecAggKeys) GetSite() string {
@@ -1975,7 +2088,7 @@ type SecAggShare struct {
 
 func (x *SecAggShare) Reset() {
 	*x = SecAggShare{}
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2100,7 @@ func (x *SecAggShare) String() string {
 func (*SecAggShare) ProtoMessage() {}
 
 func (x *SecAggShare) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[16]
+	mi := &file_federa_v1_federa_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2113,7 @@ func (x *SecAggShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggShare.ProtoReflect.Descriptor instead.
 func (*SecAggShare) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{16}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SecAggShare) GetFrom() string {
@@ -2035,7 +2148,7 @@ type SecAggSignature struct {
 
 func (x *SecAggSignature) Reset() {
 	*x = SecAggSignature{}
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2160,7 @@ func (x *SecAggSignature) String() string {
 func (*SecAggSignature) ProtoMessage() {}
 
 func (x *SecAggSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[17]
+	mi := &file_federa_v1_federa_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2173,7 @@ func (x *SecAggSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggSignature.ProtoReflect.Descriptor instead.
 func (*SecAggSignature) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{17}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SecAggSignature) GetSite() string {
@@ -2097,7 +2210,7 @@ type SecAggReveal struct {
 
 func (x *SecAggReveal) Reset() {
 	*x = SecAggReveal{}
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2222,7 @@ func (x *SecAggReveal) String() string {
 func (*SecAggReveal) ProtoMessage() {}
 
 func (x *SecAggReveal) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[18]
+	mi := &file_federa_v1_federa_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2235,7 @@ func (x *SecAggReveal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggReveal.ProtoReflect.Descriptor instead.
 func (*SecAggReveal) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{18}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SecAggReveal) GetOf() string {
@@ -2160,7 +2273,7 @@ type SecAggResult struct {
 
 func (x *SecAggResult) Reset() {
 	*x = SecAggResult{}
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2172,7 +2285,7 @@ func (x *SecAggResult) String() string {
 func (*SecAggResult) ProtoMessage() {}
 
 func (x *SecAggResult) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[19]
+	mi := &file_federa_v1_federa_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2185,7 +2298,7 @@ func (x *SecAggResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggResult.ProtoReflect.Descriptor instead.
 func (*SecAggResult) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{19}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SecAggResult) GetPhase() SecAggTask_Phase {
@@ -2236,7 +2349,7 @@ type ApprovalDecision struct {
 
 func (x *ApprovalDecision) Reset() {
 	*x = ApprovalDecision{}
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2361,7 @@ func (x *ApprovalDecision) String() string {
 func (*ApprovalDecision) ProtoMessage() {}
 
 func (x *ApprovalDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[20]
+	mi := &file_federa_v1_federa_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2374,7 @@ func (x *ApprovalDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalDecision.ProtoReflect.Descriptor instead.
 func (*ApprovalDecision) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{20}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApprovalDecision) GetApprove() bool {
@@ -2295,7 +2408,7 @@ type CancelTask struct {
 
 func (x *CancelTask) Reset() {
 	*x = CancelTask{}
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2307,7 +2420,7 @@ func (x *CancelTask) String() string {
 func (*CancelTask) ProtoMessage() {}
 
 func (x *CancelTask) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[21]
+	mi := &file_federa_v1_federa_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2320,7 +2433,7 @@ func (x *CancelTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTask.ProtoReflect.Descriptor instead.
 func (*CancelTask) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{21}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelTask) GetTaskId() string {
@@ -2397,7 +2510,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2522,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[22]
+	mi := &file_federa_v1_federa_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2535,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{22}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -2657,7 +2770,7 @@ type Admission struct {
 
 func (x *Admission) Reset() {
 	*x = Admission{}
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2782,7 @@ func (x *Admission) String() string {
 func (*Admission) ProtoMessage() {}
 
 func (x *Admission) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[23]
+	mi := &file_federa_v1_federa_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2795,7 @@ func (x *Admission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Admission.ProtoReflect.Descriptor instead.
 func (*Admission) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{23}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Admission) GetOutcome() Admission_Outcome {
@@ -2744,7 +2857,7 @@ type DecisionRecord struct {
 
 func (x *DecisionRecord) Reset() {
 	*x = DecisionRecord{}
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +2869,7 @@ func (x *DecisionRecord) String() string {
 func (*DecisionRecord) ProtoMessage() {}
 
 func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[24]
+	mi := &file_federa_v1_federa_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +2882,7 @@ func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionRecord.ProtoReflect.Descriptor instead.
 func (*DecisionRecord) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{24}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DecisionRecord) GetUnixMs() int64 {
@@ -2896,13 +3009,22 @@ type Job struct {
 	Decisions []*SiteDecision `protobuf:"bytes,15,rep,name=decisions,proto3" json:"decisions,omitempty"`
 	// The role the requester submitted under (from coordinator config).
 	RequesterRole string `protobuf:"bytes,16,opt,name=requester_role,json=requesterRole,proto3" json:"requester_role,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// What a read of the record left out to stay far below gRPC's 4 MiB
+	// message limit, however many rounds, sites and columns the job has:
+	// GetJob and WatchJob send the newest rounds, the first sites and the
+	// first features that fit their budgets; ListJobs sends only the last
+	// round and no sites or features. 0 when nothing was left out. The
+	// rest is read with ListRounds, ListJobSites and ListFeatures.
+	RoundsOmitted   int32 `protobuf:"varint,17,opt,name=rounds_omitted,json=roundsOmitted,proto3" json:"rounds_omitted,omitempty"`
+	SitesOmitted    int32 `protobuf:"varint,18,opt,name=sites_omitted,json=sitesOmitted,proto3" json:"sites_omitted,omitempty"`
+	FeaturesOmitted int32 `protobuf:"varint,19,opt,name=features_omitted,json=featuresOmitted,proto3" json:"features_omitted,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3036,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[25]
+	mi := &file_federa_v1_federa_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3049,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{25}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Job) GetId() string {
@@ -3043,6 +3165,27 @@ func (x *Job) GetRequesterRole() string {
 	return ""
 }
 
+func (x *Job) GetRoundsOmitted() int32 {
+	if x != nil {
+		return x.RoundsOmitted
+	}
+	return 0
+}
+
+func (x *Job) GetSitesOmitted() int32 {
+	if x != nil {
+		return x.SitesOmitted
+	}
+	return 0
+}
+
+func (x *Job) GetFeaturesOmitted() int32 {
+	if x != nil {
+		return x.FeaturesOmitted
+	}
+	return 0
+}
+
 type SiteDecision struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
@@ -3053,7 +3196,7 @@ type SiteDecision struct {
 
 func (x *SiteDecision) Reset() {
 	*x = SiteDecision{}
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3065,7 +3208,7 @@ func (x *SiteDecision) String() string {
 func (*SiteDecision) ProtoMessage() {}
 
 func (x *SiteDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[26]
+	mi := &file_federa_v1_federa_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3078,7 +3221,7 @@ func (x *SiteDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteDecision.ProtoReflect.Descriptor instead.
 func (*SiteDecision) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{26}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SiteDecision) GetSite() string {
@@ -3134,7 +3277,7 @@ type RoundSummary struct {
 
 func (x *RoundSummary) Reset() {
 	*x = RoundSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3146,7 +3289,7 @@ func (x *RoundSummary) String() string {
 func (*RoundSummary) ProtoMessage() {}
 
 func (x *RoundSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[27]
+	mi := &file_federa_v1_federa_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3159,7 +3302,7 @@ func (x *RoundSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundSummary.ProtoReflect.Descriptor instead.
 func (*RoundSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{27}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RoundSummary) GetRound() int32 {
@@ -3320,7 +3463,7 @@ type SecAggRound struct {
 
 func (x *SecAggRound) Reset() {
 	*x = SecAggRound{}
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3475,7 @@ func (x *SecAggRound) String() string {
 func (*SecAggRound) ProtoMessage() {}
 
 func (x *SecAggRound) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[28]
+	mi := &file_federa_v1_federa_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3488,7 @@ func (x *SecAggRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggRound.ProtoReflect.Descriptor instead.
 func (*SecAggRound) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{28}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SecAggRound) GetThreshold() int32 {
@@ -3459,7 +3602,7 @@ type SiteRound struct {
 
 func (x *SiteRound) Reset() {
 	*x = SiteRound{}
-	mi := &file_federa_v1_federa_proto_msgTypes[29]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3471,7 +3614,7 @@ func (x *SiteRound) String() string {
 func (*SiteRound) ProtoMessage() {}
 
 func (x *SiteRound) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[29]
+	mi := &file_federa_v1_federa_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3484,7 +3627,7 @@ func (x *SiteRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteRound.ProtoReflect.Descriptor instead.
 func (*SiteRound) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{29}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SiteRound) GetSite() string {
@@ -3560,7 +3703,7 @@ type SiteSummary struct {
 
 func (x *SiteSummary) Reset() {
 	*x = SiteSummary{}
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3572,7 +3715,7 @@ func (x *SiteSummary) String() string {
 func (*SiteSummary) ProtoMessage() {}
 
 func (x *SiteSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[30]
+	mi := &file_federa_v1_federa_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3585,7 +3728,7 @@ func (x *SiteSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteSummary.ProtoReflect.Descriptor instead.
 func (*SiteSummary) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{30}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SiteSummary) GetSite() string {
@@ -3667,7 +3810,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3679,7 +3822,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[31]
+	mi := &file_federa_v1_federa_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3692,7 +3835,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{31}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -3711,7 +3854,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3723,7 +3866,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[32]
+	mi := &file_federa_v1_federa_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3736,7 +3879,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{32}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -3747,14 +3890,18 @@ func (x *GetJobRequest) GetId() string {
 }
 
 type ListJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// From the previous response's next_page_token; "" for the first page.
+	PageToken string `protobuf:"bytes,1,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many jobs (1 to 1000); 0 means 100.
+	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3766,7 +3913,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[33]
+	mi := &file_federa_v1_federa_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3779,7 +3926,393 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{33}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListJobsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListRoundsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// From the previous response's next_page_token; "" for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many rounds (1 to 1000); 0 means 100.
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRoundsRequest) Reset() {
+	*x = ListRoundsRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRoundsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRoundsRequest) ProtoMessage() {}
+
+func (x *ListRoundsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRoundsRequest.ProtoReflect.Descriptor instead.
+func (*ListRoundsRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListRoundsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListRoundsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRoundsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListRoundsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Rounds []*RoundSummary        `protobuf:"bytes,1,rep,name=rounds,proto3" json:"rounds,omitempty"`
+	// Pass it back for the next page; "" when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many round summaries the job's record keeps in all.
+	Total         int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRoundsResponse) Reset() {
+	*x = ListRoundsResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRoundsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRoundsResponse) ProtoMessage() {}
+
+func (x *ListRoundsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRoundsResponse.ProtoReflect.Descriptor instead.
+func (*ListRoundsResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListRoundsResponse) GetRounds() []*RoundSummary {
+	if x != nil {
+		return x.Rounds
+	}
+	return nil
+}
+
+func (x *ListRoundsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListRoundsResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+type ListFeaturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// From the previous response's next_page_token; "" for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many columns (1 to 100000); 0 means 10000.
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFeaturesRequest) Reset() {
+	*x = ListFeaturesRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFeaturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFeaturesRequest) ProtoMessage() {}
+
+func (x *ListFeaturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFeaturesRequest.ProtoReflect.Descriptor instead.
+func (*ListFeaturesRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListFeaturesRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListFeaturesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListFeaturesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListJobSitesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// From the previous response's next_page_token; "" for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many sites (1 to 1000); 0 means 100.
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobSitesRequest) Reset() {
+	*x = ListJobSitesRequest{}
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobSitesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobSitesRequest) ProtoMessage() {}
+
+func (x *ListJobSitesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobSitesRequest.ProtoReflect.Descriptor instead.
+func (*ListJobSitesRequest) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListJobSitesRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListJobSitesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListJobSitesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListJobSitesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sites []*SiteSummary         `protobuf:"bytes,1,rep,name=sites,proto3" json:"sites,omitempty"`
+	// Pass it back for the next page; "" when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many sites the job has in all.
+	Total         int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobSitesResponse) Reset() {
+	*x = ListJobSitesResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobSitesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobSitesResponse) ProtoMessage() {}
+
+func (x *ListJobSitesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobSitesResponse.ProtoReflect.Descriptor instead.
+func (*ListJobSitesResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListJobSitesResponse) GetSites() []*SiteSummary {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+func (x *ListJobSitesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListJobSitesResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+type ListFeaturesResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Features []string               `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
+	// Pass it back for the next page; "" when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many feature columns the job has in all.
+	Total         int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFeaturesResponse) Reset() {
+	*x = ListFeaturesResponse{}
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFeaturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFeaturesResponse) ProtoMessage() {}
+
+func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFeaturesResponse.ProtoReflect.Descriptor instead.
+func (*ListFeaturesResponse) Descriptor() ([]byte, []int) {
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListFeaturesResponse) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *ListFeaturesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListFeaturesResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
 }
 
 type ListDecisionsRequest struct {
@@ -3795,7 +4328,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3807,7 +4340,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[34]
+	mi := &file_federa_v1_federa_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3820,7 +4353,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{34}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListDecisionsRequest) GetJobId() string {
@@ -3857,7 +4390,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3869,7 +4402,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[35]
+	mi := &file_federa_v1_federa_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3882,7 +4415,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{35}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*SiteDecision {
@@ -3907,15 +4440,19 @@ func (x *ListDecisionsResponse) GetTotal() int64 {
 }
 
 type ListJobsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first. Each is a summary: the last round only, no sites or
+	// features (GetJob has them).
+	Jobs []*Job `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// Pass it back for the next page; "" when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3927,7 +4464,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[36]
+	mi := &file_federa_v1_federa_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3940,7 +4477,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{36}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -3948,6 +4485,13 @@ func (x *ListJobsResponse) GetJobs() []*Job {
 		return x.Jobs
 	}
 	return nil
+}
+
+func (x *ListJobsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type WatchJobRequest struct {
@@ -3959,7 +4503,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3971,7 +4515,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[37]
+	mi := &file_federa_v1_federa_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3984,7 +4528,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{37}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -4005,7 +4549,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4017,7 +4561,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[38]
+	mi := &file_federa_v1_federa_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4030,7 +4574,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{38}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -4057,7 +4601,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4069,7 +4613,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[39]
+	mi := &file_federa_v1_federa_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4082,7 +4626,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{39}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -4112,7 +4656,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4124,7 +4668,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[40]
+	mi := &file_federa_v1_federa_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4137,7 +4681,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{40}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetModelRequest) GetJobId() string {
@@ -4163,7 +4707,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4175,7 +4719,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[41]
+	mi := &file_federa_v1_federa_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4188,7 +4732,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{41}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ModelChunk) GetData() []byte {
@@ -4211,7 +4755,7 @@ type SubmitQueryRequest struct {
 
 func (x *SubmitQueryRequest) Reset() {
 	*x = SubmitQueryRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4223,7 +4767,7 @@ func (x *SubmitQueryRequest) String() string {
 func (*SubmitQueryRequest) ProtoMessage() {}
 
 func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[42]
+	mi := &file_federa_v1_federa_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4236,7 +4780,7 @@ func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryRequest.ProtoReflect.Descriptor instead.
 func (*SubmitQueryRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{42}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SubmitQueryRequest) GetSpec() []byte {
@@ -4262,7 +4806,7 @@ type GetQueryRequest struct {
 
 func (x *GetQueryRequest) Reset() {
 	*x = GetQueryRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4274,7 +4818,7 @@ func (x *GetQueryRequest) String() string {
 func (*GetQueryRequest) ProtoMessage() {}
 
 func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[43]
+	mi := &file_federa_v1_federa_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4287,7 +4831,7 @@ func (x *GetQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueryRequest.ProtoReflect.Descriptor instead.
 func (*GetQueryRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{43}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetQueryRequest) GetId() string {
@@ -4305,7 +4849,7 @@ type ListQueriesRequest struct {
 
 func (x *ListQueriesRequest) Reset() {
 	*x = ListQueriesRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4317,7 +4861,7 @@ func (x *ListQueriesRequest) String() string {
 func (*ListQueriesRequest) ProtoMessage() {}
 
 func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[44]
+	mi := &file_federa_v1_federa_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4330,7 +4874,7 @@ func (x *ListQueriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueriesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueriesRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{44}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{51}
 }
 
 type ListQueriesResponse struct {
@@ -4342,7 +4886,7 @@ type ListQueriesResponse struct {
 
 func (x *ListQueriesResponse) Reset() {
 	*x = ListQueriesResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[45]
+	mi := &file_federa_v1_federa_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4354,7 +4898,7 @@ func (x *ListQueriesResponse) String() string {
 func (*ListQueriesResponse) ProtoMessage() {}
 
 func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[45]
+	mi := &file_federa_v1_federa_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4367,7 +4911,7 @@ func (x *ListQueriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueriesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueriesResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{45}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListQueriesResponse) GetQueries() []*Query {
@@ -4410,7 +4954,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_federa_v1_federa_proto_msgTypes[46]
+	mi := &file_federa_v1_federa_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4422,7 +4966,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[46]
+	mi := &file_federa_v1_federa_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4435,7 +4979,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{46}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Query) GetId() string {
@@ -4552,7 +5096,7 @@ type ListPendingRequest struct {
 
 func (x *ListPendingRequest) Reset() {
 	*x = ListPendingRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[47]
+	mi := &file_federa_v1_federa_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4564,7 +5108,7 @@ func (x *ListPendingRequest) String() string {
 func (*ListPendingRequest) ProtoMessage() {}
 
 func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[47]
+	mi := &file_federa_v1_federa_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4577,7 +5121,7 @@ func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{47}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListPendingRequest) GetSite() string {
@@ -4603,7 +5147,7 @@ type PendingApproval struct {
 
 func (x *PendingApproval) Reset() {
 	*x = PendingApproval{}
-	mi := &file_federa_v1_federa_proto_msgTypes[48]
+	mi := &file_federa_v1_federa_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4615,7 +5159,7 @@ func (x *PendingApproval) String() string {
 func (*PendingApproval) ProtoMessage() {}
 
 func (x *PendingApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[48]
+	mi := &file_federa_v1_federa_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4628,7 +5172,7 @@ func (x *PendingApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingApproval.ProtoReflect.Descriptor instead.
 func (*PendingApproval) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{48}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *PendingApproval) GetJobId() string {
@@ -4689,7 +5233,7 @@ type ListPendingResponse struct {
 
 func (x *ListPendingResponse) Reset() {
 	*x = ListPendingResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[49]
+	mi := &file_federa_v1_federa_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4701,7 +5245,7 @@ func (x *ListPendingResponse) String() string {
 func (*ListPendingResponse) ProtoMessage() {}
 
 func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[49]
+	mi := &file_federa_v1_federa_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4714,7 +5258,7 @@ func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{49}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListPendingResponse) GetPending() []*PendingApproval {
@@ -4737,7 +5281,7 @@ type DecideRequest struct {
 
 func (x *DecideRequest) Reset() {
 	*x = DecideRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[50]
+	mi := &file_federa_v1_federa_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4749,7 +5293,7 @@ func (x *DecideRequest) String() string {
 func (*DecideRequest) ProtoMessage() {}
 
 func (x *DecideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[50]
+	mi := &file_federa_v1_federa_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4762,7 +5306,7 @@ func (x *DecideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
 func (*DecideRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{50}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *DecideRequest) GetSite() string {
@@ -4806,7 +5350,7 @@ type DecideResponse struct {
 
 func (x *DecideResponse) Reset() {
 	*x = DecideResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[51]
+	mi := &file_federa_v1_federa_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4818,7 +5362,7 @@ func (x *DecideResponse) String() string {
 func (*DecideResponse) ProtoMessage() {}
 
 func (x *DecideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[51]
+	mi := &file_federa_v1_federa_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4831,7 +5375,7 @@ func (x *DecideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
 func (*DecideResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{51}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *DecideResponse) GetSite() string {
@@ -4870,7 +5414,7 @@ type AuditCheckpointRequest struct {
 
 func (x *AuditCheckpointRequest) Reset() {
 	*x = AuditCheckpointRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[52]
+	mi := &file_federa_v1_federa_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +5426,7 @@ func (x *AuditCheckpointRequest) String() string {
 func (*AuditCheckpointRequest) ProtoMessage() {}
 
 func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[52]
+	mi := &file_federa_v1_federa_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +5439,7 @@ func (x *AuditCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{52}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{59}
 }
 
 type AuditCheckpointResponse struct {
@@ -4908,7 +5452,7 @@ type AuditCheckpointResponse struct {
 
 func (x *AuditCheckpointResponse) Reset() {
 	*x = AuditCheckpointResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[53]
+	mi := &file_federa_v1_federa_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4920,7 +5464,7 @@ func (x *AuditCheckpointResponse) String() string {
 func (*AuditCheckpointResponse) ProtoMessage() {}
 
 func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[53]
+	mi := &file_federa_v1_federa_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4933,7 +5477,7 @@ func (x *AuditCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AuditCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{53}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AuditCheckpointResponse) GetCheckpoint() []byte {
@@ -4958,7 +5502,7 @@ type AuditExportRequest struct {
 
 func (x *AuditExportRequest) Reset() {
 	*x = AuditExportRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[54]
+	mi := &file_federa_v1_federa_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4970,7 +5514,7 @@ func (x *AuditExportRequest) String() string {
 func (*AuditExportRequest) ProtoMessage() {}
 
 func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[54]
+	mi := &file_federa_v1_federa_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4983,7 +5527,7 @@ func (x *AuditExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditExportRequest.ProtoReflect.Descriptor instead.
 func (*AuditExportRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{54}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{61}
 }
 
 type AuditLeaf struct {
@@ -4996,7 +5540,7 @@ type AuditLeaf struct {
 
 func (x *AuditLeaf) Reset() {
 	*x = AuditLeaf{}
-	mi := &file_federa_v1_federa_proto_msgTypes[55]
+	mi := &file_federa_v1_federa_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5008,7 +5552,7 @@ func (x *AuditLeaf) String() string {
 func (*AuditLeaf) ProtoMessage() {}
 
 func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[55]
+	mi := &file_federa_v1_federa_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5021,7 +5565,7 @@ func (x *AuditLeaf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditLeaf.ProtoReflect.Descriptor instead.
 func (*AuditLeaf) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{55}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *AuditLeaf) GetIndex() int64 {
@@ -5047,7 +5591,7 @@ type AuditProofRequest struct {
 
 func (x *AuditProofRequest) Reset() {
 	*x = AuditProofRequest{}
-	mi := &file_federa_v1_federa_proto_msgTypes[56]
+	mi := &file_federa_v1_federa_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5059,7 +5603,7 @@ func (x *AuditProofRequest) String() string {
 func (*AuditProofRequest) ProtoMessage() {}
 
 func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[56]
+	mi := &file_federa_v1_federa_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5072,7 +5616,7 @@ func (x *AuditProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofRequest.ProtoReflect.Descriptor instead.
 func (*AuditProofRequest) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{56}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *AuditProofRequest) GetIndex() int64 {
@@ -5093,7 +5637,7 @@ type AuditProofResponse struct {
 
 func (x *AuditProofResponse) Reset() {
 	*x = AuditProofResponse{}
-	mi := &file_federa_v1_federa_proto_msgTypes[57]
+	mi := &file_federa_v1_federa_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5105,7 +5649,7 @@ func (x *AuditProofResponse) String() string {
 func (*AuditProofResponse) ProtoMessage() {}
 
 func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[57]
+	mi := &file_federa_v1_federa_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5118,7 +5662,7 @@ func (x *AuditProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditProofResponse.ProtoReflect.Descriptor instead.
 func (*AuditProofResponse) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{57}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *AuditProofResponse) GetLeaf() []byte {
@@ -5165,7 +5709,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_federa_v1_federa_proto_msgTypes[58]
+	mi := &file_federa_v1_federa_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5177,7 +5721,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_federa_v1_federa_proto_msgTypes[58]
+	mi := &file_federa_v1_federa_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5190,7 +5734,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_federa_v1_federa_proto_rawDescGZIP(), []int{58}
+	return file_federa_v1_federa_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Checkpoint) GetJobId() string {
@@ -5262,7 +5806,12 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
 	"\x04last\x18\x06 \x01(\bR\x04last\x12\x12\n" +
-	"\x04ring\x18\a \x01(\bR\x04ring\"\x9b\n" +
+	"\x04ring\x18\a \x01(\bR\x04ring\"Z\n" +
+	"\bFragment\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x12\n" +
+	"\x04last\x18\x04 \x01(\bR\x04last\"\x9b\n" +
 	"\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -5332,22 +5881,24 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x06hidden\x18\x02 \x03(\x05R\x06hidden\x12\x1e\n" +
 	"\n" +
 	"activation\x18\x03 \x01(\tR\n" +
-	"activation\"\xcb\x02\n" +
+	"activation\"\xfe\x02\n" +
 	"\vSiteMessage\x12(\n" +
 	"\x05hello\x18\x01 \x01(\v2\x10.federa.v1.HelloH\x00R\x05hello\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.federa.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
 	"\x06result\x18\x03 \x01(\v2\x15.federa.v1.TaskResultH\x00R\x06result\x12.\n" +
 	"\x05chunk\x18\x04 \x01(\v2\x16.federa.v1.TensorChunkH\x00R\x05chunk\x127\n" +
 	"\bdecision\x18\x05 \x01(\v2\x19.federa.v1.DecisionRecordH\x00R\bdecision\x12:\n" +
-	"\vcosignature\x18\x06 \x01(\v2\x16.federa.v1.CoSignatureH\x00R\vcosignatureB\x06\n" +
-	"\x04body\"\x8b\x02\n" +
+	"\vcosignature\x18\x06 \x01(\v2\x16.federa.v1.CoSignatureH\x00R\vcosignature\x121\n" +
+	"\bfragment\x18\a \x01(\v2\x13.federa.v1.FragmentH\x00R\bfragmentB\x06\n" +
+	"\x04body\"\xbe\x02\n" +
 	"\x12CoordinatorMessage\x12.\n" +
 	"\awelcome\x18\x01 \x01(\v2\x12.federa.v1.WelcomeH\x00R\awelcome\x12%\n" +
 	"\x04task\x18\x02 \x01(\v2\x0f.federa.v1.TaskH\x00R\x04task\x12.\n" +
 	"\x05chunk\x18\x03 \x01(\v2\x16.federa.v1.TensorChunkH\x00R\x05chunk\x12/\n" +
 	"\x06cancel\x18\x04 \x01(\v2\x15.federa.v1.CancelTaskH\x00R\x06cancel\x125\n" +
 	"\n" +
-	"audit_sync\x18\x05 \x01(\v2\x14.federa.v1.AuditSyncH\x00R\tauditSyncB\x06\n" +
+	"audit_sync\x18\x05 \x01(\v2\x14.federa.v1.AuditSyncH\x00R\tauditSync\x121\n" +
+	"\bfragment\x18\x06 \x01(\v2\x13.federa.v1.FragmentH\x00R\bfragmentB\x06\n" +
 	"\x04body\"\xc7\x01\n" +
 	"\tAuditSync\x12\x1e\n" +
 	"\n" +
@@ -5526,7 +6077,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"egressKind\x12\x14\n" +
 	"\x05bytes\x18\f \x01(\x03R\x05bytes\x12\x17\n" +
 	"\aeval_us\x18\r \x01(\x01R\x06evalUs\x12\x10\n" +
-	"\x03seq\x18\x0e \x01(\x04R\x03seq\"\xd9\x04\n" +
+	"\x03seq\x18\x0e \x01(\x04R\x03seq\"\xd0\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\x12,\n" +
@@ -5545,7 +6096,10 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\vmodel_bytes\x18\x0e \x01(\x03R\n" +
 	"modelBytes\x129\n" +
 	"\tdecisions\x18\x0f \x03(\v2\x17.federa.v1.SiteDecisionB\x02\x18\x01R\tdecisions\x12%\n" +
-	"\x0erequester_role\x18\x10 \x01(\tR\rrequesterRole\"U\n" +
+	"\x0erequester_role\x18\x10 \x01(\tR\rrequesterRole\x12%\n" +
+	"\x0erounds_omitted\x18\x11 \x01(\x05R\rroundsOmitted\x12#\n" +
+	"\rsites_omitted\x18\x12 \x01(\x05R\fsitesOmitted\x12)\n" +
+	"\x10features_omitted\x18\x13 \x01(\x05R\x0ffeaturesOmitted\"U\n" +
 	"\fSiteDecision\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x121\n" +
 	"\x06record\x18\x02 \x01(\v2\x19.federa.v1.DecisionRecordR\x06record\"\x82\x05\n" +
@@ -5617,8 +6171,38 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x10SubmitJobRequest\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.federa.v1.JobSpecR\x04spec\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
-	"\x0fListJobsRequest\"i\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"M\n" +
+	"\x0fListJobsRequest\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x01 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"f\n" +
+	"\x11ListRoundsRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"\x83\x01\n" +
+	"\x12ListRoundsResponse\x12/\n" +
+	"\x06rounds\x18\x01 \x03(\v2\x17.federa.v1.RoundSummaryR\x06rounds\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"h\n" +
+	"\x13ListFeaturesRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"h\n" +
+	"\x13ListJobSitesRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"\x82\x01\n" +
+	"\x14ListJobSitesResponse\x12,\n" +
+	"\x05sites\x18\x01 \x03(\v2\x16.federa.v1.SiteSummaryR\x05sites\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"p\n" +
+	"\x14ListFeaturesResponse\x12\x1a\n" +
+	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"i\n" +
 	"\x14ListDecisionsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
@@ -5627,9 +6211,10 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x15ListDecisionsResponse\x125\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x17.federa.v1.SiteDecisionR\tdecisions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
-	"\x05total\x18\x03 \x01(\x03R\x05total\"6\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"^\n" +
 	"\x10ListJobsResponse\x12\"\n" +
-	"\x04jobs\x18\x01 \x03(\v2\x0e.federa.v1.JobR\x04jobs\"!\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x0e.federa.v1.JobR\x04jobs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n" +
 	"\x0fWatchJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"F\n" +
 	"\bJobEvent\x12 \n" +
@@ -5740,7 +6325,7 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x14JOB_STATUS_CANCELLED\x10\x05\x12\x16\n" +
 	"\x12JOB_STATUS_WAITING\x10\x062S\n" +
 	"\vSiteService\x12D\n" +
-	"\aConnect\x12\x16.federa.v1.SiteMessage\x1a\x1d.federa.v1.CoordinatorMessage(\x010\x012\xcd\x03\n" +
+	"\aConnect\x12\x16.federa.v1.SiteMessage\x1a\x1d.federa.v1.CoordinatorMessage(\x010\x012\xba\x05\n" +
 	"\n" +
 	"JobService\x128\n" +
 	"\tSubmitJob\x12\x1b.federa.v1.SubmitJobRequest\x1a\x0e.federa.v1.Job\x122\n" +
@@ -5749,7 +6334,11 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\bWatchJob\x12\x1a.federa.v1.WatchJobRequest\x1a\x13.federa.v1.JobEvent0\x01\x128\n" +
 	"\tCancelJob\x12\x1b.federa.v1.CancelJobRequest\x1a\x0e.federa.v1.Job\x12?\n" +
 	"\bGetModel\x12\x1a.federa.v1.GetModelRequest\x1a\x15.federa.v1.ModelChunk0\x01\x12R\n" +
-	"\rListDecisions\x12\x1f.federa.v1.ListDecisionsRequest\x1a .federa.v1.ListDecisionsResponse2\xd6\x01\n" +
+	"\rListDecisions\x12\x1f.federa.v1.ListDecisionsRequest\x1a .federa.v1.ListDecisionsResponse\x12I\n" +
+	"\n" +
+	"ListRounds\x12\x1c.federa.v1.ListRoundsRequest\x1a\x1d.federa.v1.ListRoundsResponse\x12O\n" +
+	"\fListFeatures\x12\x1e.federa.v1.ListFeaturesRequest\x1a\x1f.federa.v1.ListFeaturesResponse\x12O\n" +
+	"\fListJobSites\x12\x1e.federa.v1.ListJobSitesRequest\x1a\x1f.federa.v1.ListJobSitesResponse2\xd6\x01\n" +
 	"\fQueryService\x12>\n" +
 	"\vSubmitQuery\x12\x1d.federa.v1.SubmitQueryRequest\x1a\x10.federa.v1.Query\x128\n" +
 	"\bGetQuery\x12\x1a.federa.v1.GetQueryRequest\x1a\x10.federa.v1.Query\x12L\n" +
@@ -5776,158 +6365,175 @@ func file_federa_v1_federa_proto_rawDescGZIP() []byte {
 }
 
 var file_federa_v1_federa_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_federa_v1_federa_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_federa_v1_federa_proto_goTypes = []any{
 	(TaskKind)(0),                   // 0: federa.v1.TaskKind
 	(JobStatus)(0),                  // 1: federa.v1.JobStatus
 	(SecAggTask_Phase)(0),           // 2: federa.v1.SecAggTask.Phase
 	(Admission_Outcome)(0),          // 3: federa.v1.Admission.Outcome
 	(*TensorChunk)(nil),             // 4: federa.v1.TensorChunk
-	(*JobSpec)(nil),                 // 5: federa.v1.JobSpec
-	(*Privacy)(nil),                 // 6: federa.v1.Privacy
-	(*DPSpec)(nil),                  // 7: federa.v1.DPSpec
-	(*ModelSpec)(nil),               // 8: federa.v1.ModelSpec
-	(*SiteMessage)(nil),             // 9: federa.v1.SiteMessage
-	(*CoordinatorMessage)(nil),      // 10: federa.v1.CoordinatorMessage
-	(*AuditSync)(nil),               // 11: federa.v1.AuditSync
-	(*AuditInclusion)(nil),          // 12: federa.v1.AuditInclusion
-	(*CoSignature)(nil),             // 13: federa.v1.CoSignature
-	(*Hello)(nil),                   // 14: federa.v1.Hello
-	(*Welcome)(nil),                 // 15: federa.v1.Welcome
-	(*Heartbeat)(nil),               // 16: federa.v1.Heartbeat
-	(*Task)(nil),                    // 17: federa.v1.Task
-	(*SecAggTask)(nil),              // 18: federa.v1.SecAggTask
-	(*SecAggKeys)(nil),              // 19: federa.v1.SecAggKeys
-	(*SecAggShare)(nil),             // 20: federa.v1.SecAggShare
-	(*SecAggSignature)(nil),         // 21: federa.v1.SecAggSignature
-	(*SecAggReveal)(nil),            // 22: federa.v1.SecAggReveal
-	(*SecAggResult)(nil),            // 23: federa.v1.SecAggResult
-	(*ApprovalDecision)(nil),        // 24: federa.v1.ApprovalDecision
-	(*CancelTask)(nil),              // 25: federa.v1.CancelTask
-	(*TaskResult)(nil),              // 26: federa.v1.TaskResult
-	(*Admission)(nil),               // 27: federa.v1.Admission
-	(*DecisionRecord)(nil),          // 28: federa.v1.DecisionRecord
-	(*Job)(nil),                     // 29: federa.v1.Job
-	(*SiteDecision)(nil),            // 30: federa.v1.SiteDecision
-	(*RoundSummary)(nil),            // 31: federa.v1.RoundSummary
-	(*SecAggRound)(nil),             // 32: federa.v1.SecAggRound
-	(*SiteRound)(nil),               // 33: federa.v1.SiteRound
-	(*SiteSummary)(nil),             // 34: federa.v1.SiteSummary
-	(*SubmitJobRequest)(nil),        // 35: federa.v1.SubmitJobRequest
-	(*GetJobRequest)(nil),           // 36: federa.v1.GetJobRequest
-	(*ListJobsRequest)(nil),         // 37: federa.v1.ListJobsRequest
-	(*ListDecisionsRequest)(nil),    // 38: federa.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),   // 39: federa.v1.ListDecisionsResponse
-	(*ListJobsResponse)(nil),        // 40: federa.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),         // 41: federa.v1.WatchJobRequest
-	(*JobEvent)(nil),                // 42: federa.v1.JobEvent
-	(*CancelJobRequest)(nil),        // 43: federa.v1.CancelJobRequest
-	(*GetModelRequest)(nil),         // 44: federa.v1.GetModelRequest
-	(*ModelChunk)(nil),              // 45: federa.v1.ModelChunk
-	(*SubmitQueryRequest)(nil),      // 46: federa.v1.SubmitQueryRequest
-	(*GetQueryRequest)(nil),         // 47: federa.v1.GetQueryRequest
-	(*ListQueriesRequest)(nil),      // 48: federa.v1.ListQueriesRequest
-	(*ListQueriesResponse)(nil),     // 49: federa.v1.ListQueriesResponse
-	(*Query)(nil),                   // 50: federa.v1.Query
-	(*ListPendingRequest)(nil),      // 51: federa.v1.ListPendingRequest
-	(*PendingApproval)(nil),         // 52: federa.v1.PendingApproval
-	(*ListPendingResponse)(nil),     // 53: federa.v1.ListPendingResponse
-	(*DecideRequest)(nil),           // 54: federa.v1.DecideRequest
-	(*DecideResponse)(nil),          // 55: federa.v1.DecideResponse
-	(*AuditCheckpointRequest)(nil),  // 56: federa.v1.AuditCheckpointRequest
-	(*AuditCheckpointResponse)(nil), // 57: federa.v1.AuditCheckpointResponse
-	(*AuditExportRequest)(nil),      // 58: federa.v1.AuditExportRequest
-	(*AuditLeaf)(nil),               // 59: federa.v1.AuditLeaf
-	(*AuditProofRequest)(nil),       // 60: federa.v1.AuditProofRequest
-	(*AuditProofResponse)(nil),      // 61: federa.v1.AuditProofResponse
-	(*Checkpoint)(nil),              // 62: federa.v1.Checkpoint
+	(*Fragment)(nil),                // 5: federa.v1.Fragment
+	(*JobSpec)(nil),                 // 6: federa.v1.JobSpec
+	(*Privacy)(nil),                 // 7: federa.v1.Privacy
+	(*DPSpec)(nil),                  // 8: federa.v1.DPSpec
+	(*ModelSpec)(nil),               // 9: federa.v1.ModelSpec
+	(*SiteMessage)(nil),             // 10: federa.v1.SiteMessage
+	(*CoordinatorMessage)(nil),      // 11: federa.v1.CoordinatorMessage
+	(*AuditSync)(nil),               // 12: federa.v1.AuditSync
+	(*AuditInclusion)(nil),          // 13: federa.v1.AuditInclusion
+	(*CoSignature)(nil),             // 14: federa.v1.CoSignature
+	(*Hello)(nil),                   // 15: federa.v1.Hello
+	(*Welcome)(nil),                 // 16: federa.v1.Welcome
+	(*Heartbeat)(nil),               // 17: federa.v1.Heartbeat
+	(*Task)(nil),                    // 18: federa.v1.Task
+	(*SecAggTask)(nil),              // 19: federa.v1.SecAggTask
+	(*SecAggKeys)(nil),              // 20: federa.v1.SecAggKeys
+	(*SecAggShare)(nil),             // 21: federa.v1.SecAggShare
+	(*SecAggSignature)(nil),         // 22: federa.v1.SecAggSignature
+	(*SecAggReveal)(nil),            // 23: federa.v1.SecAggReveal
+	(*SecAggResult)(nil),            // 24: federa.v1.SecAggResult
+	(*ApprovalDecision)(nil),        // 25: federa.v1.ApprovalDecision
+	(*CancelTask)(nil),              // 26: federa.v1.CancelTask
+	(*TaskResult)(nil),              // 27: federa.v1.TaskResult
+	(*Admission)(nil),               // 28: federa.v1.Admission
+	(*DecisionRecord)(nil),          // 29: federa.v1.DecisionRecord
+	(*Job)(nil),                     // 30: federa.v1.Job
+	(*SiteDecision)(nil),            // 31: federa.v1.SiteDecision
+	(*RoundSummary)(nil),            // 32: federa.v1.RoundSummary
+	(*SecAggRound)(nil),             // 33: federa.v1.SecAggRound
+	(*SiteRound)(nil),               // 34: federa.v1.SiteRound
+	(*SiteSummary)(nil),             // 35: federa.v1.SiteSummary
+	(*SubmitJobRequest)(nil),        // 36: federa.v1.SubmitJobRequest
+	(*GetJobRequest)(nil),           // 37: federa.v1.GetJobRequest
+	(*ListJobsRequest)(nil),         // 38: federa.v1.ListJobsRequest
+	(*ListRoundsRequest)(nil),       // 39: federa.v1.ListRoundsRequest
+	(*ListRoundsResponse)(nil),      // 40: federa.v1.ListRoundsResponse
+	(*ListFeaturesRequest)(nil),     // 41: federa.v1.ListFeaturesRequest
+	(*ListJobSitesRequest)(nil),     // 42: federa.v1.ListJobSitesRequest
+	(*ListJobSitesResponse)(nil),    // 43: federa.v1.ListJobSitesResponse
+	(*ListFeaturesResponse)(nil),    // 44: federa.v1.ListFeaturesResponse
+	(*ListDecisionsRequest)(nil),    // 45: federa.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),   // 46: federa.v1.ListDecisionsResponse
+	(*ListJobsResponse)(nil),        // 47: federa.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),         // 48: federa.v1.WatchJobRequest
+	(*JobEvent)(nil),                // 49: federa.v1.JobEvent
+	(*CancelJobRequest)(nil),        // 50: federa.v1.CancelJobRequest
+	(*GetModelRequest)(nil),         // 51: federa.v1.GetModelRequest
+	(*ModelChunk)(nil),              // 52: federa.v1.ModelChunk
+	(*SubmitQueryRequest)(nil),      // 53: federa.v1.SubmitQueryRequest
+	(*GetQueryRequest)(nil),         // 54: federa.v1.GetQueryRequest
+	(*ListQueriesRequest)(nil),      // 55: federa.v1.ListQueriesRequest
+	(*ListQueriesResponse)(nil),     // 56: federa.v1.ListQueriesResponse
+	(*Query)(nil),                   // 57: federa.v1.Query
+	(*ListPendingRequest)(nil),      // 58: federa.v1.ListPendingRequest
+	(*PendingApproval)(nil),         // 59: federa.v1.PendingApproval
+	(*ListPendingResponse)(nil),     // 60: federa.v1.ListPendingResponse
+	(*DecideRequest)(nil),           // 61: federa.v1.DecideRequest
+	(*DecideResponse)(nil),          // 62: federa.v1.DecideResponse
+	(*AuditCheckpointRequest)(nil),  // 63: federa.v1.AuditCheckpointRequest
+	(*AuditCheckpointResponse)(nil), // 64: federa.v1.AuditCheckpointResponse
+	(*AuditExportRequest)(nil),      // 65: federa.v1.AuditExportRequest
+	(*AuditLeaf)(nil),               // 66: federa.v1.AuditLeaf
+	(*AuditProofRequest)(nil),       // 67: federa.v1.AuditProofRequest
+	(*AuditProofResponse)(nil),      // 68: federa.v1.AuditProofResponse
+	(*Checkpoint)(nil),              // 69: federa.v1.Checkpoint
 }
 var file_federa_v1_federa_proto_depIdxs = []int32{
-	8,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
-	6,  // 1: federa.v1.JobSpec.privacy:type_name -> federa.v1.Privacy
-	7,  // 2: federa.v1.Privacy.dp:type_name -> federa.v1.DPSpec
-	14, // 3: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
-	16, // 4: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
-	26, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
+	9,  // 0: federa.v1.JobSpec.model:type_name -> federa.v1.ModelSpec
+	7,  // 1: federa.v1.JobSpec.privacy:type_name -> federa.v1.Privacy
+	8,  // 2: federa.v1.Privacy.dp:type_name -> federa.v1.DPSpec
+	15, // 3: federa.v1.SiteMessage.hello:type_name -> federa.v1.Hello
+	17, // 4: federa.v1.SiteMessage.heartbeat:type_name -> federa.v1.Heartbeat
+	27, // 5: federa.v1.SiteMessage.result:type_name -> federa.v1.TaskResult
 	4,  // 6: federa.v1.SiteMessage.chunk:type_name -> federa.v1.TensorChunk
-	28, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
-	13, // 8: federa.v1.SiteMessage.cosignature:type_name -> federa.v1.CoSignature
-	15, // 9: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
-	17, // 10: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
-	4,  // 11: federa.v1.CoordinatorMessage.chunk:type_name -> federa.v1.TensorChunk
-	25, // 12: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
-	11, // 13: federa.v1.CoordinatorMessage.audit_sync:type_name -> federa.v1.AuditSync
-	12, // 14: federa.v1.AuditSync.inclusions:type_name -> federa.v1.AuditInclusion
-	0,  // 15: federa.v1.Task.kind:type_name -> federa.v1.TaskKind
-	5,  // 16: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
-	24, // 17: federa.v1.Task.decision:type_name -> federa.v1.ApprovalDecision
-	18, // 18: federa.v1.Task.secagg:type_name -> federa.v1.SecAggTask
-	2,  // 19: federa.v1.SecAggTask.phase:type_name -> federa.v1.SecAggTask.Phase
-	19, // 20: federa.v1.SecAggTask.keys:type_name -> federa.v1.SecAggKeys
-	20, // 21: federa.v1.SecAggTask.shares:type_name -> federa.v1.SecAggShare
-	21, // 22: federa.v1.SecAggTask.confirmations:type_name -> federa.v1.SecAggSignature
-	2,  // 23: federa.v1.SecAggResult.phase:type_name -> federa.v1.SecAggTask.Phase
-	19, // 24: federa.v1.SecAggResult.keys:type_name -> federa.v1.SecAggKeys
-	20, // 25: federa.v1.SecAggResult.shares:type_name -> federa.v1.SecAggShare
-	21, // 26: federa.v1.SecAggResult.confirmation:type_name -> federa.v1.SecAggSignature
-	22, // 27: federa.v1.SecAggResult.reveals:type_name -> federa.v1.SecAggReveal
-	0,  // 28: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
-	27, // 29: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
-	23, // 30: federa.v1.TaskResult.secagg:type_name -> federa.v1.SecAggResult
-	3,  // 31: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
-	5,  // 32: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
-	1,  // 33: federa.v1.Job.status:type_name -> federa.v1.JobStatus
-	31, // 34: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
-	34, // 35: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
-	30, // 36: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
-	28, // 37: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
-	33, // 38: federa.v1.RoundSummary.site_rounds:type_name -> federa.v1.SiteRound
-	32, // 39: federa.v1.RoundSummary.secagg:type_name -> federa.v1.SecAggRound
-	27, // 40: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
-	5,  // 41: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
-	30, // 42: federa.v1.ListDecisionsResponse.decisions:type_name -> federa.v1.SiteDecision
-	29, // 43: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
-	29, // 44: federa.v1.JobEvent.job:type_name -> federa.v1.Job
-	50, // 45: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
-	1,  // 46: federa.v1.Query.status:type_name -> federa.v1.JobStatus
-	52, // 47: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
-	9,  // 48: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
-	35, // 49: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
-	36, // 50: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
-	37, // 51: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
-	41, // 52: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
-	43, // 53: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
-	44, // 54: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
-	38, // 55: federa.v1.JobService.ListDecisions:input_type -> federa.v1.ListDecisionsRequest
-	46, // 56: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
-	47, // 57: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
-	48, // 58: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
-	51, // 59: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
-	54, // 60: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
-	56, // 61: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
-	58, // 62: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
-	60, // 63: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
-	10, // 64: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
-	29, // 65: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
-	29, // 66: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
-	40, // 67: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
-	42, // 68: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
-	29, // 69: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
-	45, // 70: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
-	39, // 71: federa.v1.JobService.ListDecisions:output_type -> federa.v1.ListDecisionsResponse
-	50, // 72: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
-	50, // 73: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
-	49, // 74: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
-	53, // 75: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
-	55, // 76: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
-	57, // 77: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
-	59, // 78: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
-	61, // 79: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
-	64, // [64:80] is the sub-list for method output_type
-	48, // [48:64] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	29, // 7: federa.v1.SiteMessage.decision:type_name -> federa.v1.DecisionRecord
+	14, // 8: federa.v1.SiteMessage.cosignature:type_name -> federa.v1.CoSignature
+	5,  // 9: federa.v1.SiteMessage.fragment:type_name -> federa.v1.Fragment
+	16, // 10: federa.v1.CoordinatorMessage.welcome:type_name -> federa.v1.Welcome
+	18, // 11: federa.v1.CoordinatorMessage.task:type_name -> federa.v1.Task
+	4,  // 12: federa.v1.CoordinatorMessage.chunk:type_name -> federa.v1.TensorChunk
+	26, // 13: federa.v1.CoordinatorMessage.cancel:type_name -> federa.v1.CancelTask
+	12, // 14: federa.v1.CoordinatorMessage.audit_sync:type_name -> federa.v1.AuditSync
+	5,  // 15: federa.v1.CoordinatorMessage.fragment:type_name -> federa.v1.Fragment
+	13, // 16: federa.v1.AuditSync.inclusions:type_name -> federa.v1.AuditInclusion
+	0,  // 17: federa.v1.Task.kind:type_name -> federa.v1.TaskKind
+	6,  // 18: federa.v1.Task.spec:type_name -> federa.v1.JobSpec
+	25, // 19: federa.v1.Task.decision:type_name -> federa.v1.ApprovalDecision
+	19, // 20: federa.v1.Task.secagg:type_name -> federa.v1.SecAggTask
+	2,  // 21: federa.v1.SecAggTask.phase:type_name -> federa.v1.SecAggTask.Phase
+	20, // 22: federa.v1.SecAggTask.keys:type_name -> federa.v1.SecAggKeys
+	21, // 23: federa.v1.SecAggTask.shares:type_name -> federa.v1.SecAggShare
+	22, // 24: federa.v1.SecAggTask.confirmations:type_name -> federa.v1.SecAggSignature
+	2,  // 25: federa.v1.SecAggResult.phase:type_name -> federa.v1.SecAggTask.Phase
+	20, // 26: federa.v1.SecAggResult.keys:type_name -> federa.v1.SecAggKeys
+	21, // 27: federa.v1.SecAggResult.shares:type_name -> federa.v1.SecAggShare
+	22, // 28: federa.v1.SecAggResult.confirmation:type_name -> federa.v1.SecAggSignature
+	23, // 29: federa.v1.SecAggResult.reveals:type_name -> federa.v1.SecAggReveal
+	0,  // 30: federa.v1.TaskResult.kind:type_name -> federa.v1.TaskKind
+	28, // 31: federa.v1.TaskResult.admission:type_name -> federa.v1.Admission
+	24, // 32: federa.v1.TaskResult.secagg:type_name -> federa.v1.SecAggResult
+	3,  // 33: federa.v1.Admission.outcome:type_name -> federa.v1.Admission.Outcome
+	6,  // 34: federa.v1.Job.spec:type_name -> federa.v1.JobSpec
+	1,  // 35: federa.v1.Job.status:type_name -> federa.v1.JobStatus
+	32, // 36: federa.v1.Job.rounds:type_name -> federa.v1.RoundSummary
+	35, // 37: federa.v1.Job.sites:type_name -> federa.v1.SiteSummary
+	31, // 38: federa.v1.Job.decisions:type_name -> federa.v1.SiteDecision
+	29, // 39: federa.v1.SiteDecision.record:type_name -> federa.v1.DecisionRecord
+	34, // 40: federa.v1.RoundSummary.site_rounds:type_name -> federa.v1.SiteRound
+	33, // 41: federa.v1.RoundSummary.secagg:type_name -> federa.v1.SecAggRound
+	28, // 42: federa.v1.SiteSummary.admission:type_name -> federa.v1.Admission
+	6,  // 43: federa.v1.SubmitJobRequest.spec:type_name -> federa.v1.JobSpec
+	32, // 44: federa.v1.ListRoundsResponse.rounds:type_name -> federa.v1.RoundSummary
+	35, // 45: federa.v1.ListJobSitesResponse.sites:type_name -> federa.v1.SiteSummary
+	31, // 46: federa.v1.ListDecisionsResponse.decisions:type_name -> federa.v1.SiteDecision
+	30, // 47: federa.v1.ListJobsResponse.jobs:type_name -> federa.v1.Job
+	30, // 48: federa.v1.JobEvent.job:type_name -> federa.v1.Job
+	57, // 49: federa.v1.ListQueriesResponse.queries:type_name -> federa.v1.Query
+	1,  // 50: federa.v1.Query.status:type_name -> federa.v1.JobStatus
+	59, // 51: federa.v1.ListPendingResponse.pending:type_name -> federa.v1.PendingApproval
+	10, // 52: federa.v1.SiteService.Connect:input_type -> federa.v1.SiteMessage
+	36, // 53: federa.v1.JobService.SubmitJob:input_type -> federa.v1.SubmitJobRequest
+	37, // 54: federa.v1.JobService.GetJob:input_type -> federa.v1.GetJobRequest
+	38, // 55: federa.v1.JobService.ListJobs:input_type -> federa.v1.ListJobsRequest
+	48, // 56: federa.v1.JobService.WatchJob:input_type -> federa.v1.WatchJobRequest
+	50, // 57: federa.v1.JobService.CancelJob:input_type -> federa.v1.CancelJobRequest
+	51, // 58: federa.v1.JobService.GetModel:input_type -> federa.v1.GetModelRequest
+	45, // 59: federa.v1.JobService.ListDecisions:input_type -> federa.v1.ListDecisionsRequest
+	39, // 60: federa.v1.JobService.ListRounds:input_type -> federa.v1.ListRoundsRequest
+	41, // 61: federa.v1.JobService.ListFeatures:input_type -> federa.v1.ListFeaturesRequest
+	42, // 62: federa.v1.JobService.ListJobSites:input_type -> federa.v1.ListJobSitesRequest
+	53, // 63: federa.v1.QueryService.SubmitQuery:input_type -> federa.v1.SubmitQueryRequest
+	54, // 64: federa.v1.QueryService.GetQuery:input_type -> federa.v1.GetQueryRequest
+	55, // 65: federa.v1.QueryService.ListQueries:input_type -> federa.v1.ListQueriesRequest
+	58, // 66: federa.v1.ApprovalService.ListPending:input_type -> federa.v1.ListPendingRequest
+	61, // 67: federa.v1.ApprovalService.Decide:input_type -> federa.v1.DecideRequest
+	63, // 68: federa.v1.AuditService.Checkpoint:input_type -> federa.v1.AuditCheckpointRequest
+	65, // 69: federa.v1.AuditService.Export:input_type -> federa.v1.AuditExportRequest
+	67, // 70: federa.v1.AuditService.Proof:input_type -> federa.v1.AuditProofRequest
+	11, // 71: federa.v1.SiteService.Connect:output_type -> federa.v1.CoordinatorMessage
+	30, // 72: federa.v1.JobService.SubmitJob:output_type -> federa.v1.Job
+	30, // 73: federa.v1.JobService.GetJob:output_type -> federa.v1.Job
+	47, // 74: federa.v1.JobService.ListJobs:output_type -> federa.v1.ListJobsResponse
+	49, // 75: federa.v1.JobService.WatchJob:output_type -> federa.v1.JobEvent
+	30, // 76: federa.v1.JobService.CancelJob:output_type -> federa.v1.Job
+	52, // 77: federa.v1.JobService.GetModel:output_type -> federa.v1.ModelChunk
+	46, // 78: federa.v1.JobService.ListDecisions:output_type -> federa.v1.ListDecisionsResponse
+	40, // 79: federa.v1.JobService.ListRounds:output_type -> federa.v1.ListRoundsResponse
+	44, // 80: federa.v1.JobService.ListFeatures:output_type -> federa.v1.ListFeaturesResponse
+	43, // 81: federa.v1.JobService.ListJobSites:output_type -> federa.v1.ListJobSitesResponse
+	57, // 82: federa.v1.QueryService.SubmitQuery:output_type -> federa.v1.Query
+	57, // 83: federa.v1.QueryService.GetQuery:output_type -> federa.v1.Query
+	56, // 84: federa.v1.QueryService.ListQueries:output_type -> federa.v1.ListQueriesResponse
+	60, // 85: federa.v1.ApprovalService.ListPending:output_type -> federa.v1.ListPendingResponse
+	62, // 86: federa.v1.ApprovalService.Decide:output_type -> federa.v1.DecideResponse
+	64, // 87: federa.v1.AuditService.Checkpoint:output_type -> federa.v1.AuditCheckpointResponse
+	66, // 88: federa.v1.AuditService.Export:output_type -> federa.v1.AuditLeaf
+	68, // 89: federa.v1.AuditService.Proof:output_type -> federa.v1.AuditProofResponse
+	71, // [71:90] is the sub-list for method output_type
+	52, // [52:71] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_federa_v1_federa_proto_init() }
@@ -5935,22 +6541,24 @@ func file_federa_v1_federa_proto_init() {
 	if File_federa_v1_federa_proto != nil {
 		return
 	}
-	file_federa_v1_federa_proto_msgTypes[1].OneofWrappers = []any{}
 	file_federa_v1_federa_proto_msgTypes[2].OneofWrappers = []any{}
-	file_federa_v1_federa_proto_msgTypes[5].OneofWrappers = []any{
+	file_federa_v1_federa_proto_msgTypes[3].OneofWrappers = []any{}
+	file_federa_v1_federa_proto_msgTypes[6].OneofWrappers = []any{
 		(*SiteMessage_Hello)(nil),
 		(*SiteMessage_Heartbeat)(nil),
 		(*SiteMessage_Result)(nil),
 		(*SiteMessage_Chunk)(nil),
 		(*SiteMessage_Decision)(nil),
 		(*SiteMessage_Cosignature)(nil),
+		(*SiteMessage_Fragment)(nil),
 	}
-	file_federa_v1_federa_proto_msgTypes[6].OneofWrappers = []any{
+	file_federa_v1_federa_proto_msgTypes[7].OneofWrappers = []any{
 		(*CoordinatorMessage_Welcome)(nil),
 		(*CoordinatorMessage_Task)(nil),
 		(*CoordinatorMessage_Chunk)(nil),
 		(*CoordinatorMessage_Cancel)(nil),
 		(*CoordinatorMessage_AuditSync)(nil),
+		(*CoordinatorMessage_Fragment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5958,7 +6566,7 @@ func file_federa_v1_federa_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_federa_v1_federa_proto_rawDesc), len(file_federa_v1_federa_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   59,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

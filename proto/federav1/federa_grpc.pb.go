@@ -144,6 +144,9 @@ const (
 	JobService_CancelJob_FullMethodName     = "/federa.v1.JobService/CancelJob"
 	JobService_GetModel_FullMethodName      = "/federa.v1.JobService/GetModel"
 	JobService_ListDecisions_FullMethodName = "/federa.v1.JobService/ListDecisions"
+	JobService_ListRounds_FullMethodName    = "/federa.v1.JobService/ListRounds"
+	JobService_ListFeatures_FullMethodName  = "/federa.v1.JobService/ListFeatures"
+	JobService_ListJobSites_FullMethodName  = "/federa.v1.JobService/ListJobSites"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -165,6 +168,17 @@ type JobServiceClient interface {
 	// for a job, oldest first. They are kept apart from the job record so
 	// GetJob stays small however many sites and rounds a job has.
 	ListDecisions(ctx context.Context, in *ListDecisionsRequest, opts ...grpc.CallOption) (*ListDecisionsResponse, error)
+	// ListRounds pages through a job's round summaries, oldest first: all
+	// the record keeps, where GetJob and WatchJob send only the newest that
+	// fit their budget (Job.rounds_omitted says how many they left out).
+	ListRounds(ctx context.Context, in *ListRoundsRequest, opts ...grpc.CallOption) (*ListRoundsResponse, error)
+	// ListFeatures pages through a job's agreed feature columns, in the
+	// model's order; GetJob sends only the first that fit its budget
+	// (Job.features_omitted).
+	ListFeatures(ctx context.Context, in *ListFeaturesRequest, opts ...grpc.CallOption) (*ListFeaturesResponse, error)
+	// ListJobSites pages through a job's site summaries, by site name;
+	// GetJob sends only the first that fit its budget (Job.sites_omitted).
+	ListJobSites(ctx context.Context, in *ListJobSitesRequest, opts ...grpc.CallOption) (*ListJobSitesResponse, error)
 }
 
 type jobServiceClient struct {
@@ -263,6 +277,36 @@ func (c *jobServiceClient) ListDecisions(ctx context.Context, in *ListDecisionsR
 	return out, nil
 }
 
+func (c *jobServiceClient) ListRounds(ctx context.Context, in *ListRoundsRequest, opts ...grpc.CallOption) (*ListRoundsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRoundsResponse)
+	err := c.cc.Invoke(ctx, JobService_ListRounds_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ListFeatures(ctx context.Context, in *ListFeaturesRequest, opts ...grpc.CallOption) (*ListFeaturesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFeaturesResponse)
+	err := c.cc.Invoke(ctx, JobService_ListFeatures_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ListJobSites(ctx context.Context, in *ListJobSitesRequest, opts ...grpc.CallOption) (*ListJobSitesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJobSitesResponse)
+	err := c.cc.Invoke(ctx, JobService_ListJobSites_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -282,6 +326,17 @@ type JobServiceServer interface {
 	// for a job, oldest first. They are kept apart from the job record so
 	// GetJob stays small however many sites and rounds a job has.
 	ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error)
+	// ListRounds pages through a job's round summaries, oldest first: all
+	// the record keeps, where GetJob and WatchJob send only the newest that
+	// fit their budget (Job.rounds_omitted says how many they left out).
+	ListRounds(context.Context, *ListRoundsRequest) (*ListRoundsResponse, error)
+	// ListFeatures pages through a job's agreed feature columns, in the
+	// model's order; GetJob sends only the first that fit its budget
+	// (Job.features_omitted).
+	ListFeatures(context.Context, *ListFeaturesRequest) (*ListFeaturesResponse, error)
+	// ListJobSites pages through a job's site summaries, by site name;
+	// GetJob sends only the first that fit its budget (Job.sites_omitted).
+	ListJobSites(context.Context, *ListJobSitesRequest) (*ListJobSitesResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -312,6 +367,15 @@ func (UnimplementedJobServiceServer) GetModel(*GetModelRequest, grpc.ServerStrea
 }
 func (UnimplementedJobServiceServer) ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDecisions not implemented")
+}
+func (UnimplementedJobServiceServer) ListRounds(context.Context, *ListRoundsRequest) (*ListRoundsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRounds not implemented")
+}
+func (UnimplementedJobServiceServer) ListFeatures(context.Context, *ListFeaturesRequest) (*ListFeaturesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFeatures not implemented")
+}
+func (UnimplementedJobServiceServer) ListJobSites(context.Context, *ListJobSitesRequest) (*ListJobSitesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListJobSites not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -446,6 +510,60 @@ func _JobService_ListDecisions_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_ListRounds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRoundsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListRounds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListRounds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListRounds(ctx, req.(*ListRoundsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ListFeatures_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFeaturesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListFeatures(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListFeatures_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListFeatures(ctx, req.(*ListFeaturesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ListJobSites_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJobSitesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListJobSites(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListJobSites_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListJobSites(ctx, req.(*ListJobSitesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -472,6 +590,18 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListDecisions",
 			Handler:    _JobService_ListDecisions_Handler,
+		},
+		{
+			MethodName: "ListRounds",
+			Handler:    _JobService_ListRounds_Handler,
+		},
+		{
+			MethodName: "ListFeatures",
+			Handler:    _JobService_ListFeatures_Handler,
+		},
+		{
+			MethodName: "ListJobSites",
+			Handler:    _JobService_ListJobSites_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

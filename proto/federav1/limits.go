@@ -78,3 +78,15 @@ func TrimText(s string, limit int) string {
 // MaxChunkBytes bounds the tensor payload of one TensorChunk. With the
 // envelope a chunk stays far below gRPC's 4 MiB default message limit.
 const MaxChunkBytes = 1 << 20
+
+// A site or coordinator message whose encoding is larger than
+// MaxWholeMessageBytes travels as Fragments of at most MaxChunkBytes
+// (package transfer: SplitMessage, Reassembler), so no message on a
+// stream comes near gRPC's 4 MiB default limit however many columns,
+// sites or audit entries it describes. A receiver holds at most
+// MaxFragmentedBytes of partly received messages per stream, which also
+// bounds the largest message: about 10 million columns' statistics.
+const (
+	MaxWholeMessageBytes = 2 << 20
+	MaxFragmentedBytes   = 256 << 20
+)
