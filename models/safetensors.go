@@ -147,3 +147,51 @@ func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// layoutView is a tensor's dtype and shape without its data: enough for
+// the safetensors header, which depends on nothing else.
+type layoutView struct {
+	shape []uint64
+	n     uint64
+}
+
+func (v layoutView) DType() safetensors.DType { return safetensors.F32 }
+func (v layoutView) Shape() []uint64          { return v.shape }
+func (v layoutView) Data() []byte             { return nil }
+func (v layoutView) DataLen() uint64          { return 4 * v.n }
+
+// SafetensorsPrefix is what EncodeWeights writes before the tensor data
+// for any weights of layout's names and shapes (their values do not
+// matter): the header length and the header. After it, EncodeWeights
+// writes each tensor's values as little-endian float32, tensors in name
+// order — the order transfer.ChunkWeights sends them in — so
+// sha256(prefix ‖ chunk payloads in order) is sha256(EncodeWeights(w)),
+// computable as chunks arrive without holding w.
+func SafetensorsPrefix(layout Weights) ([]byte, error) {
+	views := make(map[string]layoutView, len(layout))
+	for _, name := range layout.Names() {
+		t := layout[name]
+		if t == nil || name == "" || name == metadataKey || len(t.Shape) == 0 {
+			return nil, fmt.Errorf("safetensors header: tensor %q cannot be encoded", name)
+		}
+		n, err := numElements(t.Shape)
+		if err != nil {
+			return nil, fmt.Errorf("safetensors header: tensor %q: %w", name, err)
+		}
+		shape := make([]uint64, len(t.Shape))
+		for i, d := range t.Shape {
+			shape[i] = uint64(d)
+		}
+		views[name] = layoutView{shape: shape, n: uint64(n)}
+	}
+	var buf prefixWriter
+	if err := safetensors.SerializeToWriter(views, nil, &buf); err != nil {
+		return nil, fmt.Errorf("safetensors header: %w", err)
+	}
+	return buf.b, nil
+}
+
+// prefixWriter keeps what SerializeToWriter writes; layoutViews write no data.
+type prefixWriter struct{ b []byte }
+
+func (w *prefixWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }

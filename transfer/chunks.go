@@ -1,7 +1,10 @@
 package transfer
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"hash"
 	"fmt"
 	"math"
 
@@ -69,12 +72,39 @@ type Assembler struct {
 	w        models.Weights
 	filled   map[string]int
 	finished bool
+	// The digest, if asked for (HashAs): the hash of the prefix and each
+	// chunk's payload as it arrived, valid while the tensors come in name
+	// order.
+	h         hash.Hash
+	lastName  string
+	unordered bool
 }
 
 // NewAssembler accepts chunks of transferID, at most maxElems float32
 // values in all.
 func NewAssembler(transferID string, maxElems int64) *Assembler {
 	return &Assembler{id: transferID, limit: maxElems, w: models.Weights{}, filled: map[string]int{}}
+}
+
+// HashAs makes the assembler hash the update as its chunks arrive:
+// prefix (models.SafetensorsPrefix of the expected layout), then each
+// payload, so Digest is the SHA-256 of models.EncodeWeights of the
+// weights without encoding them again. Call it before the first Add.
+func (a *Assembler) HashAs(prefix []byte) {
+	a.h = sha256.New()
+	a.h.Write(prefix)
+}
+
+// Digest is "sha256:…" of models.EncodeWeights(a.Weights()) for a
+// complete transfer whose tensors came in name order, as ChunkWeights
+// sends them, and whose layout is the one HashAs was given; "" if the
+// chunks came in another order or HashAs was not called. (A layout other
+// than the expected one is the caller's to refuse.)
+func (a *Assembler) Digest() string {
+	if a.h == nil || a.unordered || !a.finished {
+		return ""
+	}
+	return "sha256:" + hex.EncodeToString(a.h.Sum(nil))
 }
 
 // Add takes the next chunk. It returns true once the transfer is complete.
@@ -149,6 +179,13 @@ func (a *Assembler) addData(c *federav1.TensorChunk) error {
 		t.Data[off+i] = math.Float32frombits(binary.LittleEndian.Uint32(c.GetData()[4*i:]))
 	}
 	a.filled[c.GetName()] = off + n
+	if a.h != nil {
+		if c.GetName() < a.lastName {
+			a.unordered = true
+		}
+		a.lastName = c.GetName()
+		a.h.Write(c.GetData())
+	}
 	return nil
 }
 
