@@ -4,8 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"hash"
 	"fmt"
+	"hash"
 	"math"
 
 	"github.com/federa-dev/federa/models"
