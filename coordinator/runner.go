@@ -372,17 +372,30 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		}
 	}
 	sort.Strings(tr.missing)
-	tr.entries = roundEntries(id, r, tr)
-	if st.redoOf != nil {
-		tr.entries[0].Data["redo_of"], tr.entries[0].Data["redo_reason"] = *st.redoOf, redoReason
-		st.redoOf = nil
-	}
+	redoOf := st.redoOf
+	st.redoOf = nil
 	next := tr.next
-	// The round's entries are known once it is aggregated: append them
-	// (an fsync) while the sites evaluate, and wait for it before the round
-	// is stored or reported.
+	// The round's entries are known once it is aggregated: while the
+	// sites evaluate, encode the aggregate once — its digest for the
+	// round's entry, its bytes for the checkpoint — and append the entries
+	// (an fsync); the round waits for both before it is stored or
+	// reported.
 	logged := make(chan error, 1)
-	go func() { logged <- c.audit(false, tr.entries...) }()
+	var cpw []byte
+	go func() {
+		var err error
+		if cpw, err = models.EncodeWeights(next); err != nil {
+			logged <- err
+			return
+		}
+		sum := sha256.Sum256(cpw)
+		tr.aggDigest = "sha256:" + hex.EncodeToString(sum[:])
+		tr.entries = roundEntries(id, r, tr)
+		if redoOf != nil {
+			tr.entries[0].Data["redo_of"], tr.entries[0].Data["redo_reason"] = *redoOf, redoReason
+		}
+		logged <- c.audit(false, tr.entries...)
+	}()
 	evalStart := c.cfg.Now()
 	// Evaluation is best effort: a site that cannot score this round still
 	// trained in it, so one answer is enough to report a figure.
@@ -411,19 +424,15 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		}
 	}
 	sum.DurationMs = c.cfg.Now().Sub(start).Milliseconds()
-	if _, ok := agg.(models.IntoAggregator); ok {
+	if _, ok := agg.(models.IntoAggregator); ok || tr.streamed {
 		st.spare = st.weights
 	}
 	st.weights = next
 	st.round = r
 	if err := saveAggregator(agg, st); err != nil {
+		<-logged
 		return err
 	}
-	cpw, err := models.EncodeWeights(next)
-	if err != nil {
-		return err
-	}
-	cp := st.checkpoint(id, cpw)
 	// The round is in the log before it is stored or reported; its
 	// checkpoint is signed in the background.
 	// The time the round waits for its entries to be durable.
@@ -432,6 +441,7 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		return err
 	}
 	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))
+	cp := st.checkpoint(id, cpw)
 	c.requestCheckpoint()
 	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, federav1.FormatEval(sum))
 	if tr.secagg != nil {
@@ -471,18 +481,73 @@ type trainedRound struct {
 	cols    []*collected // every fan-out of the half, for byte counts
 	entries []auditlog.Entry
 	secagg  *federav1.SecAggRound
+	// streamed: the updates were summed as they arrived (next is the
+	// sum's buffer, or the strategy's step from it).
+	streamed  bool
+	aggDigest string // "sha256:…" of models.EncodeWeights(next)
 }
 
 // plainTrain sends the weights, receives every site's update by
 // deadline and aggregates them.
+//
+// A MeanBased strategy aggregates as the updates stream in: each chunk
+// of each site is checked and added to one example-weighted sum (in the
+// previous round's model buffer) as it arrives, and hashed on the way,
+// so no update is held whole. What was added cannot be taken out: if a
+// site that sent part of its update does not count (it was lost or
+// refused midway, or the round closed before its last chunk), the
+// round's training runs again, holding whole updates. Other strategies
+// (median, trimmed-mean, krum) hold every update until the last arrives.
 func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *training, r int, sites []string, agg models.Aggregator, deadline time.Time) (*trainedRound, error) {
 	sp := job.GetSpec()
 	trainStart := c.cfg.Now()
-	col, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_TRAIN, sites: sites, minSites: int(sp.GetMinSites()), st: st, w: st.weights, deadline: deadline})
+	f := fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_TRAIN, sites: sites, minSites: int(sp.GetMinSites()), st: st, w: st.weights, deadline: deadline}
+	prefix, err := models.SafetensorsPrefix(st.weights)
 	if err != nil {
+		return nil, fmt.Errorf("the global model: %w", err)
+	}
+	var sum *transfer.Sum
+	if _, ok := agg.(models.MeanBased); ok {
+		if sum, err = transfer.NewSum(st.weights, st.spare); err != nil {
+			return nil, err
+		}
+		f.in.sum = sum
+	} else {
+		f.in.prefix = prefix
+	}
+	col, err := c.fanOut(ctx, f)
+	if err != nil {
+		if sum != nil {
+			_, _, _ = sum.Close(nil)
+		}
 		return nil, err
 	}
-	tr := &trainedRound{trainPhase: c.cfg.Now().Sub(trainStart), results: col.Answers(), cols: []*collected{col},
+	cols := []*collected{col}
+	var mean models.Weights
+	var total int64
+	if sum != nil {
+		answered := col.Answered()
+		if col.Outcome() != Done {
+			answered = nil
+		}
+		mean, total, err = sum.Close(answered)
+		var spoiled *transfer.SpoiledError
+		switch {
+		case errors.As(err, &spoiled):
+			c.log.Warn("the round's streaming sum holds part of an update that does not count; its training runs again, holding whole updates",
+				logkeys.Job, job.GetId(), logkeys.Round, r, "sites", spoiled.Keys)
+			f.in = inbound{prefix: prefix}
+			f.deadline = c.cfg.Now().Add(time.Duration(sp.GetRoundTimeoutMs()) * time.Millisecond)
+			if col, err = c.fanOut(ctx, f); err != nil {
+				return nil, err
+			}
+			cols = append(cols, col)
+			sum = nil
+		case err != nil && col.Outcome() == Done:
+			return nil, fmt.Errorf("aggregate: %w", err)
+		}
+	}
+	tr := &trainedRound{trainPhase: c.cfg.Now().Sub(trainStart), results: col.Answers(), cols: cols,
 		participants: col.Answered(), missing: col.Missing()}
 	if col.Outcome() != Done {
 		return nil, fmt.Errorf("training: %s", col.Reason())
@@ -492,11 +557,13 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 	for _, s := range col.Answered() {
 		a := col.Answers()[s]
 		tr.maxCompute = max(tr.maxCompute, a.result.GetComputeMs())
-		if err := a.weights.Validate(st.weights); err != nil {
-			return nil, fmt.Errorf("update from %s: %w", s, err)
-		}
 		n := a.result.GetExamples()
-		updates = append(updates, models.Update{Weights: a.weights, Examples: int(n)})
+		if sum == nil {
+			if err := a.weights.Validate(st.weights); err != nil {
+				return nil, fmt.Errorf("update from %s: %w", s, err)
+			}
+			updates = append(updates, models.Update{Weights: a.weights, Examples: int(n)})
+		}
 		lossSum += a.result.GetTrainLoss() * float64(n)
 		tr.examples += n
 	}
@@ -504,7 +571,16 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 		tr.loss = lossSum / float64(tr.examples)
 	}
 	aggStart := c.cfg.Now()
-	if into, ok := agg.(models.IntoAggregator); ok {
+	if sum != nil {
+		tr.streamed = true
+		if fm, ok := agg.(models.FromMean); ok {
+			tr.next, err = fm.NextFromMean(st.weights, mean, total)
+		} else {
+			// MeanBased: the mean, weighted by the round's examples, is
+			// all the strategy needs.
+			tr.next, err = agg.Aggregate(st.weights, []models.Update{{Weights: mean, Examples: int(total)}})
+		}
+	} else if into, ok := agg.(models.IntoAggregator); ok {
 		tr.next, err = into.AggregateInto(st.spare, st.weights, updates)
 	} else {
 		tr.next, err = agg.Aggregate(st.weights, updates)
@@ -606,6 +682,9 @@ type fan struct {
 	ringLen int64
 	// What the quorum is called in a failure's reason; "" is min_sites.
 	quorumName string
+	// Where the sites' updates go as they arrive (a training fan-out in
+	// the clear): a streaming sum, or whole weights hashed on the way.
+	in inbound
 }
 
 // fanOut sends one task kind to sites and collects the answers until the
@@ -656,7 +735,7 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			t.Features, t.Classes = st.features, st.classes
 			t.ScalerMean, t.ScalerScale = st.scaler.Mean, st.scaler.Scale
 		}
-		sess, err := c.expect(s, t.GetTaskId(), w, f.ringLen, ch)
+		sess, err := c.expect(s, t.GetTaskId(), w, f.ringLen, f.in, ch)
 		if err != nil {
 			col.Lose(s, err.Error())
 			continue
@@ -755,16 +834,26 @@ func checkReply(f fan, r reply) error {
 	if f.kind != federav1.TaskKind_TASK_KIND_TRAIN || f.secagg != nil || f.w == nil {
 		return nil
 	}
-	if r.weights == nil {
+	switch {
+	case r.streamed:
+		// Checked chunk by chunk as it went into the round's sum.
+	case r.weights == nil:
 		return errors.New("a training answer without an update")
+	default:
+		if err := r.weights.Validate(f.w); err != nil {
+			return fmt.Errorf("an update that does not fit the model: %w", err)
+		}
 	}
-	if err := r.weights.Validate(f.w); err != nil {
-		return fmt.Errorf("an update that does not fit the model: %w", err)
-	}
-	if n := r.result.GetExamples(); n < 1 {
+	return checkTrainResult(r.result)
+}
+
+// checkTrainResult refuses a training answer's figures no honest site
+// sends; a streamed update is checked so before its first chunk counts.
+func checkTrainResult(res *federav1.TaskResult) error {
+	if n := res.GetExamples(); n < 1 {
 		return fmt.Errorf("an update from %d training examples", n)
 	}
-	if l := r.result.GetTrainLoss(); math.IsNaN(l) || math.IsInf(l, 0) || l < 0 {
+	if l := res.GetTrainLoss(); math.IsNaN(l) || math.IsInf(l, 0) || l < 0 {
 		return fmt.Errorf("a training loss of %v", l)
 	}
 	return nil
