@@ -493,10 +493,13 @@ type trainedRound struct {
 // A MeanBased strategy aggregates as the updates stream in: each chunk
 // of each site is checked and added to one example-weighted sum (in the
 // previous round's model buffer) as it arrives, and hashed on the way,
-// so no update is held whole. What was added cannot be taken out: if a
-// site that sent part of its update does not count (it was lost or
-// refused midway, or the round closed before its last chunk), the
-// round's training runs again, holding whole updates. Other strategies
+// so no update is held whole. Values are added in site-name order, so
+// the model does not depend on which site's chunks came first; a site
+// waits, holding one chunk, for those before it. What was added cannot
+// be taken out: if a site that started sending its update does not
+// count (it was lost or refused midway, or the round closed while it was
+// sending or waiting its turn), the round's training runs again at once,
+// holding whole updates, with a fresh deadline. Other strategies
 // (median, trimmed-mean, krum) hold every update until the last arrives.
 func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *training, r int, sites []string, agg models.Aggregator, deadline time.Time) (*trainedRound, error) {
 	sp := job.GetSpec()
@@ -508,7 +511,7 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 	}
 	var sum *transfer.Sum
 	if _, ok := agg.(models.MeanBased); ok {
-		if sum, err = transfer.NewSum(st.weights, st.spare); err != nil {
+		if sum, err = transfer.NewSum(st.weights, st.spare, sites); err != nil {
 			return nil, err
 		}
 		f.in.sum = sum
@@ -545,6 +548,8 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 			sum = nil
 		case err != nil && col.Outcome() == Done:
 			return nil, fmt.Errorf("aggregate: %w", err)
+		case err != nil:
+			sum = nil // the round failed: reported below
 		}
 	}
 	tr := &trainedRound{trainPhase: c.cfg.Now().Sub(trainStart), results: col.Answers(), cols: cols,
@@ -737,6 +742,9 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 		}
 		sess, err := c.expect(s, t.GetTaskId(), w, f.ringLen, f.in, ch)
 		if err != nil {
+			if f.in.sum != nil {
+				f.in.sum.Drop(s)
+			}
 			col.Lose(s, err.Error())
 			continue
 		}

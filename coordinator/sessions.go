@@ -219,6 +219,10 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 				sess.close(err.Error())
 				return err
 			}
+			// A chunk may wait its turn in a streaming sum (its site's
+			// messages queue behind it meanwhile): that time is the
+			// coordinator's, not the site's silence.
+			heard.Store(time.Now().UnixNano())
 		}
 	}
 }
@@ -382,6 +386,11 @@ func (c *Coordinator) deliver(site, taskID string, r reply) {
 		return
 	}
 	r.bytesIn = p.bytesIn
+	if p.in.sum != nil && !r.streamed {
+		// No update of this site goes into the sum: those after it in
+		// the sum's order stop waiting for it.
+		p.in.sum.Drop(site)
+	}
 	p.ch <- r // buffered for every task of the fan-out
 }
 
@@ -424,6 +433,9 @@ func (c *Coordinator) loseTasksOf(s *session) {
 		reason = "disconnected: " + s.reason
 	}
 	for _, p := range lost {
+		if p.in.sum != nil {
+			p.in.sum.Drop(p.site)
+		}
 		p.ch <- reply{site: p.site, lost: reason, bytesIn: p.bytesIn}
 	}
 }

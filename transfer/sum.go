@@ -26,10 +26,19 @@ import (
 // finite values) before any of it is added, and hashed as it passes, so
 // the update's digest is known when its last chunk is.
 //
-// What is added cannot be taken out: a transfer that contributed some
-// chunks and then failed, or was not finished when the round closed,
-// spoils the sum (Close says so and the caller aggregates the round
-// another way). Sum is safe for concurrent use by one goroutine per
+// Float32 addition is not associative, so the order in which the sites'
+// values meet decides the last bit of the sum. To keep a round
+// reproducible (the same updates give the same model, whatever the
+// network did), every value is added in the order of its sender's key:
+// a stream waits, holding its one chunk, until every sender ranked
+// before it has added that far or is out of the round. A sender that
+// never starts holds up those ranked after it until it is dropped (Drop)
+// or the sum is closed.
+//
+// What is added cannot be taken out: a transfer that started and is not
+// kept when the round closes (it failed midway, or was still sending or
+// waiting) spoils the sum: Close says so, and the caller aggregates the
+// round another way. Sum is safe for concurrent use by one goroutine per
 // stream.
 type Sum struct {
 	layout models.Weights
@@ -37,15 +46,26 @@ type Sum struct {
 	prefix []byte   // safetensors header of the layout
 
 	mu      sync.Mutex
+	cond    *sync.Cond // signalled when a sender moves on, drops out, or the sum closes
 	acc     models.Weights
+	rank    map[string]int // the senders, in key order
+	slots   []slot         // by rank
 	streams map[string]*SumStream
 	closed  bool
 }
 
-// NewSum starts a sum of updates shaped like layout. buf, a model the
-// caller no longer needs (nil: allocate), is zeroed and reused where its
-// tensors fit layout; it must share no memory with layout.
-func NewSum(layout, buf models.Weights) (*Sum, error) {
+// slot is one sender's progress: the values it has added, in layout
+// order, and whether it is out of the ordering (dropped, failed or done).
+type slot struct {
+	pos int64
+	out bool
+}
+
+// NewSum starts a sum of the updates of keys (their senders, e.g. the
+// sites asked), shaped like layout. buf, a model the caller no longer
+// needs (nil: allocate), is zeroed and reused where its tensors fit
+// layout; it must share no memory with layout.
+func NewSum(layout, buf models.Weights, keys []string) (*Sum, error) {
 	if len(layout) == 0 {
 		return nil, errors.New("streaming sum: no tensors in the layout")
 	}
@@ -53,7 +73,15 @@ func NewSum(layout, buf models.Weights) (*Sum, error) {
 	if err != nil {
 		return nil, fmt.Errorf("streaming sum: %w", err)
 	}
-	s := &Sum{layout: layout, names: layout.Names(), prefix: prefix, acc: make(models.Weights, len(layout)), streams: map[string]*SumStream{}}
+	s := &Sum{layout: layout, names: layout.Names(), prefix: prefix, acc: make(models.Weights, len(layout)), streams: map[string]*SumStream{},
+		rank: map[string]int{}}
+	s.cond = sync.NewCond(&s.mu)
+	ks := slices.Clone(keys)
+	slices.Sort(ks)
+	for i, k := range slices.Compact(ks) {
+		s.rank[k] = i
+	}
+	s.slots = make([]slot, len(s.rank))
 	for _, name := range s.names {
 		t := layout[name]
 		if b := buf[name]; b != nil && slices.Equal(b.Shape, t.Shape) && len(b.Data) == len(t.Data) {
@@ -81,16 +109,33 @@ func (s *Sum) Stream(key, transferID string, examples int64) (*SumStream, error)
 	if _, dup := s.streams[key]; dup {
 		return nil, fmt.Errorf("tensor transfer %s: %s already sent an update to this sum", transferID, key)
 	}
+	r, ok := s.rank[key]
+	if !ok || s.slots[r].out {
+		return nil, fmt.Errorf("tensor transfer %s: %s is not among this sum's senders", transferID, key)
+	}
 	h := sha256.New()
 	h.Write(s.prefix)
-	st := &SumStream{sum: s, id: transferID, key: key, examples: examples, h: h}
+	st := &SumStream{sum: s, id: transferID, key: key, rank: r, examples: examples, h: h}
 	s.streams[key] = st
 	return st, nil
 }
 
-// SpoiledError is Close's error when transfers that contributed to the
-// sum are not among those kept: the sum holds parts of updates that must
-// not count, and cannot be taken apart.
+// Drop takes key out of the sum's order: it will send nothing (it was
+// lost, or answered without an update), so the senders ranked after it
+// stop waiting for it. A stream of key that already added values still
+// spoils the sum unless it is kept.
+func (s *Sum) Drop(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.rank[key]; ok {
+		s.slots[r].out = true
+		s.cond.Broadcast()
+	}
+}
+
+// SpoiledError is Close's error when transfers that started are not
+// among those kept: the sum may hold parts of updates that must not
+// count, and cannot be taken apart.
 type SpoiledError struct{ Keys []string }
 
 func (e *SpoiledError) Error() string {
@@ -106,6 +151,7 @@ func (s *Sum) Close(keep []string) (models.Weights, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	s.cond.Broadcast()
 	var spoiled []string
 	var total int64
 	for key, st := range s.streams {
@@ -113,7 +159,11 @@ func (s *Sum) Close(keep []string) (models.Weights, int64, error) {
 		switch {
 		case kept && st.done:
 			total += st.examples
-		case kept || st.added:
+		case !kept && st.finished && !st.added:
+			// Refused at its first chunk: nothing of it is in the sum.
+		default:
+			// Kept and incomplete, or not kept: it added values, or may
+			// have been held back by the order and deserves another go.
 			spoiled = append(spoiled, key)
 		}
 	}
@@ -144,6 +194,7 @@ func (s *Sum) Close(keep []string) (models.Weights, int64, error) {
 type SumStream struct {
 	sum      *Sum
 	id, key  string
+	rank     int
 	examples int64
 	h        hash.Hash
 	tensor   int  // index in sum.names of the tensor being received
@@ -168,6 +219,21 @@ func (st *SumStream) Add(c *federav1.TensorChunk) (bool, error) {
 	if c.GetRing() {
 		return false, fmt.Errorf("tensor transfer %s: a ring chunk where float32 weights belong", st.id)
 	}
+	done, err := st.addChunk(c)
+	if err != nil {
+		// Out of the order, so no sender waits for it; if it added
+		// anything, Close finds the sum spoiled.
+		s := st.sum
+		s.mu.Lock()
+		s.slots[st.rank].out = true
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		st.finished = true
+	}
+	return done, err
+}
+
+func (st *SumStream) addChunk(c *federav1.TensorChunk) (bool, error) {
 	if c.GetName() == "" && (len(c.GetData()) > 0 || len(c.GetShape()) > 0) {
 		return false, fmt.Errorf("tensor transfer %s: chunk with data but no tensor name", st.id)
 	}
@@ -195,6 +261,8 @@ func (st *SumStream) Add(c *federav1.TensorChunk) (bool, error) {
 		return false, fmt.Errorf("tensor transfer %s: the round's sum closed before the update was complete", st.id)
 	}
 	st.done, st.finished = true, true
+	s.slots[st.rank].out = true
+	s.cond.Broadcast()
 	return true, nil
 }
 
@@ -245,6 +313,16 @@ func (st *SumStream) add(c *federav1.TensorChunk) error {
 	st.h.Write(data)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Every sender ranked before this one adds these values first.
+	end := s.slots[st.rank].pos + int64(n)
+	for r := 0; r < st.rank && !s.closed; {
+		if o := &s.slots[r]; o.out || o.pos >= end {
+			r++
+			continue
+		}
+		s.cond.Wait()
+		r = 0
+	}
 	if s.closed {
 		return errors.New("the round's sum closed before the update was complete")
 	}
@@ -252,6 +330,8 @@ func (st *SumStream) add(c *federav1.TensorChunk) error {
 		var blas gonum.Implementation
 		blas.Saxpy(n, float32(st.examples), x, 1, s.acc[name].Data[st.filled:st.filled+n], 1)
 		st.added = true
+		s.slots[st.rank].pos = end
+		s.cond.Broadcast()
 	}
 	st.filled += n
 	return nil

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"math"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -53,7 +55,7 @@ func TestSumIsFedAvg(t *testing.T) {
 		chunks[s] = transfer.ChunkWeights("task-"+s, u, 1000)
 	}
 	buf := update(layout, 99) // a spare model: reused, and zeroed first
-	sum, err := transfer.NewSum(layout, buf)
+	sum, err := transfer.NewSum(layout, buf, sites)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,12 +112,12 @@ func TestSumIsFedAvg(t *testing.T) {
 	}
 }
 
-// TestSumSpoiled: a site that added chunks and is then not counted
-// spoils the sum, so the round is aggregated another way; a site that
-// sent nothing does not.
+// TestSumSpoiled: a site that added chunks, or started and did not
+// finish, and is then not counted spoils the sum, so the round is
+// aggregated another way.
 func TestSumSpoiled(t *testing.T) {
 	layout := weights(tensor("w", 4, 500))
-	sum, err := transfer.NewSum(layout, nil)
+	sum, err := transfer.NewSum(layout, nil, []string{"s1", "s2", "s3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +138,8 @@ func TestSumSpoiled(t *testing.T) {
 	}
 	_, _, err = sum.Close([]string{"s1"})
 	var sp *transfer.SpoiledError
-	if !errors.As(err, &sp) || strings.Join(sp.Keys, ",") != "s2" {
-		t.Fatalf("Close with s2 half-added: %v, want a SpoiledError naming s2", err)
+	if !errors.As(err, &sp) || strings.Join(sp.Keys, ",") != "s2,s3" {
+		t.Fatalf("Close with s2 half-added and s3 started: %v, want a SpoiledError naming s2 and s3", err)
 	}
 	if _, err := s2.Add(ch2[1]); err == nil {
 		t.Fatal("a chunk after Close was accepted")
@@ -163,7 +165,7 @@ func TestSumRefuses(t *testing.T) {
 		{"unknown tensor", []*federav1.TensorChunk{{TransferId: "t", Name: "z", Shape: []int64{1}, Data: make([]byte, 4)}}, "no such tensor"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sum, _ := transfer.NewSum(layout, nil)
+			sum, _ := transfer.NewSum(layout, nil, []string{"s"})
 			st, _ := sum.Stream("s", "t", 3)
 			var err error
 			done := false
@@ -201,5 +203,80 @@ func TestAssemblerDigest(t *testing.T) {
 	}
 	if got, want := a.Digest(), fileDigest(t, w); got != want {
 		t.Fatalf("assembler digest %s, file's %s", got, want)
+	}
+}
+
+// TestSumOrderIndependent: the sum is the same to the last bit whatever
+// order the sites' chunks arrive in — each site on its own goroutine, in
+// one run the last-ranked site sends first — because values are added in
+// the senders' rank order (float32 addition is not associative).
+func TestSumOrderIndependent(t *testing.T) {
+	layout := weights(tensor("w", 64, 1000))
+	sites := []string{"a", "b", "c", "d"}
+	run := func(delay map[string]time.Duration) models.Weights {
+		sum, err := transfer.NewSum(layout, nil, sites)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i, s := range sites {
+			u := update(layout, float32(i)*0.37+0.11)
+			st, err := sum.Stream(s, "t"+s, int64(3+i*5))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Go(func() {
+				time.Sleep(delay[s])
+				for _, c := range transfer.ChunkWeights("t"+s, u, 4096) {
+					if _, err := st.Add(c); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		mean, _, err := sum.Close(sites)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mean
+	}
+	first := run(map[string]time.Duration{"a": 30 * time.Millisecond, "b": 20 * time.Millisecond, "c": 10 * time.Millisecond})
+	second := run(map[string]time.Duration{"d": 30 * time.Millisecond, "c": 20 * time.Millisecond, "b": 10 * time.Millisecond})
+	for i, v := range first["w"].Data {
+		if math.Float32bits(v) != math.Float32bits(second["w"].Data[i]) {
+			t.Fatalf("w[%d]: %v one run, %v the other: the arrival order changed the sum", i, v, second["w"].Data[i])
+		}
+	}
+}
+
+// TestSumDropReleases: a sender that is dropped (lost before sending)
+// no longer holds up those ranked after it.
+func TestSumDropReleases(t *testing.T) {
+	layout := weights(tensor("w", 100))
+	sum, _ := transfer.NewSum(layout, nil, []string{"a", "b"})
+	st, _ := sum.Stream("b", "tb", 2)
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for _, c := range transfer.ChunkWeights("tb", update(layout, 1), 0) {
+			if _, err = st.Add(c); err != nil {
+				break
+			}
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("b finished (%v) before a, ranked first, sent or was dropped", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	sum.Drop("a")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, total, err := sum.Close([]string{"b"}); err != nil || total != 2 {
+		t.Fatalf("Close: total %d, %v", total, err)
 	}
 }
