@@ -234,9 +234,16 @@ func runBigJob(b *testing.B, params, rounds int, heap bool) bigRun {
 		b.Fatalf("job %s", final.GetMessage())
 	}
 	for _, r := range final.GetRounds() {
+		if os.Getenv("FEDERA_BIG_VERBOSE") != "" {
+			b.Logf("round %d: duration %d ms: train phase %.0f (slowest local train %.0f), aggregate %.1f, eval phase %.0f, audit wait %.0f",
+				r.GetRound(), r.GetDurationMs(), r.GetTrainPhaseMs(), r.GetMaxLocalTrainMs(), r.GetAggregateMs(), r.GetEvalPhaseMs(), r.GetAuditMs())
+		}
 		out.update = append(out.update, r.GetTrainPhaseMs()-r.GetMaxLocalTrainMs()+r.GetAggregateMs())
 	}
 	mu.Lock()
+	if os.Getenv("FEDERA_BIG_VERBOSE") != "" {
+		b.Logf("train tasks reached %s at %v", sites[0], trainAt)
+	}
 	for i := 1; i < len(trainAt); i++ {
 		out.round = append(out.round, float64(trainAt[i].Sub(trainAt[i-1]))/float64(time.Millisecond))
 	}
