@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -377,19 +378,25 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	next := tr.next
 	// The round's entries are known once it is aggregated: while the
 	// sites evaluate, encode the aggregate once — its digest for the
-	// round's entry, its bytes for the checkpoint — and append the entries
-	// (an fsync); the round waits for both before it is stored or
-	// reported.
+	// round's entry, its bytes for the checkpoint, streamed from the
+	// model's memory to a staged file where the store keeps one — and
+	// append the entries (an fsync); the round waits for both before it
+	// is stored or reported.
 	logged := make(chan error, 1)
 	var cpw []byte
 	go func() {
+		h := sha256.New()
 		var err error
-		if cpw, err = models.EncodeWeights(next); err != nil {
-			logged <- err
+		if stager, ok := c.store.(store.WeightsStager); ok {
+			err = stager.StageWeights(id, int32(r), func(w io.Writer) error { return models.WriteWeights(io.MultiWriter(w, h), next) })
+		} else if cpw, err = models.EncodeWeights(next); err == nil {
+			h.Write(cpw)
+		}
+		if err != nil {
+			logged <- fmt.Errorf("checkpoint weights: %w", err)
 			return
 		}
-		sum := sha256.Sum256(cpw)
-		tr.aggDigest = "sha256:" + hex.EncodeToString(sum[:])
+		tr.aggDigest = "sha256:" + hex.EncodeToString(h.Sum(nil))
 		tr.entries = roundEntries(id, r, tr)
 		if redoOf != nil {
 			tr.entries[0].Data["redo_of"], tr.entries[0].Data["redo_reason"] = *redoOf, redoReason

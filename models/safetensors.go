@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"unsafe"
 
 	"github.com/nlpodyssey/safetensors"
 )
@@ -195,3 +196,61 @@ func SafetensorsPrefix(layout Weights) ([]byte, error) {
 type prefixWriter struct{ b []byte }
 
 func (w *prefixWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// WriteWeights writes w as EncodeWeights encodes it, tensor by tensor,
+// without building the file in memory: on a little-endian machine each
+// tensor's values are written straight from w's memory. Unlike
+// EncodeWeights it does not check that the values are finite; w must not
+// change while it runs.
+func WriteWeights(out io.Writer, w Weights) error {
+	views := make(map[string]f32View, len(w))
+	for _, name := range w.Names() {
+		t := w[name]
+		if name == "" || name == metadataKey || t == nil || len(t.Shape) == 0 {
+			return fmt.Errorf("encoding weights: tensor %q cannot be encoded", name)
+		}
+		n, err := numElements(t.Shape)
+		if err != nil || n != len(t.Data) {
+			return fmt.Errorf("encoding weights: tensor %q holds %d values for shape %v", name, len(t.Data), t.Shape)
+		}
+		shape := make([]uint64, len(t.Shape))
+		for i, d := range t.Shape {
+			shape[i] = uint64(d)
+		}
+		views[name] = f32View{shape: shape, data: t.Data}
+	}
+	if err := safetensors.SerializeToWriter(views, nil, out); err != nil {
+		return fmt.Errorf("encoding weights: %w", err)
+	}
+	return nil
+}
+
+// f32View is a float32 tensor as safetensors writes it: little-endian
+// bytes, w's own memory where the machine is little-endian.
+type f32View struct {
+	shape []uint64
+	data  []float32
+}
+
+func (v f32View) DType() safetensors.DType { return safetensors.F32 }
+func (v f32View) Shape() []uint64          { return v.shape }
+func (v f32View) DataLen() uint64          { return 4 * uint64(len(v.data)) }
+func (v f32View) Data() []byte {
+	if len(v.data) == 0 {
+		return nil
+	}
+	if littleEndian {
+		return unsafe.Slice((*byte)(unsafe.Pointer(&v.data[0])), 4*len(v.data))
+	}
+	b := make([]byte, 4*len(v.data))
+	for i, x := range v.data {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+// littleEndian: float32 values in memory are their little-endian bytes.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
