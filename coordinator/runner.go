@@ -36,7 +36,8 @@ type training struct {
 	sites    []string // sites that passed the stats phase
 	aggState []byte   // a stateful aggregator's state after round, encoded; nil if none
 	// spare is the previous round's model, which nothing refers to any
-	// more: an IntoAggregator writes the next one into it.
+	// more once its sends are done (Coordinator.sending): the streaming
+	// sum, or an IntoAggregator, writes the next one into it.
 	spare models.Weights
 	// redoOf is the audit index of the next round's first attempt, logged
 	// before a stop that lost its checkpoint; nil if none.
@@ -518,7 +519,7 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 	}
 	var sum *transfer.Sum
 	if _, ok := agg.(models.MeanBased); ok {
-		if sum, err = transfer.NewSum(st.weights, st.spare, sites); err != nil {
+		if sum, err = transfer.NewSum(st.weights, c.reusable(st.spare), sites); err != nil {
 			return nil, err
 		}
 		f.in.sum = sum
@@ -593,7 +594,7 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 			tr.next, err = agg.Aggregate(st.weights, []models.Update{{Weights: mean, Examples: int(total)}})
 		}
 	} else if into, ok := agg.(models.IntoAggregator); ok {
-		tr.next, err = into.AggregateInto(st.spare, st.weights, updates)
+		tr.next, err = into.AggregateInto(c.reusable(st.spare), st.weights, updates)
 	} else {
 		tr.next, err = agg.Aggregate(st.weights, updates)
 	}
@@ -731,7 +732,9 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 	kindName := strings.ToLower(strings.TrimPrefix(kind.String(), "TASK_KIND_"))
 	var chunks []*federav1.TensorChunk
 	if w != nil {
-		chunks = transfer.ChunkWeights("", w, 0)
+		// Views of w's memory, not a copy: w is not written while any
+		// send of it is under way (reusable).
+		chunks = transfer.ShareWeights("", w, 0)
 	}
 	for _, s := range sites {
 		t := &federav1.Task{
@@ -756,7 +759,11 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			continue
 		}
 		tasks[t.GetTaskId()] = s
-		go func() { sent <- sentTask{site: s, bytes: c.dispatch(sess, t, chunks)} }()
+		done := c.sendingOf(w)
+		go func() {
+			defer done()
+			sent <- sentTask{site: s, bytes: c.dispatch(sess, t, chunks)}
+		}()
 	}
 	defer c.forget(tasks, "the fan-out closed")
 	countSent := func(t sentTask) { col.bytesOut[t.site] += t.bytes }
@@ -1092,4 +1099,55 @@ func siteRounds(train, eval map[string]reply, kind models.Kind) []*federav1.Site
 		out = append(out, sr)
 	}
 	return out
+}
+
+// sendingOf counts a send of w's memory under way until the returned
+// func is called (nil w: nothing to count).
+func (c *Coordinator) sendingOf(w models.Weights) (done func()) {
+	key := weightsKey(w)
+	if key == nil {
+		return func() {}
+	}
+	c.sendMu.Lock()
+	if c.sends == nil {
+		c.sends = map[*float32]int{}
+	}
+	c.sends[key]++
+	c.sendMu.Unlock()
+	return func() {
+		c.sendMu.Lock()
+		if c.sends[key]--; c.sends[key] == 0 {
+			delete(c.sends, key)
+		}
+		c.sendMu.Unlock()
+	}
+}
+
+// reusable is w if no send of its memory is under way, else nil: the
+// chunks a fan-out sends are views of the weights (transfer.ShareWeights),
+// so a model still being sent to a stalled site is not overwritten; the
+// next model then gets a buffer of its own.
+func (c *Coordinator) reusable(w models.Weights) models.Weights {
+	key := weightsKey(w)
+	if key == nil {
+		return nil
+	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if c.sends[key] > 0 {
+		return nil
+	}
+	return w
+}
+
+// weightsKey identifies a model's memory by its first non-empty tensor's
+// first value: a model's tensors move together (a spare model is reused
+// whole, never lent a tensor of another).
+func weightsKey(w models.Weights) *float32 {
+	for _, name := range w.Names() {
+		if t := w[name]; t != nil && len(t.Data) > 0 {
+			return &t.Data[0]
+		}
+	}
+	return nil
 }

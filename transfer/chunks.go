@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"math"
+	"unsafe"
 
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -203,3 +204,48 @@ func sameShape(a []int, b []int64) bool {
 
 // Weights returns the assembled weights once Add has returned true.
 func (a *Assembler) Weights() models.Weights { return a.w }
+
+// ShareWeights is ChunkWeights without the copy: on a little-endian
+// machine each chunk's payload is a view of w's own memory (elsewhere it
+// is ChunkWeights). The chunks are then only valid while w is not
+// changed: the caller must not write to w until every message holding
+// them has been sent (marshalled).
+func ShareWeights(transferID string, w models.Weights, maxBytes int) []*federav1.TensorChunk {
+	if !littleEndian {
+		return ChunkWeights(transferID, w, maxBytes)
+	}
+	if maxBytes <= 0 {
+		maxBytes = federav1.MaxChunkBytes
+	}
+	per := max(maxBytes/4, 1)
+	var out []*federav1.TensorChunk
+	for _, name := range w.Names() {
+		t := w[name]
+		shape := make([]int64, len(t.Shape))
+		for i, d := range t.Shape {
+			shape[i] = int64(d)
+		}
+		for off := 0; off < len(t.Data) || (off == 0 && len(t.Data) == 0); off += per {
+			end := min(off+per, len(t.Data))
+			var buf []byte
+			if end > off {
+				buf = unsafe.Slice((*byte)(unsafe.Pointer(&t.Data[off])), 4*(end-off))
+			}
+			out = append(out, &federav1.TensorChunk{TransferId: transferID, Name: name, Shape: shape, Offset: int64(off), Data: buf})
+			if len(t.Data) == 0 {
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, &federav1.TensorChunk{TransferId: transferID})
+	}
+	out[len(out)-1].Last = true
+	return out
+}
+
+// littleEndian: a float32's bytes in memory are its little-endian encoding.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 	"time"
 
 	"github.com/federa-dev/federa/models"
@@ -278,5 +280,21 @@ func TestSumDropReleases(t *testing.T) {
 	}
 	if _, total, err := sum.Close([]string{"b"}); err != nil || total != 2 {
 		t.Fatalf("Close: total %d, %v", total, err)
+	}
+}
+
+// TestShareWeightsIsChunkWeights: the shared chunks carry the bytes
+// ChunkWeights encodes.
+func TestShareWeightsIsChunkWeights(t *testing.T) {
+	w := update(weights(tensor("a", 3, 700), tensor("b", 5), tensor("e", 0)), 1.5)
+	want := transfer.ChunkWeights("x", w, 1000)
+	got := transfer.ShareWeights("x", w, 1000)
+	if len(got) != len(want) {
+		t.Fatalf("%d shared chunks, %d encoded", len(got), len(want))
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Fatalf("chunk %d differs: %v vs %v", i, got[i].GetName(), want[i].GetName())
+		}
 	}
 }
