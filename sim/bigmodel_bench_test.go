@@ -3,9 +3,11 @@ package sim_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/federa-dev/federa/coordinator"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/sim"
@@ -535,5 +538,40 @@ func TestStreamingAggregationHoldsNoUpdate(t *testing.T) {
 	}
 	if median.coordPeak < fedavg.coordPeak+3*model/2 {
 		t.Errorf("median held %.2f× the model, fedavg %.2f×: the count does not see the updates median holds", float64(median.coordPeak)/float64(model), float64(fedavg.coordPeak)/float64(model))
+	}
+}
+
+// TestSpoiledStreamingSumRerunsTheRound: boston (last in the sum's site
+// order) sends round 1's update with a NaN in its last chunk, after its
+// first chunks went into the round's streaming sum. What was added cannot
+// be taken out, so the round's training runs again holding whole updates
+// (boston's is refused again there), and the round completes with the
+// other two; round 2 has all three.
+func TestSpoiledStreamingSumRerunsTheRound(t *testing.T) {
+	const bostonID = "spiffe://federa.demo/site/us/boston"
+	h := &hostileSite{peer: bostonID}
+	n, logs := startNet(t, sim.Options{Coordinator: func(c *coordinator.Config) {
+		c.ServerOptions = append(c.ServerOptions, h.option())
+	}})
+	h.set(func(m *federav1.SiteMessage) []*federav1.SiteMessage {
+		if c := trainChunk(m); c != nil && c.GetLast() && strings.Contains(c.GetTransferId(), "/r1/") && len(c.Data) >= 4 {
+			binary.LittleEndian.PutUint32(c.Data[len(c.Data)-4:], math.Float32bits(float32(math.NaN())))
+		}
+		return []*federav1.SiteMessage{m}
+	})
+	j := demoSpec()
+	j.Rounds, j.Model = 2, spec.Model{Type: benchFlat, Hidden: []int{600_000}} // 3 chunks
+	job := runJob(t, n, j)
+	if job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		t.Fatalf("job %s: %s", job.GetStatus(), job.GetMessage())
+	}
+	if !strings.Contains(logs.String(), "streaming sum holds part of an update that does not count") {
+		t.Error("the coordinator did not say it reran round 1 holding whole updates")
+	}
+	if p := job.GetRounds()[0].GetParticipants(); !slices.Equal(p, []string{"eu/paris", "sg/singapore"}) {
+		t.Errorf("round 1 participants %v, want paris and singapore", p)
+	}
+	if p := job.GetRounds()[1].GetParticipants(); len(p) != 3 {
+		t.Errorf("round 2 participants %v, want all three", p)
 	}
 }
