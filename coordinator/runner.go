@@ -265,7 +265,7 @@ func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites 
 		weights:  w0,
 		sites:    names,
 	}
-	cpw, err := models.EncodeWeights(st.weights)
+	cpw, _, err := c.checkpointWeights(id, 0, st.weights)
 	if err != nil {
 		return nil, err
 	}
@@ -283,6 +283,24 @@ func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites 
 		addBytes(j, col)
 	}, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
 	return st, err
+}
+
+// checkpointWeights encodes round r's model w once, for its digest
+// ("sha256:…" of models.EncodeWeights(w)) and its checkpoint: streamed
+// from w's memory to a file the store stages (then the checkpoint's
+// weights are nil: SaveRound adopts the file), or, for a store that
+// keeps no files, as bytes for the checkpoint record.
+func (c *Coordinator) checkpointWeights(id string, r int, w models.Weights) (cpw []byte, digest string, err error) {
+	h := sha256.New()
+	if stager, ok := c.store.(store.WeightsStager); ok {
+		err = stager.StageWeights(id, int32(r), func(out io.Writer) error { return models.WriteWeights(io.MultiWriter(out, h), w) })
+	} else if cpw, err = models.EncodeWeights(w); err == nil {
+		h.Write(cpw)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("checkpoint weights: %w", err)
+	}
+	return cpw, "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func (st *training) checkpoint(id string, weights []byte) *federav1.Checkpoint {
@@ -386,18 +404,11 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	logged := make(chan error, 1)
 	var cpw []byte
 	go func() {
-		h := sha256.New()
 		var err error
-		if stager, ok := c.store.(store.WeightsStager); ok {
-			err = stager.StageWeights(id, int32(r), func(w io.Writer) error { return models.WriteWeights(io.MultiWriter(w, h), next) })
-		} else if cpw, err = models.EncodeWeights(next); err == nil {
-			h.Write(cpw)
-		}
-		if err != nil {
-			logged <- fmt.Errorf("checkpoint weights: %w", err)
+		if cpw, tr.aggDigest, err = c.checkpointWeights(id, r, next); err != nil {
+			logged <- err
 			return
 		}
-		tr.aggDigest = "sha256:" + hex.EncodeToString(h.Sum(nil))
 		tr.entries = roundEntries(id, r, tr)
 		if redoOf != nil {
 			tr.entries[0].Data["redo_of"], tr.entries[0].Data["redo_reason"] = *redoOf, redoReason

@@ -130,6 +130,7 @@ func BenchmarkBigModelRound(b *testing.B) {
 		updRatio = append(updRatio, median(p.train)/median(r.update))
 		roundRatio = append(roundRatio, median(r.round)/median(p.round))
 		m := runBigJob(b, params, 3, true, "")
+		printPeak(b)
 		coordHeap = append(coordHeap, float64(m.coordPeak)/modelBytes)
 		siteHeap = append(siteHeap, float64(m.sitePeak)/modelBytes)
 	}
