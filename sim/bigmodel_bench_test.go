@@ -112,6 +112,8 @@ func (a flatArch) Predict(_ models.Weights, X *mat.Dense) (models.Predictions, e
 //     stored (the job's end, which exports the model, is not counted).
 //     The sites run in this process; their bytes are
 //     site_peak_heap/model, all three together.
+//     coord_peak_heap/model_median is the same figure for a job under
+//     median, a robust strategy that holds every site's update whole.
 func BenchmarkBigModelRound(b *testing.B) {
 	params := envInt(b, "FEDERA_BIG_PARAMS", 10_000_000)
 	rounds := envInt(b, "FEDERA_BIG_ROUNDS", 3)
@@ -119,7 +121,7 @@ func BenchmarkBigModelRound(b *testing.B) {
 		b.Fatal("FEDERA_BIG_ROUNDS: want at least 2 (a round's time is between two rounds' tasks)")
 	}
 	modelBytes := float64(4 * params)
-	var update, plainTrain, round, plainRound, updRatio, roundRatio, coordHeap, siteHeap []float64
+	var update, plainTrain, round, plainRound, updRatio, roundRatio, coordHeap, siteHeap, medianHeap []float64
 	for range b.N {
 		r := runBigJob(b, params, rounds, false, "")
 		p := plaintextRounds(b, params, rounds)
@@ -131,6 +133,8 @@ func BenchmarkBigModelRound(b *testing.B) {
 		roundRatio = append(roundRatio, median(r.round)/median(p.round))
 		m := runBigJob(b, params, 3, true, "")
 		printPeak(b)
+		md := runBigJob(b, params, 3, true, "median")
+		medianHeap = append(medianHeap, float64(md.coordPeak)/modelBytes)
 		coordHeap = append(coordHeap, float64(m.coordPeak)/modelBytes)
 		siteHeap = append(siteHeap, float64(m.sitePeak)/modelBytes)
 	}
@@ -143,6 +147,7 @@ func BenchmarkBigModelRound(b *testing.B) {
 	b.ReportMetric(median(roundRatio), "round_vs_transfer")
 	b.ReportMetric(median(coordHeap), "coord_peak_heap/model")
 	b.ReportMetric(median(siteHeap), "site_peak_heap/model")
+	b.ReportMetric(median(medianHeap), "coord_peak_heap/model_median")
 }
 
 func envInt(b *testing.B, name string, def int) int {
