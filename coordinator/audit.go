@@ -190,7 +190,10 @@ func roundEntries(id string, r int, tr *trainedRound) []auditlog.Entry {
 	var out []auditlog.Entry
 	for _, s := range tr.participants {
 		a := tr.results[s]
-		if a.weights != nil {
+		switch {
+		case a.digest != "":
+			updates[s] = a.digest
+		case a.weights != nil:
 			updates[s] = digestWeights(a.weights)
 		}
 		if eps := a.result.GetEpsilonSpent(); eps > 0 {
@@ -204,7 +207,7 @@ func roundEntries(id string, r int, tr *trainedRound) []auditlog.Entry {
 	sort.Strings(missing)
 	data := map[string]any{
 		"round": r, "participants": tr.participants, "missing": missing,
-		"update_digests": updates, "aggregate_digest": digestWeights(tr.next),
+		"update_digests": updates, "aggregate_digest": tr.aggDigest,
 	}
 	if sa := tr.secagg; sa != nil {
 		// The coordinator saw no site's update: what it records is how the

@@ -43,6 +43,9 @@ type Coordinator struct {
 	jobs     map[string]*jobState
 	queries  map[string]*federav1.Query // every query's latest record (the store holds the same)
 
+	sendMu sync.Mutex
+	sends  map[*float32]int // sends under way of a model's memory, by weightsKey (runner.go)
+
 	access  *policy.Access
 	streams *perIdentity // calls open per peer (Limits.MaxStreamsPerIdentity)
 

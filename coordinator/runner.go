@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -35,7 +36,8 @@ type training struct {
 	sites    []string // sites that passed the stats phase
 	aggState []byte   // a stateful aggregator's state after round, encoded; nil if none
 	// spare is the previous round's model, which nothing refers to any
-	// more: an IntoAggregator writes the next one into it.
+	// more once its sends are done (Coordinator.sending): the streaming
+	// sum, or an IntoAggregator, writes the next one into it.
 	spare models.Weights
 	// redoOf is the audit index of the next round's first attempt, logged
 	// before a stop that lost its checkpoint; nil if none.
@@ -267,11 +269,7 @@ func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites 
 		weights:  w0,
 		sites:    names,
 	}
-	cpw, err := models.EncodeWeights(st.weights)
-	if err != nil {
-		return nil, err
-	}
-	cp := st.checkpoint(id, cpw)
+	var cp *federav1.Checkpoint
 	record := func(j *federav1.Job) {
 		j.Status = federav1.JobStatus_JOB_STATUS_RUNNING
 		j.Features, j.Classes = features, classes
@@ -286,10 +284,35 @@ func (c *Coordinator) standardize(ctx context.Context, job *federav1.Job, sites 
 		addBytes(j, col)
 	}
 	save := func() error {
+		if cp == nil {
+			cpw, _, err := c.checkpointWeights(id, 0, st.weights)
+			if err != nil {
+				return err
+			}
+			cp = st.checkpoint(id, cpw)
+		}
 		_, err := c.updateWith(id, fmt.Sprintf("standardized: %d sites, %d features, classes %v", len(names), len(features), classes), record, func(j *federav1.Job) error { return c.store.SaveRound(j, cp) })
 		return err
 	}
 	return st, c.retryStorage(ctx, id, "the standardized starting point", save(), save)
+}
+
+// checkpointWeights encodes round r's model w once, for its digest
+// ("sha256:…" of models.EncodeWeights(w)) and its checkpoint: streamed
+// from w's memory to a file the store stages (then the checkpoint's
+// weights are nil: SaveRound adopts the file), or, for a store that
+// keeps no files, as bytes for the checkpoint record.
+func (c *Coordinator) checkpointWeights(id string, r int, w models.Weights) (cpw []byte, digest string, err error) {
+	h := sha256.New()
+	if stager, ok := c.store.(store.WeightsStager); ok {
+		err = stager.StageWeights(id, int32(r), func(out io.Writer) error { return models.WriteWeights(io.MultiWriter(out, h), w) })
+	} else if cpw, err = models.EncodeWeights(w); err == nil {
+		h.Write(cpw)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("checkpoint weights: %w", err)
+	}
+	return cpw, "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func (st *training) checkpoint(id string, weights []byte) *federav1.Checkpoint {
@@ -385,17 +408,34 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		}
 	}
 	sort.Strings(tr.missing)
-	tr.entries = roundEntries(id, r, tr)
-	if st.redoOf != nil {
-		tr.entries[0].Data["redo_of"], tr.entries[0].Data["redo_reason"] = *st.redoOf, redoReason
-		st.redoOf = nil
-	}
+	redoOf := st.redoOf
+	st.redoOf = nil
 	next := tr.next
-	// The round's entries are known once it is aggregated: append them
-	// (an fsync) while the sites evaluate, and wait for it before the round
+	// The round's entries are known once it is aggregated: while the
+	// sites evaluate, encode the aggregate once — its digest for the
+	// round's entry, its bytes for the checkpoint, streamed from the
+	// model's memory to a staged file where the store keeps one — and
+	// append the entries (an fsync); the round waits for both before it
 	// is stored or reported.
 	logged := make(chan error, 1)
-	go func() { logged <- c.audit(false, tr.entries...) }()
+	var cpw []byte
+	// log stages the checkpoint (once it has been staged, not again) and
+	// appends the round's entries; on a full disk it runs again once
+	// there is space.
+	log := func() error {
+		if tr.entries == nil {
+			var err error
+			if cpw, tr.aggDigest, err = c.checkpointWeights(id, r, next); err != nil {
+				return err
+			}
+			tr.entries = roundEntries(id, r, tr)
+			if redoOf != nil {
+				tr.entries[0].Data["redo_of"], tr.entries[0].Data["redo_reason"] = *redoOf, redoReason
+			}
+		}
+		return c.audit(false, tr.entries...)
+	}
+	go func() { logged <- log() }()
 	evalStart := c.cfg.Now()
 	// Evaluation is best effort: a site that cannot score this round still
 	// trained in it, so one answer is enough to report a figure.
@@ -424,32 +464,27 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		}
 	}
 	sum.DurationMs = c.cfg.Now().Sub(start).Milliseconds()
-	if _, ok := agg.(models.IntoAggregator); ok {
+	if _, ok := agg.(models.IntoAggregator); ok || tr.streamed {
 		st.spare = st.weights
 	}
 	st.weights = next
 	st.round = r
 	if err := saveAggregator(agg, st); err != nil {
+		<-logged
 		return err
 	}
-	cpw, err := models.EncodeWeights(next)
-	if err != nil {
-		return err
-	}
-	cp := st.checkpoint(id, cpw)
 	// The round is in the log before it is stored or reported; its
 	// checkpoint is signed in the background.
 	// The time the round waits for its entries to be durable.
 	auditStart := c.cfg.Now()
-	if err := c.retryStorage(ctx, id, fmt.Sprintf("round %d's audit entries", r), <-logged, func() error {
-		return c.audit(false, tr.entries...)
-	}); err != nil {
+	if err := c.retryStorage(ctx, id, fmt.Sprintf("round %d's audit entries", r), <-logged, log); err != nil {
 		return err
 	}
 	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))
 	// The round's entries are in the audit log (unsigned), its checkpoint
 	// is not stored.
 	// gofail: var coordBeforeRoundSave struct{}
+	cp := st.checkpoint(id, cpw)
 	c.requestCheckpoint()
 	event := fmt.Sprintf("round %d/%d: %d sites, train loss %.4f, %s", r, sp.GetRounds(), len(sum.Participants), sum.TrainLoss, federav1.FormatEval(sum))
 	if tr.secagg != nil {
@@ -497,18 +532,78 @@ type trainedRound struct {
 	cols    []*collected // every fan-out of the half, for byte counts
 	entries []auditlog.Entry
 	secagg  *federav1.SecAggRound
+	// streamed: the updates were summed as they arrived (next is the
+	// sum's buffer, or the strategy's step from it).
+	streamed  bool
+	aggDigest string // "sha256:…" of models.EncodeWeights(next)
 }
 
 // plainTrain sends the weights, receives every site's update by
 // deadline and aggregates them.
+//
+// A MeanBased strategy aggregates as the updates stream in: each chunk
+// of each site is checked and added to one example-weighted sum (in the
+// previous round's model buffer) as it arrives, and hashed on the way,
+// so no update is held whole. Values are added in site-name order, so
+// the model does not depend on which site's chunks came first; a site
+// waits, holding one chunk, for those before it. What was added cannot
+// be taken out: if a site that started sending its update does not
+// count (it was lost or refused midway, or the round closed while it was
+// sending or waiting its turn), the round's training runs again at once,
+// holding whole updates, with a fresh deadline. Other strategies
+// (median, trimmed-mean, krum) hold every update until the last arrives.
 func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *training, r int, sites []string, agg models.Aggregator, deadline time.Time) (*trainedRound, error) {
 	sp := job.GetSpec()
 	trainStart := c.cfg.Now()
-	col, err := c.fanOut(ctx, fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_TRAIN, sites: sites, minSites: int(sp.GetMinSites()), st: st, w: st.weights, deadline: deadline})
+	f := fan{job: job, round: r, kind: federav1.TaskKind_TASK_KIND_TRAIN, sites: sites, minSites: int(sp.GetMinSites()), st: st, w: st.weights, deadline: deadline}
+	prefix, err := models.SafetensorsPrefix(st.weights)
 	if err != nil {
+		return nil, fmt.Errorf("the global model: %w", err)
+	}
+	var sum *transfer.Sum
+	if _, ok := agg.(models.MeanBased); ok {
+		if sum, err = transfer.NewSum(st.weights, c.reusable(st.spare), sites); err != nil {
+			return nil, err
+		}
+		f.in.sum = sum
+	} else {
+		f.in.prefix = prefix
+	}
+	col, err := c.fanOut(ctx, f)
+	if err != nil {
+		if sum != nil {
+			_, _, _ = sum.Close(nil)
+		}
 		return nil, err
 	}
-	tr := &trainedRound{trainPhase: c.cfg.Now().Sub(trainStart), results: col.Answers(), cols: []*collected{col},
+	cols := []*collected{col}
+	var mean models.Weights
+	var total int64
+	if sum != nil {
+		answered := col.Answered()
+		if col.Outcome() != Done {
+			answered = nil
+		}
+		mean, total, err = sum.Close(answered)
+		var spoiled *transfer.SpoiledError
+		switch {
+		case errors.As(err, &spoiled):
+			c.log.Warn("the round's streaming sum holds part of an update that does not count; its training runs again, holding whole updates",
+				logkeys.Job, job.GetId(), logkeys.Round, r, "sites", spoiled.Keys)
+			f.in = inbound{prefix: prefix}
+			f.deadline = c.cfg.Now().Add(time.Duration(sp.GetRoundTimeoutMs()) * time.Millisecond)
+			if col, err = c.fanOut(ctx, f); err != nil {
+				return nil, err
+			}
+			cols = append(cols, col)
+			sum = nil
+		case err != nil && col.Outcome() == Done:
+			return nil, fmt.Errorf("aggregate: %w", err)
+		case err != nil:
+			sum = nil // the round failed: reported below
+		}
+	}
+	tr := &trainedRound{trainPhase: c.cfg.Now().Sub(trainStart), results: col.Answers(), cols: cols,
 		participants: col.Answered(), missing: col.Missing()}
 	if col.Outcome() != Done {
 		return nil, fmt.Errorf("training: %s", col.Reason())
@@ -518,11 +613,13 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 	for _, s := range col.Answered() {
 		a := col.Answers()[s]
 		tr.maxCompute = max(tr.maxCompute, a.result.GetComputeMs())
-		if err := a.weights.Validate(st.weights); err != nil {
-			return nil, fmt.Errorf("update from %s: %w", s, err)
-		}
 		n := a.result.GetExamples()
-		updates = append(updates, models.Update{Weights: a.weights, Examples: int(n)})
+		if sum == nil {
+			if err := a.weights.Validate(st.weights); err != nil {
+				return nil, fmt.Errorf("update from %s: %w", s, err)
+			}
+			updates = append(updates, models.Update{Weights: a.weights, Examples: int(n)})
+		}
 		lossSum += a.result.GetTrainLoss() * float64(n)
 		tr.examples += n
 	}
@@ -530,8 +627,17 @@ func (c *Coordinator) plainTrain(ctx context.Context, job *federav1.Job, st *tra
 		tr.loss = lossSum / float64(tr.examples)
 	}
 	aggStart := c.cfg.Now()
-	if into, ok := agg.(models.IntoAggregator); ok {
-		tr.next, err = into.AggregateInto(st.spare, st.weights, updates)
+	if sum != nil {
+		tr.streamed = true
+		if fm, ok := agg.(models.FromMean); ok {
+			tr.next, err = fm.NextFromMean(st.weights, mean, total)
+		} else {
+			// MeanBased: the mean, weighted by the round's examples, is
+			// all the strategy needs.
+			tr.next, err = agg.Aggregate(st.weights, []models.Update{{Weights: mean, Examples: int(total)}})
+		}
+	} else if into, ok := agg.(models.IntoAggregator); ok {
+		tr.next, err = into.AggregateInto(c.reusable(st.spare), st.weights, updates)
 	} else {
 		tr.next, err = agg.Aggregate(st.weights, updates)
 	}
@@ -643,6 +749,9 @@ type fan struct {
 	ringLen int64
 	// What the quorum is called in a failure's reason; "" is min_sites.
 	quorumName string
+	// Where the sites' updates go as they arrive (a training fan-out in
+	// the clear): a streaming sum, or whole weights hashed on the way.
+	in inbound
 }
 
 // fanOut sends one task kind to sites and collects the answers until the
@@ -677,7 +786,9 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 	kindName := strings.ToLower(strings.TrimPrefix(kind.String(), "TASK_KIND_"))
 	var chunks []*federav1.TensorChunk
 	if w != nil {
-		chunks = transfer.ChunkWeights("", w, 0)
+		// Views of w's memory, not a copy: w is not written while any
+		// send of it is under way (reusable).
+		chunks = transfer.ShareWeights("", w, 0)
 	}
 	for _, s := range sites {
 		t := &federav1.Task{
@@ -693,13 +804,20 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			t.Features, t.Classes = st.features, st.classes
 			t.ScalerMean, t.ScalerScale = st.scaler.Mean, st.scaler.Scale
 		}
-		sess, err := c.expect(s, t.GetTaskId(), w, f.ringLen, ch)
+		sess, err := c.expect(s, t.GetTaskId(), w, f.ringLen, f.in, ch)
 		if err != nil {
+			if f.in.sum != nil {
+				f.in.sum.Drop(s)
+			}
 			col.Lose(s, err.Error())
 			continue
 		}
 		tasks[t.GetTaskId()] = s
-		go func() { sent <- sentTask{site: s, bytes: c.dispatch(sess, t, chunks)} }()
+		done := c.sendingOf(w)
+		go func() {
+			defer done()
+			sent <- sentTask{site: s, bytes: c.dispatch(sess, t, chunks)}
+		}()
 	}
 	defer c.forget(tasks, "the fan-out closed")
 	countSent := func(t sentTask) { col.bytesOut[t.site] += t.bytes }
@@ -792,16 +910,26 @@ func checkReply(f fan, r reply) error {
 	if f.kind != federav1.TaskKind_TASK_KIND_TRAIN || f.secagg != nil || f.w == nil {
 		return nil
 	}
-	if r.weights == nil {
+	switch {
+	case r.streamed:
+		// Checked chunk by chunk as it went into the round's sum.
+	case r.weights == nil:
 		return errors.New("a training answer without an update")
+	default:
+		if err := r.weights.Validate(f.w); err != nil {
+			return fmt.Errorf("an update that does not fit the model: %w", err)
+		}
 	}
-	if err := r.weights.Validate(f.w); err != nil {
-		return fmt.Errorf("an update that does not fit the model: %w", err)
-	}
-	if n := r.result.GetExamples(); n < 1 {
+	return checkTrainResult(r.result)
+}
+
+// checkTrainResult refuses a training answer's figures no honest site
+// sends; a streamed update is checked so before its first chunk counts.
+func checkTrainResult(res *federav1.TaskResult) error {
+	if n := res.GetExamples(); n < 1 {
 		return fmt.Errorf("an update from %d training examples", n)
 	}
-	if l := r.result.GetTrainLoss(); math.IsNaN(l) || math.IsInf(l, 0) || l < 0 {
+	if l := res.GetTrainLoss(); math.IsNaN(l) || math.IsInf(l, 0) || l < 0 {
 		return fmt.Errorf("a training loss of %v", l)
 	}
 	return nil
@@ -1025,4 +1153,55 @@ func siteRounds(train, eval map[string]reply, kind models.Kind) []*federav1.Site
 		out = append(out, sr)
 	}
 	return out
+}
+
+// sendingOf counts a send of w's memory under way until the returned
+// func is called (nil w: nothing to count).
+func (c *Coordinator) sendingOf(w models.Weights) (done func()) {
+	key := weightsKey(w)
+	if key == nil {
+		return func() {}
+	}
+	c.sendMu.Lock()
+	if c.sends == nil {
+		c.sends = map[*float32]int{}
+	}
+	c.sends[key]++
+	c.sendMu.Unlock()
+	return func() {
+		c.sendMu.Lock()
+		if c.sends[key]--; c.sends[key] == 0 {
+			delete(c.sends, key)
+		}
+		c.sendMu.Unlock()
+	}
+}
+
+// reusable is w if no send of its memory is under way, else nil: the
+// chunks a fan-out sends are views of the weights (transfer.ShareWeights),
+// so a model still being sent to a stalled site is not overwritten; the
+// next model then gets a buffer of its own.
+func (c *Coordinator) reusable(w models.Weights) models.Weights {
+	key := weightsKey(w)
+	if key == nil {
+		return nil
+	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if c.sends[key] > 0 {
+		return nil
+	}
+	return w
+}
+
+// weightsKey identifies a model's memory by its first non-empty tensor's
+// first value: a model's tensors move together (a spare model is reused
+// whole, never lent a tensor of another).
+func weightsKey(w models.Weights) *float32 {
+	for _, name := range w.Names() {
+		if t := w[name]; t != nil && len(t.Data) > 0 {
+			return &t.Data[0]
+		}
+	}
+	return nil
 }

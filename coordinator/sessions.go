@@ -105,6 +105,12 @@ type reply struct {
 	ring    []byte // a secure-aggregation masked input, packed (secagg.Pack)
 	lost    string // non-empty: the site will not answer, and why
 	bytesIn int64
+	// digest is the update's "sha256:…", hashed as its chunks arrived
+	// (models.EncodeWeights of it); "" if not known that way.
+	digest string
+	// streamed: the update went into the fan-out's streaming sum as it
+	// arrived, checked chunk by chunk; weights is nil.
+	streamed bool
 }
 
 type pendingTask struct {
@@ -114,6 +120,18 @@ type pendingTask struct {
 	bytesIn  int64
 	maxElems int64 // values the site may send back: those of the weights sent
 	ring     bool  // the site sends back a ring vector of exactly maxElems
+	// in says where the site's update goes: a streaming sum, or whole
+	// weights hashed as they arrive.
+	in inbound
+}
+
+// inbound is where a fan-out's updates go as their chunks arrive: into
+// sum (streaming aggregation), or assembled whole and hashed with prefix
+// (models.SafetensorsPrefix of the weights sent); both zero for a task
+// whose answer carries no update to hash.
+type inbound struct {
+	sum    *transfer.Sum
+	prefix []byte
 }
 
 type siteService struct {
@@ -235,6 +253,10 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 				sess.close(err.Error())
 				return err
 			}
+			// A chunk may wait its turn in a streaming sum (its site's
+			// messages queue behind it meanwhile): that time is the
+			// coordinator's, not the site's silence.
+			heard.Store(time.Now().UnixNano())
 		}
 	}
 }
@@ -269,6 +291,7 @@ type assembly struct {
 	result *federav1.TaskResult
 	asm    *transfer.Assembler
 	ring   *federav1.RingAssembler
+	stream *transfer.SumStream
 }
 
 // handleSiteMessage routes one message. An error is a protocol violation
@@ -284,15 +307,31 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 			return err // nil: a late answer to a task that already closed
 		}
 		if r.GetWeightsFollow() && r.GetError() == "" {
-			limit, ring := c.transferLimit(r.GetTaskId())
-			if limit == 0 {
+			limit, ring, in := c.transferLimit(r.GetTaskId())
+			switch {
+			case limit == 0:
 				c.deliver(sess.site, r.GetTaskId(), reply{site: sess.site, lost: "announced weights for a task that was sent none"})
-				return nil
-			}
-			if ring {
+			case ring:
 				asm[r.GetTaskId()] = &assembly{result: r, ring: federav1.NewRingAssembler(r.GetTaskId(), limit)}
-			} else {
-				asm[r.GetTaskId()] = &assembly{result: r, asm: transfer.NewAssembler(r.GetTaskId(), limit)}
+			case in.sum != nil:
+				// Streaming: the header's figures are checked now, before
+				// any of the update reaches the round's sum.
+				if err := checkTrainResult(r); err != nil {
+					c.deliver(sess.site, r.GetTaskId(), reply{site: sess.site, lost: "refused its answer: " + err.Error()})
+					return nil
+				}
+				st, err := in.sum.Stream(sess.site, r.GetTaskId(), r.GetExamples())
+				if err != nil {
+					c.deliver(sess.site, r.GetTaskId(), reply{site: sess.site, lost: "refused its answer: " + err.Error()})
+					return nil
+				}
+				asm[r.GetTaskId()] = &assembly{result: r, stream: st}
+			default:
+				a := transfer.NewAssembler(r.GetTaskId(), limit)
+				if in.prefix != nil {
+					a.HashAs(in.prefix)
+				}
+				asm[r.GetTaskId()] = &assembly{result: r, asm: a}
 			}
 			return nil
 		}
@@ -313,9 +352,12 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 		}
 		var done bool
 		var err error
-		if a.ring != nil {
+		switch {
+		case a.ring != nil:
 			done, err = a.ring.Add(b.Chunk)
-		} else {
+		case a.stream != nil:
+			done, err = a.stream.Add(b.Chunk)
+		default:
 			done, err = a.asm.Add(b.Chunk)
 		}
 		if err != nil {
@@ -326,10 +368,13 @@ func (c *Coordinator) handleSiteMessage(sess *session, m *federav1.SiteMessage, 
 		if done {
 			delete(asm, id)
 			r := reply{site: sess.site, result: a.result}
-			if a.ring != nil {
+			switch {
+			case a.ring != nil:
 				r.ring = a.ring.Packed()
-			} else {
-				r.weights = a.asm.Weights()
+			case a.stream != nil:
+				r.streamed, r.digest = true, a.stream.Digest()
+			default:
+				r.weights, r.digest = a.asm.Weights(), a.asm.Digest()
 			}
 			c.deliver(sess.site, id, r)
 		}
@@ -378,15 +423,15 @@ func (c *Coordinator) countPending(sess *session, taskID string, size int64) (bo
 }
 
 // transferLimit is how many values a site may send for a pending task,
-// and whether they are a ring vector (exactly that many) rather than
-// weights.
-func (c *Coordinator) transferLimit(taskID string) (int64, bool) {
+// whether they are a ring vector (exactly that many) rather than
+// weights, and where weights go.
+func (c *Coordinator) transferLimit(taskID string) (int64, bool, inbound) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p, ok := c.pending[taskID]; ok {
-		return p.maxElems, p.ring
+		return p.maxElems, p.ring, p.in
 	}
-	return 0, false
+	return 0, false, inbound{}
 }
 
 // deliver hands a task's reply to its fan-out, exactly once.
@@ -401,6 +446,11 @@ func (c *Coordinator) deliver(site, taskID string, r reply) {
 		return
 	}
 	r.bytesIn = p.bytesIn
+	if p.in.sum != nil && !r.streamed {
+		// No update of this site goes into the sum: those after it in
+		// the sum's order stop waiting for it.
+		p.in.sum.Drop(site)
+	}
 	p.ch <- r // buffered for every task of the fan-out
 }
 
@@ -443,6 +493,9 @@ func (c *Coordinator) loseTasksOf(s *session) {
 		reason = "disconnected: " + s.reason
 	}
 	for _, p := range lost {
+		if p.in.sum != nil {
+			p.in.sum.Drop(p.site)
+		}
 		p.ch <- reply{site: p.site, lost: reason, bytesIn: p.bytesIn}
 	}
 }
@@ -482,7 +535,7 @@ func (c *Coordinator) connectedSites(dataset string) ([]string, <-chan struct{})
 // expect registers where the reply to a task for site goes, before the
 // task is sent. The site may send back as many values as the weights w
 // hold, or, with ring > 0, a ring vector of exactly ring elements.
-func (c *Coordinator) expect(site, taskID string, w models.Weights, ring int64, ch chan<- reply) (*session, error) {
+func (c *Coordinator) expect(site, taskID string, w models.Weights, ring int64, in inbound, ch chan<- reply) (*session, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sess := c.sessions[site]
@@ -493,7 +546,7 @@ func (c *Coordinator) expect(site, taskID string, w models.Weights, ring int64, 
 	for _, t := range w {
 		elems += int64(len(t.Data))
 	}
-	p := &pendingTask{site: site, sess: sess, ch: ch, maxElems: elems}
+	p := &pendingTask{site: site, sess: sess, ch: ch, maxElems: elems, in: in}
 	if ring > 0 {
 		p.maxElems, p.ring = ring, true
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"unsafe"
 
 	"github.com/nlpodyssey/safetensors"
 )
@@ -147,3 +148,109 @@ func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// layoutView is a tensor's dtype and shape without its data: enough for
+// the safetensors header, which depends on nothing else.
+type layoutView struct {
+	shape []uint64
+	n     uint64
+}
+
+func (v layoutView) DType() safetensors.DType { return safetensors.F32 }
+func (v layoutView) Shape() []uint64          { return v.shape }
+func (v layoutView) Data() []byte             { return nil }
+func (v layoutView) DataLen() uint64          { return 4 * v.n }
+
+// SafetensorsPrefix is what EncodeWeights writes before the tensor data
+// for any weights of layout's names and shapes (their values do not
+// matter): the header length and the header. After it, EncodeWeights
+// writes each tensor's values as little-endian float32, tensors in name
+// order — the order transfer.ChunkWeights sends them in — so
+// sha256(prefix ‖ chunk payloads in order) is sha256(EncodeWeights(w)),
+// computable as chunks arrive without holding w.
+func SafetensorsPrefix(layout Weights) ([]byte, error) {
+	views := make(map[string]layoutView, len(layout))
+	for _, name := range layout.Names() {
+		t := layout[name]
+		if t == nil || name == "" || name == metadataKey || len(t.Shape) == 0 {
+			return nil, fmt.Errorf("safetensors header: tensor %q cannot be encoded", name)
+		}
+		n, err := numElements(t.Shape)
+		if err != nil {
+			return nil, fmt.Errorf("safetensors header: tensor %q: %w", name, err)
+		}
+		shape := make([]uint64, len(t.Shape))
+		for i, d := range t.Shape {
+			shape[i] = uint64(d)
+		}
+		views[name] = layoutView{shape: shape, n: uint64(n)}
+	}
+	var buf prefixWriter
+	if err := safetensors.SerializeToWriter(views, nil, &buf); err != nil {
+		return nil, fmt.Errorf("safetensors header: %w", err)
+	}
+	return buf.b, nil
+}
+
+// prefixWriter keeps what SerializeToWriter writes; layoutViews write no data.
+type prefixWriter struct{ b []byte }
+
+func (w *prefixWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// WriteWeights writes w as EncodeWeights encodes it, tensor by tensor,
+// without building the file in memory: on a little-endian machine each
+// tensor's values are written straight from w's memory. Unlike
+// EncodeWeights it does not check that the values are finite; w must not
+// change while it runs.
+func WriteWeights(out io.Writer, w Weights) error {
+	views := make(map[string]f32View, len(w))
+	for _, name := range w.Names() {
+		t := w[name]
+		if name == "" || name == metadataKey || t == nil || len(t.Shape) == 0 {
+			return fmt.Errorf("encoding weights: tensor %q cannot be encoded", name)
+		}
+		n, err := numElements(t.Shape)
+		if err != nil || n != len(t.Data) {
+			return fmt.Errorf("encoding weights: tensor %q holds %d values for shape %v", name, len(t.Data), t.Shape)
+		}
+		shape := make([]uint64, len(t.Shape))
+		for i, d := range t.Shape {
+			shape[i] = uint64(d)
+		}
+		views[name] = f32View{shape: shape, data: t.Data}
+	}
+	if err := safetensors.SerializeToWriter(views, nil, out); err != nil {
+		return fmt.Errorf("encoding weights: %w", err)
+	}
+	return nil
+}
+
+// f32View is a float32 tensor as safetensors writes it: little-endian
+// bytes, w's own memory where the machine is little-endian.
+type f32View struct {
+	shape []uint64
+	data  []float32
+}
+
+func (v f32View) DType() safetensors.DType { return safetensors.F32 }
+func (v f32View) Shape() []uint64          { return v.shape }
+func (v f32View) DataLen() uint64          { return 4 * uint64(len(v.data)) }
+func (v f32View) Data() []byte {
+	if len(v.data) == 0 {
+		return nil
+	}
+	if littleEndian {
+		return unsafe.Slice((*byte)(unsafe.Pointer(&v.data[0])), 4*len(v.data))
+	}
+	b := make([]byte, 4*len(v.data))
+	for i, x := range v.data {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+// littleEndian: float32 values in memory are their little-endian bytes.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()

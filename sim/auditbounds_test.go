@@ -317,7 +317,8 @@ func TestSiteTensorsAreBoundedByTheirTask(t *testing.T) {
 				msgs := []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: res}}}
 				switch {
 				case task.GetKind() == tt.attack:
-					res.WeightsFollow = true
+					// A plausible header, so what is refused is the tensor.
+					res.WeightsFollow, res.Examples = true, 20
 					msgs = append(msgs, huge(task.GetTaskId()))
 				case task.GetKind() == federav1.TaskKind_TASK_KIND_ADMIT:
 					res.Admission = &federav1.Admission{Outcome: federav1.Admission_OUTCOME_ALLOW}

@@ -75,13 +75,17 @@ func size(msgs []*federav1.SiteMessage) int64 {
 
 // boundFor is the most bytes a release of this kind may take for the
 // declared model (params: its parameter count, from its architecture): 4
-// bytes a parameter plus a fixed envelope, so a task cannot smuggle out
-// more than the model it claims to send.
+// bytes a parameter plus a fixed envelope, and for an update a small
+// allowance per chunk it travels in (each has its own headers: task id,
+// tensor name, shape, offset), so a task cannot smuggle out more than the
+// model it claims to send. (A 100M-parameter update is 382 chunks, whose
+// headers alone outgrew the fixed envelope.)
 func boundFor(kind string, features, classes int, params int64) int64 {
 	const envelope = 16 << 10
+	const perChunk = 1 << 10
 	switch kind {
 	case egressModelUpdate:
-		return 4*params + envelope
+		return 4*params + envelope + perChunk*(4*params/federav1.MaxChunkBytes+1)
 	case egressStatistics:
 		return int64(8*(2*features+1)) + int64(64*(features+classes)) + envelope
 	default:

@@ -47,7 +47,7 @@ func OpenBolt(dir string) (*Bolt, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketJobs, bucketCheckpoints, bucketModels, bucketQueries, bucketDecisions} {
+		for _, b := range [][]byte{bucketJobs, bucketCheckpoints, bucketModels, bucketQueries, bucketDecisions, bucketCheckpointFiles} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -128,7 +128,12 @@ func (b *Bolt) SaveRound(job *federav1.Job, cp *federav1.Checkpoint) error {
 	if job.GetId() == "" || cp.GetJobId() != job.GetId() {
 		return fmt.Errorf("store: checkpoint for job %q does not match job %q", cp.GetJobId(), job.GetId())
 	}
-	return b.db.Update(func(tx *bolt.Tx) error {
+	// A checkpoint without weights adopts those staged for its round
+	// (StageWeights).
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		if err := b.adoptWeights(tx, job.GetId(), cp.GetRound(), len(cp.GetWeights()) > 0); err != nil {
+			return err
+		}
 		if err := putProto(tx, bucketJobs, job.GetId(), job); err != nil {
 			return err
 		}
@@ -136,20 +141,39 @@ func (b *Bolt) SaveRound(job *federav1.Job, cp *federav1.Checkpoint) error {
 		// gofail: var storeMidSaveRound struct{}
 		return putProto(tx, bucketCheckpoints, job.GetId(), cp)
 	})
+	if err == nil {
+		keep := ""
+		if len(cp.GetWeights()) == 0 {
+			keep = weightsFile(job.GetId(), cp.GetRound())
+		}
+		b.pruneWeights(job.GetId(), keep)
+	}
+	return err
 }
 
 // LoadCheckpoint implements Store.
 func (b *Bolt) LoadCheckpoint(jobID string) (*federav1.Checkpoint, error) {
 	cp := &federav1.Checkpoint{}
-	if err := b.db.View(func(tx *bolt.Tx) error { return getProto(tx, bucketCheckpoints, jobID, cp) }); err != nil {
+	var file string
+	if err := b.db.View(func(tx *bolt.Tx) error {
+		file = b.weightsRef(tx, jobID)
+		return getProto(tx, bucketCheckpoints, jobID, cp)
+	}); err != nil {
 		return nil, err
+	}
+	if file != "" {
+		w, err := os.ReadFile(filepath.Join(b.checkpointDir(), file))
+		if err != nil {
+			return nil, fmt.Errorf("store: checkpoint weights of job %s: %w", jobID, err)
+		}
+		cp.Weights = w
 	}
 	return cp, nil
 }
 
 // FinishJob implements Store.
 func (b *Bolt) FinishJob(job *federav1.Job, model []byte) error {
-	return b.db.Update(func(tx *bolt.Tx) error {
+	err := b.db.Update(func(tx *bolt.Tx) error {
 		if err := putProto(tx, bucketJobs, job.GetId(), job); err != nil {
 			return err
 		}
@@ -159,8 +183,15 @@ func (b *Bolt) FinishJob(job *federav1.Job, model []byte) error {
 			}
 		}
 		// The checkpoint's weights live on in the model; drop the copy.
+		if err := tx.Bucket(bucketCheckpointFiles).Delete([]byte(job.GetId())); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketCheckpoints).Delete([]byte(job.GetId()))
 	})
+	if err == nil {
+		b.pruneWeights(job.GetId(), "")
+	}
+	return err
 }
 
 // GetModel implements Store.

@@ -1,9 +1,13 @@
 package transfer
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"math"
+	"unsafe"
 
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -69,12 +73,39 @@ type Assembler struct {
 	w        models.Weights
 	filled   map[string]int
 	finished bool
+	// The digest, if asked for (HashAs): the hash of the prefix and each
+	// chunk's payload as it arrived, valid while the tensors come in name
+	// order.
+	h         hash.Hash
+	lastName  string
+	unordered bool
 }
 
 // NewAssembler accepts chunks of transferID, at most maxElems float32
 // values in all.
 func NewAssembler(transferID string, maxElems int64) *Assembler {
 	return &Assembler{id: transferID, limit: maxElems, w: models.Weights{}, filled: map[string]int{}}
+}
+
+// HashAs makes the assembler hash the update as its chunks arrive:
+// prefix (models.SafetensorsPrefix of the expected layout), then each
+// payload, so Digest is the SHA-256 of models.EncodeWeights of the
+// weights without encoding them again. Call it before the first Add.
+func (a *Assembler) HashAs(prefix []byte) {
+	a.h = sha256.New()
+	a.h.Write(prefix)
+}
+
+// Digest is "sha256:…" of models.EncodeWeights(a.Weights()) for a
+// complete transfer whose tensors came in name order, as ChunkWeights
+// sends them, and whose layout is the one HashAs was given; "" if the
+// chunks came in another order or HashAs was not called. (A layout other
+// than the expected one is the caller's to refuse.)
+func (a *Assembler) Digest() string {
+	if a.h == nil || a.unordered || !a.finished {
+		return ""
+	}
+	return "sha256:" + hex.EncodeToString(a.h.Sum(nil))
 }
 
 // Add takes the next chunk. It returns true once the transfer is complete.
@@ -149,6 +180,13 @@ func (a *Assembler) addData(c *federav1.TensorChunk) error {
 		t.Data[off+i] = math.Float32frombits(binary.LittleEndian.Uint32(c.GetData()[4*i:]))
 	}
 	a.filled[c.GetName()] = off + n
+	if a.h != nil {
+		if c.GetName() < a.lastName {
+			a.unordered = true
+		}
+		a.lastName = c.GetName()
+		a.h.Write(c.GetData())
+	}
 	return nil
 }
 
@@ -166,3 +204,48 @@ func sameShape(a []int, b []int64) bool {
 
 // Weights returns the assembled weights once Add has returned true.
 func (a *Assembler) Weights() models.Weights { return a.w }
+
+// ShareWeights is ChunkWeights without the copy: on a little-endian
+// machine each chunk's payload is a view of w's own memory (elsewhere it
+// is ChunkWeights). The chunks are then only valid while w is not
+// changed: the caller must not write to w until every message holding
+// them has been sent (marshalled).
+func ShareWeights(transferID string, w models.Weights, maxBytes int) []*federav1.TensorChunk {
+	if !littleEndian {
+		return ChunkWeights(transferID, w, maxBytes)
+	}
+	if maxBytes <= 0 {
+		maxBytes = federav1.MaxChunkBytes
+	}
+	per := max(maxBytes/4, 1)
+	var out []*federav1.TensorChunk
+	for _, name := range w.Names() {
+		t := w[name]
+		shape := make([]int64, len(t.Shape))
+		for i, d := range t.Shape {
+			shape[i] = int64(d)
+		}
+		for off := 0; off < len(t.Data) || (off == 0 && len(t.Data) == 0); off += per {
+			end := min(off+per, len(t.Data))
+			var buf []byte
+			if end > off {
+				buf = unsafe.Slice((*byte)(unsafe.Pointer(&t.Data[off])), 4*(end-off))
+			}
+			out = append(out, &federav1.TensorChunk{TransferId: transferID, Name: name, Shape: shape, Offset: int64(off), Data: buf})
+			if len(t.Data) == 0 {
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, &federav1.TensorChunk{TransferId: transferID})
+	}
+	out[len(out)-1].Last = true
+	return out
+}
+
+// littleEndian: a float32's bytes in memory are its little-endian encoding.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
