@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/federa-dev/federa/attest"
+	"github.com/federa-dev/federa/internal/fsutil"
 	"github.com/federa-dev/federa/policy"
 	"github.com/federa-dev/federa/privacy"
 )
@@ -113,10 +114,9 @@ func openLedger(stateDir string) (*ledger, error) {
 	// file and renaming it into place leaves that file behind; what it held
 	// never counted, and nothing of that release left. The state directory
 	// is locked: no other process writes them.
-	for _, pattern := range []string{filepath.Join(stateDir, ".privacy.json.tmp-*"), filepath.Join(filepath.Dir(l.releasePath("")), ".*.json.tmp-*")} {
-		stale, _ := filepath.Glob(pattern)
-		for _, s := range stale {
-			_ = os.Remove(s)
+	for _, t := range [][2]string{{stateDir, "privacy.json"}, {filepath.Dir(l.releasePath("")), "*.json"}} {
+		if _, err := fsutil.RemoveTemps(t[0], t[1]); err != nil {
+			return nil, fmt.Errorf("privacy ledger: %w", err)
 		}
 	}
 	b, err := os.ReadFile(l.path)

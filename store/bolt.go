@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/federa-dev/federa/internal/fsutil"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
 
@@ -58,7 +59,14 @@ func OpenBolt(dir string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Bolt{db: db, path: path}, nil
+	b := &Bolt{db: db, path: path}
+	// A crash while weights were staged leaves a temporary file the size
+	// of the model; the database is locked, so no one else writes there.
+	if _, err := fsutil.RemoveTemps(b.checkpointDir(), "*.safetensors"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return b, nil
 }
 
 // Path is the database file.

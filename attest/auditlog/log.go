@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/federa-dev/federa/internal/fsutil"
 )
 
 // File names inside a log directory.
@@ -133,6 +135,11 @@ func (l *Log) open() error {
 		return err
 	}
 	if err := lockFile(l.lock); err != nil {
+		return err
+	}
+	// A crash while a signed checkpoint was written leaves its temporary
+	// file; the checkpoint never counted (nothing reads it), so it goes.
+	if _, err := fsutil.RemoveTemps(filepath.Join(l.dir, checkpointsDir), "*.txt"); err != nil {
 		return err
 	}
 	records, err := os.OpenFile(filepath.Join(l.dir, entriesFile), os.O_RDWR|os.O_CREATE, 0o640)

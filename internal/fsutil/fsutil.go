@@ -97,3 +97,24 @@ func SyncDir(dir string) error {
 	}
 	return nil
 }
+
+// RemoveTemps removes the temporary files that Write left in dir for the
+// files whose names match the glob pattern name: a crash between writing
+// one and renaming it into place leaves it behind, and what it held never
+// took effect. It returns the files removed. The caller must hold
+// whatever keeps other processes from writing those files meanwhile
+// (the directory's lock), or it could remove a write in progress.
+func RemoveTemps(dir, name string) ([]string, error) {
+	stale, err := filepath.Glob(filepath.Join(dir, "."+name+".tmp-*"))
+	if err != nil {
+		return nil, fmt.Errorf("remove temporary files %s in %s: %w", name, dir, err)
+	}
+	var removed []string
+	for _, s := range stale {
+		if err := os.Remove(s); err != nil && !os.IsNotExist(err) {
+			return removed, fmt.Errorf("remove temporary file: %w", err)
+		}
+		removed = append(removed, s)
+	}
+	return removed, nil
+}

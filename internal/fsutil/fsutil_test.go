@@ -2,6 +2,7 @@ package fsutil
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -34,5 +35,39 @@ func TestWriteFileAndCreateExclusive(t *testing.T) {
 	}
 	if err := WriteFile(filepath.Join(dir, "missing", "f"), nil, 0o600); err == nil {
 		t.Fatal("wrote into a missing directory")
+	}
+}
+
+// TestRemoveTemps: the temporary file a write left before its rename goes;
+// the files themselves and other files' temporaries stay.
+func TestRemoveTemps(t *testing.T) {
+	dir := t.TempDir()
+	fill := func(w io.Writer) error { _, err := io.WriteString(w, "x"); return err }
+	left, err := temp(filepath.Join(dir, "00000000000000000007.txt"), 0o600, fill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := temp(filepath.Join(dir, "privacy.json"), 0o600, fill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := filepath.Join(dir, "00000000000000000003.txt")
+	if err := WriteFile(kept, []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := RemoveTemps(dir, "*.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != left {
+		t.Fatalf("removed %v, want [%s]", removed, left)
+	}
+	for _, p := range []string{other, kept} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(left); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s still there: %v", left, err)
 	}
 }
