@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"path/filepath"
 	"slices"
@@ -157,22 +158,27 @@ func TestSecureAggregationRefusesAClearTrainingTask(t *testing.T) {
 			if job.GetStatus() != federav1.JobStatus_JOB_STATUS_FAILED {
 				t.Fatalf("job %s: %s; want it failed", job.GetStatus(), job.GetMessage())
 			}
-			refused := 0
-			for _, m := range tap.typedAll() {
-				sm, ok := m.(*federav1.SiteMessage)
-				if !ok {
-					continue
+			// The job fails at the first refusal; the others are on their
+			// way (every site was sent the task), so wait for them.
+			eventually(t, "every site says why it refused", func() error {
+				refused := 0
+				for _, m := range tap.typedAll() {
+					sm, ok := m.(*federav1.SiteMessage)
+					if !ok {
+						continue
+					}
+					if sm.GetChunk() != nil {
+						t.Fatalf("a site sent weights for a training task outside a secure round: %v", sm.GetChunk().GetName())
+					}
+					if strings.Contains(sm.GetResult().GetError(), "refusing to send this site's update in the clear") {
+						refused++
+					}
 				}
-				if sm.GetChunk() != nil {
-					t.Fatalf("a site sent weights for a training task outside a secure round: %v", sm.GetChunk().GetName())
+				if refused != 3 {
+					return fmt.Errorf("%d sites said why they refused, want 3; job message %q", refused, job.GetMessage())
 				}
-				if strings.Contains(sm.GetResult().GetError(), "refusing to send this site's update in the clear") {
-					refused++
-				}
-			}
-			if refused != 3 {
-				t.Fatalf("%d sites said why they refused, want 3; job message %q", refused, job.GetMessage())
-			}
+				return nil
+			})
 		})
 	}
 }
