@@ -85,6 +85,8 @@ type batchFormat interface {
 // gatherer collects a row scan's rows into batches.
 type gatherer struct {
 	b     Batch
+	n     int // rows gathered (a scan of no columns has rows, not cells)
+	max   int // rows a batch holds
 	cells [][]Value // per column, the rows so far
 	f     [][]float64
 	null  [][]bool
@@ -92,7 +94,7 @@ type gatherer struct {
 }
 
 func newGatherer(ncols, rows int) *gatherer {
-	g := &gatherer{b: Batch{Cols: make([]Column, ncols)}, cells: make([][]Value, ncols),
+	g := &gatherer{b: Batch{Cols: make([]Column, ncols)}, max: rows, cells: make([][]Value, ncols),
 		f: make([][]float64, ncols), null: make([][]bool, ncols), s: make([][]string, ncols)}
 	for k := range ncols {
 		g.cells[k] = make([]Value, 0, rows)
@@ -105,16 +107,18 @@ func (g *gatherer) add(row []Value) bool {
 	for k, v := range row {
 		g.cells[k] = append(g.cells[k], v)
 	}
-	return len(g.cells[0]) == cap(g.cells[0])
+	g.n++
+	return g.n == g.max
 }
 
 // flush hands the rows gathered so far, if any, to fn as a batch, each
 // column as numbers where every cell allows it.
 func (g *gatherer) flush(fn func(*Batch) error) error {
-	if len(g.cells) == 0 || len(g.cells[0]) == 0 {
+	if g.n == 0 {
 		return nil
 	}
-	g.b.Len = len(g.cells[0])
+	g.b.Len = g.n
+	g.n = 0
 	for k, cells := range g.cells {
 		g.b.Cols[k] = g.column(k, cells)
 	}

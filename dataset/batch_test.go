@@ -109,11 +109,14 @@ func TestScanBatchesSameAsScan(t *testing.T) {
 					}
 				}
 				checkBatchesSameAsScan(t, src, features[:1])
+				// No columns (a count): every row, as batches of none.
+				checkBatchesSameAsScan(t, src, nil)
 			})
 		}
 	}
 	idx := Source{Format: "idx", Path: writeFile(t, dir, "i", pair3Images), Labels: writeFile(t, dir, "l", pair3Labels)}
 	checkBatchesSameAsScan(t, idx, []string{"label", "px1_2", "px0_0"})
+	checkBatchesSameAsScan(t, idx, nil)
 }
 
 // TestScanBatchesParquetCells writes columns of every numeric type, plain
