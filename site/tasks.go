@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/federa-dev/federa/dataset"
+	"github.com/federa-dev/federa/internal/logkeys"
 	"github.com/federa-dev/federa/models"
 	"github.com/federa-dev/federa/policy"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -24,9 +26,20 @@ import (
 // message has no field that can hold a row. Before touching data it asks
 // the site's admission policy, for every task, so a policy change takes
 // effect at the next task.
-func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights) *release {
+func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights) (r *release) {
+	// A bug that panics fails its task, not the site: the stack stays in
+	// the site's log, and only that an internal error happened leaves (a
+	// panic's value may quote the data).
+	defer func() {
+		if p := recover(); p != nil {
+			a.log.Error("task panicked: a bug in federa; the task fails, the site stays up",
+				logkeys.Job, t.GetJobId(), logkeys.Task, t.GetTaskId(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r = &release{res: &federav1.TaskResult{TaskId: t.GetTaskId(), JobId: t.GetJobId(), Round: t.GetRound(), Kind: t.GetKind(),
+				Error: fmt.Sprintf("site %s: internal error while running this task (a bug; the details are in the site's log)", a.siteName())}}
+		}
+	}()
 	res := &federav1.TaskResult{TaskId: t.GetTaskId(), JobId: t.GetJobId(), Round: t.GetRound(), Kind: t.GetKind()}
-	r := &release{res: res}
+	r = &release{res: res}
 	if a.opts.beforeTask != nil {
 		a.opts.beforeTask(ctx, t)
 	}
