@@ -110,8 +110,7 @@ func finalErr(j *federav1.Job) error {
 
 func newJobListCmd(g *globals) *cobra.Command {
 	var f clientFlags
-	var limit, pageSize int
-	var token string
+	pages := pageFlags{noun: "jobs"}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List jobs, oldest first",
@@ -131,34 +130,25 @@ the list short, its next_page_token continues it with --page-token.`,
 			if err := checkOutput(f.output); err != nil {
 				return err
 			}
-			if limit < 0 {
-				return fmt.Errorf("flag --limit: %d; want 0 (every job) or more", limit)
-			}
-			if pageSize < 1 || pageSize > 1000 {
-				return fmt.Errorf("flag --page-size: %d; want 1 to 1000", pageSize)
+			if err := pages.validate(); err != nil {
+				return err
 			}
 			c, closeFn, err := f.jobs()
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			all := &federav1.ListJobsResponse{}
-			for {
-				size := int32(pageSize)
-				if left := limit - len(all.Jobs); limit > 0 && left < int(size) {
-					size = int32(left)
-				}
+			jobs, token, err := followPages(&pages, func(token string, size int32) ([]*federav1.Job, string, error) {
 				resp, err := c.ListJobs(cmd.Context(), &federav1.ListJobsRequest{PageToken: token, PageSize: size})
 				if err != nil {
-					return rpcErr("list jobs", err)
+					return nil, "", rpcErr("list jobs", err)
 				}
-				all.Jobs = append(all.Jobs, resp.GetJobs()...)
-				token = resp.GetNextPageToken()
-				if token == "" || (limit > 0 && len(all.Jobs) >= limit) {
-					break
-				}
+				return resp.GetJobs(), resp.GetNextPageToken(), nil
+			})
+			if err != nil {
+				return err
 			}
-			all.NextPageToken = token
+			all := &federav1.ListJobsResponse{Jobs: jobs, NextPageToken: token}
 			if f.output == "json" {
 				return writeProto(g.stdout, all)
 			}
@@ -178,9 +168,7 @@ the list short, its next_page_token continues it with --page-token.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().IntVar(&limit, "limit", 0, "list at most this many jobs (0: every job)")
-	cmd.Flags().StringVar(&token, "page-token", "", "start after the jobs a previous --limit listed (its next_page_token)")
-	cmd.Flags().IntVar(&pageSize, "page-size", 500, "jobs to ask the coordinator for per page (1 to 1000)")
+	pages.register(cmd)
 	return cmd
 }
 

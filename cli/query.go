@@ -193,39 +193,63 @@ func newQueryGetCmd(g *globals) *cobra.Command {
 func newQueryListCmd(g *globals) *cobra.Command {
 	var f clientFlags
 	var output string
+	pages := pageFlags{noun: "queries"}
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List queries, oldest first",
-		Example: "  federa query list --identity ids/alice\n  federa query list -o json | jq '.queries[].id'",
-		Args:    cobra.NoArgs,
+		Use:   "list",
+		Short: "List queries, oldest first",
+		Long: `List the queries you may read, oldest first, without their results (federa
+query get has them). The coordinator sends them a page at a time
+(ListQueries, at most 1,000 a page); this command follows the pages to the
+end, or stops after --limit queries; then -o json's next_page_token continues
+the list with --page-token.`,
+		Example: `  federa query list --identity ids/alice
+  federa query list -o json | jq '.queries[].id'
+  federa query list -o json --limit 100 | jq -r .next_page_token   # then: --page-token TOKEN`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("flag --output: %q; valid: table, json", output)
+			}
+			if err := pages.validate(); err != nil {
+				return err
 			}
 			c, closeFn, err := f.queries()
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			resp, err := c.ListQueries(cmd.Context(), &federav1.ListQueriesRequest{})
+			qs, token, err := followPages(&pages, func(token string, size int32) ([]*federav1.Query, string, error) {
+				resp, err := c.ListQueries(cmd.Context(), &federav1.ListQueriesRequest{PageToken: token, PageSize: size})
+				if err != nil {
+					return nil, "", rpcErr("list queries", err)
+				}
+				return resp.GetQueries(), resp.GetNextPageToken(), nil
+			})
 			if err != nil {
-				return rpcErr("list queries", err)
+				return err
 			}
 			if output == "json" {
-				return writeProto(g.stdout, resp)
+				return writeProto(g.stdout, &federav1.ListQueriesResponse{Queries: qs, NextPageToken: token})
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tNAME\tDATASET\tSTATUS\tSITES\tCREATED\tMESSAGE")
-			for _, q := range resp.GetQueries() {
+			for _, q := range qs {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", q.GetId(), q.GetName(), q.GetDataset(),
 					strings.TrimPrefix(q.GetStatus().Name(), "JOB_STATUS_"), strings.Join(q.GetSites(), ","),
 					time.UnixMilli(q.GetCreatedUnixMs()).UTC().Format(time.RFC3339), q.GetMessage())
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if token != "" {
+				fmt.Fprintf(g.stdout, "(more queries: federa query list --page-token %s)\n", token)
+			}
+			return nil
 		},
 	}
 	f.registerConn(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	pages.register(cmd)
 	return cmd
 }
 

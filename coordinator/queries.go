@@ -375,10 +375,10 @@ func (s *queryService) GetQuery(_ context.Context, req *federav1.GetQueryRequest
 	return q, nil
 }
 
-// ListQueries lists the queries the caller may read: those the access
-// policy lets them GetQuery. Results are left out of the list (get one
-// query for its result), so the answer stays small.
-func (s *queryService) ListQueries(ctx context.Context, _ *federav1.ListQueriesRequest) (*federav1.ListQueriesResponse, error) {
+// ListQueries pages through the queries the caller may read (those the
+// access policy lets them GetQuery), oldest first. Results are left out
+// of the list (get one query for its result), so a page stays small.
+func (s *queryService) ListQueries(ctx context.Context, req *federav1.ListQueriesRequest) (*federav1.ListQueriesResponse, error) {
 	peer, err := attest.PeerID(ctx)
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, "an mTLS SPIFFE identity is required")
@@ -388,13 +388,16 @@ func (s *queryService) ListQueries(ctx context.Context, _ *federav1.ListQueriesR
 		return nil, status.Errorf(codes.Internal, "list queries: %v", err)
 	}
 	caller := s.c.callerOf(peer)
-	out := &federav1.ListQueriesResponse{}
-	for _, q := range qs {
+	page, next, err := pageByCreation(qs, req.GetPageToken(), req.GetPageSize(), func(q *federav1.Query) (*federav1.Query, bool) {
 		d := s.c.access.Decide(ctx, policy.AccessRequest{Caller: caller, RPC: "QueryService.GetQuery", Resource: policy.Resource{JobOwner: q.GetRequester()}})
-		if d.Allow {
-			q.ResultJson = nil
-			out.Queries = append(out.Queries, q)
+		if !d.Allow {
+			return nil, false
 		}
+		q.ResultJson = nil
+		return q, true
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return &federav1.ListQueriesResponse{Queries: page, NextPageToken: next}, nil
 }

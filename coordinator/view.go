@@ -30,8 +30,8 @@ const (
 	viewFeaturesBytes = 512 << 10
 )
 
-// Page sizes of ListJobs, ListRounds and ListFeatures. A page also stops
-// at pageBytes.
+// Page sizes of ListJobs (and ListQueries), ListRounds, ListJobSites and
+// ListFeatures. A page also stops at pageBytes.
 const (
 	defaultJobsPage     = 100
 	maxJobsPage         = 1000
@@ -130,50 +130,72 @@ func badToken(t string) error {
 
 // ListJobs pages through the jobs the caller may read (those the access
 // policy lets them GetJob: a data scientist's own; every job for an
-// operator), oldest first, each as a summary (jobSummary). The page token
-// is the creation time and id of the last job returned, so jobs submitted
-// while a client pages neither repeat nor shift the pages.
+// operator), oldest first, each as a summary (jobSummary).
 func (s *jobService) ListJobs(ctx context.Context, req *federav1.ListJobsRequest) (*federav1.ListJobsResponse, error) {
 	id, err := attest.PeerID(ctx)
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, "an mTLS SPIFFE identity is required")
 	}
-	size, err := pageSize(req.GetPageSize(), defaultJobsPage, maxJobsPage)
+	caller := s.c.callerOf(id)
+	jobs, next, err := pageByCreation(s.c.jobRecords(), req.GetPageToken(), req.GetPageSize(), func(j *federav1.Job) (*federav1.Job, bool) {
+		d := s.c.access.Decide(ctx, policy.AccessRequest{Caller: caller, RPC: "JobService.GetJob", Resource: policy.Resource{JobOwner: j.GetRequester()}})
+		if !d.Allow {
+			return nil, false
+		}
+		return jobSummary(j), true
+	})
 	if err != nil {
 		return nil, err
 	}
+	return &federav1.ListJobsResponse{Jobs: jobs, NextPageToken: next}, nil
+}
+
+// created is what pageByCreation orders by: jobs and queries.
+type created interface {
+	proto.Message
+	GetCreatedUnixMs() int64
+	GetId() string
+}
+
+// pageByCreation returns one page of all (sorted by creation time, then
+// id): the items after token that view lets the caller see, as view
+// shows them, at most size (0: defaultJobsPage; up to maxJobsPage) and
+// pageBytes of them, with the token of the next page ("" at the end). The
+// token is the creation time and id of the last item returned, so items
+// added while a client pages neither repeat nor shift the pages.
+func pageByCreation[T created](all []T, token string, size int32, view func(T) (T, bool)) ([]T, string, error) {
+	n, err := pageSize(size, defaultJobsPage, maxJobsPage)
+	if err != nil {
+		return nil, "", err
+	}
 	var afterMs int64
 	var afterID string
-	if t := req.GetPageToken(); t != "" {
-		ms, rest, ok := strings.Cut(t, "/")
-		n, err := strconv.ParseInt(ms, 10, 64)
+	if token != "" {
+		ms, rest, ok := strings.Cut(token, "/")
+		v, err := strconv.ParseInt(ms, 10, 64)
 		if !ok || err != nil || rest == "" {
-			return nil, badToken(t)
+			return nil, "", badToken(token)
 		}
-		afterMs, afterID = n, rest
+		afterMs, afterID = v, rest
 	}
-	jobs := s.c.jobRecords()
-	caller := s.c.callerOf(id)
-	resp := &federav1.ListJobsResponse{}
+	var page []T
 	bytes := 0
-	for _, j := range jobs {
-		if req.GetPageToken() != "" && cmp.Or(cmp.Compare(j.GetCreatedUnixMs(), afterMs), strings.Compare(j.GetId(), afterID)) <= 0 {
+	for _, it := range all {
+		if token != "" && cmp.Or(cmp.Compare(it.GetCreatedUnixMs(), afterMs), strings.Compare(it.GetId(), afterID)) <= 0 {
 			continue
 		}
-		d := s.c.access.Decide(ctx, policy.AccessRequest{Caller: caller, RPC: "JobService.GetJob", Resource: policy.Resource{JobOwner: j.GetRequester()}})
-		if !d.Allow {
+		v, ok := view(it)
+		if !ok {
 			continue
 		}
-		v := jobSummary(j)
-		if len(resp.Jobs) == size || (len(resp.Jobs) > 0 && bytes+proto.Size(v) > pageBytes) {
-			last := resp.Jobs[len(resp.Jobs)-1]
-			resp.NextPageToken = fmt.Sprintf("%d/%s", last.GetCreatedUnixMs(), last.GetId())
-			break
+		if len(page) == n || (len(page) > 0 && bytes+proto.Size(v) > pageBytes) {
+			last := page[len(page)-1]
+			return page, fmt.Sprintf("%d/%s", last.GetCreatedUnixMs(), last.GetId()), nil
 		}
-		resp.Jobs = append(resp.Jobs, v)
+		page = append(page, v)
 		bytes += proto.Size(v)
 	}
-	return resp, nil
+	return page, "", nil
 }
 
 // jobRecords is every job's latest record, oldest first (by creation

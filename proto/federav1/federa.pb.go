@@ -4842,7 +4842,11 @@ func (x *GetQueryRequest) GetId() string {
 }
 
 type ListQueriesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// From the previous response's next_page_token; "" for the first page.
+	PageToken string `protobuf:"bytes,1,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many queries (1 to 1000); 0 means 100.
+	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4877,9 +4881,26 @@ func (*ListQueriesRequest) Descriptor() ([]byte, []int) {
 	return file_federa_v1_federa_proto_rawDescGZIP(), []int{51}
 }
 
+func (x *ListQueriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListQueriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
 type ListQueriesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Queries       []*Query               `protobuf:"bytes,1,rep,name=queries,proto3" json:"queries,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first, without their results (GetQuery has them).
+	Queries []*Query `protobuf:"bytes,1,rep,name=queries,proto3" json:"queries,omitempty"`
+	// Pass it back for the next page; "" when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4919,6 +4940,13 @@ func (x *ListQueriesResponse) GetQueries() []*Query {
 		return x.Queries
 	}
 	return nil
+}
+
+func (x *ListQueriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // Query is a submitted query and, once it succeeded, its result.
@@ -6233,10 +6261,14 @@ const file_federa_v1_federa_proto_rawDesc = "" +
 	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\"!\n" +
 	"\x0fGetQueryRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12ListQueriesRequest\"A\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"P\n" +
+	"\x12ListQueriesRequest\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x01 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"i\n" +
 	"\x13ListQueriesResponse\x12*\n" +
-	"\aqueries\x18\x01 \x03(\v2\x10.federa.v1.QueryR\aqueries\"\xd8\x03\n" +
+	"\aqueries\x18\x01 \x03(\v2\x10.federa.v1.QueryR\aqueries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd8\x03\n" +
 	"\x05Query\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +

@@ -637,6 +637,8 @@ type QueryServiceClient interface {
 	// SubmitQuery validates a query spec and starts running it.
 	SubmitQuery(ctx context.Context, in *SubmitQueryRequest, opts ...grpc.CallOption) (*Query, error)
 	GetQuery(ctx context.Context, in *GetQueryRequest, opts ...grpc.CallOption) (*Query, error)
+	// ListQueries pages through the queries the caller may read, oldest
+	// first, without their results.
 	ListQueries(ctx context.Context, in *ListQueriesRequest, opts ...grpc.CallOption) (*ListQueriesResponse, error)
 }
 
@@ -690,6 +692,8 @@ type QueryServiceServer interface {
 	// SubmitQuery validates a query spec and starts running it.
 	SubmitQuery(context.Context, *SubmitQueryRequest) (*Query, error)
 	GetQuery(context.Context, *GetQueryRequest) (*Query, error)
+	// ListQueries pages through the queries the caller may read, oldest
+	// first, without their results.
 	ListQueries(context.Context, *ListQueriesRequest) (*ListQueriesResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }
