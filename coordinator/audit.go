@@ -119,10 +119,10 @@ func (c *Coordinator) checkpointer(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			c.logAuditError(c.signIfBehind())
+			c.logSignError(c.signIfBehind())
 			return
 		case <-c.cpReq:
-			c.logAuditError(c.signIfBehind())
+			c.logSignError(c.signIfBehind())
 		}
 	}
 }
@@ -267,9 +267,12 @@ func endEntry(j *federav1.Job) auditlog.Entry {
 // maxEndMessageBytes bounds the final message a job_end entry records.
 const maxEndMessageBytes = 16 << 10
 
-func (c *Coordinator) logAuditError(err error) {
+// logSignError logs a failed background checkpoint signing. The entries
+// it would cover are already durable; the next request (a round's, a
+// submit's, a job's end) signs them.
+func (c *Coordinator) logSignError(err error) {
 	if err != nil {
-		c.log.Error("audit log append failed", logkeys.Err, err)
+		c.log.Error("signing an audit checkpoint failed; the entries are stored, and the next request signs them", logkeys.Err, err)
 	}
 }
 
