@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/federa
 PKGS     := ./...
 
-.PHONY: all build test race lint generate generate-check bench bench-wide demo e2e data bench-learning clean fuzz opa-test cosign spire chaos
+.PHONY: all build test race lint generate generate-check bench bench-table bench-wide demo e2e data bench-learning clean fuzz opa-test cosign spire chaos
 
 all: build
 
@@ -108,7 +108,11 @@ generate-check: generate
 	@test -z "$$(git status --porcelain -- proto/)" || (git status --porcelain -- proto/; echo "generated code is not committed"; exit 1)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./models/ ./policy/ ./attest/auditlog/ ./sim/ ./dataset/ ./site/ ./secagg/ | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./models/ ./policy/ ./attest/auditlog/ ./sim/ ./dataset/ ./site/ ./secagg/ | tee bench.out
+
+# README's goals table and docs/benchmarks.md, from bench.out (make bench).
+bench-table:
+	$(GO) run ./scripts/bench-table -in bench.out
 
 # A job over 500,000 columns through its statistics phase and one round
 # (sim/wide_test.go; make test runs it at 40,000 columns of 100-byte
