@@ -298,7 +298,7 @@ func (a *Agent) session(ctx context.Context) error {
 	defer cc.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := federav1.NewSiteServiceClient(cc).Connect(sctx)
+	stream, err := federav1.NewSiteServiceClient(cc).Connect(sctx, newWireCodec())
 	if err != nil {
 		return fmt.Errorf("open stream to %s: %w", a.cfg.CoordinatorAddr, err)
 	}
@@ -482,13 +482,21 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			log.Warn("egress denied", logkeys.Reason, msgs[0].GetResult().GetError())
 		}
 		// What leaves is recorded first, with its digest, so the site's own
-		// record never misses a message that did leave.
+		// record never misses a message that did leave. Each message is
+		// encoded once: the journal's digest is of the bytes sent.
 		h := sha256.New()
 		var n int64
-		for _, m := range msgs {
-			b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		enc := make([][]byte, len(msgs))
+		for i, m := range msgs {
+			b, err := encode(m)
+			if err != nil {
+				// Recorded as before (no bytes); sending m fails alike.
+				log.Warn("encode result", logkeys.Err, err)
+				continue
+			}
 			h.Write(b)
 			n += int64(len(b))
+			enc[i] = b
 		}
 		refused := ""
 		if len(msgs) == 1 {
@@ -506,6 +514,7 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			// stays charged: over-counted, never under.)
 			log.Error("record egress; the release is withheld", logkeys.Err, err)
 			msgs = fail(fmt.Sprintf("at %s: cannot record the release in the egress journal (%v); nothing was sent", c.a.siteName(), redact(err)))
+			enc = make([][]byte, len(msgs))
 			if err := c.a.recordEgress(t, 0, "", false, msgs[0].GetResult().GetError()); err != nil {
 				log.Warn("record egress", logkeys.Err, err)
 			}
@@ -516,7 +525,13 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 				// result) is half sent (chaos/failpoint_test.go).
 				// gofail: var siteMidRelease struct{}
 			}
-			if err := c.send(m); err != nil {
+			var err error
+			if enc[i] != nil {
+				err = c.sendEncoded(enc[i])
+			} else {
+				err = c.send(m)
+			}
+			if err != nil {
 				log.Warn("send result", logkeys.Err, err)
 				return
 			}
