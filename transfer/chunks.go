@@ -176,8 +176,13 @@ func (a *Assembler) addData(c *federav1.TensorChunk) error {
 	if off+n > len(t.Data) {
 		return fmt.Errorf("chunk overruns the tensor (%d+%d > %d values)", off, n, len(t.Data))
 	}
-	for i := 0; i < n; i++ {
-		t.Data[off+i] = math.Float32frombits(binary.LittleEndian.Uint32(c.GetData()[4*i:]))
+	if dst := t.Data[off : off+n]; littleEndian {
+		// The payload is the values' memory image: one copy.
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst))), 4*n), c.GetData())
+	} else {
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(c.GetData()[4*i:]))
+		}
 	}
 	a.filled[c.GetName()] = off + n
 	if a.h != nil {
