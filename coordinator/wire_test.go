@@ -16,7 +16,7 @@ import (
 // wireCases are encoded SiteMessages: chunks as sites send them, and the
 // odd shapes the codec must leave to proto.Unmarshal or decode alike.
 func wireCases(t testing.TB) map[string][]byte {
-	payload := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, chunkPayloadCap/8)
+	payload := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, federav1.MaxChunkBytes/8)
 	chunk := &federav1.TensorChunk{TransferId: "job/r1/train/a", Name: "w", Shape: []int64{3, 87381}, Offset: 262144, Data: payload, Last: true}
 	enc := func(m proto.Message) []byte {
 		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
@@ -31,7 +31,7 @@ func wireCases(t testing.TB) map[string][]byte {
 		return protowire.AppendBytes(protowire.AppendTag(nil, siteChunkField, protowire.BytesType), inner)
 	}
 	dataField := func(v []byte) []byte {
-		return protowire.AppendBytes(protowire.AppendTag(nil, chunkDataField, protowire.BytesType), v)
+		return protowire.AppendBytes(protowire.AppendTag(nil, 5, protowire.BytesType), v)
 	}
 	unknown := protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 7)
 	return map[string][]byte{
@@ -44,7 +44,7 @@ func wireCases(t testing.TB) map[string][]byte {
 		"payload over the cap":          wrap(append(append([]byte{}, inner...), dataField(append(payload, 0, 0, 0, 0))...)),
 		"invalid UTF-8 in the name":     wrap(append(dataField(payload), protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "\xff")...)),
 		"truncated":                     whole[:len(whole)-1],
-		"payload as a varint":           wrap(append(append([]byte{}, enc(&federav1.TensorChunk{Name: "w"})...), protowire.AppendVarint(protowire.AppendTag(nil, chunkDataField, protowire.VarintType), 1)...)),
+		"payload as a varint":           wrap(append(append([]byte{}, enc(&federav1.TensorChunk{Name: "w"})...), protowire.AppendVarint(protowire.AppendTag(nil, 5, protowire.VarintType), 1)...)),
 		"a result":                      enc(&federav1.SiteMessage{Body: &federav1.SiteMessage_Result{Result: &federav1.TaskResult{TaskId: string(payload[:300])}}}),
 	}
 }
@@ -69,7 +69,7 @@ func TestWireCodecDecodesAsProto(t *testing.T) {
 		if err == nil && !proto.Equal(got, want) {
 			t.Errorf("%s: the codec decoded another message than proto.Unmarshal", name)
 		}
-		if cap(got.GetChunk().GetData()) == chunkPayloadCap {
+		if cap(got.GetChunk().GetData()) == federav1.MaxChunkBytes {
 			pooled++
 		}
 		releaseChunkPayload(got)
@@ -97,7 +97,7 @@ func TestWireCodecReusesPayloads(t *testing.T) {
 		releaseChunkPayload(m)
 	}
 	runtime.ReadMemStats(&after)
-	if per := (after.TotalAlloc - before.TotalAlloc) / 20; per > chunkPayloadCap/8 {
-		t.Errorf("%d bytes allocated per chunk of %d; the payload buffer is not reused", per, chunkPayloadCap)
+	if per := (after.TotalAlloc - before.TotalAlloc) / 20; per > federav1.MaxChunkBytes/8 {
+		t.Errorf("%d bytes allocated per chunk of %d; the payload buffer is not reused", per, federav1.MaxChunkBytes)
 	}
 }

@@ -405,6 +405,7 @@ func (a *Agent) session(ctx context.Context) error {
 				return fmt.Errorf("tensor chunk for %q with no task waiting for it", b.Chunk.GetTransferId())
 			}
 			done, err := asm.Add(b.Chunk)
+			transfer.ReleasePayload(b.Chunk) // copied: the buffer is free
 			if err != nil {
 				return fmt.Errorf("weights of task %s: %w", waiting.GetTaskId(), err)
 			}

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -24,8 +25,11 @@ func encode(m *federav1.SiteMessage) ([]byte, error) {
 }
 
 // wireCodec is gRPC's protobuf codec, except that an encodedMessage is
-// sent as it is. It keeps the codec's name, so the coordinator sees an
-// ordinary protobuf stream.
+// sent as it is, and a CoordinatorMessage carrying a tensor chunk gets its
+// payload in a reused buffer (transfer.DecodeChunkMessage; released once
+// the assembler copied it), not a fresh megabyte: a site takes in the
+// model twice a round. It keeps the codec's name, so the coordinator sees
+// an ordinary protobuf stream.
 type wireCodec struct{ proto encoding.CodecV2 }
 
 func newWireCodec() grpc.CallOption {
@@ -39,7 +43,23 @@ func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.proto.Marshal(v)
 }
 
-func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(*federav1.CoordinatorMessage)
+	if !ok || data.Len() < transfer.PayloadMinMessage {
+		return c.proto.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	b := buf.ReadOnlyData()
+	if ch, ok := transfer.DecodeChunkMessage(b, coordinatorChunkField); ok {
+		proto.Reset(m)
+		m.Body = &federav1.CoordinatorMessage_Chunk{Chunk: ch}
+		return nil
+	}
+	return proto.Unmarshal(b, m)
+}
+
+var coordinatorChunkField = protowire.Number((&federav1.CoordinatorMessage{}).ProtoReflect().Descriptor().Fields().ByName("chunk").Number())
 
 func (wireCodec) Name() string { return "proto" }
 
