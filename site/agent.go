@@ -483,13 +483,14 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			log.Warn("egress denied", logkeys.Reason, msgs[0].GetResult().GetError())
 		}
 		// What leaves is recorded first, with its digest, so the site's own
-		// record never misses a message that did leave. Each message is
-		// encoded once: the journal's digest is of the bytes sent.
+		// record never misses a message that did leave. The digest is of
+		// the messages' deterministic encodings, which sendRelease sends
+		// (wire.go).
 		h := sha256.New()
 		var n int64
-		enc := make([][]byte, len(msgs))
-		for i, m := range msgs {
-			b, err := encode(m)
+		var scratch []byte
+		for _, m := range msgs {
+			b, err := hashEncoding(scratch, m)
 			if err != nil {
 				// Recorded as before (no bytes); sending m fails alike.
 				log.Warn("encode result", logkeys.Err, err)
@@ -497,7 +498,7 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			}
 			h.Write(b)
 			n += int64(len(b))
-			enc[i] = b
+			scratch = b
 		}
 		refused := ""
 		if len(msgs) == 1 {
@@ -515,7 +516,6 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			// stays charged: over-counted, never under.)
 			log.Error("record egress; the release is withheld", logkeys.Err, err)
 			msgs = fail(fmt.Sprintf("at %s: cannot record the release in the egress journal (%v); nothing was sent", c.a.siteName(), redact(err)))
-			enc = make([][]byte, len(msgs))
 			if err := c.a.recordEgress(t, 0, "", false, msgs[0].GetResult().GetError()); err != nil {
 				log.Warn("record egress", logkeys.Err, err)
 			}
@@ -526,13 +526,7 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 				// result) is half sent (chaos/failpoint_test.go).
 				// gofail: var siteMidRelease struct{}
 			}
-			var err error
-			if enc[i] != nil {
-				err = c.sendEncoded(enc[i])
-			} else {
-				err = c.send(m)
-			}
-			if err != nil {
+			if err := c.sendRelease(m); err != nil {
 				log.Warn("send result", logkeys.Err, err)
 				return
 			}

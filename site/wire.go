@@ -1,7 +1,7 @@
 package site
 
 import (
-	"fmt"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -13,16 +13,63 @@ import (
 	"github.com/federa-dev/federa/transfer"
 )
 
-// encodedMessage is a SiteMessage already encoded (deterministically):
-// a release is encoded once, the egress journal hashes those bytes, and
-// they are what is sent — not a second encoding of the same message.
-type encodedMessage []byte
+// A release's messages are encoded deterministically: the egress journal
+// records the SHA-256 of those encodings, and the same encodings are what
+// is sent. The journal is written before anything leaves, so each
+// message is encoded twice — once to hash, into one buffer reused across
+// the release, and once to send, into a buffer gRPC hands back when it has
+// written it (encodeBuffers). Both land in memory already in use: holding
+// a release's encodings from hashing to sending instead (one encoding,
+// but a model's worth of fresh memory per update, faulted in and zeroed
+// by the kernel) cost more than the second copy.
 
-// encode is m's deterministic encoding, the bytes a release's journal
-// digest covers and the stream sends.
-func encode(m *federav1.SiteMessage) ([]byte, error) {
-	return proto.MarshalOptions{Deterministic: true}.Marshal(m)
+// encodedMessage is a SiteMessage encoded by sendRelease, sent as it is.
+type encodedMessage struct{ b *[]byte }
+
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// hashEncoding appends m's deterministic encoding to scratch[:0]: the
+// bytes the journal's digest covers, and that sendRelease sends.
+func hashEncoding(scratch []byte, m *federav1.SiteMessage) ([]byte, error) {
+	return deterministic.MarshalAppend(scratch[:0], m)
 }
+
+// sendRelease sends m as hashEncoding encodes it: whole, or in fragments
+// (send encodes those the same way) when it is too large for one gRPC
+// message.
+func (c *conn) sendRelease(m *federav1.SiteMessage) error {
+	size := proto.Size(m)
+	if size > federav1.MaxWholeMessageBytes {
+		return c.send(m)
+	}
+	bp := encodeBuffers.Get(size)
+	b, err := deterministic.MarshalAppend((*bp)[:0], m)
+	if err != nil {
+		encodeBuffers.Put(bp)
+		return err
+	}
+	*bp = b
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.stream.SendMsg(encodedMessage{bp})
+}
+
+// encodeBuffers lends the buffers sendRelease encodes into; gRPC returns
+// each once it has written it (mem.Buffer's pool).
+var encodeBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (p *bufferPool) Get(n int) *[]byte {
+	if bp, ok := p.p.Get().(*[]byte); ok && cap(*bp) >= n {
+		*bp = (*bp)[:n]
+		return bp
+	}
+	b := make([]byte, n, max(n, federav1.MaxChunkBytes+4096))
+	return &b
+}
+
+func (p *bufferPool) Put(bp *[]byte) { p.p.Put(bp) }
 
 // wireCodec is gRPC's protobuf codec, except that an encodedMessage is
 // sent as it is, and a CoordinatorMessage carrying a tensor chunk gets its
@@ -37,8 +84,8 @@ func newWireCodec() grpc.CallOption {
 }
 
 func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if b, ok := v.(encodedMessage); ok {
-		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	if e, ok := v.(encodedMessage); ok {
+		return mem.BufferSlice{mem.NewBuffer(e.b, encodeBuffers)}, nil
 	}
 	return c.proto.Marshal(v)
 }
@@ -62,23 +109,3 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 var coordinatorChunkField = protowire.Number((&federav1.CoordinatorMessage{}).ProtoReflect().Descriptor().Fields().ByName("chunk").Number())
 
 func (wireCodec) Name() string { return "proto" }
-
-// sendEncoded sends a message encode made, whole, or in fragments when it
-// is too large for one gRPC message — the same fragments send would make
-// of the message, without encoding it again.
-func (c *conn) sendEncoded(b []byte) error {
-	if len(b) <= federav1.MaxWholeMessageBytes {
-		c.sendMu.Lock()
-		defer c.sendMu.Unlock()
-		return c.stream.SendMsg(encodedMessage(b))
-	}
-	for _, f := range transfer.Fragments(fmt.Sprintf("s%d", c.fragments.Add(1)), b, 0) {
-		c.sendMu.Lock()
-		err := c.stream.Send(&federav1.SiteMessage{Body: &federav1.SiteMessage_Fragment{Fragment: f}})
-		c.sendMu.Unlock()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
