@@ -254,6 +254,7 @@ func (a *Agent) Close() error {
 // conn is one live stream with its send lock and running tasks.
 type conn struct {
 	a         *Agent
+	spare     spareWeights
 	stream    federav1.SiteService_ConnectClient
 	sendMu    sync.Mutex
 	fragments atomic.Int64 // messages sent in fragments, for their ids
@@ -397,6 +398,7 @@ func (a *Agent) session(ctx context.Context) error {
 			}
 			if b.Task.GetWeightsFollow() {
 				waiting, asm = b.Task, transfer.NewAssembler(b.Task.GetTaskId(), paramsFor(b.Task))
+				asm.Reuse(c.takeSpare())
 				continue
 			}
 			c.start(sctx, log, b.Task, nil)
@@ -437,6 +439,9 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 		defer cancel()
 		log := log.With(logkeys.Job, t.GetJobId(), logkeys.Round, t.GetRound(), logkeys.Task, t.GetTaskId(), logkeys.Kind, t.GetKind().String())
 		rel := c.a.execute(tctx, t, w)
+		// The task is done with its weights (nothing it ran keeps them):
+		// the next task's may take their memory.
+		defer c.putSpare(w)
 		if tctx.Err() != nil {
 			log.Info("task cancelled")
 			return

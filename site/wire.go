@@ -2,6 +2,7 @@ package site
 
 import (
 	"sync"
+	"weak"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/transfer"
 )
@@ -109,3 +111,38 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 var coordinatorChunkField = protowire.Number((&federav1.CoordinatorMessage{}).ProtoReflect().Descriptor().Fields().ByName("chunk").Number())
 
 func (wireCodec) Name() string { return "proto" }
+
+// spareWeights keeps the weights of the last task that finished, weakly,
+// for the next task's assembler (transfer.Assembler.Reuse): a site
+// receives the model every task, and memory still in use costs no page
+// faults where fresh memory must be faulted in and zeroed. Weakly: the
+// spare lasts until the next garbage collection, so an idle site holds no
+// model for it.
+type spareWeights struct {
+	mu sync.Mutex
+	p  weak.Pointer[spare]
+}
+
+type spare struct{ w models.Weights }
+
+func (c *conn) putSpare(w models.Weights) {
+	if w == nil {
+		return
+	}
+	c.spare.mu.Lock()
+	c.spare.p = weak.Make(&spare{w: w})
+	c.spare.mu.Unlock()
+}
+
+// takeSpare returns the spare weights, if the collector has not taken
+// them, and forgets them: they are the caller's alone.
+func (c *conn) takeSpare() models.Weights {
+	c.spare.mu.Lock()
+	defer c.spare.mu.Unlock()
+	s := c.spare.p.Value()
+	c.spare.p = weak.Pointer[spare]{}
+	if s == nil {
+		return nil
+	}
+	return s.w
+}
