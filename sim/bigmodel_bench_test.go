@@ -107,6 +107,16 @@ func (a flatArch) Predict(_ models.Weights, X *mat.Dense) (models.Predictions, e
 //     to the next one's (aggregation, audit, evaluation, checkpoint, all
 //     of it); plaintext_round_ms the round's messages over plaintext;
 //     round_vs_transfer the first over the second (the goal: ≤ 1.25).
+//   - coord_cpu_ms/round: the coordinator's CPU a round (samples under
+//     its sim.ProfileLabel, from the first round's train task reaching a
+//     site to the last round's); plaintext_server_cpu_ms/round the
+//     plaintext server's for the same messages; coord_cpu_rate_vs_plaintext
+//     the second over the first — the update path's goal for the
+//     coordinator alone, as CPU. sites_cpu_ms/round and
+//     plaintext_clients_cpu_ms/round are the same for the three sites and
+//     the plaintext clients. Left out when another CPU profile runs
+//     (go test -cpuprofile); FEDERA_BIG_CPUPROFILE=path keeps the
+//     profiles (path.mtls, path.plain).
 //   - coord_peak_heap/model: the coordinator's peak live heap over the
 //     model's bytes, from a separate 3-round run of the job: heap profiles
 //     taken every 100 ms after a forced GC, counting the bytes allocated
