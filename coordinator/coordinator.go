@@ -143,6 +143,7 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	opts := append([]grpc.ServerOption{
 		grpc.Creds(creds),
+		serverCodec(),
 		grpc.ConnectionTimeout(lim.HandshakeTimeout),
 		grpc.MaxConcurrentStreams(uint32(lim.MaxStreamsPerConnection)),
 		grpc.ChainUnaryInterceptor(c.limitUnary, c.accessUnary),

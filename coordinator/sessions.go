@@ -247,6 +247,7 @@ func (s *siteService) Connect(stream federav1.SiteService_ConnectServer) error {
 			}
 			if err == nil {
 				err = c.handleSiteMessage(sess, m, asm)
+				releaseChunkPayload(m)
 			}
 			if err != nil {
 				log.Warn("site protocol violation", logkeys.Err, err)

@@ -62,9 +62,11 @@ func (a flatArch) Init(_, _ int) (models.Weights, error) {
 		"b": {Name: "b", Shape: []int{a.n - h}, Data: make([]float32, a.n-h)},
 	}, nil
 }
-func (a flatArch) Check(w models.Weights, f, c int) error {
-	want, _ := a.Init(f, c)
-	return w.Validate(want)
+func (a flatArch) Check(w models.Weights, _, _ int) error {
+	// The layout's shapes, without a model's worth of zeros (as the
+	// built-in architectures check).
+	h := a.n / 2
+	return w.Validate(models.Weights{"a": {Shape: []int{h}}, "b": {Shape: []int{a.n - h}}})
 }
 func (a flatArch) Train(_ context.Context, w models.Weights, X *mat.Dense, _ models.Targets, _ models.TrainConfig) (models.TrainResult, error) {
 	rows, _ := X.Dims()
@@ -105,6 +107,16 @@ func (a flatArch) Predict(_ models.Weights, X *mat.Dense) (models.Predictions, e
 //     to the next one's (aggregation, audit, evaluation, checkpoint, all
 //     of it); plaintext_round_ms the round's messages over plaintext;
 //     round_vs_transfer the first over the second (the goal: ≤ 1.25).
+//   - coord_cpu_ms/round: the coordinator's CPU a round (samples under
+//     its sim.ProfileLabel, from the first round's train task reaching a
+//     site to the last round's); plaintext_server_cpu_ms/round the
+//     plaintext server's for the same messages; coord_cpu_rate_vs_plaintext
+//     the second over the first — the update path's goal for the
+//     coordinator alone, as CPU. sites_cpu_ms/round and
+//     plaintext_clients_cpu_ms/round are the same for the three sites and
+//     the plaintext clients. Left out when another CPU profile runs
+//     (go test -cpuprofile); FEDERA_BIG_CPUPROFILE=path keeps the
+//     profiles (path.mtls, path.plain).
 //   - coord_peak_heap/model: the coordinator's peak live heap over the
 //     model's bytes, from a separate 3-round run of the job: heap profiles
 //     taken every 100 ms after a forced GC, counting the bytes allocated
@@ -122,18 +134,32 @@ func BenchmarkBigModelRound(b *testing.B) {
 	}
 	modelBytes := float64(4 * params)
 	var update, plainTrain, round, plainRound, updRatio, roundRatio, coordHeap, siteHeap, medianHeap []float64
+	var coordCPU, plainServerCPU, cpuRatio, sitesCPU, plainClientsCPU []float64
 	for range b.N {
-		r := runBigJob(b, params, rounds, false, "")
-		p := plaintextRounds(b, params, rounds)
+		r := runBigJob(b, params, rounds, false, "", true)
+		p := plaintextRounds(b, params, rounds, true)
 		update = append(update, r.update...)
 		round = append(round, r.round...)
 		plainTrain = append(plainTrain, p.train...)
 		plainRound = append(plainRound, p.round...)
 		updRatio = append(updRatio, median(p.train)/median(r.update))
 		roundRatio = append(roundRatio, median(r.round)/median(p.round))
-		m := runBigJob(b, params, 3, true, "")
+		if r.profiled && p.profiled {
+			mtls, plain := cpuByLabel(b, &r.cpu, "mtls"), cpuByLabel(b, &p.cpu, "plain")
+			c, pc := mtls["coordinator"]/float64(rounds-1), plain["plain-coordinator"]/float64(rounds)
+			coordCPU, plainServerCPU, cpuRatio = append(coordCPU, c), append(plainServerCPU, pc), append(cpuRatio, pc/c)
+			sitesCPU = append(sitesCPU, mtls["site"]/float64(rounds-1))
+			plainClientsCPU = append(plainClientsCPU, plain["plain-site"]/float64(rounds))
+			if os.Getenv("FEDERA_BIG_VERBOSE") != "" {
+				b.Logf("CPU ms per round: mTLS coordinator %.0f, sites %.0f, unlabelled (GC, runtime) %.0f; plaintext server %.0f, clients %.0f, unlabelled %.0f",
+					c, mtls["site"]/float64(rounds-1), mtls[""]/float64(rounds-1), pc, plain["plain-site"]/float64(rounds), plain[""]/float64(rounds))
+			}
+		} else {
+			b.Log("another CPU profile is running (-cpuprofile?): the CPU figures are left out")
+		}
+		m := runBigJob(b, params, 3, true, "", false)
 		printPeak(b)
-		md := runBigJob(b, params, 3, true, "median")
+		md := runBigJob(b, params, 3, true, "median", false)
 		medianHeap = append(medianHeap, float64(md.coordPeak)/modelBytes)
 		coordHeap = append(coordHeap, float64(m.coordPeak)/modelBytes)
 		siteHeap = append(siteHeap, float64(m.sitePeak)/modelBytes)
@@ -145,9 +171,47 @@ func BenchmarkBigModelRound(b *testing.B) {
 	b.ReportMetric(median(round), "round_ms")
 	b.ReportMetric(median(plainRound), "plaintext_round_ms")
 	b.ReportMetric(median(roundRatio), "round_vs_transfer")
+	if len(cpuRatio) > 0 {
+		b.ReportMetric(median(coordCPU), "coord_cpu_ms/round")
+		b.ReportMetric(median(plainServerCPU), "plaintext_server_cpu_ms/round")
+		b.ReportMetric(median(cpuRatio), "coord_cpu_rate_vs_plaintext")
+		b.ReportMetric(median(sitesCPU), "sites_cpu_ms/round")
+		b.ReportMetric(median(plainClientsCPU), "plaintext_clients_cpu_ms/round")
+	}
 	b.ReportMetric(median(coordHeap), "coord_peak_heap/model")
 	b.ReportMetric(median(siteHeap), "site_peak_heap/model")
 	b.ReportMetric(median(medianHeap), "coord_peak_heap/model_median")
+}
+
+// cpuByLabel sums a CPU profile's samples by the value of their
+// sim.ProfileLabel label ("" for none), in milliseconds. With
+// FEDERA_BIG_CPUPROFILE set it also writes the profile to that path
+// followed by "." and name, for go tool pprof -tagfocus.
+func cpuByLabel(b *testing.B, buf *bytes.Buffer, name string) map[string]float64 {
+	if path := os.Getenv("FEDERA_BIG_CPUPROFILE"); path != "" {
+		if err := os.WriteFile(path+"."+name, buf.Bytes(), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p, err := profile.Parse(buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	idx := len(p.SampleType) - 1
+	for i, st := range p.SampleType {
+		if st.Type == "cpu" {
+			idx = i
+		}
+	}
+	out := map[string]float64{}
+	for _, s := range p.Sample {
+		l := ""
+		if v := s.Label[sim.ProfileLabel]; len(v) == 1 {
+			l = v[0]
+		}
+		out[l] += float64(s.Value[idx]) / 1e6
+	}
+	return out
 }
 
 func envInt(b *testing.B, name string, def int) int {
@@ -165,12 +229,18 @@ func envInt(b *testing.B, name string, def int) int {
 type bigRun struct {
 	update, round       []float64 // ms per round
 	coordPeak, sitePeak int64     // bytes
+	// profiled says cpu holds a CPU profile of the rounds: from the first
+	// round's train task reaching the first site to the last round's.
+	profiled bool
+	cpu      bytes.Buffer
 }
 
 // runBigJob runs one job of the benchFlat model across three sites. With
 // heap set it samples the coordinator's and the sites' live heap instead
 // of trusting the timings.
-func runBigJob(b testing.TB, params, rounds int, heap bool, aggregator string) bigRun {
+// With profile set it CPU-profiles rounds-1 whole rounds (see bigRun) if
+// no other CPU profile is running.
+func runBigJob(b testing.TB, params, rounds int, heap bool, aggregator string, profile bool) *bigRun {
 	dir := b.TempDir()
 	sites := []string{"eu/big-1", "eu/big-2", "eu/big-3"}
 	var specs []sim.SiteSpec
@@ -188,6 +258,8 @@ func runBigJob(b testing.TB, params, rounds int, heap bool, aggregator string) b
 	}
 	var mu sync.Mutex
 	var trainAt []time.Time
+	out := &bigRun{}
+	profStopped := make(chan struct{})
 	n, err := sim.Start(sim.Options{Dir: filepath.Join(dir, "net"), Sites: specs, Heartbeat: 5 * time.Second,
 		SiteOptions: func(name string) []site.Option {
 			if name != sites[0] {
@@ -197,6 +269,16 @@ func runBigJob(b testing.TB, params, rounds int, heap bool, aggregator string) b
 				if t.GetKind() == federav1.TaskKind_TASK_KIND_TRAIN {
 					mu.Lock()
 					trainAt = append(trainAt, time.Now())
+					switch {
+					case !profile:
+					case len(trainAt) == 1:
+						out.profiled = pprof.StartCPUProfile(&out.cpu) == nil
+					case len(trainAt) == rounds && out.profiled:
+						// Sampling stops as StopCPUProfile begins; the
+						// wait for the profile's writer is left off the
+						// site's path.
+						go func() { pprof.StopCPUProfile(); close(profStopped) }()
+					}
 					mu.Unlock()
 				}
 			})}
@@ -224,7 +306,6 @@ func runBigJob(b testing.TB, params, rounds int, heap bool, aggregator string) b
 	if err != nil {
 		b.Fatal(err)
 	}
-	var out bigRun
 	stop := func() {}
 	if heap {
 		stop = sampleLabelledHeap(&out.coordPeak, &out.sitePeak)
@@ -247,6 +328,16 @@ func runBigJob(b testing.TB, params, rounds int, heap bool, aggregator string) b
 		}
 	}
 	stop()
+	mu.Lock()
+	if out.profiled && len(trainAt) < rounds {
+		pprof.StopCPUProfile() // a job that did not reach its last round
+		out.profiled = false
+		close(profStopped)
+	}
+	mu.Unlock()
+	if out.profiled {
+		<-profStopped
+	}
 	if final.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
 		b.Fatalf("job %s", final.GetMessage())
 	}
@@ -375,14 +466,22 @@ func heapByPackage(p *profile.Profile) (coord, sites int64) {
 	return coord, sites
 }
 
-type plainTimes struct{ train, round []float64 }
+type plainTimes struct {
+	train, round []float64
+	// profiled says cpu holds a CPU profile of the rounds, the server's
+	// goroutines labelled plain-coordinator and the clients' plain-site.
+	profiled bool
+	cpu      bytes.Buffer
+}
 
 // plaintextRounds sends a round's messages between a server and three
 // clients over plaintext gRPC on loopback, rounds times: the train task
 // and the global model's chunks to each client, each client's update
 // chunks back, the eval task and chunks out and a result back — every
 // message as the coordinator and sites send it, nothing done with it.
-func plaintextRounds(b *testing.B, params, rounds int) plainTimes {
+// With profile set it CPU-profiles the rounds if no other CPU profile is
+// running.
+func plaintextRounds(b *testing.B, params, rounds int, profile bool) *plainTimes {
 	layout, _ := flatArch{n: params}.Init(0, 0)
 	global := transfer.ChunkWeights("", layout, 0)
 	upd := make([][]*federav1.TensorChunk, 3)
@@ -408,8 +507,15 @@ func plaintextRounds(b *testing.B, params, rounds int) plainTimes {
 		<-finished
 		return nil
 	}})
-	go func() { _ = srv.Serve(lis) }()
+	serverLabels := pprof.WithLabels(context.Background(), pprof.Labels(sim.ProfileLabel, "plain-coordinator"))
+	clientLabels := pprof.WithLabels(context.Background(), pprof.Labels(sim.ProfileLabel, "plain-site"))
+	defer pprof.SetGoroutineLabels(context.Background())
+	go func() {
+		pprof.SetGoroutineLabels(serverLabels) // the goroutines it starts inherit it
+		_ = srv.Serve(lis)
+	}()
 	defer srv.Stop()
+	pprof.SetGoroutineLabels(clientLabels)
 	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
@@ -459,7 +565,8 @@ func plaintextRounds(b *testing.B, params, rounds int) plainTimes {
 	for range 3 {
 		servers = append(servers, (<-conns).stream)
 	}
-	var out plainTimes
+	pprof.SetGoroutineLabels(serverLabels)
+	out := &plainTimes{}
 	phase := func(kind string) time.Duration {
 		start := time.Now()
 		var wg sync.WaitGroup
@@ -491,11 +598,17 @@ func plaintextRounds(b *testing.B, params, rounds int) plainTimes {
 		wg.Wait()
 		return time.Since(start)
 	}
+	if profile {
+		out.profiled = pprof.StartCPUProfile(&out.cpu) == nil
+	}
 	for range rounds {
 		train := phase("train")
 		eval := phase("eval")
 		out.train = append(out.train, ms(train))
 		out.round = append(out.round, ms(train+eval))
+	}
+	if out.profiled {
+		pprof.StopCPUProfile()
 	}
 	close(finished)
 	clients.Wait()
@@ -530,9 +643,9 @@ func TestStreamingAggregationHoldsNoUpdate(t *testing.T) {
 	}
 	const params = 2_000_000
 	model := int64(4 * params)
-	fedavg := runBigJob(t, params, 2, true, "fedavg")
+	fedavg := runBigJob(t, params, 2, true, "fedavg", false)
 	printPeak(t)
-	median := runBigJob(t, params, 2, true, "median")
+	median := runBigJob(t, params, 2, true, "median", false)
 	printPeak(t)
 	t.Logf("coordinator peak live heap / model: fedavg %.2f, median %.2f", float64(fedavg.coordPeak)/float64(model), float64(median.coordPeak)/float64(model))
 	// The global model and the sum, and per site a few chunks in flight

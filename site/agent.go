@@ -254,6 +254,7 @@ func (a *Agent) Close() error {
 // conn is one live stream with its send lock and running tasks.
 type conn struct {
 	a         *Agent
+	spare     spareWeights
 	stream    federav1.SiteService_ConnectClient
 	sendMu    sync.Mutex
 	fragments atomic.Int64 // messages sent in fragments, for their ids
@@ -298,7 +299,7 @@ func (a *Agent) session(ctx context.Context) error {
 	defer cc.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := federav1.NewSiteServiceClient(cc).Connect(sctx)
+	stream, err := federav1.NewSiteServiceClient(cc).Connect(sctx, newWireCodec())
 	if err != nil {
 		return fmt.Errorf("open stream to %s: %w", a.cfg.CoordinatorAddr, err)
 	}
@@ -397,6 +398,7 @@ func (a *Agent) session(ctx context.Context) error {
 			}
 			if b.Task.GetWeightsFollow() {
 				waiting, asm = b.Task, transfer.NewAssembler(b.Task.GetTaskId(), paramsFor(b.Task))
+				asm.Reuse(c.takeSpare())
 				continue
 			}
 			c.start(sctx, log, b.Task, nil)
@@ -405,6 +407,7 @@ func (a *Agent) session(ctx context.Context) error {
 				return fmt.Errorf("tensor chunk for %q with no task waiting for it", b.Chunk.GetTransferId())
 			}
 			done, err := asm.Add(b.Chunk)
+			transfer.ReleasePayload(b.Chunk) // copied: the buffer is free
 			if err != nil {
 				return fmt.Errorf("weights of task %s: %w", waiting.GetTaskId(), err)
 			}
@@ -436,6 +439,9 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 		defer cancel()
 		log := log.With(logkeys.Job, t.GetJobId(), logkeys.Round, t.GetRound(), logkeys.Task, t.GetTaskId(), logkeys.Kind, t.GetKind().String())
 		rel := c.a.execute(tctx, t, w)
+		// The task is done with its weights (nothing it ran keeps them):
+		// the next task's may take their memory.
+		defer c.putSpare(w)
 		if tctx.Err() != nil {
 			log.Info("task cancelled")
 			return
@@ -482,13 +488,22 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			log.Warn("egress denied", logkeys.Reason, msgs[0].GetResult().GetError())
 		}
 		// What leaves is recorded first, with its digest, so the site's own
-		// record never misses a message that did leave.
+		// record never misses a message that did leave. The digest is of
+		// the messages' deterministic encodings, which sendRelease sends
+		// (wire.go).
 		h := sha256.New()
 		var n int64
+		var scratch []byte
 		for _, m := range msgs {
-			b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+			b, err := hashEncoding(scratch, m)
+			if err != nil {
+				// Recorded as before (no bytes); sending m fails alike.
+				log.Warn("encode result", logkeys.Err, err)
+				continue
+			}
 			h.Write(b)
 			n += int64(len(b))
+			scratch = b
 		}
 		refused := ""
 		if len(msgs) == 1 {
@@ -516,7 +531,7 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 				// result) is half sent (chaos/failpoint_test.go).
 				// gofail: var siteMidRelease struct{}
 			}
-			if err := c.send(m); err != nil {
+			if err := c.sendRelease(m); err != nil {
 				log.Warn("send result", logkeys.Err, err)
 				return
 			}

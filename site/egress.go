@@ -48,16 +48,22 @@ type release struct {
 	admitted                   admitted // the admission the task ran under
 }
 
-// messages is the release as it will cross the wire.
+// messages is the release as it will cross the wire. An update's chunks
+// share its memory (transfer.ShareWeights): r.weights must not change
+// until they are encoded.
 func (r *release) messages() []*federav1.SiteMessage {
 	r.res.WeightsFollow = (r.weights != nil || r.ring != nil) && r.res.GetError() == ""
 	msgs := []*federav1.SiteMessage{{Body: &federav1.SiteMessage_Result{Result: r.res}}}
 	if !r.res.WeightsFollow {
 		return msgs
 	}
-	chunks := transfer.ChunkWeights(r.res.GetTaskId(), r.weights, 0)
+	var chunks []*federav1.TensorChunk
 	if r.ring != nil {
 		chunks = federav1.ChunkRing(r.res.GetTaskId(), r.ring)
+	} else {
+		// Views of the update's memory, not a copy: nothing writes to
+		// it before the messages are encoded to be journalled and sent.
+		chunks = transfer.ShareWeights(r.res.GetTaskId(), r.weights, 0)
 	}
 	for _, ch := range chunks {
 		msgs = append(msgs, &federav1.SiteMessage{Body: &federav1.SiteMessage_Chunk{Chunk: ch}})

@@ -79,7 +79,15 @@ type Assembler struct {
 	h         hash.Hash
 	lastName  string
 	unordered bool
+	reuse     models.Weights // tensors whose memory a new tensor of their name and size may take
 }
+
+// Reuse lets the assembler put a tensor into the memory of w's tensor of
+// the same name and size instead of new memory (a model is received
+// every task; memory already in use costs no page faults). Every value is
+// overwritten before Add reports the transfer complete; w must not be
+// used again by anyone else. Call it before the first Add.
+func (a *Assembler) Reuse(w models.Weights) { a.reuse = w }
 
 // NewAssembler accepts chunks of transferID, at most maxElems float32
 // values in all.
@@ -163,7 +171,13 @@ func (a *Assembler) addData(c *federav1.TensorChunk) error {
 			return fmt.Errorf("transfer exceeds the limit of %d values", a.limit)
 		}
 		a.total += n
-		t = &models.Tensor{Name: c.GetName(), Shape: shape, Data: make([]float32, n)}
+		t = &models.Tensor{Name: c.GetName(), Shape: shape}
+		if r := a.reuse[c.GetName()]; r != nil && int64(len(r.Data)) == n {
+			t.Data = r.Data
+			delete(a.reuse, c.GetName())
+		} else {
+			t.Data = make([]float32, n)
+		}
 		a.w[c.GetName()] = t
 	} else if !sameShape(t.Shape, c.GetShape()) {
 		return fmt.Errorf("shape %v differs from earlier chunk's %v", c.GetShape(), t.Shape)
@@ -176,8 +190,13 @@ func (a *Assembler) addData(c *federav1.TensorChunk) error {
 	if off+n > len(t.Data) {
 		return fmt.Errorf("chunk overruns the tensor (%d+%d > %d values)", off, n, len(t.Data))
 	}
-	for i := 0; i < n; i++ {
-		t.Data[off+i] = math.Float32frombits(binary.LittleEndian.Uint32(c.GetData()[4*i:]))
+	if dst := t.Data[off : off+n]; littleEndian {
+		// The payload is the values' memory image: one copy.
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst))), 4*n), c.GetData())
+	} else {
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(c.GetData()[4*i:]))
+		}
 	}
 	a.filled[c.GetName()] = off + n
 	if a.h != nil {

@@ -368,3 +368,40 @@ func TestWeightsTransferRefusesRingChunks(t *testing.T) {
 		t.Errorf("a ring chunk in a weights transfer: %v", err)
 	}
 }
+
+// TestAssemblerReuse: given spare weights, the assembler puts a tensor of
+// the same name and size into the spare's memory — every value the
+// sender's, none left over — and allocates for one whose size differs.
+func TestAssemblerReuse(t *testing.T) {
+	w := models.Weights{"a": tensor("a", 3, 700), "b": tensor("b", 50)}
+	spare := models.Weights{
+		"a": {Name: "a", Shape: []int{2100}, Data: make([]float32, 2100)},
+		"b": {Name: "b", Shape: []int{49}, Data: make([]float32, 49)},
+	}
+	for i := range spare["a"].Data {
+		spare["a"].Data[i] = -1
+	}
+	spareA := &spare["a"].Data[0]
+	a := transfer.NewAssembler("t", 1<<20)
+	a.Reuse(spare)
+	var done bool
+	for _, c := range transfer.ChunkWeights("t", w, 4000) {
+		var err error
+		if done, err = a.Add(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !done {
+		t.Fatal("transfer not complete")
+	}
+	got := a.Weights()
+	if &got["a"].Data[0] != spareA {
+		t.Error("tensor a was not put in the spare's memory")
+	}
+	if !slices.Equal(got["a"].Shape, []int{3, 700}) || !slices.Equal(got["a"].Data, w["a"].Data) {
+		t.Errorf("tensor a: shape %v, values differ from the sender's: %v", got["a"].Shape, !slices.Equal(got["a"].Data, w["a"].Data))
+	}
+	if !slices.Equal(got["b"].Data, w["b"].Data) || len(got["b"].Data) != 50 {
+		t.Errorf("tensor b (the spare's is 49 values): %d values", len(got["b"].Data))
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"gonum.org/v1/gonum/blas/gonum"
 
@@ -299,16 +300,23 @@ func (st *SumStream) add(c *federav1.TensorChunk) error {
 	if st.filled+n > len(t.Data) {
 		return fmt.Errorf("chunk overruns the tensor (%d+%d > %d values)", st.filled, n, len(t.Data))
 	}
-	if cap(st.scratch) < n {
-		st.scratch = make([]float32, n)
+	var x []float32
+	if littleEndian && n > 0 && uintptr(unsafe.Pointer(&data[0]))%4 == 0 {
+		// The payload is the values' memory image: read in place.
+		x = unsafe.Slice((*float32)(unsafe.Pointer(&data[0])), n)
+	} else {
+		if cap(st.scratch) < n {
+			st.scratch = make([]float32, n)
+		}
+		x = st.scratch[:n]
+		for i := range x {
+			x[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+		}
 	}
-	x := st.scratch[:n]
-	for i := range x {
-		v := math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+	for i, v := range x {
 		if v-v != 0 { // NaN or ±Inf
 			return fmt.Errorf("non-finite value %v at index %d", v, st.filled+i)
 		}
-		x[i] = v
 	}
 	st.h.Write(data)
 	s.mu.Lock()

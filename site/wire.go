@@ -1,0 +1,148 @@
+package site
+
+import (
+	"sync"
+	"weak"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/federa-dev/federa/models"
+	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/transfer"
+)
+
+// A release's messages are encoded deterministically: the egress journal
+// records the SHA-256 of those encodings, and the same encodings are what
+// is sent. The journal is written before anything leaves, so each
+// message is encoded twice — once to hash, into one buffer reused across
+// the release, and once to send, into a buffer gRPC hands back when it has
+// written it (encodeBuffers). Both land in memory already in use: holding
+// a release's encodings from hashing to sending instead (one encoding,
+// but a model's worth of fresh memory per update, faulted in and zeroed
+// by the kernel) cost more than the second copy.
+
+// encodedMessage is a SiteMessage encoded by sendRelease, sent as it is.
+type encodedMessage struct{ b *[]byte }
+
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// hashEncoding appends m's deterministic encoding to scratch[:0]: the
+// bytes the journal's digest covers, and that sendRelease sends.
+func hashEncoding(scratch []byte, m *federav1.SiteMessage) ([]byte, error) {
+	return deterministic.MarshalAppend(scratch[:0], m)
+}
+
+// sendRelease sends m as hashEncoding encodes it: whole, or in fragments
+// (send encodes those the same way) when it is too large for one gRPC
+// message.
+func (c *conn) sendRelease(m *federav1.SiteMessage) error {
+	size := proto.Size(m)
+	if size > federav1.MaxWholeMessageBytes {
+		return c.send(m)
+	}
+	bp := encodeBuffers.Get(size)
+	b, err := deterministic.MarshalAppend((*bp)[:0], m)
+	if err != nil {
+		encodeBuffers.Put(bp)
+		return err
+	}
+	*bp = b
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.stream.SendMsg(encodedMessage{bp})
+}
+
+// encodeBuffers lends the buffers sendRelease encodes into; gRPC returns
+// each once it has written it (mem.Buffer's pool).
+var encodeBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (p *bufferPool) Get(n int) *[]byte {
+	if bp, ok := p.p.Get().(*[]byte); ok && cap(*bp) >= n {
+		*bp = (*bp)[:n]
+		return bp
+	}
+	b := make([]byte, n, max(n, federav1.MaxChunkBytes+4096))
+	return &b
+}
+
+func (p *bufferPool) Put(bp *[]byte) { p.p.Put(bp) }
+
+// wireCodec is gRPC's protobuf codec, except that an encodedMessage is
+// sent as it is, and a CoordinatorMessage carrying a tensor chunk gets its
+// payload in a reused buffer (transfer.DecodeChunkMessage; released once
+// the assembler copied it), not a fresh megabyte: a site takes in the
+// model twice a round. It keeps the codec's name, so the coordinator sees
+// an ordinary protobuf stream.
+type wireCodec struct{ proto encoding.CodecV2 }
+
+func newWireCodec() grpc.CallOption {
+	return grpc.ForceCodecV2(wireCodec{proto: encoding.GetCodecV2("proto")})
+}
+
+func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if e, ok := v.(encodedMessage); ok {
+		return mem.BufferSlice{mem.NewBuffer(e.b, encodeBuffers)}, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(*federav1.CoordinatorMessage)
+	if !ok || data.Len() < transfer.PayloadMinMessage {
+		return c.proto.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	b := buf.ReadOnlyData()
+	if ch, ok := transfer.DecodeChunkMessage(b, coordinatorChunkField); ok {
+		proto.Reset(m)
+		m.Body = &federav1.CoordinatorMessage_Chunk{Chunk: ch}
+		return nil
+	}
+	return proto.Unmarshal(b, m)
+}
+
+var coordinatorChunkField = protowire.Number((&federav1.CoordinatorMessage{}).ProtoReflect().Descriptor().Fields().ByName("chunk").Number())
+
+func (wireCodec) Name() string { return "proto" }
+
+// spareWeights keeps the weights of the last task that finished, weakly,
+// for the next task's assembler (transfer.Assembler.Reuse): a site
+// receives the model every task, and memory still in use costs no page
+// faults where fresh memory must be faulted in and zeroed. Weakly: the
+// spare lasts until the next garbage collection, so an idle site holds no
+// model for it.
+type spareWeights struct {
+	mu sync.Mutex
+	p  weak.Pointer[spare]
+}
+
+type spare struct{ w models.Weights }
+
+func (c *conn) putSpare(w models.Weights) {
+	if w == nil {
+		return
+	}
+	c.spare.mu.Lock()
+	c.spare.p = weak.Make(&spare{w: w})
+	c.spare.mu.Unlock()
+}
+
+// takeSpare returns the spare weights, if the collector has not taken
+// them, and forgets them: they are the caller's alone.
+func (c *conn) takeSpare() models.Weights {
+	c.spare.mu.Lock()
+	defer c.spare.mu.Unlock()
+	s := c.spare.p.Value()
+	c.spare.p = weak.Pointer[spare]{}
+	if s == nil {
+		return nil
+	}
+	return s.w
+}
