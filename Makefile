@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseQuery -fuzztime 20000x ./analytics/
 	$(GO) test -run '^$$' -fuzz FuzzAssembler -fuzztime 20000x ./transfer/
 	$(GO) test -run '^$$' -fuzz FuzzReassembler -fuzztime 20000x ./transfer/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeChunkMessage -fuzztime 20000x ./transfer/
 	$(GO) test -run '^$$' -fuzz FuzzColumnName -fuzztime 2000x ./site/
 	$(GO) test -run '^$$' -fuzz FuzzInput -fuzztime 20000x ./policy/
 	$(GO) test -run '^$$' -fuzz FuzzDecision -fuzztime 20000x ./policy/

@@ -155,3 +155,38 @@ func FuzzReassembler(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeChunkMessage feeds arbitrary bytes to DecodeChunkMessage as a
+// site's stream message (the coordinator's server codec): it must never
+// panic, and whenever it decodes a chunk, proto.Unmarshal of the same
+// bytes must succeed and give the same chunk — the fast path may only
+// decline, never decode differently from protobuf.
+func FuzzDecodeChunkMessage(f *testing.F) {
+	field := protowire.Number((&federav1.SiteMessage{}).ProtoReflect().Descriptor().Fields().ByName("chunk").Number())
+	for _, c := range []*federav1.TensorChunk{
+		{TransferId: "t-1", Name: "w", Shape: []int64{1}, Data: []byte{0, 0, 128, 63}, Last: true},
+		{TransferId: "t-2", Name: "b", Offset: 7, Data: make([]byte, 4096), Ring: true},
+		{Name: "x"},
+	} {
+		b, err := proto.Marshal(&federav1.SiteMessage{Body: &federav1.SiteMessage_Chunk{Chunk: c}})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		f.Add(append(b, b...)) // the chunk field twice: the last wins in protobuf
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, ok := transfer.DecodeChunkMessage(b, field)
+		if !ok {
+			return
+		}
+		defer transfer.ReleasePayload(c)
+		var m federav1.SiteMessage
+		if err := proto.Unmarshal(b, &m); err != nil {
+			t.Fatalf("DecodeChunkMessage decoded %v from bytes proto.Unmarshal refuses: %v", c, err)
+		}
+		if !proto.Equal(m.GetChunk(), c) {
+			t.Fatalf("DecodeChunkMessage decoded\n  %v\nproto.Unmarshal\n  %v", c, m.GetChunk())
+		}
+	})
+}
