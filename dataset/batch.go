@@ -85,8 +85,8 @@ type batchFormat interface {
 // gatherer collects a row scan's rows into batches.
 type gatherer struct {
 	b     Batch
-	n     int // rows gathered (a scan of no columns has rows, not cells)
-	max   int // rows a batch holds
+	n     int       // rows gathered (a scan of no columns has rows, not cells)
+	max   int       // rows a batch holds
 	cells [][]Value // per column, the rows so far
 	f     [][]float64
 	null  [][]bool
