@@ -419,10 +419,10 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	// is stored or reported.
 	logged := make(chan error, 1)
 	var cpw []byte
-	// log stages the checkpoint (once it has been staged, not again) and
+	// logRound stages the checkpoint (once it has been staged, not again) and
 	// appends the round's entries; on a full disk it runs again once
 	// there is space.
-	log := func() error {
+	logRound := func() error {
 		if tr.entries == nil {
 			var err error
 			if cpw, tr.aggDigest, err = c.checkpointWeights(id, r, next); err != nil {
@@ -435,7 +435,7 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 		}
 		return c.audit(false, tr.entries...)
 	}
-	go func() { logged <- log() }()
+	go func() { logged <- logRound() }()
 	evalStart := c.cfg.Now()
 	// Evaluation is best effort: a site that cannot score this round still
 	// trained in it, so one answer is enough to report a figure.
@@ -477,7 +477,7 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	// checkpoint is signed in the background.
 	// The time the round waits for its entries to be durable.
 	auditStart := c.cfg.Now()
-	if err := c.retryStorage(ctx, id, fmt.Sprintf("round %d's audit entries", r), <-logged, log); err != nil {
+	if err := c.retryStorage(ctx, id, fmt.Sprintf("round %d's audit entries", r), <-logged, logRound); err != nil {
 		return err
 	}
 	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))
