@@ -34,8 +34,30 @@ seed: 7
 
 func TestCoordinatorDiskFull(t *testing.T) {
 	t.Parallel()
+	coordinatorDiskFull(t, "")
+}
+
+// TestCoordinatorStagingDiskFull fills only the folder where the round's
+// checkpoint weights are staged (a tmpfs of its own at
+// <state>/checkpoints), so the write that fails is the staging, before the
+// round's audit entries exist: the job must wait and go on as above, with
+// every round logged once.
+func TestCoordinatorStagingDiskFull(t *testing.T) {
+	t.Parallel()
+	coordinatorDiskFull(t, "checkpoints")
+}
+
+// coordinatorDiskFull runs the disk-full scenario with the coordinator's
+// whole state directory on a small tmpfs, or (only != "") just its
+// subfolder only.
+func coordinatorDiskFull(t *testing.T, only string) {
 	needNetns(t)
 	mnt := filepath.Join(t.TempDir(), "coord-tmpfs")
+	state := filepath.Join(mnt, "state")
+	if only != "" {
+		state = filepath.Join(t.TempDir(), "state")
+		mnt = filepath.Join(state, only)
+	}
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +70,7 @@ func TestCoordinatorDiskFull(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs (needs root with CAP_SYS_ADMIN): %v: %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
-	f := startFederation(t, options{coordDir: filepath.Join(mnt, "state")})
+	f := startFederation(t, options{coordDir: state})
 	h := newHistory()
 	f.waitSites()
 	id := f.submit(diskJob)
@@ -86,6 +108,9 @@ func TestCoordinatorDiskFull(t *testing.T) {
 	t.Logf("with the disk full: job %s after %d rounds: %s", during.Status, during.RoundsCompleted, during.Message)
 	if during.Status != "WAITING" || !strings.Contains(during.Message, "waiting for disk space") || !strings.Contains(during.Message, "no space left on device") {
 		t.Errorf("with the disk full the job reads %s %q; want WAITING, saying it waits for disk space and why", during.Status, during.Message)
+	}
+	if only != "" && !strings.Contains(during.Message, "checkpoint weights") {
+		t.Errorf("with only %s full the job reads %q; want it to name the checkpoint weights it could not stage", only, during.Message)
 	}
 	// Hold the disk full a while: the job keeps waiting, nothing is lost.
 	time.Sleep(2 * time.Second)

@@ -477,7 +477,7 @@ func (c *Coordinator) round(ctx context.Context, job *federav1.Job, st *training
 	// checkpoint is signed in the background.
 	// The time the round waits for its entries to be durable.
 	auditStart := c.cfg.Now()
-	if err := c.retryStorage(ctx, id, fmt.Sprintf("round %d's audit entries", r), <-logged, logRound); err != nil {
+	if err := c.retryStorage(ctx, id, fmt.Sprintf("round %d's checkpoint weights and audit entries", r), <-logged, logRound); err != nil {
 		return err
 	}
 	sum.AuditMs = ms(c.cfg.Now().Sub(auditStart))
