@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -87,6 +88,9 @@ func coordinatorDiskFull(t *testing.T, only string) {
 	h.snap(f)
 	filler := filepath.Join(mnt, "filler")
 	fill(t, filler)
+	// Keep it full: what the coordinator frees (a pruned checkpoint file)
+	// would otherwise make room for its next write.
+	stopFilling := keepFull(filler)
 	// The coordinator hits the wall at its next write (the round's audit
 	// append or checkpoint) and shows the job waiting for space.
 	var enospc string
@@ -101,6 +105,7 @@ func coordinatorDiskFull(t *testing.T, only string) {
 		during, _ = h.read(f, id)
 	}
 	if enospc == "" {
+		stopFilling()
 		os.Remove(filler)
 		t.Fatalf("the coordinator never reported the full disk (job %s, %d rounds)", during.Status, during.RoundsCompleted)
 	}
@@ -118,6 +123,7 @@ func coordinatorDiskFull(t *testing.T, only string) {
 	if held.Status != "WAITING" || held.RoundsCompleted != during.RoundsCompleted {
 		t.Errorf("2 s later, disk still full: job %s at %d rounds; want WAITING at %d", held.Status, held.RoundsCompleted, during.RoundsCompleted)
 	}
+	stopFilling()
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +154,36 @@ func coordinatorDiskFull(t *testing.T, only string) {
 			t.Error(x)
 		}
 	}
+}
+
+// keepFull appends to path every few milliseconds, taking whatever space
+// is freed, until the returned stop is called (it waits for the last
+// write).
+func keepFull(path string) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		fh, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return
+		}
+		defer fh.Close()
+		buf := make([]byte, 512)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			for {
+				if _, err := fh.Write(buf); err != nil {
+					break
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-stopped }) }
 }
 
 // fill writes path until the file system is full.
