@@ -5,13 +5,15 @@ import (
 	"runtime"
 	"testing"
 
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/transfer"
 )
+
+var siteChunkField = protowire.Number((&federav1.SiteMessage{}).ProtoReflect().Descriptor().Fields().ByName("chunk").Number())
 
 // wireCases are encoded SiteMessages: chunks as sites send them, and the
 // odd shapes the codec must leave to proto.Unmarshal or decode alike.
@@ -55,7 +57,7 @@ func wireCases(t testing.TB) map[string][]byte {
 // chunks with their fields in any order, unknown fields, a payload
 // repeated (the last wins), and messages it must not take apart.
 func TestWireCodecDecodesAsProto(t *testing.T) {
-	codec := wireCodec{proto: encoding.GetCodecV2("proto")}
+	codec := transfer.NewCodec()
 	pooled := 0
 	for name, b := range wireCases(t) {
 		want := &federav1.SiteMessage{}
@@ -86,7 +88,7 @@ func TestWireCodecReusesPayloads(t *testing.T) {
 	if raceEnabled {
 		t.Skip("skipped with -race: its sync.Pool drops buffers on purpose")
 	}
-	codec := wireCodec{proto: encoding.GetCodecV2("proto")}
+	codec := transfer.NewCodec()
 	b := wireCases(t)["a chunk"]
 	// The message, its chunk, its shape and strings, the header: a
 	// few small allocations; never the megabyte.

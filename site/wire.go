@@ -5,9 +5,7 @@ import (
 	"weak"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/federa-dev/federa/models"
@@ -79,38 +77,18 @@ func (p *bufferPool) Put(bp *[]byte) { p.p.Put(bp) }
 // the assembler copied it), not a fresh megabyte: a site takes in the
 // model twice a round. It keeps the codec's name, so the coordinator sees
 // an ordinary protobuf stream.
-type wireCodec struct{ proto encoding.CodecV2 }
+type wireCodec struct{ transfer.Codec }
 
 func newWireCodec() grpc.CallOption {
-	return grpc.ForceCodecV2(wireCodec{proto: encoding.GetCodecV2("proto")})
+	return grpc.ForceCodecV2(wireCodec{transfer.NewCodec()})
 }
 
 func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if e, ok := v.(encodedMessage); ok {
 		return mem.BufferSlice{mem.NewBuffer(e.b, encodeBuffers)}, nil
 	}
-	return c.proto.Marshal(v)
+	return c.Codec.Marshal(v)
 }
-
-func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(*federav1.CoordinatorMessage)
-	if !ok || data.Len() < transfer.PayloadMinMessage {
-		return c.proto.Unmarshal(data, v)
-	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free()
-	b := buf.ReadOnlyData()
-	if ch, ok := transfer.DecodeChunkMessage(b, coordinatorChunkField); ok {
-		proto.Reset(m)
-		m.Body = &federav1.CoordinatorMessage_Chunk{Chunk: ch}
-		return nil
-	}
-	return proto.Unmarshal(b, m)
-}
-
-var coordinatorChunkField = protowire.Number((&federav1.CoordinatorMessage{}).ProtoReflect().Descriptor().Fields().ByName("chunk").Number())
-
-func (wireCodec) Name() string { return "proto" }
 
 // spareWeights keeps the weights of the last task that finished, weakly,
 // for the next task's assembler (transfer.Assembler.Reuse): a site

@@ -3,8 +3,11 @@ package transfer
 import (
 	"sync"
 
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 )
@@ -98,3 +101,45 @@ func ReleasePayload(c *federav1.TensorChunk) {
 	c.Data = nil
 	payloads.Put(&b)
 }
+
+// Codec is gRPC's protobuf codec, except that a large message holding
+// only a tensor chunk — its field named "chunk", a TensorChunk, as in
+// SiteMessage and CoordinatorMessage — gets the chunk's payload in a
+// reused buffer (DecodeChunkMessage), to be given back with
+// ReleasePayload once the chunk is handled. It keeps the codec's name, so
+// the peer sees an ordinary protobuf stream, and decodes every message
+// exactly as proto.Unmarshal does.
+type Codec struct{ proto encoding.CodecV2 }
+
+// NewCodec wraps gRPC's registered protobuf codec.
+func NewCodec() Codec { return Codec{proto: encoding.GetCodecV2("proto")} }
+
+// Marshal is the protobuf codec's.
+func (c Codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
+
+// Unmarshal decodes a chunk message with its payload in a reused buffer,
+// anything else as the protobuf codec does.
+func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok || data.Len() < PayloadMinMessage {
+		return c.proto.Unmarshal(data, v)
+	}
+	fd := m.ProtoReflect().Descriptor().Fields().ByName("chunk")
+	if fd == nil || fd.Message() == nil || fd.Message().FullName() != chunkMessage {
+		return c.proto.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	b := buf.ReadOnlyData()
+	if ch, ok := DecodeChunkMessage(b, fd.Number()); ok {
+		proto.Reset(m)
+		m.ProtoReflect().Set(fd, protoreflect.ValueOfMessage(ch.ProtoReflect()))
+		return nil
+	}
+	return proto.Unmarshal(b, m)
+}
+
+// Name is the protobuf codec's, "proto".
+func (Codec) Name() string { return "proto" }
+
+var chunkMessage = (&federav1.TensorChunk{}).ProtoReflect().Descriptor().FullName()
