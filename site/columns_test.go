@@ -23,8 +23,7 @@ func columnsAgent(t testing.TB) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(dir, "site.yaml")
-	if err := os.WriteFile(cfgPath, []byte(`identity: {dir: id}
+	a := agentFromYAML(t, dir, `identity: {dir: id}
 coordinator: {address: "127.0.0.1:7443", id: "spiffe://example.org/coordinator", jurisdiction: eu}
 datasets:
   - name: bc
@@ -34,18 +33,7 @@ datasets:
       - {name: mean_radius, classification: special_category, tags: [health]}
       - {name: mean_texture, classification: personal, tags: [direct_identifier]}
 state_dir: state
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadFile(cfgPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
+`)
 	return a
 }
 

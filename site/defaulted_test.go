@@ -2,7 +2,6 @@ package site
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,23 +21,11 @@ func TestRefusalOfDefaultedColumnsIsShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(dir, "site.yaml")
-	if err := os.WriteFile(cfgPath, []byte(`identity: {dir: id}
+	a := agentFromYAML(t, dir, `identity: {dir: id}
 coordinator: {address: "127.0.0.1:7443", id: "spiffe://example.org/coordinator", jurisdiction: us}
 datasets:
   - {name: bc, path: `+data+`, label: label}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadFile(cfgPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
+`)
 	ad := a.admit(context.Background(), admitTask(nil, "label"), true)
 	if ad.answer.GetOutcome() != federav1.Admission_OUTCOME_DENY {
 		t.Fatalf("outcome %s, want deny", ad.answer.GetOutcome())

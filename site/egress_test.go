@@ -31,25 +31,13 @@ func policyAgent(t *testing.T, extra map[string]string) (*Agent, string) {
 			t.Fatal(err)
 		}
 	}
-	cfgPath := filepath.Join(dir, "site.yaml")
-	if err := os.WriteFile(cfgPath, []byte(`identity: {dir: id}
+	a := agentFromYAML(t, dir, `identity: {dir: id}
 coordinator: {address: "127.0.0.1:7443", id: "spiffe://example.org/coordinator", jurisdiction: eu}
 policy: {dir: policy}
 datasets:
   - {name: bc, path: `+data+`, default_classification: internal}
 state_dir: state
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadFile(cfgPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
+`)
 	return a, pol
 }
 

@@ -179,3 +179,23 @@ func TestTrainSeed(t *testing.T) {
 		}
 	}
 }
+
+// agentFromYAML starts a site from site.yaml text written in dir (beside
+// its id folder and data), closed when the test ends.
+func agentFromYAML(t testing.TB, dir, yaml string) *Agent {
+	t.Helper()
+	cfgPath := filepath.Join(dir, "site.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadFile(cfgPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
