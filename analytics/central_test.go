@@ -407,7 +407,7 @@ func python(t *testing.T) string {
 		// .ci/run installs numpy; its absence there is a broken setup.
 		t.Fatal(msg)
 	}
-	t.Skip(msg + "; the comparison with Go's central computation still runs")
+	t.Skip("skipped: " + msg + "; the comparison with Go's central computation still runs")
 	return ""
 }
 

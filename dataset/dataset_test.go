@@ -148,7 +148,7 @@ func TestLoadCSVNotReadable(t *testing.T) {
 
 func TestLoadCSVUnreadable(t *testing.T) {
 	if os.Geteuid() == 0 {
-		t.Skip("running as root, which reads files whatever their mode; TestLoadCSVNotReadable covers the same error path")
+		t.Skip("skipped as root: root reads files whatever their mode; TestLoadCSVNotReadable covers the same error path")
 	}
 	p := writeCSV(t, "a,label\n1,x\n")
 	if err := os.Chmod(p, 0); err != nil {

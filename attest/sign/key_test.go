@@ -211,7 +211,7 @@ func TestLoadOrCreateRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.name == "key readable by others" && runtime.GOOS == "windows" {
-				t.Skip("file modes mean nothing on Windows")
+				t.Skip("skipped on Windows: file modes mean nothing there")
 			}
 			dir := t.TempDir()
 			if err := tt.setup(dir); err != nil {
