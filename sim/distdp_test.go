@@ -136,7 +136,7 @@ func TestDistributedDPLearnsThroughADropout(t *testing.T) {
 // TestSecureAggregationRefusesAClearTrainingTask: a coordinator that sends
 // a secure-aggregation job's training task outside a secure round (the
 // secagg part stripped) would receive each site's update in the clear;
-// every site refuses, and no weights leave any site.
+// every site refuses (or is cancelled first), and no weights leave any site.
 func TestSecureAggregationRefusesAClearTrainingTask(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -147,7 +147,7 @@ func TestSecureAggregationRefusesAClearTrainingTask(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tap := &wireTap{}
-			n, _ := startNet(t, sim.Options{Coordinator: func(c *coordinator.Config) {
+			n, logs := startNet(t, sim.Options{Coordinator: func(c *coordinator.Config) {
 				c.ServerOptions = append(c.ServerOptions, tap.option(), grpc.ChainStreamInterceptor(
 					func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 						return h(srv, &stripSecAgg{ServerStream: ss})
@@ -158,24 +158,34 @@ func TestSecureAggregationRefusesAClearTrainingTask(t *testing.T) {
 			if job.GetStatus() != federav1.JobStatus_JOB_STATUS_FAILED {
 				t.Fatalf("job %s: %s; want it failed", job.GetStatus(), job.GetMessage())
 			}
-			// The job fails at the first refusal; the others are on their
-			// way (every site was sent the task), so wait for them.
-			eventually(t, "every site says why it refused", func() error {
+			// The job fails as soon as the refusals leave too few sites for
+			// its quorum, and cancels the task still running elsewhere; so
+			// each site either says why it refused or had its task
+			// cancelled before it answered (its log says so). No site
+			// sends weights, and at least the two refusals that failed the
+			// job arrive.
+			eventually(t, "every site refused or was cancelled", func() error {
 				refused := 0
-				for _, m := range tap.typedAll() {
-					sm, ok := m.(*federav1.SiteMessage)
-					if !ok {
-						continue
+				for _, id := range n.SiteIDs() {
+					name := strings.TrimPrefix(id.Path(), "/site/")
+					said := false
+					for _, sm := range tap.from(id.String()) {
+						if sm.GetChunk() != nil {
+							t.Fatalf("%s sent weights for a training task outside a secure round: %v", name, sm.GetChunk().GetName())
+						}
+						if strings.Contains(sm.GetResult().GetError(), "refusing to send this site's update in the clear") {
+							said = true
+						}
 					}
-					if sm.GetChunk() != nil {
-						t.Fatalf("a site sent weights for a training task outside a secure round: %v", sm.GetChunk().GetName())
-					}
-					if strings.Contains(sm.GetResult().GetError(), "refusing to send this site's update in the clear") {
+					switch {
+					case said:
 						refused++
+					case logLines(logs.String(), "task cancelled", "site="+name, "TASK_KIND_TRAIN") == 0:
+						return fmt.Errorf("%s neither said why it refused nor had its task cancelled; job message %q", name, job.GetMessage())
 					}
 				}
-				if refused != 3 {
-					return fmt.Errorf("%d sites said why they refused, want 3; job message %q", refused, job.GetMessage())
+				if refused < 2 {
+					return fmt.Errorf("%d sites said why they refused, want at least the 2 that failed the job; job message %q", refused, job.GetMessage())
 				}
 				return nil
 			})
