@@ -51,6 +51,19 @@ type Arch interface {
 	Predict(w Weights, X *mat.Dense) (Predictions, error)
 }
 
+// IntoTrainer is an Arch whose training can write its new weights into
+// memory the caller no longer needs. A big model's update is as large as
+// the model, and a site trains every round: fresh memory for it costs a
+// page fault per 4 KiB, memory already in use does not. Optional; a site
+// uses it when the architecture has it.
+type IntoTrainer interface {
+	// TrainInto is Train, free to put each new tensor into the memory of
+	// dst's tensor of the same name and size. dst (nil: none) shares no
+	// memory with w, and is the arch's to overwrite; what it does not use
+	// is dropped.
+	TrainInto(ctx context.Context, dst, w Weights, X *mat.Dense, y Targets, cfg TrainConfig) (TrainResult, error)
+}
+
 // Kind is what a model predicts.
 type Kind int
 

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -19,12 +21,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/pprof/profile"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"gonum.org/v1/gonum/mat"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/federa-dev/federa/attest"
 	"github.com/federa-dev/federa/coordinator"
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
@@ -68,18 +73,39 @@ func (a flatArch) Check(w models.Weights, _, _ int) error {
 	h := a.n / 2
 	return w.Validate(models.Weights{"a": {Shape: []int{h}}, "b": {Shape: []int{a.n - h}}})
 }
-func (a flatArch) Train(_ context.Context, w models.Weights, X *mat.Dense, _ models.Targets, _ models.TrainConfig) (models.TrainResult, error) {
+func (a flatArch) Train(ctx context.Context, w models.Weights, X *mat.Dense, y models.Targets, cfg models.TrainConfig) (models.TrainResult, error) {
+	return a.TrainInto(ctx, nil, w, X, y, cfg)
+}
+
+// TrainInto writes the new weights into dst's memory where it fits, as a
+// real training loop updates its parameters in place
+// (models.IntoTrainer): fresh memory for a big model would cost the
+// benchmark's sites more than the round's transfer.
+func (a flatArch) TrainInto(_ context.Context, dst, w models.Weights, X *mat.Dense, _ models.Targets, _ models.TrainConfig) (models.TrainResult, error) {
 	rows, _ := X.Dims()
 	out := models.Weights{}
 	for name, t := range w {
-		d := make([]float32, len(t.Data))
+		var d []float32
+		if b := dst[name]; b != nil && len(b.Data) == len(t.Data) {
+			d = b.Data
+		} else {
+			d = make([]float32, len(t.Data))
+		}
 		for i, v := range t.Data {
 			d[i] = v + 0.001*float32(rows)
 		}
 		out[name] = &models.Tensor{Name: name, Shape: slices.Clone(t.Shape), Data: d}
 	}
+	if flatTrained != nil {
+		flatTrained(dst, w, out)
+	}
 	return models.TrainResult{Weights: out, Loss: 0.5, Examples: rows}, nil
 }
+
+// flatTrained, when set (by one test, not in parallel with others that
+// train benchFlat), sees every TrainInto call's memory.
+var flatTrained func(dst, w, out models.Weights)
+
 func (a flatArch) Evaluate(_ models.Weights, X *mat.Dense, _ models.Targets) (models.Score, error) {
 	rows, _ := X.Dims()
 	return models.Score{Rows: rows, Correct: rows / 2, Loss: 0.69}, nil
@@ -95,8 +121,10 @@ func (a flatArch) Predict(_ models.Weights, X *mat.Dense) (models.Predictions, e
 // aggregation, and in the same op sends the same messages — each round's
 // train task and global-model chunks to every site, every site's update
 // chunks back, the eval task and chunks out, the eval results back —
-// over plaintext gRPC with nothing done to them: the transfer alone. One
-// op is both. It reports, as medians:
+// over plaintext gRPC with nothing done to them, and again over mTLS
+// (the sites' credentials, no more): the transfer alone, with and
+// without the encryption every federa connection has. One op is all
+// three. It reports, as medians:
 //
 //   - update_path_ms: the round's train phase (global out, update back,
 //     checked, hashed and summed as it arrives) minus the slowest site's
@@ -107,14 +135,21 @@ func (a flatArch) Predict(_ models.Weights, X *mat.Dense) (models.Predictions, e
 //     to the next one's (aggregation, audit, evaluation, checkpoint, all
 //     of it); plaintext_round_ms the round's messages over plaintext;
 //     round_vs_transfer the first over the second (the goal: ≤ 1.25).
+//   - mtls_train_ms, mtls_round_ms: the same messages over mTLS;
+//     update_rate_vs_mtls and round_vs_mtls_transfer the two ratios
+//     above against them instead, which leave out what encryption costs
+//     (mtls_transfer_rate_vs_plaintext: plaintext's round over mTLS's),
+//     so they show what federa adds beyond its transport.
 //   - coord_cpu_ms/round: the coordinator's CPU a round (samples under
 //     its sim.ProfileLabel, from the first round's train task reaching a
 //     site to the last round's); plaintext_server_cpu_ms/round the
 //     plaintext server's for the same messages; coord_cpu_rate_vs_plaintext
 //     the second over the first — the update path's goal for the
-//     coordinator alone, as CPU. sites_cpu_ms/round and
-//     plaintext_clients_cpu_ms/round are the same for the three sites and
-//     the plaintext clients. Left out when another CPU profile runs
+//     coordinator alone, as CPU; mtls_server_cpu_ms/round and
+//     coord_cpu_rate_vs_mtls the same against the mTLS server.
+//     sites_cpu_ms/round, plaintext_clients_cpu_ms/round and
+//     mtls_clients_cpu_ms/round are the same for the three sites and the
+//     clients. Left out when another CPU profile runs
 //     (go test -cpuprofile); FEDERA_BIG_CPUPROFILE=path keeps the
 //     profiles (path.mtls, path.plain).
 //   - coord_peak_heap/model: the coordinator's peak live heap over the
@@ -134,28 +169,42 @@ func BenchmarkBigModelRound(b *testing.B) {
 	}
 	modelBytes := float64(4 * params)
 	var update, plainTrain, round, plainRound, updRatio, roundRatio, coordHeap, siteHeap, medianHeap []float64
-	var coordCPU, plainServerCPU, cpuRatio, sitesCPU, plainClientsCPU []float64
+	var mtlsTrain, mtlsRound, updMTLS, roundMTLS, mtlsVsPlain []float64
+	var coordCPU, plainServerCPU, cpuRatio, sitesCPU, plainClientsCPU, mtlsServerCPU, cpuMTLS, mtlsClientsCPU []float64
+	verbose := os.Getenv("FEDERA_BIG_VERBOSE") != ""
 	for range b.N {
 		r := runBigJob(b, params, rounds, false, "", true)
-		p := plaintextRounds(b, params, rounds, true)
+		p := transferRounds(b, params, rounds, false, true)
+		t := transferRounds(b, params, rounds, true, true)
 		update = append(update, r.update...)
 		round = append(round, r.round...)
 		plainTrain = append(plainTrain, p.train...)
 		plainRound = append(plainRound, p.round...)
+		mtlsTrain = append(mtlsTrain, t.train...)
+		mtlsRound = append(mtlsRound, t.round...)
 		updRatio = append(updRatio, median(p.train)/median(r.update))
 		roundRatio = append(roundRatio, median(r.round)/median(p.round))
-		if r.profiled && p.profiled {
-			mtls, plain := cpuByLabel(b, &r.cpu, "mtls"), cpuByLabel(b, &p.cpu, "plain")
-			c, pc := mtls["coordinator"]/float64(rounds-1), plain["plain-coordinator"]/float64(rounds)
+		updMTLS = append(updMTLS, median(t.train)/median(r.update))
+		roundMTLS = append(roundMTLS, median(r.round)/median(t.round))
+		mtlsVsPlain = append(mtlsVsPlain, median(p.round)/median(t.round))
+		if r.profiled && p.profiled && t.profiled {
+			fed, plain, secure := cpuByLabel(b, &r.cpu, "mtls"), cpuByLabel(b, &p.cpu, "plain"), cpuByLabel(b, &t.cpu, "mtls-transfer")
+			c, pc, tc := fed["coordinator"]/float64(rounds-1), plain["plain-coordinator"]/float64(rounds), secure["mtls-coordinator"]/float64(rounds)
 			coordCPU, plainServerCPU, cpuRatio = append(coordCPU, c), append(plainServerCPU, pc), append(cpuRatio, pc/c)
-			sitesCPU = append(sitesCPU, mtls["site"]/float64(rounds-1))
+			mtlsServerCPU, cpuMTLS = append(mtlsServerCPU, tc), append(cpuMTLS, tc/c)
+			sitesCPU = append(sitesCPU, fed["site"]/float64(rounds-1))
 			plainClientsCPU = append(plainClientsCPU, plain["plain-site"]/float64(rounds))
-			if os.Getenv("FEDERA_BIG_VERBOSE") != "" {
-				b.Logf("CPU ms per round: mTLS coordinator %.0f, sites %.0f, unlabelled (GC, runtime) %.0f; plaintext server %.0f, clients %.0f, unlabelled %.0f",
-					c, mtls["site"]/float64(rounds-1), mtls[""]/float64(rounds-1), pc, plain["plain-site"]/float64(rounds), plain[""]/float64(rounds))
+			mtlsClientsCPU = append(mtlsClientsCPU, secure["mtls-site"]/float64(rounds))
+			if verbose {
+				b.Logf("CPU ms per round: federa coordinator %.0f, sites %.0f, unlabelled (GC, runtime) %.0f; plaintext server %.0f, clients %.0f, unlabelled %.0f; mTLS server %.0f, clients %.0f, unlabelled %.0f",
+					c, fed["site"]/float64(rounds-1), fed[""]/float64(rounds-1), pc, plain["plain-site"]/float64(rounds), plain[""]/float64(rounds),
+					tc, secure["mtls-site"]/float64(rounds), secure[""]/float64(rounds))
 			}
 		} else {
 			b.Log("another CPU profile is running (-cpuprofile?): the CPU figures are left out")
+		}
+		if verbose {
+			b.Logf("transfer alone, ms per round: plaintext train %v round %v; mTLS train %v round %v", p.train, p.round, t.train, t.round)
 		}
 		m := runBigJob(b, params, 3, true, "", false)
 		printPeak(b)
@@ -171,12 +220,20 @@ func BenchmarkBigModelRound(b *testing.B) {
 	b.ReportMetric(median(round), "round_ms")
 	b.ReportMetric(median(plainRound), "plaintext_round_ms")
 	b.ReportMetric(median(roundRatio), "round_vs_transfer")
+	b.ReportMetric(median(mtlsTrain), "mtls_train_ms")
+	b.ReportMetric(median(mtlsRound), "mtls_round_ms")
+	b.ReportMetric(median(updMTLS), "update_rate_vs_mtls")
+	b.ReportMetric(median(roundMTLS), "round_vs_mtls_transfer")
+	b.ReportMetric(median(mtlsVsPlain), "mtls_transfer_rate_vs_plaintext")
 	if len(cpuRatio) > 0 {
 		b.ReportMetric(median(coordCPU), "coord_cpu_ms/round")
 		b.ReportMetric(median(plainServerCPU), "plaintext_server_cpu_ms/round")
 		b.ReportMetric(median(cpuRatio), "coord_cpu_rate_vs_plaintext")
+		b.ReportMetric(median(mtlsServerCPU), "mtls_server_cpu_ms/round")
+		b.ReportMetric(median(cpuMTLS), "coord_cpu_rate_vs_mtls")
 		b.ReportMetric(median(sitesCPU), "sites_cpu_ms/round")
 		b.ReportMetric(median(plainClientsCPU), "plaintext_clients_cpu_ms/round")
+		b.ReportMetric(median(mtlsClientsCPU), "mtls_clients_cpu_ms/round")
 	}
 	b.ReportMetric(median(coordHeap), "coord_peak_heap/model")
 	b.ReportMetric(median(siteHeap), "site_peak_heap/model")
@@ -469,19 +526,24 @@ func heapByPackage(p *profile.Profile) (coord, sites int64) {
 type plainTimes struct {
 	train, round []float64
 	// profiled says cpu holds a CPU profile of the rounds, the server's
-	// goroutines labelled plain-coordinator and the clients' plain-site.
+	// goroutines labelled <transport>-coordinator and the clients'
+	// <transport>-site.
 	profiled bool
 	cpu      bytes.Buffer
 }
 
-// plaintextRounds sends a round's messages between a server and three
-// clients over plaintext gRPC on loopback, rounds times: the train task
-// and the global model's chunks to each client, each client's update
-// chunks back, the eval task and chunks out and a result back — every
-// message as the coordinator and sites send it, nothing done with it.
-// With profile set it CPU-profiles the rounds if no other CPU profile is
-// running.
-func plaintextRounds(b *testing.B, params, rounds int, profile bool) *plainTimes {
+// transferRounds sends a round's messages between a server and three
+// clients over gRPC on loopback, rounds times: the train task and the
+// global model's chunks to each client, each client's update chunks back,
+// the eval task and chunks out and a result back — every message as the
+// coordinator and sites send it, nothing done with it. Each client has a
+// connection of its own, as each site does. With secure set the
+// connections are mTLS with X.509-SVIDs from a dev CA and the credentials
+// the coordinator and sites use (attest.ServerCredentials and
+// ClientCredentials: TLS 1.3, the same cipher suites); otherwise
+// plaintext. With profile set it CPU-profiles the rounds if no other CPU
+// profile is running.
+func transferRounds(b *testing.B, params, rounds int, secure, profile bool) *plainTimes {
 	layout, _ := flatArch{n: params}.Init(0, 0)
 	global := transfer.ChunkWeights("", layout, 0)
 	upd := make([][]*federav1.TensorChunk, 3)
@@ -489,11 +551,32 @@ func plaintextRounds(b *testing.B, params, rounds int, profile bool) *plainTimes
 		u, _ := flatArch{n: params}.Train(context.Background(), layout, mat.NewDense(20+i, 1, nil), models.Targets{}, models.TrainConfig{})
 		upd[i] = transfer.ChunkWeights(fmt.Sprintf("t%d", i), u.Weights, 0)
 	}
+	name := "plain"
+	serverCreds, clientCreds := insecure.NewCredentials(), insecure.NewCredentials()
+	if secure {
+		name = "mtls"
+		td := spiffeid.RequireTrustDomainFromString("bench.test")
+		ca, err := attest.NewCA(td)
+		if err != nil {
+			b.Fatal(err)
+		}
+		serverID, clientID := spiffeid.RequireFromPath(td, "/coordinator"), spiffeid.RequireFromPath(td, "/site/bench")
+		identity := func(id spiffeid.ID) attest.Source {
+			svid, err := ca.Issue(id, time.Hour)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return attest.NewIdentity(svid, ca.Bundle())
+		}
+		quiet := slog.New(slog.DiscardHandler)
+		serverCreds = attest.ServerCredentials(identity(serverID), attest.AllowIDs(clientID), quiet)
+		clientCreds = attest.ClientCredentials(identity(clientID), attest.AllowIDs(serverID), quiet)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.Creds(serverCreds))
 	type conn struct {
 		stream federav1.SiteService_ConnectServer
 	}
@@ -507,8 +590,8 @@ func plaintextRounds(b *testing.B, params, rounds int, profile bool) *plainTimes
 		<-finished
 		return nil
 	}})
-	serverLabels := pprof.WithLabels(context.Background(), pprof.Labels(sim.ProfileLabel, "plain-coordinator"))
-	clientLabels := pprof.WithLabels(context.Background(), pprof.Labels(sim.ProfileLabel, "plain-site"))
+	serverLabels := pprof.WithLabels(context.Background(), pprof.Labels(sim.ProfileLabel, name+"-coordinator"))
+	clientLabels := pprof.WithLabels(context.Background(), pprof.Labels(sim.ProfileLabel, name+"-site"))
 	defer pprof.SetGoroutineLabels(context.Background())
 	go func() {
 		pprof.SetGoroutineLabels(serverLabels) // the goroutines it starts inherit it
@@ -516,14 +599,14 @@ func plaintextRounds(b *testing.B, params, rounds int, profile bool) *plainTimes
 	}()
 	defer srv.Stop()
 	pprof.SetGoroutineLabels(clientLabels)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cc.Close()
 	var clients sync.WaitGroup
 	clientErr := make(chan error, 3)
 	for i := range 3 {
+		cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(clientCreds))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cc.Close()
 		st, err := federav1.NewSiteServiceClient(cc).Connect(context.Background())
 		if err != nil {
 			b.Fatal(err)
@@ -694,4 +777,72 @@ func TestSpoiledStreamingSumRerunsTheRound(t *testing.T) {
 	if p := job.GetRounds()[1].GetParticipants(); len(p) != 3 {
 		t.Errorf("round 2 participants %v, want all three", p)
 	}
+}
+
+// TestSiteTrainsIntoItsLastUpdate: a site hands an architecture that can
+// train into given memory (models.IntoTrainer) the memory of its last
+// update once that update has left, so a big model's training does not
+// fault in a model's worth of fresh memory every round; never memory the
+// task's own model lives in. The spare is held weakly, so garbage
+// collection is off while the job runs.
+func TestSiteTrainsIntoItsLastUpdate(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	type call struct{ dst, w, out *float32 }
+	first := func(m models.Weights) *float32 {
+		if t := m["a"]; t != nil && len(t.Data) > 0 {
+			return &t.Data[0]
+		}
+		return nil
+	}
+	var mu sync.Mutex
+	var calls []call
+	var shared []string
+	flatTrained = func(dst, w, out models.Weights) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, call{first(dst), first(w), first(out)})
+		for name, d := range dst {
+			for wn, x := range w {
+				if len(d.Data) > 0 && len(x.Data) > 0 && spansOverlap(d.Data, x.Data) {
+					shared = append(shared, name+"/"+wn)
+				}
+			}
+		}
+	}
+	defer func() { flatTrained = nil }()
+	n, _ := startNet(t, sim.Options{})
+	j := demoSpec()
+	j.Rounds, j.Model = 4, spec.Model{Type: benchFlat, Hidden: []int{200_000}}
+	job := runJob(t, n, j)
+	if job.GetStatus() != federav1.JobStatus_JOB_STATUS_SUCCEEDED {
+		t.Fatalf("job %s: %s", job.GetStatus(), job.GetMessage())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(shared) > 0 {
+		t.Errorf("training was given memory that the task's model is in: %v", shared)
+	}
+	updates := map[*float32]bool{}
+	reused := 0
+	for i, c := range calls {
+		if c.dst != nil {
+			if !updates[c.dst] {
+				t.Errorf("training %d was given memory that is no earlier update", i)
+			}
+			if c.out != c.dst {
+				t.Errorf("training %d did not write into the memory it was given", i)
+			}
+			reused++
+		}
+		updates[c.out] = true
+	}
+	if want := len(j.Sites) * (j.Rounds - 1); len(calls) != len(j.Sites)*j.Rounds || reused != want {
+		t.Errorf("%d trainings, %d into a past update's memory; want %d and %d (every site, every round after the first)",
+			len(calls), reused, len(j.Sites)*j.Rounds, want)
+	}
+}
+
+func spansOverlap(a, b []float32) bool {
+	lo1, lo2 := uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&b[0]))
+	return lo1 < lo2+uintptr(4*len(b)) && lo2 < lo1+uintptr(4*len(a))
 }

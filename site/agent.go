@@ -254,7 +254,8 @@ func (a *Agent) Close() error {
 // conn is one live stream with its send lock and running tasks.
 type conn struct {
 	a         *Agent
-	spare     spareWeights
+	spare     spareWeights // the last task's model, for the next task's
+	update    spareWeights // the last update that left, for the next training
 	stream    federav1.SiteService_ConnectClient
 	sendMu    sync.Mutex
 	fragments atomic.Int64 // messages sent in fragments, for their ids
@@ -438,7 +439,11 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 		defer c.tasks.Delete(t.GetTaskId())
 		defer cancel()
 		log := log.With(logkeys.Job, t.GetJobId(), logkeys.Round, t.GetRound(), logkeys.Task, t.GetTaskId(), logkeys.Kind, t.GetKind().String())
-		rel := c.a.execute(tctx, t, w)
+		var dst models.Weights
+		if t.GetKind() == federav1.TaskKind_TASK_KIND_TRAIN {
+			dst = c.takeSpareUpdate()
+		}
+		rel := c.a.execute(tctx, t, w, dst)
 		// The task is done with its weights (nothing it ran keeps them):
 		// the next task's may take their memory.
 		defer c.putSpare(w)
@@ -535,6 +540,11 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 				log.Warn("send result", logkeys.Err, err)
 				return
 			}
+		}
+		if rel.kind == egressModelUpdate && t.GetSecagg() == nil && !overlaps(rel.weights, w) {
+			// The update has left (sendRelease encoded it) and nothing
+			// keeps it: the next training may write into its memory.
+			c.putSpareUpdate(rel.weights)
 		}
 		c.a.metrics.egress(t, n)
 		log.Debug("task done", logkeys.Bytes, n)

@@ -85,7 +85,7 @@ func FuzzTask(f *testing.F) {
 	f.Add(mustMarshal(other), wb)
 
 	// The honest training task trains: the checks below are not vacuous.
-	if r := a.execute(context.Background(), train, w); r.res.GetError() != "" || r.weights == nil {
+	if r := a.execute(context.Background(), train, w, nil); r.res.GetError() != "" || r.weights == nil {
 		f.Fatalf("the honest training task: %q, weights %v", r.res.GetError(), r.weights != nil)
 	}
 	f.Fuzz(func(t *testing.T, tb, wbytes []byte) {
@@ -107,7 +107,7 @@ func FuzzTask(f *testing.F) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		r := a.execute(ctx, tk, w)
+		r := a.execute(ctx, tk, w, nil)
 		if r == nil || r.res == nil {
 			t.Fatal("no release")
 		}

@@ -26,7 +26,9 @@ import (
 // message has no field that can hold a row. Before touching data it asks
 // the site's admission policy, for every task, so a policy change takes
 // effect at the next task.
-func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights) (r *release) {
+// dst (nil: none) is memory a train task's architecture may put its
+// update in (train).
+func (a *Agent) execute(ctx context.Context, t *federav1.Task, w, dst models.Weights) (r *release) {
 	// A bug that panics fails its task, not the site: the stack stays in
 	// the site's log, and only that an internal error happened leaves (a
 	// panic's value may quote the data).
@@ -88,7 +90,7 @@ func (a *Agent) execute(ctx context.Context, t *federav1.Task, w models.Weights)
 	case federav1.TaskKind_TASK_KIND_STATS:
 		err = a.stats(t, ad, r)
 	case federav1.TaskKind_TASK_KIND_TRAIN:
-		err = a.train(ctx, t, w, ad, r)
+		err = a.train(ctx, t, w, dst, ad, r)
 		if err == nil && t.GetSecagg() != nil {
 			err = a.secaggKeys(t, w, r)
 		}
@@ -287,7 +289,10 @@ func standardized(tab *dataset.Table, t *federav1.Task, kind models.Kind) (*mat.
 	return s.Apply(tab.X), y, nil
 }
 
-func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, ad admitted, r *release) error {
+// train runs a train task from w. dst (nil: none) is memory the
+// architecture may put its new weights in (models.IntoTrainer): a past
+// update of this site's that has left, sharing no memory with w.
+func (a *Agent) train(ctx context.Context, t *federav1.Task, w, dst models.Weights, ad admitted, r *release) error {
 	if w == nil {
 		return fmt.Errorf("train task %s came without weights", t.GetTaskId())
 	}
@@ -366,7 +371,12 @@ func (a *Agent) train(ctx context.Context, t *federav1.Task, w models.Weights, a
 		}
 		cfg.DP = &models.DPSGD{ClipNorm: plan.ClipNorm, NoiseMultiplier: plan.Sigma, Noise: a.noise()}
 	}
-	out, err := arch.Train(ctx, w, X, y, cfg)
+	var out models.TrainResult
+	if into, ok := arch.(models.IntoTrainer); ok {
+		out, err = into.TrainInto(ctx, dst, w, X, y, cfg)
+	} else {
+		out, err = arch.Train(ctx, w, X, y, cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("local training: %w", err)
 	}

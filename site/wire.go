@@ -2,6 +2,7 @@ package site
 
 import (
 	"sync"
+	"unsafe"
 	"weak"
 
 	"google.golang.org/grpc"
@@ -103,24 +104,61 @@ type spareWeights struct {
 
 type spare struct{ w models.Weights }
 
-func (c *conn) putSpare(w models.Weights) {
+func (s *spareWeights) put(w models.Weights) {
 	if w == nil {
 		return
 	}
-	c.spare.mu.Lock()
-	c.spare.p = weak.Make(&spare{w: w})
-	c.spare.mu.Unlock()
+	s.mu.Lock()
+	s.p = weak.Make(&spare{w: w})
+	s.mu.Unlock()
 }
 
-// takeSpare returns the spare weights, if the collector has not taken
-// them, and forgets them: they are the caller's alone.
-func (c *conn) takeSpare() models.Weights {
-	c.spare.mu.Lock()
-	defer c.spare.mu.Unlock()
-	s := c.spare.p.Value()
-	c.spare.p = weak.Pointer[spare]{}
-	if s == nil {
+// take returns the spare weights, if the collector has not taken them,
+// and forgets them: they are the caller's alone.
+func (s *spareWeights) take() models.Weights {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp := s.p.Value()
+	s.p = weak.Pointer[spare]{}
+	if sp == nil {
 		return nil
 	}
-	return s.w
+	return sp.w
+}
+
+func (c *conn) putSpare(w models.Weights) { c.spare.put(w) }
+func (c *conn) takeSpare() models.Weights { return c.spare.take() }
+
+// putSpareUpdate keeps an update that has left for the next training
+// (models.IntoTrainer), the way putSpare keeps a task's model for the next
+// assembler: a big model's update is as large as the model.
+func (c *conn) putSpareUpdate(w models.Weights) { c.update.put(w) }
+func (c *conn) takeSpareUpdate() models.Weights { return c.update.take() }
+
+// overlaps says whether any tensor of a shares memory with one of b: an
+// update that is a view of its task's model (an architecture may hand a
+// tensor back unchanged) must not be kept as a second spare, or the next
+// task's model and the next update would be written into the same memory.
+func overlaps(a, b models.Weights) bool {
+	type span struct{ lo, hi uintptr }
+	var spans []span
+	for _, t := range b {
+		if t != nil && len(t.Data) > 0 {
+			lo := uintptr(unsafe.Pointer(&t.Data[0]))
+			spans = append(spans, span{lo, lo + uintptr(4*len(t.Data))})
+		}
+	}
+	for _, t := range a {
+		if t == nil || len(t.Data) == 0 {
+			continue
+		}
+		lo := uintptr(unsafe.Pointer(&t.Data[0]))
+		hi := lo + uintptr(4*len(t.Data))
+		for _, s := range spans {
+			if lo < s.hi && s.lo < hi {
+				return true
+			}
+		}
+	}
+	return false
 }
