@@ -88,7 +88,7 @@ func (FedAvg) AggregateInto(dst, global Weights, updates []Update) (Weights, err
 		if t := dst0[name]; t != nil && slices.Equal(t.Shape, spec[name].Shape) && len(t.Data) == len(spec[name].Data) {
 			dst = t.Data
 		} else {
-			dst = make([]float32, len(spec[name].Data))
+			dst = MakeValues(len(spec[name].Data))
 		}
 		for off := 0; off < len(dst); off += fedAvgChunk {
 			end := min(off+fedAvgChunk, len(dst))

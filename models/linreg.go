@@ -46,7 +46,7 @@ func (linRegArch) Init(features, classes int) (Weights, error) {
 		return nil, fmt.Errorf("linreg needs at least 1 feature and no classes, got %d and %d", features, classes)
 	}
 	return Weights{
-		WeightName: {Name: WeightName, Shape: []int{1, features}, Data: make([]float32, features)},
+		WeightName: {Name: WeightName, Shape: []int{1, features}, Data: MakeValues(features)},
 		BiasName:   {Name: BiasName, Shape: []int{1}, Data: make([]float32, 1)},
 	}, nil
 }

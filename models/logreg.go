@@ -29,7 +29,7 @@ func NewLogReg(features, classes int) Weights {
 		panic(fmt.Sprintf("models.NewLogReg: need features >= 1 and classes >= 2, got %d and %d", features, classes))
 	}
 	return Weights{
-		WeightName: {Name: WeightName, Shape: []int{classes, features}, Data: make([]float32, classes*features)},
+		WeightName: {Name: WeightName, Shape: []int{classes, features}, Data: MakeValues(classes * features)},
 		BiasName:   {Name: BiasName, Shape: []int{classes}, Data: make([]float32, classes)},
 	}
 }

@@ -119,7 +119,7 @@ func (a mlpArch) Init(features, classes int) (Weights, error) {
 		rng := rand.New(rand.NewPCG(uint64(features)<<32|uint64(classes), 0x6d6c70<<32|uint64(i))) // "mlp"
 		bound := 1 / math.Sqrt(float64(in))
 		draw := func(n int) []float32 {
-			d := make([]float32, n)
+			d := MakeValues(n)
 			for j := range d {
 				d[j] = float32(bound * (2*rng.Float64() - 1))
 			}
@@ -199,7 +199,7 @@ func (n *mlpNet) weights() Weights {
 	for i := range n.w {
 		r, c := n.w[i].Dims()
 		wn, bn := mlpWeightName(i), mlpBiasName(i)
-		out[wn] = &Tensor{Name: wn, Shape: []int{r, c}, Data: make([]float32, r*c)}
+		out[wn] = &Tensor{Name: wn, Shape: []int{r, c}, Data: MakeValues(r * c)}
 		toFloat32(out[wn].Data, n.w[i].RawMatrix().Data)
 		out[bn] = &Tensor{Name: bn, Shape: []int{r}, Data: make([]float32, r)}
 		toFloat32(out[bn].Data, n.b[i])

@@ -54,7 +54,7 @@ func (in robustInput) coordinatewise(reduce func(sorted []float32) float32) Weig
 	out := make(Weights, len(in.names))
 	col := make([]float32, len(in.used))
 	for _, name := range in.names {
-		dst := make([]float32, len(in.layout[name].Data))
+		dst := MakeValues(len(in.layout[name].Data))
 		for i := range dst {
 			for k, u := range in.used {
 				col[k] = u.Weights[name].Data[i]

@@ -123,7 +123,7 @@ func decodeSafetensors(b []byte) (Weights, map[string]string, error) {
 			return nil, nil, fmt.Errorf("tensor %q has %d data bytes, shape %v needs %d", name, end-start, shape, 4*count)
 		}
 		raw := data[start:end]
-		vals := make([]float32, count)
+		vals := MakeValues(int(count))
 		for i := range vals {
 			vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 		}

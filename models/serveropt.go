@@ -117,8 +117,8 @@ func (o *ServerOpt) Aggregate(global Weights, updates []Update) (Weights, error)
 	if m == nil {
 		m, v = make(Weights, len(names)), make(Weights, len(names))
 		for _, name := range names {
-			m[name] = &Tensor{Name: name, Shape: slices.Clone(global[name].Shape), Data: make([]float32, len(global[name].Data))}
-			v[name] = &Tensor{Name: name, Shape: slices.Clone(global[name].Shape), Data: make([]float32, len(global[name].Data))}
+			m[name] = &Tensor{Name: name, Shape: slices.Clone(global[name].Shape), Data: MakeValues(len(global[name].Data))}
+			v[name] = &Tensor{Name: name, Shape: slices.Clone(global[name].Shape), Data: MakeValues(len(global[name].Data))}
 			fill(v[name].Data, float32(o.tau*o.tau))
 		}
 	} else {
@@ -133,9 +133,9 @@ func (o *ServerOpt) Aggregate(global Weights, updates []Update) (Weights, error)
 	nm, nv := make(Weights, len(names)), make(Weights, len(names))
 	for _, name := range names {
 		g := global[name]
-		x := &Tensor{Name: name, Shape: slices.Clone(g.Shape), Data: make([]float32, len(g.Data))}
-		mt := &Tensor{Name: name, Shape: slices.Clone(g.Shape), Data: make([]float32, len(g.Data))}
-		vt := &Tensor{Name: name, Shape: slices.Clone(g.Shape), Data: make([]float32, len(g.Data))}
+		x := &Tensor{Name: name, Shape: slices.Clone(g.Shape), Data: MakeValues(len(g.Data))}
+		mt := &Tensor{Name: name, Shape: slices.Clone(g.Shape), Data: MakeValues(len(g.Data))}
+		vt := &Tensor{Name: name, Shape: slices.Clone(g.Shape), Data: MakeValues(len(g.Data))}
 		for i, w := range g.Data {
 			d := float64(avg[name].Data[i]) - float64(w)
 			mi := o.beta1*float64(m[name].Data[i]) + (1-o.beta1)*d

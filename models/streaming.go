@@ -114,8 +114,8 @@ func (o *ServerOpt) NextFromMean(global, mean Weights, examples int64) (Weights,
 	if m == nil {
 		m, v = make(Weights, len(names)), make(Weights, len(names))
 		for _, name := range names {
-			m[name] = &Tensor{Name: name, Shape: slices.Clone(global[name].Shape), Data: make([]float32, len(global[name].Data))}
-			v[name] = &Tensor{Name: name, Shape: slices.Clone(global[name].Shape), Data: make([]float32, len(global[name].Data))}
+			m[name] = &Tensor{Name: name, Shape: slices.Clone(global[name].Shape), Data: MakeValues(len(global[name].Data))}
+			v[name] = &Tensor{Name: name, Shape: slices.Clone(global[name].Shape), Data: MakeValues(len(global[name].Data))}
 		}
 		for _, name := range names {
 			for i, w := range global[name].Data {

@@ -63,8 +63,8 @@ func (a flatArch) NumParams(_, _ int) int64  { return int64(a.n) }
 func (a flatArch) Init(_, _ int) (models.Weights, error) {
 	h := a.n / 2
 	return models.Weights{
-		"a": {Name: "a", Shape: []int{h}, Data: make([]float32, h)},
-		"b": {Name: "b", Shape: []int{a.n - h}, Data: make([]float32, a.n-h)},
+		"a": {Name: "a", Shape: []int{h}, Data: models.MakeValues(h)},
+		"b": {Name: "b", Shape: []int{a.n - h}, Data: models.MakeValues(a.n - h)},
 	}, nil
 }
 func (a flatArch) Check(w models.Weights, _, _ int) error {
@@ -89,7 +89,7 @@ func (a flatArch) TrainInto(_ context.Context, dst, w models.Weights, X *mat.Den
 		if b := dst[name]; b != nil && len(b.Data) == len(t.Data) {
 			d = b.Data
 		} else {
-			d = make([]float32, len(t.Data))
+			d = models.MakeValues(len(t.Data))
 		}
 		for i, v := range t.Data {
 			d[i] = v + 0.001*float32(rows)

@@ -176,7 +176,7 @@ func (a *Assembler) addData(c *federav1.TensorChunk) error {
 			t.Data = r.Data
 			delete(a.reuse, c.GetName())
 		} else {
-			t.Data = make([]float32, n)
+			t.Data = models.MakeValues(int(n))
 		}
 		a.w[c.GetName()] = t
 	} else if !sameShape(t.Shape, c.GetShape()) {

@@ -53,6 +53,11 @@ type Sum struct {
 	slots   []slot         // by rank
 	streams map[string]*SumStream
 	closed  bool
+	// written is how many values, in layout order, hold a sum: the first
+	// sender to reach a value writes it (n·x), the rest add to it, so the
+	// buffer needs no zeroing and the first pass no read.
+	written int64
+	adding  int // adds under way outside mu; Close waits for them
 }
 
 // slot is one sender's progress: the values it has added, in layout
@@ -64,8 +69,9 @@ type slot struct {
 
 // NewSum starts a sum of the updates of keys (their senders, e.g. the
 // sites asked), shaped like layout. buf, a model the caller no longer
-// needs (nil: allocate), is zeroed and reused where its tensors fit
-// layout; it must share no memory with layout.
+// needs (nil: allocate), is reused where its tensors fit layout (every
+// value is overwritten before the sum completes); it must share no memory
+// with layout.
 func NewSum(layout, buf models.Weights, keys []string) (*Sum, error) {
 	if len(layout) == 0 {
 		return nil, errors.New("streaming sum: no tensors in the layout")
@@ -86,10 +92,9 @@ func NewSum(layout, buf models.Weights, keys []string) (*Sum, error) {
 	for _, name := range s.names {
 		t := layout[name]
 		if b := buf[name]; b != nil && slices.Equal(b.Shape, t.Shape) && len(b.Data) == len(t.Data) {
-			clear(b.Data)
 			s.acc[name] = &models.Tensor{Name: name, Shape: b.Shape, Data: b.Data}
 		} else {
-			s.acc[name] = &models.Tensor{Name: name, Shape: slices.Clone(t.Shape), Data: make([]float32, len(t.Data))}
+			s.acc[name] = &models.Tensor{Name: name, Shape: slices.Clone(t.Shape), Data: models.MakeValues(len(t.Data))}
 		}
 	}
 	return s, nil
@@ -147,12 +152,18 @@ func (e *SpoiledError) Error() string {
 // example-weighted mean of the updates of keep (which must all be
 // complete) and their total examples. If any other transfer added to the
 // sum, or one of keep is incomplete, the error is a *SpoiledError. The
-// mean is the buffer NewSum was given, when it fit.
+// mean is the buffer NewSum was given, when it fit; once Close has
+// returned nothing writes to that buffer, so the caller may reuse it.
 func (s *Sum) Close(keep []string) (models.Weights, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
 	s.cond.Broadcast()
+	for s.adding > 0 {
+		// An add under way finishes (its values are counted only if its
+		// stream completes); after Close nothing writes to the sum.
+		s.cond.Wait()
+	}
 	var spoiled []string
 	var total int64
 	for key, st := range s.streams {
@@ -202,7 +213,7 @@ type SumStream struct {
 	filled   int  // its values received
 	added    bool // some values reached the sum (guarded by sum.mu)
 	done     bool // the last chunk arrived (guarded by sum.mu)
-	finished bool
+	finished bool // written under sum.mu; its own goroutine reads it without
 	scratch  []float32
 }
 
@@ -227,9 +238,9 @@ func (st *SumStream) Add(c *federav1.TensorChunk) (bool, error) {
 		s := st.sum
 		s.mu.Lock()
 		s.slots[st.rank].out = true
+		st.finished = true // under the lock: Close reads it
 		s.cond.Broadcast()
 		s.mu.Unlock()
-		st.finished = true
 	}
 	return done, err
 }
@@ -320,9 +331,9 @@ func (st *SumStream) add(c *federav1.TensorChunk) error {
 	}
 	st.h.Write(data)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	// Every sender ranked before this one adds these values first.
-	end := s.slots[st.rank].pos + int64(n)
+	start := s.slots[st.rank].pos
+	end := start + int64(n)
 	for r := 0; r < st.rank && !s.closed; {
 		if o := &s.slots[r]; o.out || o.pos >= end {
 			r++
@@ -332,16 +343,41 @@ func (st *SumStream) add(c *federav1.TensorChunk) error {
 		r = 0
 	}
 	if s.closed {
+		s.mu.Unlock()
 		return errors.New("the round's sum closed before the update was complete")
 	}
-	if n > 0 {
+	if n == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	// Those ranked after this one wait for its pos, and it has added
+	// every value before start, so these values are this stream's alone
+	// until it moves pos: the arithmetic runs outside the lock, beside
+	// the other streams'. The first to reach a value writes it.
+	held := int(min(max(s.written-start, 0), int64(n))) // values [0, held) hold a sum already
+	s.written = max(s.written, end)
+	s.adding++
+	st.added = true
+	s.mu.Unlock()
+
+	y := s.acc[name].Data[st.filled : st.filled+n]
+	a := float32(st.examples)
+	if held > 0 {
 		var blas gonum.Implementation
-		blas.Saxpy(n, float32(st.examples), x, 1, s.acc[name].Data[st.filled:st.filled+n], 1)
-		st.added = true
-		s.slots[st.rank].pos = end
-		s.cond.Broadcast()
+		blas.Saxpy(held, a, x[:held], 1, y[:held], 1)
+	}
+	for i, v := range x[held:] {
+		// + 0 as the added zero of a zeroed sum would: -0 becomes +0, so
+		// the bits are those of 0 + a·x.
+		y[held+i] = a*v + 0
 	}
 	st.filled += n
+
+	s.mu.Lock()
+	s.adding--
+	s.slots[st.rank].pos = end
+	s.cond.Broadcast()
+	s.mu.Unlock()
 	return nil
 }
 

@@ -298,3 +298,51 @@ func TestShareWeightsIsChunkWeights(t *testing.T) {
 		}
 	}
 }
+
+// TestSumCloseWaitsForAdds: the values are added outside the sum's lock,
+// beside other senders'; once Close returns nothing writes to the sum's
+// buffer, which the caller may reuse at once (the round runs again
+// holding whole updates into the same spare model). Close comes at a
+// different moment of the senders' work each time, 100 times.
+func TestSumCloseWaitsForAdds(t *testing.T) {
+	layout := weights(tensor("w", 512<<10))
+	sites := []string{"a", "b", "c"}
+	var chunks [][]*federav1.TensorChunk
+	for i, s := range sites {
+		chunks = append(chunks, transfer.ChunkWeights("t"+s, update(layout, float32(i)+0.5), 64<<10))
+	}
+	spare := update(layout, 9) // the caller's memory, as a round's spare model is
+	for k := range 100 {
+		sum, err := transfer.NewSum(layout, spare, sites)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i, s := range sites {
+			st, err := sum.Stream(s, "t"+s, int64(i+1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Go(func() {
+				for _, c := range chunks[i] {
+					if _, err := st.Add(c); err != nil {
+						return // the sum closed
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(k%10) * 300 * time.Microsecond)
+		var sp *transfer.SpoiledError
+		if _, _, err := sum.Close(nil); !errors.As(err, &sp) {
+			t.Fatalf("Close with every sender unkept: %v, want a spoiled sum", err)
+		}
+		buf := spare["w"].Data
+		snapshot := append([]float32(nil), buf...)
+		wg.Wait()
+		for i, v := range buf {
+			if math.Float32bits(v) != math.Float32bits(snapshot[i]) {
+				t.Fatalf("try %d: w[%d] changed after Close returned: %v, then %v", k, i, snapshot[i], v)
+			}
+		}
+	}
+}

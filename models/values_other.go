@@ -1,0 +1,7 @@
+//go:build !linux
+
+package models
+
+const hugePagesOn = false
+
+func adviseHuge([]float32) {}
