@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/federa-dev/federa/models"
 	federav1 "github.com/federa-dev/federa/proto/federav1"
+	"github.com/federa-dev/federa/transfer"
 )
 
 // fakeClock is a Clock that moves only when the test says.
@@ -76,6 +78,17 @@ func (s *fakeStream) Send(m *federav1.CoordinatorMessage) error {
 	}
 	s.got <- m
 	return nil
+}
+
+// SendMsg takes a chunk sent from its payload's memory, and releases it
+// as gRPC would once it is written.
+func (s *fakeStream) SendMsg(m any) error {
+	sc, ok := m.(*transfer.SharedChunk)
+	if !ok {
+		return fmt.Errorf("fakeStream: SendMsg of a %T", m)
+	}
+	defer sc.Release()
+	return s.Send(sc.Message().(*federav1.CoordinatorMessage))
 }
 
 // TestRoundClosesAtItsDeadlineOnTheInjectedClock drives a training

@@ -813,10 +813,11 @@ func (c *Coordinator) fanOut(ctx context.Context, f fan) (*collected, error) {
 			continue
 		}
 		tasks[t.GetTaskId()] = s
+		// w is not reused while any of its memory may still be read
+		// for this send.
 		done := c.sendingOf(w)
 		go func() {
-			defer done()
-			sent <- sentTask{site: s, bytes: c.dispatch(sess, t, chunks)}
+			sent <- sentTask{site: s, bytes: c.dispatch(sess, t, chunks, done)}
 		}()
 	}
 	defer c.forget(tasks, "the fan-out closed")

@@ -48,9 +48,16 @@ func (s *session) send(m *federav1.CoordinatorMessage) (int64, error) {
 	return s.sendAll(m)
 }
 
+// sendShared sends a chunk from its payload's own memory
+// (transfer.SharedChunk; a chunk is never over MaxWholeMessageBytes).
+func (s *session) sendShared(m *transfer.SharedChunk) (int64, error) {
+	return int64(proto.Size(m.Message())), s.stream.SendMsg(m)
+}
+
 // sendAll sends ms back to back: no other message to the site comes
-// between them (a task and its weight chunks must arrive together).
-func (s *session) sendAll(ms ...*federav1.CoordinatorMessage) (int64, error) {
+// between them (a task and its weight chunks must arrive together). Each
+// is a *federav1.CoordinatorMessage or a *transfer.SharedChunk.
+func (s *session) sendAll(ms ...any) (int64, error) {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	var n int64
@@ -60,7 +67,16 @@ func (s *session) sendAll(ms ...*federav1.CoordinatorMessage) (int64, error) {
 			return n, fmt.Errorf("site %s disconnected", s.site)
 		default:
 		}
-		sent, err := s.sendOne(m)
+		var sent int64
+		var err error
+		switch m := m.(type) {
+		case *transfer.SharedChunk:
+			sent, err = s.sendShared(m)
+		case *federav1.CoordinatorMessage:
+			sent, err = s.sendOne(m)
+		default:
+			err = fmt.Errorf("internal error: cannot send a %T", m)
+		}
 		n += sent
 		if err != nil {
 			return n, fmt.Errorf("send to site %s: %w", s.site, err)
@@ -560,20 +576,49 @@ func (c *Coordinator) expect(site, taskID string, w models.Weights, ring int64, 
 // site of a fan-out: each gets its own headers naming its task, over the
 // same payloads. If the send fails, the task's fan-out hears that the site
 // is lost (unless it already heard, from the session ending).
-func (c *Coordinator) dispatch(sess *session, t *federav1.Task, chunks []*federav1.TensorChunk) int64 {
+func (c *Coordinator) dispatch(sess *session, t *federav1.Task, chunks []*federav1.TensorChunk, released func()) int64 {
 	t.WeightsFollow = chunks != nil
-	msgs := make([]*federav1.CoordinatorMessage, 0, 1+len(chunks))
+	msgs := make([]any, 0, 1+len(chunks))
 	msgs = append(msgs, &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Task{Task: t}})
+	// The chunks go from the model's memory, not copied into encode
+	// buffers (transfer.SharedChunk): released is called once gRPC has
+	// written the last of them to the connection, or dropped them.
+	var pending sync.WaitGroup
+	shared := make([]*transfer.SharedChunk, 0, len(chunks))
 	for _, ch := range transfer.Retarget(chunks, t.GetTaskId()) {
-		msgs = append(msgs, &federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}})
+		pending.Add(1)
+		sc := transfer.NewSharedChunk(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}}, pending.Done)
+		shared = append(shared, sc)
+		msgs = append(msgs, sc)
+	}
+	releaseAll := func() {
+		for _, sc := range shared {
+			sc.Release()
+		}
+		released()
 	}
 	// The task and its chunks go together: a second fan-out's task to the
 	// same site must not land between them.
 	n, err := sess.sendAll(msgs...)
 	if err != nil {
+		// The stream is broken: what gRPC still holds of it is never
+		// written (or written to a stream the site no longer reads).
+		releaseAll()
 		c.deliver(sess.site, t.GetTaskId(), reply{site: sess.site, lost: err.Error()})
 		return 0
 	}
+	go func() {
+		written := make(chan struct{})
+		go func() { pending.Wait(); close(written) }()
+		select {
+		case <-written:
+			released()
+		case <-sess.done:
+			// The stream ended: gRPC dropped its frames, or its
+			// connection died with them unwritten.
+			releaseAll()
+		}
+	}()
 	return n
 }
 

@@ -3,6 +3,7 @@ package transfer_test
 import (
 	"testing"
 
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -157,10 +158,11 @@ func FuzzReassembler(f *testing.F) {
 }
 
 // FuzzDecodeChunkMessage feeds arbitrary bytes to DecodeChunkMessage as a
-// site's stream message (the coordinator's server codec): it must never
-// panic, and whenever it decodes a chunk, proto.Unmarshal of the same
-// bytes must succeed and give the same chunk — the fast path may only
-// decline, never decode differently from protobuf.
+// SiteMessage's encoding: whatever it decodes, proto.Unmarshal decodes
+// alike. The same bytes also arrive cut into pieces, as gRPC hands over a
+// message in the frames it came in (cut picks the pieces' sizes): the
+// decoder that reads across them decodes exactly what the one over the
+// joined bytes does, or declines where it declines.
 func FuzzDecodeChunkMessage(f *testing.F) {
 	field := protowire.Number((&federav1.SiteMessage{}).ProtoReflect().Descriptor().Fields().ByName("chunk").Number())
 	for _, c := range []*federav1.TensorChunk{
@@ -172,15 +174,27 @@ func FuzzDecodeChunkMessage(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(b)
-		f.Add(append(b, b...)) // the chunk field twice: the last wins in protobuf
+		f.Add(b, uint64(0))
+		f.Add(b, uint64(0x0305_0101_0700_0203))
+		f.Add(append(b, b...), uint64(1)) // the chunk field twice: the last wins in protobuf
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
+	f.Fuzz(func(t *testing.T, b []byte, cut uint64) {
 		c, ok := transfer.DecodeChunkMessage(b, field)
+		pieces := cutInto(b, cut)
+		pc, pok := transfer.DecodeChunk(pieces, field)
+		if pok {
+			defer transfer.ReleasePayload(pc)
+		}
+		if pok != ok {
+			t.Fatalf("over %d pieces the decoder says %v, over the joined bytes %v", len(pieces), pok, ok)
+		}
 		if !ok {
 			return
 		}
 		defer transfer.ReleasePayload(c)
+		if !proto.Equal(pc, c) {
+			t.Fatalf("over %d pieces the decoder decoded\n  %v\nover the joined bytes\n  %v", len(pieces), pc, c)
+		}
 		var m federav1.SiteMessage
 		if err := proto.Unmarshal(b, &m); err != nil {
 			t.Fatalf("DecodeChunkMessage decoded %v from bytes proto.Unmarshal refuses: %v", c, err)
@@ -189,4 +203,21 @@ func FuzzDecodeChunkMessage(f *testing.F) {
 			t.Fatalf("DecodeChunkMessage decoded\n  %v\nproto.Unmarshal\n  %v", c, m.GetChunk())
 		}
 	})
+}
+
+// cutInto cuts b into pieces whose sizes are cut's bytes in turn (a zero
+// byte: 1), the last piece the rest.
+func cutInto(b []byte, cut uint64) mem.BufferSlice {
+	var out mem.BufferSlice
+	for len(b) > 0 {
+		n := max(int(cut&0xff), 1)
+		cut >>= 8
+		if cut == 0 {
+			n = len(b)
+		}
+		n = min(n, len(b))
+		out = append(out, mem.SliceBuffer(b[:n]))
+		b = b[n:]
+	}
+	return out
 }

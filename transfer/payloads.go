@@ -38,52 +38,105 @@ var payloads = sync.Pool{New: func() any { b := make([]byte, payloadCap); return
 // proto.Unmarshal would — the chunk's other fields go through
 // proto.Unmarshal, only the payload's bytes are copied by hand — and for
 // anything else (another field, the payload repeated, absent, mistyped or
-// larger than a chunk's, a malformed message) it reports false and
-// proto.Unmarshal of the whole is the caller's to do.
+// larger than a chunk's, fields around it over 4 KiB, a malformed
+// message) it reports false and proto.Unmarshal of the whole is the
+// caller's to do.
 func DecodeChunkMessage(b []byte, field protowire.Number) (*federav1.TensorChunk, bool) {
-	num, typ, n := protowire.ConsumeTag(b)
+	return decodeChunk(mem.BufferSlice{mem.SliceBuffer(b)}, field)
+}
+
+// headMax bounds the bytes read around a chunk's payload (the message's
+// other fields: transfer ID, tensor name, shape, offset, flags).
+const headMax = 4 << 10
+
+// decodeChunk is DecodeChunkMessage over the buffers a message arrived
+// in, without joining them: the fields around the payload are copied out
+// and parsed, the payload copied once, straight into a reused buffer.
+func decodeChunk(data mem.BufferSlice, field protowire.Number) (*federav1.TensorChunk, bool) {
+	total := data.Len()
+	var buf [headMax]byte
+	head := buf[:min(total, headMax)]
+	copyAt(data, 0, head)
+	num, typ, n := protowire.ConsumeTag(head)
 	if n < 0 || num != field || typ != protowire.BytesType {
 		return nil, false
 	}
-	inner, m := protowire.ConsumeBytes(b[n:])
-	if m < 0 || n+m != len(b) {
+	inner, m := protowire.ConsumeVarint(head[n:])
+	if m < 0 || uint64(total-n-m) != inner {
 		return nil, false // malformed, or more fields follow
 	}
-	start, end := -1, -1 // the payload field's bytes, tag included
-	var payload []byte
-	for off := 0; off < len(inner); {
-		num, typ, n := protowire.ConsumeTag(inner[off:])
-		if n < 0 {
-			return nil, false
+	// The chunk's fields up to its payload must lie in head.
+	off := n + m
+	var start, at, end int // the payload field's tag, its bytes, their end
+	for {
+		if off == total {
+			return nil, false // no payload
 		}
-		l := protowire.ConsumeFieldValue(num, typ, inner[off+n:])
-		if l < 0 {
+		num, typ, tn := protowire.ConsumeTag(head[off:])
+		if tn < 0 {
 			return nil, false
 		}
 		if num == chunkDataField {
-			if start >= 0 || typ != protowire.BytesType {
-				return nil, false // repeated (the last would win) or mistyped
-			}
-			v, vn := protowire.ConsumeBytes(inner[off+n:])
-			if vn != l {
+			if typ != protowire.BytesType {
 				return nil, false
 			}
-			start, end, payload = off, off+n+l, v
+			l, ln := protowire.ConsumeVarint(head[off+tn:])
+			if ln < 0 || l > uint64(total-off-tn-ln) || l > payloadCap {
+				return nil, false
+			}
+			start, at = off, off+tn+ln
+			end = at + int(l)
+			break
 		}
-		off += n + l
+		l := protowire.ConsumeFieldValue(num, typ, head[off+tn:])
+		if l < 0 {
+			return nil, false
+		}
+		off += tn + l
 	}
-	if start < 0 || len(payload) > payloadCap {
+	if total-end > headMax {
 		return nil, false
 	}
-	header := make([]byte, 0, len(inner)-(end-start))
-	header = append(append(header, inner[:start]...), inner[end:]...)
+	// The fields after the payload: well formed, no payload again (the
+	// last would win).
+	tail := make([]byte, total-end)
+	copyAt(data, end, tail)
+	for off := 0; off < len(tail); {
+		num, typ, tn := protowire.ConsumeTag(tail[off:])
+		if tn < 0 || num == chunkDataField {
+			return nil, false
+		}
+		l := protowire.ConsumeFieldValue(num, typ, tail[off+tn:])
+		if l < 0 {
+			return nil, false
+		}
+		off += tn + l
+	}
 	c := &federav1.TensorChunk{}
+	header := make([]byte, 0, start-(n+m)+len(tail))
+	header = append(append(header, head[n+m:start]...), tail...)
 	if err := proto.Unmarshal(header, c); err != nil {
 		return nil, false // proto.Unmarshal of the whole says why
 	}
-	c.Data = (*payloads.Get().(*[]byte))[:len(payload)]
-	copy(c.Data, payload)
+	c.Data = (*payloads.Get().(*[]byte))[:end-at]
+	copyAt(data, at, c.Data)
 	return c, true
+}
+
+// copyAt copies len(dst) bytes of data from offset off.
+func copyAt(data mem.BufferSlice, off int, dst []byte) {
+	for _, b := range data {
+		if len(dst) == 0 {
+			return
+		}
+		d := b.ReadOnlyData()
+		if off >= len(d) {
+			off -= len(d)
+			continue
+		}
+		n := copy(dst, d[off:])
+		dst, off = dst[n:], 0
+	}
 }
 
 var chunkDataField = protowire.Number((&federav1.TensorChunk{}).ProtoReflect().Descriptor().Fields().ByName("data").Number())
@@ -114,8 +167,24 @@ type Codec struct{ proto encoding.CodecV2 }
 // NewCodec wraps gRPC's registered protobuf codec.
 func NewCodec() Codec { return Codec{proto: encoding.GetCodecV2("proto")} }
 
-// Marshal is the protobuf codec's.
-func (c Codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
+// Marshal is the protobuf codec's, except for a *SharedChunk, whose
+// payload is sent from its own memory.
+func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
+	s, ok := v.(*SharedChunk)
+	if !ok {
+		return c.proto.Marshal(v)
+	}
+	out, ok, err := s.encode()
+	if err != nil {
+		s.Release()
+		return nil, err
+	}
+	if ok {
+		return out, nil
+	}
+	defer s.Release() // copied
+	return c.proto.Marshal(s.msg)
+}
 
 // Unmarshal decodes a chunk message with its payload in a reused buffer,
 // anything else as the protobuf codec does.
@@ -128,15 +197,12 @@ func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if fd == nil || fd.Message() == nil || fd.Message().FullName() != chunkMessage {
 		return c.proto.Unmarshal(data, v)
 	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free()
-	b := buf.ReadOnlyData()
-	if ch, ok := DecodeChunkMessage(b, fd.Number()); ok {
+	if ch, ok := decodeChunk(data, fd.Number()); ok {
 		proto.Reset(m)
 		m.ProtoReflect().Set(fd, protoreflect.ValueOfMessage(ch.ProtoReflect()))
 		return nil
 	}
-	return proto.Unmarshal(b, m)
+	return c.proto.Unmarshal(data, v)
 }
 
 // Name is the protobuf codec's, "proto".
