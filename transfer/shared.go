@@ -98,4 +98,3 @@ type releaser struct{ s *SharedChunk }
 
 func (r releaser) Get(n int) *[]byte { b := make([]byte, n); return &b }
 func (r releaser) Put(*[]byte)       { r.s.Release() }
-
