@@ -499,7 +499,29 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 		h := sha256.New()
 		var n int64
 		var scratch []byte
-		for _, m := range msgs {
+		// A chunk is hashed and sent from the update's memory
+		// (transfer.SharedChunk: the same bytes, not copied); pending
+		// counts the chunks gRPC has yet to write.
+		var pending sync.WaitGroup
+		shared := make([]*transfer.SharedChunk, len(msgs))
+		releaseAll := func() {
+			for _, sc := range shared {
+				if sc != nil {
+					sc.Release()
+				}
+			}
+		}
+		for i, m := range msgs {
+			if m.GetChunk() != nil {
+				pending.Add(1)
+				shared[i] = transfer.NewSharedChunk(m, pending.Done)
+				k, err := shared[i].WriteTo(h)
+				if err != nil {
+					log.Warn("encode result", logkeys.Err, err)
+				}
+				n += k
+				continue
+			}
 			b, err := hashEncoding(scratch, m)
 			if err != nil {
 				// Recorded as before (no bytes); sending m fails alike.
@@ -525,6 +547,8 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			// journal must never miss a message that did. (A DP release
 			// stays charged: over-counted, never under.)
 			log.Error("record egress; the release is withheld", logkeys.Err, err)
+			releaseAll()
+			shared = make([]*transfer.SharedChunk, 1)
 			msgs = fail(fmt.Sprintf("at %s: cannot record the release in the egress journal (%v); nothing was sent", c.a.siteName(), redact(err)))
 			if err := c.a.recordEgress(t, 0, "", false, msgs[0].GetResult().GetError()); err != nil {
 				log.Warn("record egress", logkeys.Err, err)
@@ -536,15 +560,33 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 				// result) is half sent (chaos/failpoint_test.go).
 				// gofail: var siteMidRelease struct{}
 			}
-			if err := c.sendRelease(m); err != nil {
+			var err error
+			if shared[i] != nil {
+				err = c.sendShared(shared[i])
+			} else {
+				err = c.sendRelease(m)
+			}
+			if err != nil {
+				// The stream is broken: what gRPC holds of it is never
+				// written, or written to a stream no one reads.
+				releaseAll()
 				log.Warn("send result", logkeys.Err, err)
 				return
 			}
 		}
 		if rel.kind == egressModelUpdate && t.GetSecagg() == nil && !overlaps(rel.weights, w) {
-			// The update has left (sendRelease encoded it) and nothing
-			// keeps it: the next training may write into its memory.
-			c.putSpareUpdate(rel.weights)
+			// Once gRPC has written the update, nothing keeps it: the
+			// next training may write into its memory.
+			go func() {
+				written := make(chan struct{})
+				go func() { pending.Wait(); close(written) }()
+				select {
+				case <-written:
+					c.putSpareUpdate(rel.weights)
+				case <-ctx.Done():
+					releaseAll() // the session ended; its memory is not reused
+				}
+			}()
 		}
 		c.a.metrics.egress(t, n)
 		log.Debug("task done", logkeys.Bytes, n)

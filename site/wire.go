@@ -16,13 +16,12 @@ import (
 
 // A release's messages are encoded deterministically: the egress journal
 // records the SHA-256 of those encodings, and the same encodings are what
-// is sent. The journal is written before anything leaves, so each
-// message is encoded twice — once to hash, into one buffer reused across
-// the release, and once to send, into a buffer gRPC hands back when it has
-// written it (encodeBuffers). Both land in memory already in use: holding
-// a release's encodings from hashing to sending instead (one encoding,
-// but a model's worth of fresh memory per update, faulted in and zeroed
-// by the kernel) cost more than the second copy.
+// is sent. The journal is written before anything leaves. A tensor chunk
+// is hashed and sent from the update's own memory
+// (transfer.SharedChunk: the fields around the payload encoded, the
+// payload not copied); any other message is encoded twice — once to
+// hash, into one buffer reused across the release, and once to send,
+// into a buffer gRPC hands back when it has written it (encodeBuffers).
 
 // encodedMessage is a SiteMessage encoded by sendRelease, sent as it is.
 type encodedMessage struct{ b *[]byte }
@@ -53,6 +52,14 @@ func (c *conn) sendRelease(m *federav1.SiteMessage) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	return c.stream.SendMsg(encodedMessage{bp})
+}
+
+// sendShared sends a chunk from the update's memory, the bytes
+// SharedChunk.WriteTo hashed.
+func (c *conn) sendShared(m *transfer.SharedChunk) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.stream.SendMsg(m)
 }
 
 // encodeBuffers lends the buffers sendRelease encodes into; gRPC returns

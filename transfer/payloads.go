@@ -170,20 +170,10 @@ func NewCodec() Codec { return Codec{proto: encoding.GetCodecV2("proto")} }
 // Marshal is the protobuf codec's, except for a *SharedChunk, whose
 // payload is sent from its own memory.
 func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
-	s, ok := v.(*SharedChunk)
-	if !ok {
-		return c.proto.Marshal(v)
+	if s, ok := v.(*SharedChunk); ok {
+		return s.buffers()
 	}
-	out, ok, err := s.encode()
-	if err != nil {
-		s.Release()
-		return nil, err
-	}
-	if ok {
-		return out, nil
-	}
-	defer s.Release() // copied
-	return c.proto.Marshal(s.msg)
+	return c.proto.Marshal(v)
 }
 
 // Unmarshal decodes a chunk message with its payload in a reused buffer,
