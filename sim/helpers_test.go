@@ -21,6 +21,7 @@ import (
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/sim"
 	"github.com/federa-dev/federa/spec"
+	"github.com/federa-dev/federa/transfer"
 )
 
 // syncBuffer is a log sink tests can read while daemons write.
@@ -216,7 +217,11 @@ type tappedStream struct {
 }
 
 func (s *tappedStream) SendMsg(m any) error {
-	if pm, ok := m.(proto.Message); ok {
+	pm, ok := m.(proto.Message)
+	if sc, shared := m.(*transfer.SharedChunk); shared {
+		pm, ok = sc.Message(), true
+	}
+	if ok {
 		s.tap.mu.Lock()
 		s.tap.sent = append(s.tap.sent, proto.Clone(pm))
 		s.tap.mu.Unlock()

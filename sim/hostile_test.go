@@ -25,6 +25,7 @@ import (
 	federav1 "github.com/federa-dev/federa/proto/federav1"
 	"github.com/federa-dev/federa/sim"
 	"github.com/federa-dev/federa/spec"
+	"github.com/federa-dev/federa/transfer"
 )
 
 // hostileSite turns one site hostile from the coordinator's side of the
@@ -253,6 +254,12 @@ func (s *rewrittenStream) SendMsg(m any) error {
 	s.h.mu.Lock()
 	f := s.h.rewrite
 	s.h.mu.Unlock()
+	if sc, shared := m.(*transfer.SharedChunk); shared && f != nil {
+		// A chunk sent from the model's memory: rewritten, it goes as a
+		// copy, and the model's memory is released.
+		defer sc.Release()
+		cm, ok = sc.Message().(*federav1.CoordinatorMessage)
+	}
 	if ok && f != nil {
 		cm = proto.Clone(cm).(*federav1.CoordinatorMessage)
 		f(cm)
