@@ -135,8 +135,8 @@ func TestSharedChunkSmallPayloadIsCopied(t *testing.T) {
 			t.Errorf("%s: decoded %v (%v), want %v", name, got, err, m)
 		}
 		b.Free()
-		if released.Load() != 1 {
-			t.Errorf("%s: released again when gRPC freed the buffers", name)
+		if n := released.Load(); n != 1 {
+			t.Errorf("%s: released %d times once gRPC freed the buffers, want once", name, n)
 		}
 	}
 }
