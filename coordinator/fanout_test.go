@@ -70,6 +70,9 @@ type fakeStream struct {
 	federav1.SiteService_ConnectServer
 	got     chan *federav1.CoordinatorMessage
 	stalled chan struct{} // nil: not stalled
+	// held, when set, keeps shared chunks unreleased, as gRPC does until
+	// it has written them.
+	held chan *transfer.SharedChunk
 }
 
 func (s *fakeStream) Send(m *federav1.CoordinatorMessage) error {
@@ -87,8 +90,44 @@ func (s *fakeStream) SendMsg(m any) error {
 	if !ok {
 		return fmt.Errorf("fakeStream: SendMsg of a %T", m)
 	}
-	defer sc.Release()
+	if s.held != nil {
+		s.held <- sc
+	} else {
+		defer sc.Release()
+	}
 	return s.Send(sc.Message().(*federav1.CoordinatorMessage))
+}
+
+// TestModelNotReusedUntilItsChunksAreWritten: the chunks of a model go to
+// gRPC as views of its memory, so the model is not reused (as the next
+// round's sum) while gRPC holds any of them unwritten; once gRPC has
+// released them all, or the site's stream ended (it never writes them),
+// it is.
+func TestModelNotReusedUntilItsChunksAreWritten(t *testing.T) {
+	c := &Coordinator{log: slog.New(slog.DiscardHandler), sessions: map[string]*session{}, pending: map[string]*pendingTask{}}
+	w := models.NewLogReg(600, 10) // 24 KB: chunks worth sharing
+	for _, end := range []string{"gRPC wrote them", "the stream ended"} {
+		st := &fakeStream{got: make(chan *federav1.CoordinatorMessage, 64), held: make(chan *transfer.SharedChunk, 64)}
+		sess := &session{site: "eu/a", stream: st, done: make(chan struct{})}
+		c.dispatch(sess, &federav1.Task{TaskId: "t"}, transfer.ShareWeights("", w, 4096), c.sendingOf(w))
+		if c.reusable(w) != nil {
+			t.Fatalf("%s: the model is reusable while gRPC holds its chunks unwritten", end)
+		}
+		if end == "the stream ended" {
+			sess.close("gone")
+		} else {
+			for len(st.held) > 0 {
+				(<-st.held).Release()
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for c.reusable(w) == nil && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if c.reusable(w) == nil {
+			t.Fatalf("%s: the model is still not reusable", end)
+		}
+	}
 }
 
 // TestRoundClosesAtItsDeadlineOnTheInjectedClock drives a training

@@ -51,7 +51,8 @@ func (s *session) send(m *federav1.CoordinatorMessage) (int64, error) {
 // sendShared sends a chunk from its payload's own memory
 // (transfer.SharedChunk; a chunk is never over MaxWholeMessageBytes).
 func (s *session) sendShared(m *transfer.SharedChunk) (int64, error) {
-	return int64(proto.Size(m.Message())), s.stream.SendMsg(m)
+	err := s.stream.SendMsg(m)
+	return int64(m.Size()), err
 }
 
 // sendAll sends ms back to back: no other message to the site comes
@@ -583,19 +584,9 @@ func (c *Coordinator) dispatch(sess *session, t *federav1.Task, chunks []*federa
 	// The chunks go from the model's memory, not copied into encode
 	// buffers (transfer.SharedChunk): released is called once gRPC has
 	// written the last of them to the connection, or dropped them.
-	var pending sync.WaitGroup
-	shared := make([]*transfer.SharedChunk, 0, len(chunks))
+	var shares transfer.Shares
 	for _, ch := range transfer.Retarget(chunks, t.GetTaskId()) {
-		pending.Add(1)
-		sc := transfer.NewSharedChunk(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}}, pending.Done)
-		shared = append(shared, sc)
-		msgs = append(msgs, sc)
-	}
-	releaseAll := func() {
-		for _, sc := range shared {
-			sc.Release()
-		}
-		released()
+		msgs = append(msgs, shares.Share(&federav1.CoordinatorMessage{Body: &federav1.CoordinatorMessage_Chunk{Chunk: ch}}))
 	}
 	// The task and its chunks go together: a second fan-out's task to the
 	// same site must not land between them.
@@ -603,22 +594,14 @@ func (c *Coordinator) dispatch(sess *session, t *federav1.Task, chunks []*federa
 	if err != nil {
 		// The stream is broken: what gRPC still holds of it is never
 		// written (or written to a stream the site no longer reads).
-		releaseAll()
+		shares.ReleaseAll()
+		released()
 		c.deliver(sess.site, t.GetTaskId(), reply{site: sess.site, lost: err.Error()})
 		return 0
 	}
-	go func() {
-		written := make(chan struct{})
-		go func() { pending.Wait(); close(written) }()
-		select {
-		case <-written:
-			released()
-		case <-sess.done:
-			// The stream ended: gRPC dropped its frames, or its
-			// connection died with them unwritten.
-			releaseAll()
-		}
-	}()
+	// Or the stream ended: gRPC dropped its frames, or its connection
+	// died with them unwritten.
+	shares.AfterRelease(sess.done, func(bool) { released() })
 	return n
 }
 

@@ -19,7 +19,7 @@ import (
 // in /proc/self/smaps).
 func TestMakeValuesAdvisesHugePages(t *testing.T) {
 	if !hugePagesOn {
-		t.Skip("skipped: FEDERA_HUGEPAGES=off")
+		t.Skip("skipped: FEDERA_HUGEPAGES=off turns the advice off, so there is no advised mapping to find")
 	}
 	big := MakeValues(8 << 20) // 32 MiB
 	p := uintptr(unsafe.Pointer(&big[0]))

@@ -502,19 +502,11 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 		// A chunk is hashed and sent from the update's memory
 		// (transfer.SharedChunk: the same bytes, not copied); pending
 		// counts the chunks gRPC has yet to write.
-		var pending sync.WaitGroup
+		var shares transfer.Shares
 		shared := make([]*transfer.SharedChunk, len(msgs))
-		releaseAll := func() {
-			for _, sc := range shared {
-				if sc != nil {
-					sc.Release()
-				}
-			}
-		}
 		for i, m := range msgs {
 			if m.GetChunk() != nil {
-				pending.Add(1)
-				shared[i] = transfer.NewSharedChunk(m, pending.Done)
+				shared[i] = shares.Share(m)
 				k, err := shared[i].WriteTo(h)
 				if err != nil {
 					log.Warn("encode result", logkeys.Err, err)
@@ -547,8 +539,8 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			// journal must never miss a message that did. (A DP release
 			// stays charged: over-counted, never under.)
 			log.Error("record egress; the release is withheld", logkeys.Err, err)
-			releaseAll()
-			shared = make([]*transfer.SharedChunk, 1)
+			shares.ReleaseAll()
+			shared = nil
 			msgs = fail(fmt.Sprintf("at %s: cannot record the release in the egress journal (%v); nothing was sent", c.a.siteName(), redact(err)))
 			if err := c.a.recordEgress(t, 0, "", false, msgs[0].GetResult().GetError()); err != nil {
 				log.Warn("record egress", logkeys.Err, err)
@@ -561,7 +553,7 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 				// gofail: var siteMidRelease struct{}
 			}
 			var err error
-			if shared[i] != nil {
+			if i < len(shared) && shared[i] != nil {
 				err = c.sendShared(shared[i])
 			} else {
 				err = c.sendRelease(m)
@@ -569,7 +561,7 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 			if err != nil {
 				// The stream is broken: what gRPC holds of it is never
 				// written, or written to a stream no one reads.
-				releaseAll()
+				shares.ReleaseAll()
 				log.Warn("send result", logkeys.Err, err)
 				return
 			}
@@ -577,16 +569,12 @@ func (c *conn) start(ctx context.Context, log *slog.Logger, t *federav1.Task, w 
 		if rel.kind == egressModelUpdate && t.GetSecagg() == nil && !overlaps(rel.weights, w) {
 			// Once gRPC has written the update, nothing keeps it: the
 			// next training may write into its memory.
-			go func() {
-				written := make(chan struct{})
-				go func() { pending.Wait(); close(written) }()
-				select {
-				case <-written:
+			// If the session ends first, its memory is not reused.
+			shares.AfterRelease(ctx.Done(), func(written bool) {
+				if written {
 					c.putSpareUpdate(rel.weights)
-				case <-ctx.Done():
-					releaseAll() // the session ended; its memory is not reused
 				}
-			}()
+			})
 		}
 		c.a.metrics.egress(t, n)
 		log.Debug("task done", logkeys.Bytes, n)

@@ -168,6 +168,46 @@ func (s *SharedChunk) buffers() (mem.BufferSlice, error) {
 	return out, nil
 }
 
+// Shares are the SharedChunks of one send, for a sender that reuses their
+// payloads' memory only once every one is released.
+type Shares struct {
+	pending sync.WaitGroup
+	chunks  []*SharedChunk
+}
+
+// Share wraps msg (as NewSharedChunk) as one of the send's chunks.
+func (s *Shares) Share(msg proto.Message) *SharedChunk {
+	s.pending.Add(1)
+	c := NewSharedChunk(msg, s.pending.Done)
+	s.chunks = append(s.chunks, c)
+	return c
+}
+
+// ReleaseAll releases every chunk not yet released: the stream they went
+// on ended, so gRPC never writes (or hands back) what it still holds.
+func (s *Shares) ReleaseAll() {
+	for _, c := range s.chunks {
+		c.Release()
+	}
+}
+
+// AfterRelease calls f once every chunk is released, or once done is
+// closed (then it releases the rest first: see ReleaseAll); it reports,
+// to f, whether gRPC released them all.
+func (s *Shares) AfterRelease(done <-chan struct{}, f func(written bool)) {
+	written := make(chan struct{})
+	go func() { s.pending.Wait(); close(written) }()
+	go func() {
+		select {
+		case <-written:
+			f(true)
+		case <-done:
+			s.ReleaseAll()
+			f(false)
+		}
+	}()
+}
+
 // releaser is the "pool" gRPC returns a shared payload to when it has
 // done with it: returning it releases the SharedChunk.
 type releaser struct{ s *SharedChunk }
